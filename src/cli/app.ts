@@ -1,0 +1,111 @@
+import yargs, { type Argv } from 'yargs';
+import { DtsimError, UsageError } from '../errors.js';
+import { VERSION } from '../version.js';
+
+/**
+ * The command line: parse with yargs, call the library, render. Data goes to
+ * stdout, logs and errors to stderr. Library modules are imported lazily so that
+ * `dtsim --help` starts fast.
+ *
+ * Exit codes: 0 success, 1 internal error, 2 usage error, 3 invalid scenario,
+ * 4 the step could not complete.
+ */
+export interface Io {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+interface CommonArgs {
+  scenario: string;
+  set?: string[];
+  seed?: number;
+  json?: boolean;
+  'log-level': (typeof LOG_LEVELS)[number];
+}
+
+function scenarioCommand(y: Argv) {
+  return y
+    .positional('scenario', { type: 'string', describe: 'scenario file (YAML or JSON)', demandOption: true })
+    .option('set', { type: 'string', array: true, describe: 'override a field: --set parallel.tp=4 (repeatable; values are YAML)' })
+    .option('seed', { type: 'number', describe: 'override the scenario seed' });
+}
+
+function buildParser(argv: string[]) {
+  return yargs(argv)
+    .scriptName('dtsim')
+    .usage('$0 <command> [options]\n\nDiscrete-event simulator of one training step of a distributed transformer.')
+    .command('run <scenario>', 'simulate one training step and report time, bubbles, communication and memory', (y) =>
+      scenarioCommand(y)
+        .option('json', { type: 'boolean', describe: 'print the report as one JSON document' })
+        .option('output', { type: 'string', describe: 'also write the JSON report to this file (atomically)' })
+        .option('trace', { type: 'string', describe: 'write a Chrome trace JSON to this file (open in ui.perfetto.dev)' })
+        .option('trace-ranks', { type: 'string', describe: 'keep only these GPU ranks in the trace, such as 0-7,64' }),
+    )
+    .command('validate <scenario>', 'check a scenario file and print what it resolves to', (y) => scenarioCommand(y).option('json', { type: 'boolean', describe: 'print the resolved scenario as JSON' }))
+    .command('topology <scenario>', 'summarise the cluster topology a scenario builds', (y) => scenarioCommand(y).option('json', { type: 'boolean', describe: 'print the summary as JSON' }))
+    .command('presets', 'list GPU, node and model presets and pipeline schedules', (y) => y.option('json', { type: 'boolean', describe: 'print as JSON' }))
+    .option('log-level', { choices: LOG_LEVELS, default: 'warn' as const, describe: 'log level (logs go to stderr)' })
+    .demandCommand(1, 'name a command: run, validate, topology or presets')
+    .strict()
+    .version(VERSION)
+    .help()
+    .alias('h', 'help')
+    .wrap(Math.min(110, process.stdout.columns || 100))
+    .exitProcess(false);
+}
+
+export async function runCli(argv: string[], io: Io): Promise<number> {
+  let parsed: Record<string, unknown> | undefined;
+  let helpOutput = '';
+  let parseError: Error | undefined;
+  try {
+    await new Promise<void>((resolve) => {
+      buildParser(argv).parse(argv, {}, (error, args, output) => {
+        parseError = error ?? undefined;
+        parsed = args as Record<string, unknown>;
+        helpOutput = output;
+        resolve();
+      });
+    });
+  } catch (error) {
+    parseError = error as Error;
+  }
+  if (parseError) {
+    io.stderr(`dtsim: ${parseError.message}\nRun 'dtsim --help' for usage.\n`);
+    return 2;
+  }
+  if (helpOutput) {
+    io.stdout(helpOutput.endsWith('\n') ? helpOutput : `${helpOutput}\n`);
+    return 0;
+  }
+  const args = parsed as unknown as CommonArgs & Record<string, unknown>;
+  const command = String((args._ as unknown[])[0]);
+  const { createLogger } = await import('./logger.js');
+  const log = createLogger(args['log-level']);
+  try {
+    const commands = await import('./commands.js');
+    switch (command) {
+      case 'run':
+        return commands.run(args as Parameters<typeof commands.run>[0], io, log);
+      case 'validate':
+        return commands.validate(args, io);
+      case 'topology':
+        return commands.topology(args, io);
+      case 'presets':
+        return commands.presets(args, io);
+      default:
+        throw new UsageError(`unknown command ${command}`);
+    }
+  } catch (error) {
+    if (error instanceof DtsimError) {
+      io.stderr(`dtsim: ${error.message}\n`);
+      return error.exitCode;
+    }
+    const e = error as Error;
+    log.debug({ stack: e.stack }, 'internal error');
+    io.stderr(`dtsim: internal error: ${e.message}\nThis is a bug in dtsim; rerun with --log-level debug for the stack trace.\n`);
+    return 1;
+  }
+}

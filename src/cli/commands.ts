@@ -1,0 +1,117 @@
+import type { Logger } from 'pino';
+import { UsageError } from '../errors.js';
+import { GPU_PRESETS, NODE_PRESETS } from '../hardware/presets.js';
+import { buildTopology, summarizeTopology } from '../hardware/topology.js';
+import { writeFileAtomic } from '../report/atomic.js';
+import { formatBytes, formatRate, formatSeconds, table } from '../report/format.js';
+import { renderSummary } from '../report/summary.js';
+import { writeTrace } from '../report/trace.js';
+import { loadScenarioFile } from '../scenario/load.js';
+import { simulate } from '../simulate.js';
+import { SCHEDULES, scheduleContext } from '../strategies/pipeline/registry.js';
+import { MODEL_PRESETS } from '../workload/presets.js';
+import { totalParameters } from '../workload/transformer.js';
+import type { Io } from './app.js';
+
+interface ScenarioArgs {
+  scenario: string;
+  set?: string[];
+  seed?: number;
+  json?: boolean;
+}
+
+const load = (args: ScenarioArgs) => loadScenarioFile(args.scenario, scheduleContext, { set: args.set ?? [], seed: args.seed });
+const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
+
+export function run(args: ScenarioArgs & { output?: string; trace?: string; 'trace-ranks'?: string }, io: Io, log: Logger): number {
+  const ranks = args['trace-ranks'] !== undefined ? parseRanks(args['trace-ranks']) : undefined;
+  const scenario = load(args);
+  log.info({ scenario: scenario.name, file: args.scenario }, 'scenario loaded');
+  const started = process.hrtime.bigint();
+  const sim = simulate(scenario, { recordMemory: args.trace !== undefined });
+  log.info({ operations: sim.report.simulation.operations, events: sim.report.simulation.events, wallMs: Number(process.hrtime.bigint() - started) / 1e6 }, 'step simulated');
+  if (args.output) writeFileAtomic(args.output, json(sim.report));
+  if (args.trace) {
+    const { events } = writeTrace(sim, args.trace, { ranks });
+    log.info({ file: args.trace, events }, 'trace written');
+  }
+  io.stdout(args.json ? json(sim.report) : renderSummary(sim.report, scenario));
+  return 0;
+}
+
+export function validate(args: ScenarioArgs, io: Io): number {
+  const scenario = load(args);
+  if (args.json) {
+    io.stdout(json(scenario));
+    return 0;
+  }
+  const { cluster, model, parallel, training } = scenario;
+  io.stdout(
+    `${args.scenario}: valid scenario "${scenario.name}"\n` +
+      `  ${cluster.nodes * cluster.gpusPerNode} GPUs: ${cluster.nodes} x ${cluster.gpusPerNode} ${cluster.gpu.name} (${cluster.node.name})\n` +
+      `  model ${model.name}: ${model.layers} layers, hidden ${model.hidden}, ${model.heads} heads, ${(totalParameters(model) / 1e9).toFixed(2)}B parameters\n` +
+      `  TP ${parallel.tp} x PP ${parallel.pp} x DP ${parallel.dp}, ${parallel.schedule}, layers per stage ${parallel.layersPerStage.join(',')}\n` +
+      `  ${training.globalBatch / (training.microBatch * parallel.dp)} micro-batches of ${training.microBatch} per replica, ${training.precision}, recompute ${training.recompute}\n`,
+  );
+  return 0;
+}
+
+export function topology(args: ScenarioArgs, io: Io): number {
+  const scenario = load(args);
+  const summary = summarizeTopology(buildTopology(scenario.cluster));
+  if (args.json) {
+    io.stdout(json(summary));
+    return 0;
+  }
+  const lines = [
+    `${summary.devices} GPUs on ${summary.nodes} nodes of ${summary.gpusPerNode}`,
+    `vertices: ${Object.entries(summary.vertices).map(([k, v]) => `${v} ${k}`).join(', ')}`,
+    '',
+    table(
+      Object.entries(summary.links).map(([type, l]) => [type, String(l.count), l.bandwidthBytesPerSecond.map(formatRate).join(', '), l.latencySeconds.map(formatSeconds).join(', ')]),
+      ['link type', 'directed links', 'bandwidth per direction', 'latency per hop'],
+    ),
+    '',
+    'example routes:',
+    ...summary.examplePaths.map((p) => `  ${p.from} -> ${p.to}: ${p.hops.join(' > ')} (${p.type}, bottleneck ${formatRate(p.bottleneckBytesPerSecond)} after link efficiency, latency ${formatSeconds(p.latencySeconds)})`),
+  ];
+  io.stdout(lines.join('\n') + '\n');
+  return 0;
+}
+
+export function presets(args: { json?: boolean }, io: Io): number {
+  const schedules = Object.values(SCHEDULES).map((s) => ({ name: s.name, description: s.description }));
+  if (args.json) {
+    io.stdout(json({ gpus: GPU_PRESETS, nodes: NODE_PRESETS, models: MODEL_PRESETS, schedules }));
+    return 0;
+  }
+  const lines = [
+    'GPUs (cluster.gpu):',
+    table(Object.values(GPU_PRESETS).map((g) => ['  ' + g.name, `${(g.flopsPerSecond / 1e12).toFixed(0)} TFLOP/s`, formatBytes(g.memoryBytes), `HBM ${formatRate(g.memoryBandwidthBytesPerSecond)}`, `NVLink ${formatRate(g.nvlinkBandwidthBytesPerSecond)}`])),
+    '',
+    'nodes (cluster.node):',
+    table(Object.values(NODE_PRESETS).map((n) => ['  ' + n.name, `${n.gpusPerNode} x ${n.gpu}`, `${n.nics} x ${formatRate(n.nic.bandwidthBytesPerSecond)} IB`, `PCIe ${formatRate(n.pcie.bandwidthBytesPerSecond)}`, `host ${formatBytes(n.hostMemoryBytes)}`, `NVMe ${formatBytes(n.nvmeBytes)}`])),
+    '',
+    'models (model.preset):',
+    table(Object.entries(MODEL_PRESETS).map(([name, m]) => ['  ' + name, `${(totalParameters({ name, ...m }) / 1e9).toFixed(2)}B`, `${m.layers} layers`, `hidden ${m.hidden}`, `${m.heads} heads`, `seq ${m.seqLength}`])),
+    '',
+    'schedules (parallel.schedule):',
+    table(schedules.map((s) => ['  ' + s.name, s.description])),
+  ];
+  io.stdout(lines.join('\n') + '\n');
+  return 0;
+}
+
+/** Parses "0-7,16,20-23" into a set of ranks. */
+export function parseRanks(text: string): Set<number> {
+  const ranks = new Set<number>();
+  for (const part of text.split(',')) {
+    const m = part.trim().match(/^(\d+)(?:-(\d+))?$/);
+    if (!m) throw new UsageError(`--trace-ranks expects ranks and ranges such as 0-7,16; got ${JSON.stringify(text)}`);
+    const from = Number(m[1]);
+    const to = m[2] === undefined ? from : Number(m[2]);
+    if (to < from) throw new UsageError(`--trace-ranks: range ${part} runs backwards`);
+    for (let r = from; r <= to; r++) ranks.add(r);
+  }
+  return ranks;
+}

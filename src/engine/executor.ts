@@ -1,0 +1,182 @@
+import { type OperationGraph, AT_END, AT_START } from './graph.js';
+import { EventKernel } from './kernel.js';
+import { MemoryTracker } from './memory.js';
+import { FlowNetwork, type LinkSet } from './network.js';
+
+/** Finds the links a flow crosses between two vertices. */
+export interface Router {
+  path(sourceVertex: number, targetVertex: number): Int32Array;
+}
+
+export interface ExecutionInput {
+  graph: OperationGraph;
+  links: LinkSet;
+  router: Router;
+  memory: MemoryTracker;
+}
+
+/** An operation that never started, and what it was waiting for. */
+export interface BlockedOperation {
+  op: number;
+  /** Dependencies that never ended. */
+  waitingFor: number[];
+  /** Lanes whose current head is another operation. */
+  laneHeads: { lane: number; head: number }[];
+}
+
+export interface ExecutionResult {
+  startNs: Float64Array;
+  endNs: Float64Array;
+  /** When the last operation ended, ns. */
+  makespanNs: number;
+  completed: number;
+  /** Time each lane held operations, ns. */
+  laneBusyNs: Float64Array;
+  /** Bytes carried per link. */
+  linkBytes: Float64Array;
+  eventsProcessed: number;
+  /** Empty when every operation ran. */
+  blocked: BlockedOperation[];
+}
+
+const NOT_STARTED = -1;
+
+/**
+ * Runs an operation graph on the kernel: an operation starts as soon as its
+ * dependencies have ended and it is at the head of every lane it holds.
+ */
+export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): ExecutionResult {
+  const { graph, router, memory } = input;
+  const n = graph.count;
+  const startNs = new Float64Array(n).fill(NOT_STARTED);
+  const endNs = new Float64Array(n).fill(NOT_STARTED);
+  const depsLeft = new Int32Array(n);
+  const lanesLeft = new Int32Array(n);
+  const flowsLeft = new Int32Array(n);
+  const earliestEnd = new Float64Array(n);
+  const laneHead = new Int32Array(graph.laneCount);
+  const laneBusyNs = new Float64Array(graph.laneCount);
+  let completed = 0;
+  let makespanNs = 0;
+
+  const { deps, dependents, lanesOf, program } = graph;
+  for (let op = 0; op < n; op++) {
+    depsLeft[op] = deps.start[op + 1] - deps.start[op];
+    lanesLeft[op] = lanesOf.start[op + 1] - lanesOf.start[op];
+  }
+
+  const ready: number[] = [];
+  const network = new FlowNetwork(kernel, input.links, (op) => flowDone(op));
+  const flowsStart = kernel.on((op) => startFlows(op));
+  const finish = kernel.on((op) => end(op));
+
+  function applyMemory(op: number, when: number): void {
+    for (let i = graph.memoryStart[op]; i < graph.memoryStart[op + 1]; i++) {
+      if (graph.memoryAtEnd[i] !== when) continue;
+      memory.change(graph.memoryLocation[i], graph.memoryCategory[i], graph.memoryBytes[i], kernel.now);
+    }
+  }
+
+  function start(op: number): void {
+    startNs[op] = kernel.now;
+    applyMemory(op, AT_START);
+    kernel.schedule(kernel.now + graph.latencyNs[op], flowsStart, op);
+  }
+
+  function startFlows(op: number): void {
+    const first = graph.flowStart[op];
+    const last = graph.flowStart[op + 1];
+    earliestEnd[op] = kernel.now + graph.durationNs[op];
+    let timed = 0;
+    for (let i = first; i < last; i++) timed += graph.flowTimed[i];
+    if (timed === 0) {
+      kernel.schedule(earliestEnd[op], finish, op);
+      return;
+    }
+    flowsLeft[op] = timed;
+    for (let i = first; i < last; i++) {
+      if (graph.flowTimed[i] === 0) continue;
+      network.start(router.path(graph.flowSource[i], graph.flowTarget[i]), graph.flowBytes[i], op);
+    }
+    network.rebalance();
+  }
+
+  function flowDone(op: number): void {
+    if (--flowsLeft[op] > 0) return;
+    kernel.schedule(Math.max(kernel.now, earliestEnd[op]), finish, op);
+  }
+
+  function end(op: number): void {
+    const now = kernel.now;
+    endNs[op] = now;
+    if (now > makespanNs) makespanNs = now;
+    completed++;
+    applyMemory(op, AT_END);
+    for (let i = lanesOf.start[op]; i < lanesOf.start[op + 1]; i++) {
+      const lane = lanesOf.items[i];
+      laneBusyNs[lane] += now - startNs[op];
+      const next = ++laneHead[lane];
+      if (next < program.start[lane + 1] - program.start[lane]) {
+        const head = program.items[program.start[lane] + next];
+        if (--lanesLeft[head] === 0 && depsLeft[head] === 0) ready.push(head);
+      }
+    }
+    for (let i = dependents.start[op]; i < dependents.start[op + 1]; i++) {
+      const d = dependents.items[i];
+      if (--depsLeft[d] === 0 && lanesLeft[d] === 0) ready.push(d);
+    }
+    drain();
+  }
+
+  function drain(): void {
+    // Start in id order among those that became ready together, for determinism independent of discovery order.
+    if (ready.length > 1) ready.sort((a, b) => a - b);
+    for (let i = 0; i < ready.length; i++) start(ready[i]);
+    ready.length = 0;
+  }
+
+  // Lane heads at time zero.
+  for (let lane = 0; lane < graph.laneCount; lane++) {
+    if (program.start[lane + 1] > program.start[lane]) lanesLeft[program.items[program.start[lane]]]--;
+  }
+  memory.snapshot(0);
+  for (let op = 0; op < n; op++) if (depsLeft[op] === 0 && lanesLeft[op] === 0) ready.push(op);
+  drain();
+  kernel.run();
+
+  return {
+    startNs,
+    endNs,
+    makespanNs,
+    completed,
+    laneBusyNs,
+    linkBytes: network.linkBytes,
+    eventsProcessed: kernel.eventsProcessed,
+    blocked: completed === n ? [] : describeBlocked(graph, startNs, endNs, laneHead),
+  };
+}
+
+function describeBlocked(
+  graph: OperationGraph,
+  startNs: Float64Array,
+  endNs: Float64Array,
+  laneHead: Int32Array,
+): BlockedOperation[] {
+  const blocked: BlockedOperation[] = [];
+  for (let op = 0; op < graph.count; op++) {
+    if (startNs[op] !== NOT_STARTED) continue;
+    const waitingFor: number[] = [];
+    for (let i = graph.deps.start[op]; i < graph.deps.start[op + 1]; i++) {
+      const d = graph.deps.items[i];
+      if (endNs[d] === NOT_STARTED) waitingFor.push(d);
+    }
+    const laneHeads: { lane: number; head: number }[] = [];
+    for (let i = graph.lanesOf.start[op]; i < graph.lanesOf.start[op + 1]; i++) {
+      const lane = graph.lanesOf.items[i];
+      const head = graph.program.items[graph.program.start[lane] + laneHead[lane]];
+      if (head !== op) laneHeads.push({ lane, head });
+    }
+    blocked.push({ op, waitingFor, laneHeads });
+  }
+  return blocked;
+}

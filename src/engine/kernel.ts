@@ -1,0 +1,164 @@
+/**
+ * The event kernel: a clock and a priority queue of events, nothing else.
+ *
+ * It knows nothing of GPUs, links or pipelines. Clients register one handler per
+ * event type up front and schedule events as (time, type, a, b) with two integer
+ * payloads, so running an event allocates nothing and creates no closure.
+ *
+ * Time is an integer count of nanoseconds held in a float64. Integers are exact in
+ * a float64 up to 2^53 ns, about 104 days of simulated time, so sums and
+ * comparisons of times never round, however many events a step has. Callers round
+ * durations to whole nanoseconds (see `toNanoseconds`).
+ *
+ * Ties in time are broken by a sequence number, so events scheduled for the same
+ * instant run in the order they were scheduled (FIFO) and every run is
+ * deterministic.
+ */
+
+export type EventHandler = (a: number, b: number) => void;
+
+/** Nanoseconds per second: times in the kernel are whole nanoseconds. */
+export const NANOSECONDS_PER_SECOND = 1e9;
+
+/** Rounds a duration in seconds up to whole nanoseconds (never to zero unless it is zero). */
+export function toNanoseconds(seconds: number): number {
+  if (!(seconds > 0)) return 0;
+  const ns = seconds * NANOSECONDS_PER_SECOND;
+  const nearest = Math.round(ns);
+  // 18.5ms is 18500000.000000004 ns in binary floating point: snap such near-integers instead of rounding up.
+  if (Math.abs(ns - nearest) <= 1e-6 + ns * 1e-12) return Math.max(nearest, 1);
+  return Math.ceil(ns);
+}
+
+export class EventKernel {
+  /** Current simulated time, whole nanoseconds. */
+  now = 0;
+  /** Events run so far. */
+  eventsProcessed = 0;
+
+  private readonly handlers: EventHandler[] = [];
+  // Event slots, structure of arrays; `heap` holds slot indices ordered by (time, seq).
+  private time: Float64Array;
+  private seq: Float64Array;
+  private type: Int32Array;
+  private argA: Int32Array;
+  private argB: Int32Array;
+  private heap: Int32Array;
+  private freeSlots: Int32Array;
+  private freeCount = 0;
+  private size = 0;
+  private slotsUsed = 0;
+  private nextSeq = 0;
+
+  constructor(initialCapacity = 1024) {
+    const n = Math.max(16, initialCapacity);
+    this.time = new Float64Array(n);
+    this.seq = new Float64Array(n);
+    this.type = new Int32Array(n);
+    this.argA = new Int32Array(n);
+    this.argB = new Int32Array(n);
+    this.heap = new Int32Array(n);
+    this.freeSlots = new Int32Array(n);
+  }
+
+  /** Registers the handler for an event type; returns the type's number. */
+  on(handler: EventHandler): number {
+    this.handlers.push(handler);
+    return this.handlers.length - 1;
+  }
+
+  /** Pending events. */
+  get pending(): number {
+    return this.size;
+  }
+
+  /** Schedules an event at absolute time `at` (ns, not before now). */
+  schedule(at: number, type: number, a = 0, b = 0): void {
+    if (at < this.now) throw new Error(`event scheduled in the past: ${at} < ${this.now}`);
+    let slot: number;
+    if (this.freeCount > 0) slot = this.freeSlots[--this.freeCount];
+    else {
+      if (this.slotsUsed === this.time.length) this.grow();
+      slot = this.slotsUsed++;
+    }
+    this.time[slot] = at;
+    this.seq[slot] = this.nextSeq++;
+    this.type[slot] = type;
+    this.argA[slot] = a;
+    this.argB[slot] = b;
+    this.siftUp(this.size++, slot);
+  }
+
+  /** Runs the earliest event; returns false when none is left. */
+  step(): boolean {
+    if (this.size === 0) return false;
+    const slot = this.heap[0];
+    const last = this.heap[--this.size];
+    if (this.size > 0) this.siftDown(0, last);
+    this.freeSlots[this.freeCount++] = slot;
+    this.now = this.time[slot];
+    this.eventsProcessed++;
+    this.handlers[this.type[slot]](this.argA[slot], this.argB[slot]);
+    return true;
+  }
+
+  /** Runs events until none is left or the next one lies after `until` (ns). */
+  run(until = Infinity): void {
+    while (this.size > 0 && this.time[this.heap[0]] <= until) this.step();
+    if (until !== Infinity && until > this.now) this.now = until;
+  }
+
+  private before(x: number, y: number): boolean {
+    const tx = this.time[x];
+    const ty = this.time[y];
+    return tx < ty || (tx === ty && this.seq[x] < this.seq[y]);
+  }
+
+  private siftUp(pos: number, slot: number): void {
+    const heap = this.heap;
+    while (pos > 0) {
+      const parent = (pos - 1) >> 1;
+      const p = heap[parent];
+      if (!this.before(slot, p)) break;
+      heap[pos] = p;
+      pos = parent;
+    }
+    heap[pos] = slot;
+  }
+
+  private siftDown(pos: number, slot: number): void {
+    const heap = this.heap;
+    const n = this.size;
+    for (;;) {
+      let child = 2 * pos + 1;
+      if (child >= n) break;
+      const right = child + 1;
+      if (right < n && this.before(heap[right], heap[child])) child = right;
+      if (!this.before(heap[child], slot)) break;
+      heap[pos] = heap[child];
+      pos = child;
+    }
+    heap[pos] = slot;
+  }
+
+  private grow(): void {
+    const n = this.time.length * 2;
+    const grow64 = (a: Float64Array) => {
+      const b = new Float64Array(n);
+      b.set(a);
+      return b;
+    };
+    const grow32 = (a: Int32Array) => {
+      const b = new Int32Array(n);
+      b.set(a);
+      return b;
+    };
+    this.time = grow64(this.time);
+    this.seq = grow64(this.seq);
+    this.type = grow32(this.type);
+    this.argA = grow32(this.argA);
+    this.argB = grow32(this.argB);
+    this.heap = grow32(this.heap);
+    this.freeSlots = grow32(this.freeSlots);
+  }
+}

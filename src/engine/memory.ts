@@ -1,0 +1,97 @@
+import { FloatList, IntList } from './growable.js';
+
+/**
+ * Bytes in use per memory location (a device's HBM, a node's host memory or
+ * NVMe, ...) and per category, over simulated time.
+ *
+ * Going over a location's capacity is recorded, not thrown: "does not fit" is a
+ * result. Going below zero is a bug in whoever built the operations, and is
+ * recorded too so the caller can fail loudly.
+ */
+export interface Overflow {
+  location: number;
+  /** First time usage exceeded capacity, ns. */
+  firstAtNs: number;
+  /** Largest excess over capacity, bytes. */
+  maxExcessBytes: number;
+  /** When the largest excess happened, ns. */
+  maxAtNs: number;
+}
+
+export class MemoryTracker {
+  readonly used: Float64Array;
+  readonly peak: Float64Array;
+  readonly peakAtNs: Float64Array;
+  /** Bytes per (location, category) in use now. */
+  readonly byCategory: Float64Array;
+  /** Bytes per (location, category) at the location's peak. */
+  readonly peakByCategory: Float64Array;
+  /** Highest bytes each (location, category) reached on its own, whenever that was. */
+  readonly categoryPeak: Float64Array;
+  readonly overflows = new Map<number, Overflow>();
+  /** Locations that went below zero (a bug in the operation graph). */
+  readonly negative = new Set<number>();
+
+  // Optional timeline: (time, location, category bytes...) samples for counters in traces.
+  private readonly recording: boolean;
+  readonly sampleTimeNs = new FloatList(0);
+  readonly sampleLocation = new IntList(0);
+  readonly sampleValues = new FloatList(0);
+
+  constructor(
+    readonly locations: number,
+    readonly categories: number,
+    readonly capacity: Float64Array,
+    options: { record?: boolean } = {},
+  ) {
+    this.used = new Float64Array(locations);
+    this.peak = new Float64Array(locations);
+    this.peakAtNs = new Float64Array(locations);
+    this.byCategory = new Float64Array(locations * categories);
+    this.peakByCategory = new Float64Array(locations * categories);
+    this.categoryPeak = new Float64Array(locations * categories);
+    this.recording = options.record ?? false;
+  }
+
+  /** Adds `bytes` (negative to free) to `category` of `location` at time `nowNs`. */
+  change(location: number, category: number, bytes: number, nowNs: number): void {
+    const used = this.used[location] + bytes;
+    this.used[location] = used;
+    const k = location * this.categories + category;
+    this.byCategory[k] += bytes;
+    if (this.byCategory[k] > this.categoryPeak[k]) this.categoryPeak[k] = this.byCategory[k];
+    if (used > this.peak[location]) {
+      this.peak[location] = used;
+      this.peakAtNs[location] = nowNs;
+      const base = location * this.categories;
+      for (let c = 0; c < this.categories; c++) this.peakByCategory[base + c] = this.byCategory[base + c];
+    }
+    // Tolerate float dust from repeated add/subtract of large values.
+    if (used < -1e-6 * Math.max(1, Math.abs(bytes)) || this.byCategory[k] < -1e-6 * Math.max(1, Math.abs(bytes))) {
+      this.negative.add(location);
+    }
+    const excess = used - this.capacity[location];
+    if (excess > 0) {
+      const o = this.overflows.get(location);
+      if (!o) this.overflows.set(location, { location, firstAtNs: nowNs, maxExcessBytes: excess, maxAtNs: nowNs });
+      else if (excess > o.maxExcessBytes) {
+        o.maxExcessBytes = excess;
+        o.maxAtNs = nowNs;
+      }
+    }
+    if (this.recording) this.sample(location, nowNs);
+  }
+
+  private sample(location: number, nowNs: number): void {
+    this.sampleTimeNs.push(nowNs);
+    this.sampleLocation.push(location);
+    const base = location * this.categories;
+    for (let c = 0; c < this.categories; c++) this.sampleValues.push(this.byCategory[base + c]);
+  }
+
+  /** Records the current state of every location with memory in use (the start of the timeline). */
+  snapshot(nowNs: number): void {
+    if (!this.recording) return;
+    for (let l = 0; l < this.locations; l++) if (this.used[l] !== 0) this.sample(l, nowNs);
+  }
+}

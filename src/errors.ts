@@ -1,0 +1,48 @@
+/**
+ * The typed error family. Each kind carries its process exit code, so the CLI
+ * never branches on messages, and tests can assert on the kind.
+ *
+ * Exit codes: 0 success; 1 internal error (a bug); 2 usage error; 3 invalid
+ * scenario; 4 the step could not complete (a deadlocked operation graph).
+ */
+export class DtsimError extends Error {
+  readonly exitCode: number = 1;
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** The command line was wrong: unknown flag, missing file, bad --set syntax. */
+export class UsageError extends DtsimError {
+  override readonly exitCode = 2;
+}
+
+/** One problem in a scenario, with where it is. */
+export interface ScenarioIssue {
+  file: string;
+  /** 1-based; 0 when the problem has no place in the file (a --set override, a missing field of an empty file). */
+  line: number;
+  column: number;
+  /** Field path such as `parallel.tp`; empty for the whole document. */
+  path: string;
+  message: string;
+}
+
+export function formatIssue(issue: ScenarioIssue): string {
+  const where = issue.line > 0 ? `${issue.file}:${issue.line}:${issue.column}` : issue.file;
+  return issue.path ? `${where}: ${issue.path}: ${issue.message}` : `${where}: ${issue.message}`;
+}
+
+/** The scenario is malformed or describes an impossible configuration. */
+export class ScenarioError extends DtsimError {
+  override readonly exitCode = 3;
+  constructor(readonly issues: ScenarioIssue[]) {
+    super(issues.map(formatIssue).join('\n'));
+  }
+}
+
+/** The step's operations could not all run: a dependency cycle or a lane waiting forever. */
+export class SimulationError extends DtsimError {
+  override readonly exitCode = 4;
+}

@@ -1,0 +1,247 @@
+import { DirectedGraph } from 'graphology';
+import { bidirectional } from 'graphology-shortest-path';
+import type { LinkSet } from '../engine/network.js';
+import type { Router } from '../engine/executor.js';
+import type { GpuSpec, NodeSpec } from './presets.js';
+
+/**
+ * The cluster as a graph: GPUs, NVSwitches, PCIe switches, CPUs (host memory),
+ * NVMe, NICs, leaf and spine switches. Every physical link is two directed edges,
+ * one per direction, each a separate bandwidth resource of the engine.
+ *
+ * Vertex numbering puts GPUs first, so a GPU's vertex is its global rank.
+ */
+export type VertexKind = 'gpu' | 'nvswitch' | 'pcie-switch' | 'cpu' | 'nvme' | 'nic' | 'leaf' | 'spine';
+export type LinkType = 'nvlink' | 'pcie' | 'infiniband' | 'nvme';
+export const LINK_TYPES: readonly LinkType[] = ['nvlink', 'pcie', 'infiniband', 'nvme'];
+
+export interface FabricSpec {
+  /** Nodes whose NICs connect to one leaf switch. */
+  nodesPerLeaf: number;
+  /** Leaf downlink over uplink capacity; 1 is a non-blocking fat tree. */
+  oversubscription: number;
+  /** Per switch hop, seconds. */
+  switchLatencySeconds: number;
+}
+
+export interface ClusterSpec {
+  nodes: number;
+  gpusPerNode: number;
+  gpu: GpuSpec;
+  node: NodeSpec;
+  fabric: FabricSpec;
+  /** Fraction of each link's bandwidth that transfers achieve (protocol overheads). */
+  linkEfficiency: number;
+}
+
+export interface Topology extends LinkSet, Router {
+  readonly graph: DirectedGraph;
+  readonly spec: ClusterSpec;
+  readonly devices: number;
+  readonly vertexCount: number;
+  readonly vertexKind: VertexKind[];
+  readonly linkType: LinkType[];
+  readonly linkLatencySeconds: Float64Array;
+  /** Vertex of each node's CPU (host memory). */
+  cpuVertex(node: number): number;
+  /** Vertex of each node's NVMe. */
+  nvmeVertex(node: number): number;
+  nodeOf(device: number): number;
+  /** Sum of link latencies along the path, seconds. */
+  pathLatencySeconds(source: number, target: number): number;
+  /** Type of the widest-reaching link a path crosses: infiniband, else nvme, else nvlink, else pcie. */
+  pathType(source: number, target: number): LinkType;
+}
+
+const TYPE_RANK: Record<LinkType, number> = { infiniband: 3, nvme: 2, nvlink: 1, pcie: 0 };
+
+export function buildTopology(spec: ClusterSpec): Topology {
+  const { nodes, gpusPerNode, node, gpu, fabric } = spec;
+  const graph = new DirectedGraph({ allowSelfLoops: false });
+  const devices = nodes * gpusPerNode;
+  const vertexKind: VertexKind[] = [];
+  const keys: string[] = [];
+  const capacity: number[] = [];
+  const latency: number[] = [];
+  const binding: number[] = [];
+  const linkType: LinkType[] = [];
+
+  const vertex = (key: string, kind: VertexKind, attrs: Record<string, unknown> = {}) => {
+    const id = keys.length;
+    keys.push(key);
+    vertexKind.push(kind);
+    graph.addNode(key, { id, kind, ...attrs });
+    return id;
+  };
+  /** One physical link: two directed edges with their own capacities. */
+  const link = (a: number, b: number, type: LinkType, up: number, down: number, latencySeconds: number, isBinding = true) => {
+    for (const [from, to, bw] of [
+      [a, b, up],
+      [b, a, down],
+    ] as const) {
+      const id = capacity.length;
+      capacity.push(bw * spec.linkEfficiency);
+      latency.push(latencySeconds);
+      binding.push(isBinding ? 1 : 0);
+      linkType.push(type);
+      graph.addDirectedEdge(keys[from], keys[to], { link: id, type, bandwidthBytesPerSecond: bw, latencySeconds });
+    }
+  };
+
+  for (let n = 0; n < nodes; n++) for (let g = 0; g < gpusPerNode; g++) vertex(`n${n}.gpu${g}`, 'gpu', { node: n, local: g });
+
+  const switchesPerNode = Math.ceil(gpusPerNode / node.gpusPerPcieSwitch);
+  const nicsPerNode = node.nics;
+  const cpu: number[] = [];
+  const nvme: number[] = [];
+  const nic: number[][] = [];
+  const leaves = nodes > 1 ? Math.ceil(nodes / fabric.nodesPerLeaf) : 0;
+  const leafVertex: number[] = [];
+  for (let l = 0; l < leaves; l++) leafVertex.push(vertex(`leaf${l}`, 'leaf'));
+  const spine = leaves > 1 ? vertex('spine', 'spine') : -1;
+
+  for (let n = 0; n < nodes; n++) {
+    const base = n * gpusPerNode;
+    cpu.push(vertex(`n${n}.cpu`, 'cpu', { node: n }));
+    nvme.push(vertex(`n${n}.nvme`, 'nvme', { node: n }));
+    link(cpu[n], nvme[n], 'nvme', node.nvmeWriteBytesPerSecond, node.nvmeReadBytesPerSecond, node.nvmeLatencySeconds);
+    const psw: number[] = [];
+    for (let s = 0; s < switchesPerNode; s++) {
+      psw.push(vertex(`n${n}.pcie${s}`, 'pcie-switch', { node: n }));
+      link(psw[s], cpu[n], 'pcie', node.pcie.bandwidthBytesPerSecond, node.pcie.bandwidthBytesPerSecond, node.pcie.latencySeconds);
+    }
+    if (node.nvswitch && gpusPerNode > 1) {
+      const nvs = vertex(`n${n}.nvswitch`, 'nvswitch', { node: n });
+      for (let g = 0; g < gpusPerNode; g++) {
+        const bw = gpu.nvlinkBandwidthBytesPerSecond;
+        link(base + g, nvs, 'nvlink', bw, bw, node.nvlinkLatencySeconds);
+      }
+    }
+    for (let g = 0; g < gpusPerNode; g++) {
+      const bw = node.pcie.bandwidthBytesPerSecond;
+      link(base + g, psw[Math.floor(g / node.gpusPerPcieSwitch)], 'pcie', bw, bw, node.pcie.latencySeconds);
+    }
+    const nodeNics: number[] = [];
+    if (nodes > 1) {
+      for (let k = 0; k < nicsPerNode; k++) {
+        const id = vertex(`n${n}.nic${k}`, 'nic', { node: n });
+        nodeNics.push(id);
+        const sw = psw[Math.min(switchesPerNode - 1, Math.floor((k * switchesPerNode) / nicsPerNode))];
+        const pbw = node.pcie.bandwidthBytesPerSecond;
+        link(id, sw, 'pcie', pbw, pbw, node.pcie.latencySeconds);
+        const nbw = node.nic.bandwidthBytesPerSecond;
+        link(id, leafVertex[Math.floor(n / fabric.nodesPerLeaf)], 'infiniband', nbw, nbw, node.nic.latencySeconds + fabric.switchLatencySeconds);
+      }
+    }
+    nic.push(nodeNics);
+  }
+  if (spine >= 0) {
+    for (let l = 0; l < leaves; l++) {
+      const nodesHere = Math.min(fabric.nodesPerLeaf, nodes - l * fabric.nodesPerLeaf);
+      const down = nodesHere * nicsPerNode * node.nic.bandwidthBytesPerSecond;
+      // A non-blocking leaf uplink carries everything its NICs can send: it can never be the bottleneck.
+      link(leafVertex[l], spine, 'infiniband', down / fabric.oversubscription, down / fabric.oversubscription, fabric.switchLatencySeconds, fabric.oversubscription > 1);
+    }
+  }
+
+  const count = capacity.length;
+  const capacityBytesPerSecond = Float64Array.from(capacity);
+  const linkLatencySeconds = Float64Array.from(latency);
+  const bindingMask = Uint8Array.from(binding);
+  const vertexCount = keys.length;
+  const cache = new Map<number, Int32Array>();
+
+  const hops = (from: number, to: number): number[] => {
+    const path = bidirectional(graph, keys[from], keys[to]);
+    if (!path) throw new Error(`no route from ${keys[from]} to ${keys[to]}`);
+    const out: number[] = [];
+    for (let i = 0; i + 1 < path.length; i++) out.push(graph.getEdgeAttribute(graph.edge(path[i], path[i + 1])!, 'link') as number);
+    return out;
+  };
+  const nodeOf = (v: number) => (v < devices ? Math.floor(v / gpusPerNode) : (graph.getNodeAttribute(keys[v], 'node') as number));
+  const railNic = (device: number) => nic[nodeOf(device)][Math.floor(((device % gpusPerNode) * nicsPerNode) / gpusPerNode)];
+
+  const path = (source: number, target: number): Int32Array => {
+    const key = source * vertexCount + target;
+    let found = cache.get(key);
+    if (found) return found;
+    let links: number[];
+    const crossNode = source < devices && target < devices && nodeOf(source) !== nodeOf(target);
+    if (crossNode) {
+      // Rail-optimised: GPU g leaves through its own NIC and enters the peer through the peer's.
+      const a = railNic(source);
+      const b = railNic(target);
+      links = [...hops(source, a), ...hops(a, b), ...hops(b, target)];
+    } else {
+      links = hops(source, target);
+    }
+    found = Int32Array.from(links);
+    cache.set(key, found);
+    return found;
+  };
+
+  return {
+    graph,
+    spec,
+    devices,
+    vertexCount,
+    vertexKind,
+    linkType,
+    linkLatencySeconds,
+    count,
+    capacityBytesPerSecond,
+    binding: bindingMask,
+    path,
+    cpuVertex: (n) => cpu[n],
+    nvmeVertex: (n) => nvme[n],
+    nodeOf,
+    pathLatencySeconds(source, target) {
+      let sum = 0;
+      for (const l of path(source, target)) sum += linkLatencySeconds[l];
+      return sum;
+    },
+    pathType(source, target) {
+      let best: LinkType = 'pcie';
+      for (const l of path(source, target)) if (TYPE_RANK[linkType[l]] > TYPE_RANK[best]) best = linkType[l];
+      return best;
+    },
+  };
+}
+
+/** A plain summary of a topology for `dtsim topology`. */
+export interface TopologySummary {
+  nodes: number;
+  gpusPerNode: number;
+  devices: number;
+  vertices: Record<string, number>;
+  links: Record<string, { count: number; bandwidthBytesPerSecond: number[]; latencySeconds: number[] }>;
+  examplePaths: { from: string; to: string; hops: string[]; type: LinkType; latencySeconds: number; bottleneckBytesPerSecond: number }[];
+}
+
+export function summarizeTopology(topology: Topology): TopologySummary {
+  const vertices: Record<string, number> = {};
+  for (const kind of topology.vertexKind) vertices[kind] = (vertices[kind] ?? 0) + 1;
+  const links: TopologySummary['links'] = {};
+  topology.graph.forEachEdge((_edge, attrs) => {
+    const entry = (links[attrs.type as string] ??= { count: 0, bandwidthBytesPerSecond: [], latencySeconds: [] });
+    entry.count++;
+    if (!entry.bandwidthBytesPerSecond.includes(attrs.bandwidthBytesPerSecond)) entry.bandwidthBytesPerSecond.push(attrs.bandwidthBytesPerSecond);
+    if (!entry.latencySeconds.includes(attrs.latencySeconds)) entry.latencySeconds.push(attrs.latencySeconds);
+  });
+  const { gpusPerNode, nodes } = topology.spec;
+  const examples: [number, number][] = [];
+  if (gpusPerNode > 1) examples.push([0, 1]);
+  if (nodes > 1) examples.push([0, gpusPerNode]);
+  examples.push([0, topology.cpuVertex(0)]);
+  examples.push([topology.cpuVertex(0), topology.nvmeVertex(0)]);
+  const keyOf = (v: number) => topology.graph.findNode((_k, a) => a.id === v)!;
+  const examplePaths = examples.map(([a, b]) => {
+    const linksOnPath = topology.path(a, b);
+    const hops = [keyOf(a)];
+    for (const l of linksOnPath) hops.push(topology.graph.target(topology.graph.findEdge((_e, at) => at.link === l)!));
+    let bottleneck = Infinity;
+    for (const l of linksOnPath) if (topology.binding[l]) bottleneck = Math.min(bottleneck, topology.capacityBytesPerSecond[l]);
+    return { from: keyOf(a), to: keyOf(b), hops, type: topology.pathType(a, b), latencySeconds: topology.pathLatencySeconds(a, b), bottleneckBytesPerSecond: bottleneck };
+  });
+  return { nodes, gpusPerNode, devices: topology.devices, vertices, links, examplePaths };
+}

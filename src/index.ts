@@ -1,0 +1,14 @@
+/** The library API: everything the CLI does is available here. */
+export { simulate, type Simulation, type SimulateOptions } from './simulate.js';
+export { loadScenarioFile, parseScenario, type LoadOptions } from './scenario/load.js';
+export type { Scenario } from './scenario/resolve.js';
+export { scheduleContext, SCHEDULES } from './strategies/pipeline/registry.js';
+export type { PipelineSchedule, ScheduledPass } from './strategies/pipeline/schedule.js';
+export type { Report, DeviceReport, StageReport } from './report/report.js';
+export { renderSummary } from './report/summary.js';
+export { writeTrace, emitTrace, type TraceOptions } from './report/trace.js';
+export { buildTopology, summarizeTopology } from './hardware/topology.js';
+export { GPU_PRESETS, NODE_PRESETS } from './hardware/presets.js';
+export { MODEL_PRESETS } from './workload/presets.js';
+export { DtsimError, UsageError, ScenarioError, SimulationError } from './errors.js';
+export { VERSION } from './version.js';

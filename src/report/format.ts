@@ -1,0 +1,46 @@
+/** Human-readable quantities for summaries (reports themselves stay in base units). */
+
+export function formatBytes(bytes: number): string {
+  const abs = Math.abs(bytes);
+  if (abs < 1024) return `${bytes.toFixed(0)} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let value = bytes / 1024;
+  let i = 0;
+  while (Math.abs(value) >= 1024 && i < units.length - 1) {
+    value /= 1024;
+    i++;
+  }
+  return `${value.toFixed(value >= 100 ? 0 : value >= 10 ? 1 : 2)} ${units[i]}`;
+}
+
+export function formatSeconds(seconds: number): string {
+  const abs = Math.abs(seconds);
+  if (abs === 0) return '0 s';
+  if (abs < 1e-6) return `${(seconds * 1e9).toFixed(0)} ns`;
+  if (abs < 1e-3) return `${(seconds * 1e6).toFixed(1)} us`;
+  if (abs < 1) return `${(seconds * 1e3).toFixed(abs < 0.01 ? 3 : 1)} ms`;
+  return `${seconds.toFixed(3)} s`;
+}
+
+export function formatRate(bytesPerSecond: number): string {
+  return `${formatBytes(bytesPerSecond)}/s`;
+}
+
+export function formatCount(n: number): string {
+  const abs = Math.abs(n);
+  if (abs >= 1e12) return `${(n / 1e12).toFixed(2)}T`;
+  if (abs >= 1e9) return `${(n / 1e9).toFixed(2)}B`;
+  if (abs >= 1e6) return `${(n / 1e6).toFixed(2)}M`;
+  if (abs >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
+  return n.toFixed(0);
+}
+
+export const percent = (x: number) => `${(x * 100).toFixed(1)}%`;
+
+/** Left-aligned text table. */
+export function table(rows: string[][], header?: string[]): string {
+  const all = header ? [header, ...rows] : rows;
+  const widths = all[0].map((_, c) => Math.max(...all.map((r) => r[c].length)));
+  const line = (r: string[]) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join('  ').trimEnd();
+  return all.map(line).join('\n');
+}

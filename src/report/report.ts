@@ -1,0 +1,239 @@
+import type { ExecutionResult } from '../engine/executor.js';
+import { NANOSECONDS_PER_SECOND } from '../engine/kernel.js';
+import type { MemoryTracker } from '../engine/memory.js';
+import { LINK_TYPES, type LinkType, type Topology } from '../hardware/topology.js';
+import { COLLECTIVE_KINDS, type CollectiveKind } from '../collectives/collectives.js';
+import type { Scenario } from '../scenario/resolve.js';
+import { CATEGORIES, LANE, OP_KINDS, TIERS, type Category, type Tier } from '../strategies/layout.js';
+import type { StepPlan } from '../strategies/step.js';
+import { VERSION } from '../version.js';
+
+/**
+ * The report of one simulated step: plain data, every time in seconds, every
+ * size in bytes, every rate per second. docs/report.md documents each field.
+ * Figures come from the executed timeline, never from closed forms.
+ */
+export interface DeviceReport {
+  rank: number;
+  node: number;
+  stage: number;
+  tp: number;
+  dp: number;
+  /** Seconds the compute lane ran operations. */
+  busyTime: number;
+  /** stepTime - busyTime, seconds. */
+  idleTime: number;
+  /** idleTime / stepTime. */
+  bubbleFraction: number;
+  /** Bytes; cpu and nvme are the device's node's (shared by its GPUs). */
+  peakMemory: Record<Tier, number>;
+  /** HBM bytes by category at this device's HBM peak. */
+  memoryBreakdown: Record<Category, number>;
+  /** Bytes this device sent during the step. */
+  sentBytes: number;
+}
+
+export interface OverflowReport {
+  tier: Tier;
+  /** Device rank for hbm; node index for cpu and nvme. */
+  device?: number;
+  node?: number;
+  capacity: number;
+  /** Largest excess over capacity, bytes. */
+  excess: number;
+  /** When usage first went over capacity, seconds into the step. */
+  firstAt: number;
+  /** When the largest excess happened, seconds. */
+  maxAt: number;
+}
+
+export interface StageReport {
+  stage: number;
+  layers: number;
+  /** Parameters held by each device of the stage. */
+  parametersPerDevice: number;
+  /** Highest activation bytes any device of the stage held, bytes. */
+  peakActivations: number;
+  /** Highest HBM bytes any device of the stage used, bytes. */
+  peakHbm: number;
+  /** Mean bubble fraction over the stage's devices. */
+  bubbleFraction: number;
+}
+
+export interface Report {
+  name: string;
+  seed: number;
+  version: string;
+  units: { time: 'seconds'; memory: 'bytes'; communication: 'bytes'; throughput: 'per second' };
+  /** Seconds per optimizer step. */
+  stepTime: number;
+  /** Mean over devices of compute-idle time / stepTime. */
+  bubbleFraction: number;
+  throughput: {
+    tokensPerSecond: number;
+    /** Model FLOPs (no recompute) per second per device, in TFLOP/s. */
+    tflopsPerDevice: number;
+    /** Model FLOPs / (stepTime x devices x peak). */
+    mfu: number;
+    /** Hardware FLOPs (recompute included) / (stepTime x devices x peak). */
+    hfu: number;
+  };
+  model: { parameters: number; layers: number; hidden: number; heads: number; seqLength: number; vocab: number };
+  parallel: { tp: number; pp: number; dp: number; schedule: string; chunks: number; microBatches: number; microBatch: number; globalBatch: number };
+  memory: {
+    /** Highest use of any location of each tier, bytes. */
+    peak: Record<Tier, number>;
+    /** Capacity of one location of each tier, bytes. */
+    capacity: Record<Tier, number>;
+    fits: boolean;
+    /** Device with the highest HBM peak. */
+    worstDevice: number;
+    overflows: OverflowReport[];
+  };
+  communication: {
+    /** All bytes sent, bytes. */
+    bytes: number;
+    byKind: Record<CollectiveKind, number>;
+    /** Each transfer's bytes under the widest-reaching link type its path crosses. */
+    byLinkType: Record<LinkType, number>;
+  };
+  stages: StageReport[];
+  devices: DeviceReport[];
+  simulation: { operations: number; events: number; devices: number };
+}
+
+export interface ReportInput {
+  scenario: Scenario;
+  topology: Topology;
+  plan: StepPlan;
+  execution: ExecutionResult;
+  memory: MemoryTracker;
+}
+
+const zeroRecord = <K extends string>(keys: readonly K[]) => Object.fromEntries(keys.map((k) => [k, 0])) as Record<K, number>;
+
+export function buildReport({ scenario, topology, plan, execution, memory }: ReportInput): Report {
+  const { layout, graph } = plan;
+  const stepNs = execution.makespanNs;
+  const stepTime = stepNs / NANOSECONDS_PER_SECOND;
+  const categories = CATEGORIES.length;
+
+  // Bytes by kind, link type and sender.
+  const byKind = zeroRecord(COLLECTIVE_KINDS);
+  const byLinkType = zeroRecord(LINK_TYPES);
+  const sent = new Float64Array(layout.devices);
+  let totalBytes = 0;
+  for (let op = 0; op < graph.count; op++) {
+    const first = graph.flowStart[op];
+    const last = graph.flowStart[op + 1];
+    if (first === last) continue;
+    const kind = OP_KINDS[graph.kind[op]] as CollectiveKind;
+    for (let i = first; i < last; i++) {
+      const bytes = graph.flowBytes[i];
+      const source = graph.flowSource[i];
+      totalBytes += bytes;
+      byKind[kind] += bytes;
+      byLinkType[topology.pathType(source, graph.flowTarget[i])] += bytes;
+      if (source < layout.devices) sent[source] += bytes;
+    }
+  }
+
+  const devices: DeviceReport[] = [];
+  let bubbleSum = 0;
+  let worstDevice = 0;
+  for (let d = 0; d < layout.devices; d++) {
+    const c = layout.coordinates(d);
+    const busyNs = execution.laneBusyNs[layout.lane(d, LANE.compute)];
+    const bubble = stepNs > 0 ? (stepNs - busyNs) / stepNs : 0;
+    bubbleSum += bubble;
+    const hbm = layout.hbm(d);
+    if (memory.peak[hbm] > memory.peak[layout.hbm(worstDevice)]) worstDevice = d;
+    const breakdown = zeroRecord(CATEGORIES);
+    CATEGORIES.forEach((cat, i) => (breakdown[cat] = memory.peakByCategory[hbm * categories + i]));
+    devices.push({
+      rank: d,
+      node: c.node,
+      stage: c.pp,
+      tp: c.tp,
+      dp: c.dp,
+      busyTime: busyNs / NANOSECONDS_PER_SECOND,
+      idleTime: (stepNs - busyNs) / NANOSECONDS_PER_SECOND,
+      bubbleFraction: bubble,
+      peakMemory: { hbm: memory.peak[hbm], cpu: memory.peak[layout.cpu(c.node)], nvme: memory.peak[layout.nvme(c.node)] },
+      memoryBreakdown: breakdown,
+      sentBytes: sent[d],
+    });
+  }
+
+  const peak = zeroRecord(TIERS);
+  for (let loc = 0; loc < layout.locationCount; loc++) {
+    const tier = layout.tierOf(loc);
+    peak[tier] = Math.max(peak[tier], memory.peak[loc]);
+  }
+  const overflows: OverflowReport[] = [...memory.overflows.values()]
+    .sort((a, b) => a.location - b.location)
+    .map((o) => {
+      const tier = layout.tierOf(o.location);
+      const where = tier === 'hbm' ? { device: o.location } : { node: o.location - layout.devices - (tier === 'nvme' ? layout.nodes : 0) };
+      return {
+        tier,
+        ...where,
+        capacity: plan.capacities[o.location],
+        excess: o.maxExcessBytes,
+        firstAt: o.firstAtNs / NANOSECONDS_PER_SECOND,
+        maxAt: o.maxAtNs / NANOSECONDS_PER_SECOND,
+      };
+    });
+
+  const activations = CATEGORIES.indexOf('activations');
+  const stages: StageReport[] = plan.stages.map((s) => {
+    const members = devices.filter((d) => d.stage === s.stage);
+    return {
+      stage: s.stage,
+      layers: s.layers,
+      parametersPerDevice: s.parametersPerDevice,
+      peakActivations: Math.max(...members.map((d) => memory.categoryPeak[layout.hbm(d.rank) * categories + activations])),
+      peakHbm: Math.max(...members.map((d) => d.peakMemory.hbm)),
+      bubbleFraction: members.reduce((a, d) => a + d.bubbleFraction, 0) / members.length,
+    };
+  });
+
+  const { training, parallel, model } = scenario;
+  const deviceSeconds = stepTime * layout.devices;
+  return {
+    name: scenario.name,
+    seed: scenario.seed,
+    version: VERSION,
+    units: { time: 'seconds', memory: 'bytes', communication: 'bytes', throughput: 'per second' },
+    stepTime,
+    bubbleFraction: bubbleSum / layout.devices,
+    throughput: {
+      tokensPerSecond: stepTime > 0 ? (training.globalBatch * model.seqLength) / stepTime : 0,
+      tflopsPerDevice: deviceSeconds > 0 ? plan.modelFlops / deviceSeconds / 1e12 : 0,
+      mfu: deviceSeconds > 0 ? plan.modelFlops / (deviceSeconds * plan.peakFlopsPerDevice) : 0,
+      hfu: deviceSeconds > 0 ? plan.hardwareFlops / (deviceSeconds * plan.peakFlopsPerDevice) : 0,
+    },
+    model: { parameters: plan.parameters, layers: model.layers, hidden: model.hidden, heads: model.heads, seqLength: model.seqLength, vocab: model.vocab },
+    parallel: {
+      tp: parallel.tp,
+      pp: parallel.pp,
+      dp: parallel.dp,
+      schedule: parallel.schedule,
+      chunks: parallel.chunks,
+      microBatches: plan.microBatches,
+      microBatch: training.microBatch,
+      globalBatch: training.globalBatch,
+    },
+    memory: {
+      peak,
+      capacity: { hbm: scenario.cluster.gpu.memoryBytes, cpu: scenario.cluster.node.hostMemoryBytes, nvme: scenario.cluster.node.nvmeBytes },
+      fits: overflows.length === 0,
+      worstDevice,
+      overflows,
+    },
+    communication: { bytes: totalBytes, byKind, byLinkType },
+    stages,
+    devices,
+    simulation: { operations: graph.count, events: execution.eventsProcessed, devices: layout.devices },
+  };
+}

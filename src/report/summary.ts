@@ -1,0 +1,49 @@
+import type { Scenario } from '../scenario/resolve.js';
+import { formatBytes, formatCount, formatSeconds, percent, table } from './format.js';
+import type { Report } from './report.js';
+
+const KIND_NAMES: Record<string, string> = { p2p: 'p2p', allReduce: 'all-reduce', reduceScatter: 'reduce-scatter', allGather: 'all-gather', allToAll: 'all-to-all', broadcast: 'broadcast' };
+
+/** The human summary `dtsim run` prints. */
+export function renderSummary(report: Report, scenario: Scenario): string {
+  const { cluster, model } = scenario;
+  const p = report.parallel;
+  const nonZero = (record: Record<string, number>, names: Record<string, string> = {}) =>
+    Object.entries(record)
+      .filter(([, v]) => v > 0)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${names[k] ?? k} ${formatBytes(v)}`)
+      .join(', ') || 'none';
+  const worst = report.devices[report.memory.worstDevice];
+  const b = worst.memoryBreakdown;
+  const lines = [
+    `dtsim ${report.version}: ${report.name} (seed ${report.seed})`,
+    `${report.simulation.devices} GPUs: ${cluster.nodes} x ${cluster.gpusPerNode} ${cluster.gpu.name} (${cluster.node.name}); ${model.name}, ${formatCount(report.model.parameters)} parameters, sequence ${model.seqLength}`,
+    `parallel: TP ${p.tp} x PP ${p.pp} x DP ${p.dp}, ${p.schedule}, ${p.microBatches} micro-batches of ${p.microBatch} per replica, global batch ${p.globalBatch}`,
+    '',
+    table([
+      ['step time', formatSeconds(report.stepTime)],
+      ['throughput', `${formatCount(report.throughput.tokensPerSecond)} tokens/s, ${report.throughput.tflopsPerDevice.toFixed(1)} TFLOP/s per GPU, MFU ${percent(report.throughput.mfu)} (HFU ${percent(report.throughput.hfu)})`],
+      ['bubble', `${percent(report.bubbleFraction)} of the step idle on compute (mean over GPUs)`],
+      ['communication', `${formatBytes(report.communication.bytes)} sent`],
+      ['  by kind', nonZero(report.communication.byKind, KIND_NAMES)],
+      ['  by link type', nonZero(report.communication.byLinkType)],
+      ['memory', report.memory.fits ? 'fits' : `DOES NOT FIT: ${report.memory.overflows.length} location(s) over capacity`],
+      ['  worst HBM', `GPU ${worst.rank} (stage ${worst.stage}): ${formatBytes(worst.peakMemory.hbm)} of ${formatBytes(report.memory.capacity.hbm)}`],
+      ['  at its peak', `params ${formatBytes(b.params)}, grads ${formatBytes(b.grads)}, optimizer ${formatBytes(b.optimizer)}, activations ${formatBytes(b.activations)}, buffers ${formatBytes(b.buffers)}`],
+      ['  host / NVMe', `${formatBytes(report.memory.peak.cpu)} of ${formatBytes(report.memory.capacity.cpu)} / ${formatBytes(report.memory.peak.nvme)} of ${formatBytes(report.memory.capacity.nvme)} per node`],
+    ]),
+  ];
+  for (const o of report.memory.overflows.slice(0, 5)) {
+    const where = o.tier === 'hbm' ? `GPU ${o.device} HBM` : `node ${o.node} ${o.tier}`;
+    lines.push(`  over capacity: ${where} by ${formatBytes(o.excess)} (capacity ${formatBytes(o.capacity)}), first at ${formatSeconds(o.firstAt)}`);
+  }
+  lines.push('');
+  lines.push(
+    table(
+      report.stages.map((s) => [String(s.stage), String(s.layers), formatCount(s.parametersPerDevice), formatBytes(s.peakActivations), formatBytes(s.peakHbm), percent(s.bubbleFraction)]),
+      ['stage', 'layers', 'params/GPU', 'peak activations', 'peak HBM', 'bubble'],
+    ),
+  );
+  return lines.join('\n') + '\n';
+}

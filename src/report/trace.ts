@@ -1,0 +1,153 @@
+import type { Simulation } from '../simulate.js';
+import { CATEGORIES, KIND, LANES, OP_KINDS, isCommunication } from '../strategies/layout.js';
+import { VERSION } from '../version.js';
+import { AtomicFileWriter } from './atomic.js';
+
+/**
+ * Chrome trace (JSON Object format, opens in ui.perfetto.dev and chrome://tracing).
+ *
+ * One process per GPU, named with its node and (tp, pp, dp) coordinates; one
+ * thread per lane (compute, tp, dp, pipeline send/receive); every operation an
+ * `X` slice on each lane it held, in microseconds; pipeline transfers joined by
+ * flow arrows from sender to receiver; memory per tier as counters stacked by
+ * category; one process per node for host memory and NVMe. docs/trace.md tells
+ * how to read it.
+ */
+export interface TraceOptions {
+  /** Only these GPU ranks (all when absent). */
+  ranks?: ReadonlySet<number>;
+}
+
+const COUNTER_NAMES = { hbm: 'HBM bytes', cpu: 'host memory bytes', nvme: 'NVMe bytes' } as const;
+
+export function writeTrace(sim: Simulation, path: string, options: TraceOptions = {}): { events: number } {
+  const writer = new AtomicFileWriter(path);
+  try {
+    const events = emitTrace(sim, (text) => writer.write(text), options);
+    writer.commit();
+    return { events };
+  } catch (error) {
+    writer.abort();
+    throw error;
+  }
+}
+
+/** Streams the trace as text chunks; returns the number of trace events. */
+export function emitTrace(sim: Simulation, write: (text: string) => void, options: TraceOptions = {}): number {
+  const { plan, execution, memory, scenario } = sim;
+  const { layout, graph } = plan;
+  const included = (device: number) => !options.ranks || options.ranks.has(device);
+  const hostPid = (node: number) => layout.devices + 1 + node;
+  const us = (ns: number) => ns / 1000;
+  let count = 0;
+  let first = true;
+  const emit = (event: object) => {
+    write(first ? `\n${JSON.stringify(event)}` : `,\n${JSON.stringify(event)}`);
+    first = false;
+    count++;
+  };
+
+  write(
+    `{"displayTimeUnit":"ms","otherData":${JSON.stringify({
+      simulator: 'dtsim',
+      version: VERSION,
+      scenario: scenario.name,
+      seed: scenario.seed,
+      stepTimeSeconds: sim.report.stepTime,
+      timeUnit: 'ts and dur in microseconds; counters in bytes',
+    })},"traceEvents":[`,
+  );
+
+  const nodes = new Set<number>();
+  for (let d = 0; d < layout.devices; d++) {
+    if (!included(d)) continue;
+    const c = layout.coordinates(d);
+    nodes.add(c.node);
+    emit({ ph: 'M', name: 'process_name', pid: d + 1, args: { name: `GPU ${d} (node ${c.node}, tp ${c.tp}, pp ${c.pp}, dp ${c.dp})` } });
+    emit({ ph: 'M', name: 'process_sort_index', pid: d + 1, args: { sort_index: d } });
+    LANES.forEach((lane, i) => {
+      emit({ ph: 'M', name: 'thread_name', pid: d + 1, tid: i + 1, args: { name: lane } });
+      emit({ ph: 'M', name: 'thread_sort_index', pid: d + 1, tid: i + 1, args: { sort_index: i } });
+    });
+  }
+  for (const node of [...nodes].sort((a, b) => a - b)) {
+    emit({ ph: 'M', name: 'process_name', pid: hostPid(node), args: { name: `node ${node} host memory and NVMe` } });
+    emit({ ph: 'M', name: 'process_sort_index', pid: hostPid(node), args: { sort_index: layout.devices + node } });
+  }
+
+  const lanesPerDevice = LANES.length;
+  for (let op = 0; op < graph.count; op++) {
+    const start = execution.startNs[op];
+    const end = execution.endNs[op];
+    const kind = graph.kind[op];
+    const args: Record<string, unknown> = { op, kind: OP_KINDS[kind] };
+    if (graph.stage[op] >= 0) args.stage = graph.stage[op];
+    if (graph.microBatch[op] >= 0) args.microBatch = graph.microBatch[op];
+    if (graph.chunk[op] >= 0) args.chunk = graph.chunk[op];
+    if (graph.layers[op] > 0) args.layers = graph.layers[op];
+    if (graph.flops[op] > 0) args.flops = graph.flops[op];
+    if (graph.bytes[op] > 0) args.bytes = graph.bytes[op];
+    const lanes: number[] = [];
+    for (let i = graph.lanesOf.start[op]; i < graph.lanesOf.start[op + 1]; i++) lanes.push(graph.lanesOf.items[i]);
+    if (lanes.length > 1) args.devices = lanes.map((l) => Math.floor(l / lanesPerDevice));
+    const name = sliceName(kind, graph.microBatch[op], lanes.length);
+    const cat = isCommunication(kind) ? 'communication' : 'compute';
+    for (const lane of lanes) {
+      const device = Math.floor(lane / lanesPerDevice);
+      if (!included(device)) continue;
+      emit({ name, cat, ph: 'X', pid: device + 1, tid: (lane % lanesPerDevice) + 1, ts: us(start), dur: us(end - start), args });
+    }
+    if (kind === KIND.p2p && lanes.length === 2) {
+      const [from, to] = lanes.map((l) => Math.floor(l / lanesPerDevice));
+      if (included(from) && included(to)) {
+        emit({ name: 'p2p', cat: 'flow', ph: 's', id: op, pid: from + 1, tid: (lanes[0] % lanesPerDevice) + 1, ts: us(start) });
+        emit({ name: 'p2p', cat: 'flow', ph: 'f', bp: 'e', id: op, pid: to + 1, tid: (lanes[1] % lanesPerDevice) + 1, ts: us(start) });
+      }
+    }
+  }
+
+  // Memory counters, stacked by category.
+  const categories = CATEGORIES.length;
+  const times = memory.sampleTimeNs.data;
+  const locations = memory.sampleLocation.data;
+  const values = memory.sampleValues.data;
+  for (let i = 0; i < memory.sampleTimeNs.length; i++) {
+    const location = locations[i];
+    const tier = layout.tierOf(location);
+    let pid: number;
+    if (tier === 'hbm') {
+      if (!included(location)) continue;
+      pid = location + 1;
+    } else {
+      const node = location - layout.devices - (tier === 'nvme' ? layout.nodes : 0);
+      if (!nodes.has(node)) continue;
+      pid = hostPid(node);
+    }
+    const args: Record<string, number> = {};
+    for (let c = 0; c < categories; c++) args[CATEGORIES[c]] = Math.max(0, values[i * categories + c]);
+    emit({ name: COUNTER_NAMES[tier], ph: 'C', pid, ts: us(times[i]), args });
+  }
+
+  write('\n]}\n');
+  return count;
+}
+
+function sliceName(kind: number, microBatch: number, participants: number): string {
+  const mb = microBatch >= 0 ? ` mb${microBatch}` : '';
+  switch (OP_KINDS[kind]) {
+    case 'forward':
+      return `F${mb}`;
+    case 'backward':
+      return `B${mb}`;
+    case 'inputGrad':
+      return `B (input grad)${mb}`;
+    case 'weightGrad':
+      return `W${mb}`;
+    case 'optimizer':
+      return 'optimizer step';
+    case 'p2p':
+      return `send${mb}`;
+    default:
+      return `${OP_KINDS[kind]} x${participants}${mb}`;
+  }
+}

@@ -1,0 +1,183 @@
+import { readFileSync } from 'node:fs';
+import { isMap, isSeq, LineCounter, parseDocument, parse as parseYaml, type Document, type Node as YamlNode } from 'yaml';
+import { ScenarioError, UsageError, type ScenarioIssue } from '../errors.js';
+import { allowedKeys, scenarioSchema } from './schema.js';
+import { resolveScenario, type PathIssue, type ResolveContext, type Scenario } from './resolve.js';
+
+/**
+ * Loads a scenario: YAML or JSON text, `--set path=value` overrides, schema
+ * validation, preset resolution and cross-field checks. Every problem is reported
+ * with file, line, column and field path, all at once, as a ScenarioError.
+ */
+export interface LoadOptions {
+  /** `path=value` overrides, applied before validation; values are YAML (`4`, `bf16`, `[10, 14]`). */
+  set?: readonly string[];
+  /** Overrides the scenario's seed. */
+  seed?: number;
+}
+
+export function loadScenarioFile(file: string, context: ResolveContext, options: LoadOptions = {}): Scenario {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new UsageError(code === 'ENOENT' ? `scenario file not found: ${file}` : `cannot read scenario file ${file}: ${(error as Error).message}`);
+  }
+  return parseScenario(text, file, context, options);
+}
+
+export function parseScenario(text: string, file: string, context: ResolveContext, options: LoadOptions = {}): Scenario {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text.replace(/^\uFEFF/, ''), { lineCounter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ScenarioError(
+      doc.errors.map((e) => {
+        const pos = e.linePos?.[0];
+        return { file, line: pos?.line ?? 0, column: pos?.col ?? 0, path: '', message: `malformed YAML/JSON: ${firstLine(e.message)}` };
+      }),
+    );
+  }
+  if (doc.contents === null || !isMap(doc.contents)) {
+    throw new ScenarioError([{ file, line: 1, column: 1, path: '', message: 'a scenario must be a mapping of fields (name, cluster, model, training, parallel, ...)' }]);
+  }
+  const overridden = applyOverrides(doc, options.set ?? []);
+  if (options.seed !== undefined) doc.setIn(['seed'], options.seed);
+
+  const place = (path: readonly (string | number)[], message: string, atKey = false): ScenarioIssue => {
+    const dotted = path.join('.');
+    const override = overridden.find((o) => dotted === o.path || dotted.startsWith(`${o.path}.`));
+    if (override) return { file, line: 0, column: 0, path: dotted, message: `${message} (from --set ${override.text})` };
+    const { line, col } = locate(doc, path, lineCounter, atKey);
+    return { file, line, column: col, path: dotted, message };
+  };
+
+  const parsed = scenarioSchema.safeParse(doc.toJS());
+  if (!parsed.success) {
+    const issues: ScenarioIssue[] = [];
+    for (const issue of parsed.error.issues) {
+      const path = issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p));
+      if (issue.code === 'unrecognized_keys') {
+        const allowed = allowedKeys(path);
+        for (const key of issue.keys) {
+          const hint = closest(key, allowed);
+          issues.push(place([...path, key], `unknown field ${JSON.stringify(key)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ''}; allowed here: ${allowed.join(', ')}`, true));
+        }
+      } else if (issue.code === 'invalid_type' && (issue as { input?: unknown }).input === undefined) {
+        issues.push(place(path, 'missing required field'));
+      } else if (issue.code === 'invalid_union') {
+        issues.push(place(path, describeUnion(issue)));
+      } else {
+        issues.push(place(path, issue.message));
+      }
+    }
+    throw new ScenarioError(dedupe(issues));
+  }
+  const { scenario, issues } = resolveScenario(parsed.data, context);
+  if (!scenario) throw new ScenarioError(issues.map((i: PathIssue) => place(i.path, i.message)));
+  return scenario;
+}
+
+interface Override {
+  path: string;
+  text: string;
+}
+
+function applyOverrides(doc: Document, sets: readonly string[]): Override[] {
+  const applied: Override[] = [];
+  for (const text of sets) {
+    const eq = text.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--set expects path=value, such as --set parallel.tp=4; got ${JSON.stringify(text)}`);
+    const path = text.slice(0, eq).trim();
+    if (!/^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$/.test(path)) throw new UsageError(`--set path ${JSON.stringify(path)} is not a dotted field path such as parallel.tp`);
+    let value: unknown;
+    try {
+      value = parseYaml(text.slice(eq + 1));
+    } catch {
+      value = text.slice(eq + 1);
+    }
+    const segments = path.split('.').map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+    try {
+      doc.setIn(segments, value);
+    } catch (error) {
+      throw new UsageError(`--set ${text}: cannot set ${path}: ${firstLine((error as Error).message)}`);
+    }
+    applied.push({ path, text });
+  }
+  return applied;
+}
+
+/** The position of the node at `path`, or of its nearest existing ancestor. */
+function locate(doc: Document, path: readonly (string | number)[], lineCounter: LineCounter, atKey: boolean): { line: number; col: number } {
+  let node: unknown = doc.contents;
+  let range: [number, number, number] | undefined = (doc.contents as YamlNode | null)?.range ?? undefined;
+  for (let i = 0; i < path.length; i++) {
+    const segment = path[i];
+    let next: unknown;
+    if (isMap(node)) {
+      const pair = node.items.find((p) => (p.key as { value?: unknown } | null)?.value === segment || p.key === segment);
+      if (!pair) break;
+      const last = i === path.length - 1;
+      next = last && atKey ? pair.key : pair.value;
+      const r = ((next as YamlNode | null)?.range ?? (pair.key as YamlNode | null)?.range) as [number, number, number] | undefined;
+      if (r) range = r;
+    } else if (isSeq(node) && typeof segment === 'number') {
+      next = node.items[segment];
+      const r = (next as YamlNode | undefined)?.range as [number, number, number] | undefined;
+      if (r) range = r;
+    } else break;
+    node = next;
+  }
+  if (!range) return { line: 0, col: 0 };
+  return lineCounter.linePos(range[0]);
+}
+
+function describeUnion(issue: { message: string; errors?: unknown[][] }): string {
+  // A union of a preset name and an override object: report the most specific branch.
+  const branches = (issue.errors ?? []) as { message: string; code: string }[][];
+  const custom = branches.flat().find((e) => e.code === 'custom');
+  if (custom) return custom.message;
+  return 'expected a preset name (a string) or an object of overrides';
+}
+
+function dedupe(issues: ScenarioIssue[]): ScenarioIssue[] {
+  const seen = new Set<string>();
+  return issues.filter((i) => {
+    const key = `${i.line}:${i.column}:${i.path}:${i.message}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+function firstLine(text: string): string {
+  return text.split('\n')[0];
+}
+
+/** The allowed name nearest to a typo, if it is near enough to be a likely typo. */
+function closest(word: string, candidates: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestDistance) {
+      bestDistance = d;
+      best = c;
+    }
+  }
+  return bestDistance <= Math.max(1, Math.floor(word.length / 3)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length];
+}

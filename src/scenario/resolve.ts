@@ -1,0 +1,225 @@
+import { GPU_PRESETS, NODE_PRESETS, type GpuSpec, type NodeSpec } from '../hardware/presets.js';
+import type { ClusterSpec } from '../hardware/topology.js';
+import { MODEL_PRESETS } from '../workload/presets.js';
+import type { ModelSpec, Recompute } from '../workload/transformer.js';
+import type { ScenarioInput } from './schema.js';
+
+/**
+ * A scenario with every preset resolved and every default filled: plain,
+ * serialisable data, in base units (bytes, seconds, bytes/s, FLOP/s).
+ */
+export interface Scenario {
+  name: string;
+  description?: string;
+  seed: number;
+  cluster: ClusterSpec & { collectiveStepLatencySeconds: number };
+  model: ModelSpec;
+  training: {
+    globalBatch: number;
+    microBatch: number;
+    precision: 'fp32' | 'fp16' | 'bf16';
+    optimizer: 'adam' | 'adamw' | 'sgd';
+    recompute: Recompute;
+    flashAttention: boolean;
+  };
+  parallel: {
+    tp: number;
+    pp: number;
+    dp: number;
+    schedule: string;
+    chunks: number;
+    /** Transformer layers on each pipeline stage. */
+    layersPerStage: number[];
+    gradientBucketBytes: number;
+  };
+  /** Profiled times, seconds per micro-batch, one entry per stage. */
+  costs?: {
+    forwardSeconds?: number[];
+    backwardSeconds?: number[];
+    weightGradSeconds?: number[];
+    p2pSeconds?: number;
+    optimizerSeconds?: number;
+  };
+  variability: { jitter: number; stragglers: number; stragglerSlowdown: number };
+}
+
+/** A problem found while resolving, with the field path it belongs to. */
+export interface PathIssue {
+  path: (string | number)[];
+  message: string;
+}
+
+/** What a schedule needs to judge a configuration. */
+export interface ScheduleShape {
+  pp: number;
+  chunks: number;
+  microBatches: number;
+  layersPerStage: number[];
+}
+
+/** The registered schedules, passed in so this layer does not depend on strategies. */
+export interface ResolveContext {
+  schedules: readonly string[];
+  /** Problems a schedule has with a configuration, as paths and messages. */
+  checkSchedule(name: string, shape: ScheduleShape): PathIssue[];
+}
+
+export function resolveScenario(input: ScenarioInput, context: ResolveContext): { scenario?: Scenario; issues: PathIssue[] } {
+  const issues: PathIssue[] = [];
+  const fail = (path: (string | number)[], message: string) => issues.push({ path, message });
+
+  // Node and GPU.
+  const nodeInput = typeof input.cluster.node === 'string' ? { preset: input.cluster.node } : input.cluster.node;
+  const nodeBase = NODE_PRESETS[nodeInput.preset ?? 'dgx-a100'];
+  const node: NodeSpec = {
+    ...nodeBase,
+    nvswitch: nodeInput.nvswitch ?? nodeBase.nvswitch,
+    nvlinkLatencySeconds: nodeInput.nvlinkLatency ?? nodeBase.nvlinkLatencySeconds,
+    pcie: { bandwidthBytesPerSecond: nodeInput.pcie?.bandwidth ?? nodeBase.pcie.bandwidthBytesPerSecond, latencySeconds: nodeInput.pcie?.latency ?? nodeBase.pcie.latencySeconds },
+    gpusPerPcieSwitch: nodeInput.gpusPerPcieSwitch ?? nodeBase.gpusPerPcieSwitch,
+    nics: nodeInput.nics ?? nodeBase.nics,
+    nic: { bandwidthBytesPerSecond: nodeInput.nic?.bandwidth ?? nodeBase.nic.bandwidthBytesPerSecond, latencySeconds: nodeInput.nic?.latency ?? nodeBase.nic.latencySeconds },
+    hostMemoryBytes: nodeInput.hostMemory ?? nodeBase.hostMemoryBytes,
+    nvmeBytes: nodeInput.nvme?.capacity ?? nodeBase.nvmeBytes,
+    nvmeReadBytesPerSecond: nodeInput.nvme?.readBandwidth ?? nodeBase.nvmeReadBytesPerSecond,
+    nvmeWriteBytesPerSecond: nodeInput.nvme?.writeBandwidth ?? nodeBase.nvmeWriteBytesPerSecond,
+    nvmeLatencySeconds: nodeInput.nvme?.latency ?? nodeBase.nvmeLatencySeconds,
+  };
+  const gpuInput = input.cluster.gpu === undefined ? {} : typeof input.cluster.gpu === 'string' ? { preset: input.cluster.gpu } : input.cluster.gpu;
+  const gpuBase = GPU_PRESETS[gpuInput.preset ?? node.gpu];
+  const gpu: GpuSpec = {
+    ...gpuBase,
+    flopsPerSecond: gpuInput.flops ?? gpuBase.flopsPerSecond,
+    fp32FlopsPerSecond: gpuInput.fp32Flops ?? gpuBase.fp32FlopsPerSecond,
+    memoryBytes: gpuInput.memory ?? gpuBase.memoryBytes,
+    memoryBandwidthBytesPerSecond: gpuInput.memoryBandwidth ?? gpuBase.memoryBandwidthBytesPerSecond,
+    nvlinkBandwidthBytesPerSecond: gpuInput.nvlinkBandwidth ?? gpuBase.nvlinkBandwidthBytesPerSecond,
+    computeEfficiency: gpuInput.computeEfficiency ?? gpuBase.computeEfficiency,
+    memoryEfficiency: gpuInput.memoryEfficiency ?? gpuBase.memoryEfficiency,
+  };
+  const gpusPerNode = input.cluster.gpusPerNode ?? node.gpusPerNode;
+  const devices = input.cluster.nodes * gpusPerNode;
+
+  // Model.
+  const m = input.model;
+  const base = m.preset ? MODEL_PRESETS[m.preset] : undefined;
+  const required = ['layers', 'hidden', 'heads', 'vocab', 'seqLength'] as const;
+  if (!base) for (const key of required) if (m[key] === undefined) fail(['model', key], 'missing required field (or give model.preset)');
+  const hidden = m.hidden ?? base?.hidden ?? 1;
+  const heads = m.heads ?? base?.heads ?? 1;
+  const model: ModelSpec = {
+    name: m.preset ?? 'custom',
+    layers: m.layers ?? base?.layers ?? 1,
+    hidden,
+    heads,
+    kvHeads: m.kvHeads ?? (m.heads === undefined ? base?.kvHeads : undefined) ?? heads,
+    ffnHidden: m.ffnHidden ?? (m.hidden === undefined ? base?.ffnHidden : undefined) ?? 4 * hidden,
+    vocab: m.vocab ?? base?.vocab ?? 1,
+    seqLength: m.seqLength ?? base?.seqLength ?? 1,
+    mlp: m.mlp ?? base?.mlp ?? 'gelu',
+    tiedEmbeddings: m.tiedEmbeddings ?? base?.tiedEmbeddings ?? true,
+    positionEmbedding: m.positionEmbedding ?? base?.positionEmbedding ?? 'learned',
+  };
+  if (hidden % heads !== 0) fail(['model', 'hidden'], `hidden size ${hidden} must be divisible by heads (${heads})`);
+  if (heads % model.kvHeads !== 0) fail(['model', 'kvHeads'], `heads (${heads}) must be divisible by kvHeads (${model.kvHeads})`);
+
+  // Parallelism.
+  const p = input.parallel;
+  const { tp, pp, chunks } = p;
+  const dp = p.dp ?? Math.max(1, Math.floor(devices / (tp * pp)));
+  if (tp * pp * dp !== devices) {
+    const where = p.dp === undefined ? ['parallel', 'tp'] : ['parallel', 'dp'];
+    fail(where, `tp x pp x dp = ${tp} x ${pp} x ${dp} = ${tp * pp * dp} must equal the GPU count, cluster.nodes x gpusPerNode = ${input.cluster.nodes} x ${gpusPerNode} = ${devices}`);
+  }
+  if (heads % tp !== 0) fail(['parallel', 'tp'], `tp = ${tp} must divide the attention heads (${heads}); divisors that work: ${divisors(heads).filter((d) => d <= devices).join(', ')}`);
+  else if (model.kvHeads % tp !== 0 && tp % model.kvHeads !== 0) fail(['parallel', 'tp'], `tp = ${tp} must divide the key/value heads (${model.kvHeads}) or be a multiple of them`);
+  if (model.ffnHidden % tp !== 0) fail(['parallel', 'tp'], `tp = ${tp} must divide ffnHidden (${model.ffnHidden})`);
+  if (!context.schedules.includes(p.schedule)) fail(['parallel', 'schedule'], `unknown schedule ${JSON.stringify(p.schedule)}; registered schedules: ${context.schedules.join(', ')}`);
+
+  let layersPerStage: number[];
+  if (p.layersPerStage) {
+    layersPerStage = p.layersPerStage;
+    if (layersPerStage.length !== pp) fail(['parallel', 'layersPerStage'], `lists ${layersPerStage.length} stages but parallel.pp is ${pp}`);
+    const sum = layersPerStage.reduce((a, b) => a + b, 0);
+    if (sum !== model.layers) fail(['parallel', 'layersPerStage'], `adds up to ${sum} layers but the model has ${model.layers}`);
+  } else {
+    if (model.layers < pp) fail(['parallel', 'pp'], `pp = ${pp} is more stages than the model's ${model.layers} layers`);
+    layersPerStage = splitEvenly(model.layers, pp);
+  }
+
+  // Training.
+  const t = input.training;
+  if (t.globalBatch % (t.microBatch * dp) !== 0) {
+    fail(['training', 'globalBatch'], `globalBatch ${t.globalBatch} must be divisible by microBatch x dp = ${t.microBatch} x ${dp} = ${t.microBatch * dp} (each data-parallel replica runs a whole number of micro-batches)`);
+  }
+
+  if (issues.length === 0 && context.schedules.includes(p.schedule)) {
+    issues.push(...context.checkSchedule(p.schedule, { pp, chunks, microBatches: t.globalBatch / (t.microBatch * dp), layersPerStage }));
+  }
+
+  // Profiled costs.
+  let costs: Scenario['costs'];
+  if (input.costs) {
+    const c = input.costs;
+    const perStage = (key: 'forward' | 'backward' | 'weightGrad') => {
+      const value = c[key];
+      if (value === undefined) return undefined;
+      const list = Array.isArray(value) ? value : Array.from({ length: pp }, () => value);
+      if (list.length !== pp) fail(['costs', key], `lists ${list.length} stage times but parallel.pp is ${pp}; give one time or one per stage`);
+      return list;
+    };
+    costs = {
+      forwardSeconds: perStage('forward'),
+      backwardSeconds: perStage('backward'),
+      weightGradSeconds: perStage('weightGrad'),
+      p2pSeconds: c.p2p,
+      optimizerSeconds: c.optimizer,
+    };
+    if ((costs.forwardSeconds === undefined) !== (costs.backwardSeconds === undefined)) {
+      fail(['costs', costs.forwardSeconds ? 'backward' : 'forward'], 'profiled costs need both costs.forward and costs.backward');
+    }
+    if (costs.weightGradSeconds && !costs.forwardSeconds) fail(['costs', 'weightGrad'], 'costs.weightGrad needs costs.forward and costs.backward too');
+  }
+  if (input.variability.stragglers > devices) fail(['variability', 'stragglers'], `${input.variability.stragglers} stragglers but only ${devices} GPUs`);
+
+  if (issues.length > 0) return { issues };
+  return {
+    issues,
+    scenario: {
+      name: input.name,
+      ...(input.description !== undefined ? { description: input.description } : {}),
+      seed: input.seed,
+      cluster: {
+        nodes: input.cluster.nodes,
+        gpusPerNode,
+        gpu,
+        node,
+        fabric: {
+          nodesPerLeaf: input.cluster.fabric.nodesPerLeaf,
+          oversubscription: input.cluster.fabric.oversubscription,
+          switchLatencySeconds: input.cluster.fabric.switchLatency,
+        },
+        linkEfficiency: input.cluster.linkEfficiency,
+        collectiveStepLatencySeconds: input.cluster.collectiveStepLatency,
+      },
+      model,
+      training: { ...t },
+      parallel: { tp, pp, dp, schedule: p.schedule, chunks, layersPerStage, gradientBucketBytes: p.gradientBucket },
+      ...(costs ? { costs } : {}),
+      variability: { ...input.variability },
+    },
+  };
+}
+
+/** Megatron's default split: equal layers per stage, the remainder on the first stages. */
+export function splitEvenly(layers: number, stages: number): number[] {
+  const base = Math.floor(layers / stages);
+  const extra = layers % stages;
+  return Array.from({ length: stages }, (_, i) => base + (i < extra ? 1 : 0));
+}
+
+function divisors(n: number): number[] {
+  const out: number[] = [];
+  for (let d = 1; d <= n; d++) if (n % d === 0) out.push(d);
+  return out;
+}

@@ -1,0 +1,183 @@
+import { z } from 'zod';
+import { GPU_PRESETS, NODE_PRESETS } from '../hardware/presets.js';
+import { MODEL_PRESETS } from '../workload/presets.js';
+import { parseQuantity, UNIT_HELP, type Quantity } from './units.js';
+
+/**
+ * The scenario file's schema: strict (unknown keys are errors), with units parsed
+ * and defaults filled. docs/scenario.md documents every field; keep them in step.
+ */
+
+const quantity = (kind: Quantity, { allowZero = false } = {}) =>
+  z.union([z.number(), z.string()]).transform((value, ctx) => {
+    const parsed = parseQuantity(kind, value);
+    if (parsed === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected ${UNIT_HELP[kind]}, got ${JSON.stringify(value)}` });
+      return z.NEVER;
+    }
+    if (allowZero ? parsed < 0 : parsed <= 0) {
+      ctx.addIssue({ code: 'custom', message: `must be ${allowZero ? 'zero or more' : 'greater than zero'}, got ${JSON.stringify(value)}` });
+      return z.NEVER;
+    }
+    return parsed;
+  });
+
+const count = (what = 'a whole number of at least 1') =>
+  z.number({ error: (i) => (i.input === undefined ? 'missing required field' : `expected ${what}, got ${JSON.stringify(i.input)}`) }).int({ error: `expected ${what}` }).min(1, { error: `expected ${what}` });
+
+const fraction = (what: string) =>
+  z.number({ error: `expected ${what}` }).gt(0, { error: `expected ${what}` }).lte(1, { error: `expected ${what}` });
+
+const choice = <const T extends readonly [string, ...string[]]>(values: T) =>
+  z.enum(values, { error: (i) => `expected one of ${values.join(', ')}, got ${JSON.stringify(i.input)}` });
+
+const presetName = (kind: string, presets: Record<string, unknown>) =>
+  z.string().refine((name) => name in presets, {
+    error: (i) => `unknown ${kind} preset ${JSON.stringify(i.input)}; known presets: ${Object.keys(presets).join(', ')}`,
+  });
+
+const gpuOverrides = z
+  .object({
+    preset: presetName('GPU', GPU_PRESETS).optional(),
+    flops: quantity('flops').optional(),
+    fp32Flops: quantity('flops').optional(),
+    memory: quantity('size').optional(),
+    memoryBandwidth: quantity('bandwidth').optional(),
+    nvlinkBandwidth: quantity('bandwidth').optional(),
+    computeEfficiency: fraction('a fraction in (0, 1]').optional(),
+    memoryEfficiency: fraction('a fraction in (0, 1]').optional(),
+  })
+  .strict();
+
+const linkOverrides = z.object({ bandwidth: quantity('bandwidth').optional(), latency: quantity('time', { allowZero: true }).optional() }).strict();
+
+const nodeOverrides = z
+  .object({
+    preset: presetName('node', NODE_PRESETS).optional(),
+    nvswitch: z.boolean().optional(),
+    nvlinkLatency: quantity('time', { allowZero: true }).optional(),
+    pcie: linkOverrides.optional(),
+    gpusPerPcieSwitch: count().optional(),
+    nics: count().optional(),
+    nic: linkOverrides.optional(),
+    hostMemory: quantity('size').optional(),
+    nvme: z
+      .object({
+        capacity: quantity('size').optional(),
+        readBandwidth: quantity('bandwidth').optional(),
+        writeBandwidth: quantity('bandwidth').optional(),
+        latency: quantity('time', { allowZero: true }).optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+const perStageTime = z.union([quantity('time', { allowZero: true }), z.array(quantity('time', { allowZero: true })).min(1)]);
+
+export const scenarioSchema = z
+  .object({
+    name: z.string({ error: (i) => (i.input === undefined ? 'missing required field' : 'expected a string') }).min(1, { error: 'must not be empty' }),
+    description: z.string().optional(),
+    seed: z.number().int({ error: 'expected a whole number' }).min(0, { error: 'expected a whole number of 0 or more' }).default(1),
+    cluster: z
+      .object({
+        nodes: count(),
+        gpusPerNode: count().optional(),
+        gpu: z.union([presetName('GPU', GPU_PRESETS), gpuOverrides]).optional(),
+        node: z.union([presetName('node', NODE_PRESETS), nodeOverrides]).default('dgx-a100'),
+        fabric: z
+          .object({
+            nodesPerLeaf: count().default(32),
+            oversubscription: z.number().min(1, { error: 'expected a ratio of 1 or more (1 is non-blocking)' }).default(1),
+            switchLatency: quantity('time', { allowZero: true }).default(0.5e-6),
+          })
+          .strict()
+          .default({ nodesPerLeaf: 32, oversubscription: 1, switchLatency: 0.5e-6 }),
+        linkEfficiency: fraction('a fraction in (0, 1]').default(0.85),
+        collectiveStepLatency: quantity('time', { allowZero: true }).default(0.5e-6),
+      })
+      .strict(),
+    model: z
+      .object({
+        preset: presetName('model', MODEL_PRESETS).optional(),
+        layers: count().optional(),
+        hidden: count().optional(),
+        heads: count().optional(),
+        kvHeads: count().optional(),
+        ffnHidden: count().optional(),
+        vocab: count().optional(),
+        seqLength: count().optional(),
+        mlp: choice(['gelu', 'swiglu']).optional(),
+        tiedEmbeddings: z.boolean().optional(),
+        positionEmbedding: choice(['learned', 'rope']).optional(),
+      })
+      .strict(),
+    training: z
+      .object({
+        globalBatch: count(),
+        microBatch: count().default(1),
+        precision: choice(['fp32', 'fp16', 'bf16']).default('bf16'),
+        optimizer: choice(['adam', 'adamw', 'sgd']).default('adam'),
+        recompute: choice(['none', 'selective', 'full']).default('none'),
+        flashAttention: z.boolean().default(false),
+      })
+      .strict(),
+    parallel: z
+      .object({
+        tp: count().default(1),
+        pp: count().default(1),
+        dp: count().optional(),
+        schedule: z.string().default('1f1b'),
+        chunks: count().default(1),
+        layersPerStage: z.array(count('a whole number of layers, at least 1')).optional(),
+        gradientBucket: quantity('size').default(25 * 2 ** 20),
+      })
+      .strict()
+      .default({ tp: 1, pp: 1, schedule: '1f1b', chunks: 1, gradientBucket: 25 * 2 ** 20 }),
+    costs: z
+      .object({
+        forward: perStageTime.optional(),
+        backward: perStageTime.optional(),
+        weightGrad: perStageTime.optional(),
+        p2p: quantity('time', { allowZero: true }).optional(),
+        optimizer: quantity('time', { allowZero: true }).optional(),
+      })
+      .strict()
+      .optional(),
+    variability: z
+      .object({
+        jitter: z.number().min(0, { error: 'expected a relative standard deviation in [0, 0.5]' }).max(0.5, { error: 'expected a relative standard deviation in [0, 0.5]' }).default(0),
+        stragglers: z.number().int().min(0, { error: 'expected a whole number of devices, 0 or more' }).default(0),
+        stragglerSlowdown: z.number().min(1, { error: 'expected a factor of 1 or more' }).default(1.5),
+      })
+      .strict()
+      .default({ jitter: 0, stragglers: 0, stragglerSlowdown: 1.5 }),
+  })
+  .strict();
+
+export type ScenarioInput = z.output<typeof scenarioSchema>;
+
+/** The field names a strict object at `path` allows, for "unknown field" messages. */
+export function allowedKeys(path: readonly PropertyKey[]): string[] {
+  let schema: z.ZodType = scenarioSchema;
+  for (const segment of path) {
+    const obj = objectIn(schema);
+    if (!obj || typeof segment !== 'string' || !(segment in obj.shape)) return [];
+    schema = obj.shape[segment] as z.ZodType;
+  }
+  const obj = objectIn(schema);
+  return obj ? Object.keys(obj.shape) : [];
+}
+
+function objectIn(schema: z.ZodType): z.ZodObject | undefined {
+  for (let i = 0; i < 8; i++) {
+    if (schema instanceof z.ZodObject) return schema;
+    if (schema instanceof z.ZodOptional || schema instanceof z.ZodDefault) schema = schema.unwrap() as z.ZodType;
+    else if (schema instanceof z.ZodUnion) {
+      const found = (schema.options as z.ZodType[]).map(objectIn).find(Boolean);
+      return found;
+    } else return undefined;
+  }
+  return undefined;
+}

@@ -1,0 +1,52 @@
+import { execute, type ExecutionResult } from './engine/executor.js';
+import { EventKernel } from './engine/kernel.js';
+import { MemoryTracker } from './engine/memory.js';
+import { SimulationError } from './errors.js';
+import { buildTopology, type Topology } from './hardware/topology.js';
+import { buildReport, type Report } from './report/report.js';
+import type { Scenario } from './scenario/resolve.js';
+import { CATEGORIES, OP_KINDS } from './strategies/layout.js';
+import { buildStep, type StepPlan } from './strategies/step.js';
+
+/**
+ * The composition root: scenario -> topology -> operation graph -> execution ->
+ * report. Everything a run needs is built here and nowhere else.
+ */
+export interface Simulation {
+  scenario: Scenario;
+  topology: Topology;
+  plan: StepPlan;
+  execution: ExecutionResult;
+  memory: MemoryTracker;
+  report: Report;
+}
+
+export interface SimulateOptions {
+  /** Keep the memory timeline for trace counters (costs memory on large runs). */
+  recordMemory?: boolean;
+}
+
+export function simulate(scenario: Scenario, options: SimulateOptions = {}): Simulation {
+  const topology = buildTopology(scenario.cluster);
+  const plan = buildStep(scenario, topology);
+  const memory = new MemoryTracker(plan.layout.locationCount, CATEGORIES.length, plan.capacities, { record: options.recordMemory ?? false });
+  for (const b of plan.baseline) memory.change(b.location, b.category, b.bytes, 0);
+  const execution = execute({ graph: plan.graph, links: topology, router: topology, memory }, new EventKernel(1 << 14));
+  if (execution.blocked.length > 0) throw new SimulationError(describeBlocked(plan, execution));
+  if (memory.negative.size > 0) throw new Error(`memory went below zero at locations ${[...memory.negative].slice(0, 5).join(', ')}: a bug in the step builder`);
+  const report = buildReport({ scenario, topology, plan, execution, memory });
+  return { scenario, topology, plan, execution, memory, report };
+}
+
+function describeBlocked(plan: StepPlan, execution: ExecutionResult): string {
+  const g = plan.graph;
+  const name = (op: number) => `#${op} ${OP_KINDS[g.kind[op]]} (device ${g.device[op]}, stage ${g.stage[op]}, micro-batch ${g.microBatch[op]})`;
+  const lines = execution.blocked.slice(0, 10).map((b) => {
+    const waits = [
+      ...b.waitingFor.slice(0, 3).map((d) => `waits for ${name(d)}`),
+      ...b.laneHeads.slice(0, 3).map((l) => `lane ${l.lane} is held by ${name(l.head)}`),
+    ];
+    return `  ${name(b.op)}: ${waits.join('; ') || 'never became ready'}`;
+  });
+  return `the step could not finish: ${execution.blocked.length} of ${g.count} operations never started (a dependency cycle or a lane waiting forever). First blocked:\n${lines.join('\n')}`;
+}

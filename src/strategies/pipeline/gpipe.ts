@@ -1,0 +1,16 @@
+import { singleChunkOnly, type PipelineSchedule, type ScheduledPass } from './schedule.js';
+
+/** GPipe (Huang et al., 2019): every forward, then every backward; each stage holds all m micro-batches. */
+export const gpipe: PipelineSchedule = {
+  name: 'gpipe',
+  description: 'all forwards, then all backwards; activations of all micro-batches live at once',
+  check: singleChunkOnly('gpipe'),
+  order({ stages, microBatches }) {
+    return Array.from({ length: stages }, () => {
+      const order: ScheduledPass[] = [];
+      for (let mb = 0; mb < microBatches; mb++) order.push({ pass: 'F', microBatch: mb, chunk: 0 });
+      for (let mb = 0; mb < microBatches; mb++) order.push({ pass: 'BW', microBatch: mb, chunk: 0 });
+      return order;
+    });
+  },
+};

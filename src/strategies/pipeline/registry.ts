@@ -1,0 +1,24 @@
+import type { PathIssue, ResolveContext, ScheduleShape } from '../../scenario/resolve.js';
+import { gpipe } from './gpipe.js';
+import { oneFOneB } from './one-f-one-b.js';
+import type { PipelineSchedule } from './schedule.js';
+
+/** Every pipeline schedule by name. Adding one is a new file and one line here. */
+export const SCHEDULES: Record<string, PipelineSchedule> = {
+  gpipe,
+  '1f1b': oneFOneB,
+};
+
+export function getSchedule(name: string): PipelineSchedule {
+  const schedule = SCHEDULES[name];
+  if (!schedule) throw new Error(`unknown schedule ${name}`);
+  return schedule;
+}
+
+/** What the scenario loader needs to know of schedules. */
+export const scheduleContext: ResolveContext = {
+  schedules: Object.keys(SCHEDULES),
+  checkSchedule(name: string, shape: ScheduleShape): PathIssue[] {
+    return getSchedule(name).check(shape);
+  },
+};

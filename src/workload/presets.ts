@@ -1,0 +1,59 @@
+import type { ModelSpec } from './transformer.js';
+
+type Preset = Omit<ModelSpec, 'name'>;
+
+const gpt = (layers: number, hidden: number, heads: number, seqLength = 2048, vocab = 51200): Preset => ({
+  layers,
+  hidden,
+  heads,
+  kvHeads: heads,
+  ffnHidden: 4 * hidden,
+  vocab,
+  seqLength,
+  mlp: 'gelu',
+  tiedEmbeddings: true,
+  positionEmbedding: 'learned',
+});
+
+/**
+ * Model presets. GPT sizes follow Brown et al. (GPT-3) and the Megatron-LM weak
+ * scaling table (Narayanan et al., SC21, Table 1); Llama 3 405B from the Llama 3
+ * paper (Table 3 and 4).
+ */
+export const MODEL_PRESETS: Record<string, Preset> = {
+  'gpt-tiny': gpt(4, 512, 8, 512, 32000),
+  'gpt2-medium': gpt(24, 1024, 16, 1024, 50257),
+  'gpt3-1.3b': gpt(24, 2048, 16),
+  'gpt3-6.7b': gpt(32, 4096, 32),
+  'gpt3-13b': gpt(40, 5120, 40),
+  'gpt3-175b': gpt(96, 12288, 96),
+  'megatron-1.7b': gpt(24, 2304, 24),
+  'megatron-18.4b': gpt(40, 6144, 48),
+  'megatron-39.1b': gpt(48, 8192, 64),
+  'megatron-145.6b': gpt(80, 12288, 96),
+  'megatron-1t': gpt(128, 25600, 160),
+  'llama3-8b': {
+    layers: 32,
+    hidden: 4096,
+    heads: 32,
+    kvHeads: 8,
+    ffnHidden: 14336,
+    vocab: 128000,
+    seqLength: 8192,
+    mlp: 'swiglu',
+    tiedEmbeddings: false,
+    positionEmbedding: 'rope',
+  },
+  'llama3-405b': {
+    layers: 126,
+    hidden: 16384,
+    heads: 128,
+    kvHeads: 8,
+    ffnHidden: 53248,
+    vocab: 128000,
+    seqLength: 8192,
+    mlp: 'swiglu',
+    tiedEmbeddings: false,
+    positionEmbedding: 'rope',
+  },
+};
