@@ -99,6 +99,8 @@ export interface Report {
   };
   stages: StageReport[];
   devices: DeviceReport[];
+  /** Things a reader should check: implausible inputs, results outside physical limits. */
+  warnings: string[];
   simulation: { operations: number; events: number; devices: number };
 }
 
@@ -200,6 +202,14 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
 
   const { training, parallel, model } = scenario;
   const deviceSeconds = stepTime * layout.devices;
+  const warnings: string[] = [];
+  const hfu = deviceSeconds > 0 ? plan.hardwareFlops / (deviceSeconds * plan.peakFlopsPerDevice) : 0;
+  if (hfu > 1) {
+    warnings.push(
+      `the step runs the model's FLOPs at ${(hfu * 100).toFixed(0)}% of the GPUs' peak, which no hardware can: ${scenario.costs ? 'the profiled costs are too short for this model' : 'check the GPU peak and efficiency'}`,
+    );
+  }
+  if (scenario.variability.jitter > 0 || scenario.variability.stragglers > 0) warnings.push('variability is on: durations carry seeded noise, so figures vary with the seed');
   return {
     name: scenario.name,
     seed: scenario.seed,
@@ -211,7 +221,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
       tokensPerSecond: stepTime > 0 ? (training.globalBatch * model.seqLength) / stepTime : 0,
       tflopsPerDevice: deviceSeconds > 0 ? plan.modelFlops / deviceSeconds / 1e12 : 0,
       mfu: deviceSeconds > 0 ? plan.modelFlops / (deviceSeconds * plan.peakFlopsPerDevice) : 0,
-      hfu: deviceSeconds > 0 ? plan.hardwareFlops / (deviceSeconds * plan.peakFlopsPerDevice) : 0,
+      hfu,
     },
     model: { parameters: plan.parameters, layers: model.layers, hidden: model.hidden, heads: model.heads, seqLength: model.seqLength, vocab: model.vocab },
     parallel: {
@@ -234,6 +244,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
     communication: { bytes: totalBytes, byKind, byLinkType },
     stages,
     devices,
+    warnings,
     simulation: { operations: graph.count, events: execution.eventsProcessed, devices: layout.devices },
   };
 }

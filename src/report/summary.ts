@@ -38,6 +38,7 @@ export function renderSummary(report: Report, scenario: Scenario): string {
     const where = o.tier === 'hbm' ? `GPU ${o.device} HBM` : `node ${o.node} ${o.tier}`;
     lines.push(`  over capacity: ${where} by ${formatBytes(o.excess)} (capacity ${formatBytes(o.capacity)}), first at ${formatSeconds(o.firstAt)}`);
   }
+  for (const w of report.warnings) lines.push(`warning: ${w}`);
   lines.push('');
   lines.push(
     table(

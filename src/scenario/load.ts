@@ -33,8 +33,8 @@ export function parseScenario(text: string, file: string, context: ResolveContex
   if (doc.errors.length > 0) {
     throw new ScenarioError(
       doc.errors.map((e) => {
-        const pos = e.linePos?.[0];
-        return { file, line: pos?.line ?? 0, column: pos?.col ?? 0, path: '', message: `malformed YAML/JSON: ${firstLine(e.message)}` };
+        const pos = lineCounter.linePos(e.pos[0]);
+        return { file, line: pos.line, column: pos.col, path: '', message: `malformed YAML/JSON: ${firstLine(e.message)}` };
       }),
     );
   }
@@ -52,23 +52,25 @@ export function parseScenario(text: string, file: string, context: ResolveContex
     return { file, line, column: col, path: dotted, message };
   };
 
-  const parsed = scenarioSchema.safeParse(doc.toJS());
+  const raw: unknown = doc.toJS();
+  const parsed = scenarioSchema.safeParse(raw);
   if (!parsed.success) {
     const issues: ScenarioIssue[] = [];
     for (const issue of parsed.error.issues) {
-      const path = issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p));
+      let path = issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p));
+      // `gpu: a100` is read as `gpu: { preset: a100 }`: report it where the user wrote it.
+      if (path[path.length - 1] === 'preset' && typeof valueAt(raw, path.slice(0, -1)) === 'string') path = path.slice(0, -1);
+      const value = valueAt(raw, path);
       if (issue.code === 'unrecognized_keys') {
         const allowed = allowedKeys(path);
         for (const key of issue.keys) {
           const hint = closest(key, allowed);
           issues.push(place([...path, key], `unknown field ${JSON.stringify(key)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ''}; allowed here: ${allowed.join(', ')}`, true));
         }
-      } else if (issue.code === 'invalid_type' && (issue as { input?: unknown }).input === undefined) {
+      } else if (value === undefined) {
         issues.push(place(path, 'missing required field'));
-      } else if (issue.code === 'invalid_union') {
-        issues.push(place(path, describeUnion(issue)));
       } else {
-        issues.push(place(path, issue.message));
+        issues.push(place(path, `${issue.message}, got ${JSON.stringify(value)}`));
       }
     }
     throw new ScenarioError(dedupe(issues));
@@ -132,12 +134,13 @@ function locate(doc: Document, path: readonly (string | number)[], lineCounter: 
   return lineCounter.linePos(range[0]);
 }
 
-function describeUnion(issue: { message: string; errors?: unknown[][] }): string {
-  // A union of a preset name and an override object: report the most specific branch.
-  const branches = (issue.errors ?? []) as { message: string; code: string }[][];
-  const custom = branches.flat().find((e) => e.code === 'custom');
-  if (custom) return custom.message;
-  return 'expected a preset name (a string) or an object of overrides';
+function valueAt(root: unknown, path: readonly (string | number)[]): unknown {
+  let node = root;
+  for (const segment of path) {
+    if (node === null || typeof node !== 'object') return undefined;
+    node = (node as Record<string | number, unknown>)[segment];
+  }
+  return node;
 }
 
 function dedupe(issues: ScenarioIssue[]): ScenarioIssue[] {

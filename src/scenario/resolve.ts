@@ -69,7 +69,7 @@ export function resolveScenario(input: ScenarioInput, context: ResolveContext): 
   const fail = (path: (string | number)[], message: string) => issues.push({ path, message });
 
   // Node and GPU.
-  const nodeInput = typeof input.cluster.node === 'string' ? { preset: input.cluster.node } : input.cluster.node;
+  const nodeInput = input.cluster.node;
   const nodeBase = NODE_PRESETS[nodeInput.preset ?? 'dgx-a100'];
   const node: NodeSpec = {
     ...nodeBase,
@@ -85,7 +85,7 @@ export function resolveScenario(input: ScenarioInput, context: ResolveContext): 
     nvmeWriteBytesPerSecond: nodeInput.nvme?.writeBandwidth ?? nodeBase.nvmeWriteBytesPerSecond,
     nvmeLatencySeconds: nodeInput.nvme?.latency ?? nodeBase.nvmeLatencySeconds,
   };
-  const gpuInput = input.cluster.gpu === undefined ? {} : typeof input.cluster.gpu === 'string' ? { preset: input.cluster.gpu } : input.cluster.gpu;
+  const gpuInput = input.cluster.gpu ?? {};
   const gpuBase = GPU_PRESETS[gpuInput.preset ?? node.gpu];
   const gpu: GpuSpec = {
     ...gpuBase,

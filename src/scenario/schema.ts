@@ -12,29 +12,29 @@ const quantity = (kind: Quantity, { allowZero = false } = {}) =>
   z.union([z.number(), z.string()]).transform((value, ctx) => {
     const parsed = parseQuantity(kind, value);
     if (parsed === undefined) {
-      ctx.addIssue({ code: 'custom', message: `expected ${UNIT_HELP[kind]}, got ${JSON.stringify(value)}` });
+      ctx.addIssue({ code: 'custom', message: `expected ${UNIT_HELP[kind]}` });
       return z.NEVER;
     }
     if (allowZero ? parsed < 0 : parsed <= 0) {
-      ctx.addIssue({ code: 'custom', message: `must be ${allowZero ? 'zero or more' : 'greater than zero'}, got ${JSON.stringify(value)}` });
+      ctx.addIssue({ code: 'custom', message: `must be ${allowZero ? 'zero or more' : 'greater than zero'}` });
       return z.NEVER;
     }
     return parsed;
   });
 
-const count = (what = 'a whole number of at least 1') =>
-  z.number({ error: (i) => (i.input === undefined ? 'missing required field' : `expected ${what}, got ${JSON.stringify(i.input)}`) }).int({ error: `expected ${what}` }).min(1, { error: `expected ${what}` });
+const count = (what = 'a whole number of at least 1') => z.number({ error: `expected ${what}` }).int({ error: `expected ${what}` }).min(1, { error: `expected ${what}` });
 
 const fraction = (what: string) =>
   z.number({ error: `expected ${what}` }).gt(0, { error: `expected ${what}` }).lte(1, { error: `expected ${what}` });
 
-const choice = <const T extends readonly [string, ...string[]]>(values: T) =>
-  z.enum(values, { error: (i) => `expected one of ${values.join(', ')}, got ${JSON.stringify(i.input)}` });
+const choice = <const T extends readonly [string, ...string[]]>(values: T) => z.enum(values, { error: `expected one of ${values.join(', ')}` });
 
 const presetName = (kind: string, presets: Record<string, unknown>) =>
-  z.string().refine((name) => name in presets, {
-    error: (i) => `unknown ${kind} preset ${JSON.stringify(i.input)}; known presets: ${Object.keys(presets).join(', ')}`,
-  });
+  z.string({ error: 'expected a preset name' }).refine((name) => name in presets, { error: `unknown ${kind} preset; known presets: ${Object.keys(presets).join(', ')}` });
+
+/** A preset name, or an object of overrides with an optional `preset`: both become the object form. */
+const presetOrOverrides = <T extends z.ZodType>(overrides: T) =>
+  z.preprocess((value) => (typeof value === 'string' ? { preset: value } : value), overrides);
 
 const gpuOverrides = z
   .object({
@@ -77,15 +77,15 @@ const perStageTime = z.union([quantity('time', { allowZero: true }), z.array(qua
 
 export const scenarioSchema = z
   .object({
-    name: z.string({ error: (i) => (i.input === undefined ? 'missing required field' : 'expected a string') }).min(1, { error: 'must not be empty' }),
+    name: z.string({ error: 'expected a string' }).min(1, { error: 'must not be empty' }),
     description: z.string().optional(),
     seed: z.number().int({ error: 'expected a whole number' }).min(0, { error: 'expected a whole number of 0 or more' }).default(1),
     cluster: z
       .object({
         nodes: count(),
         gpusPerNode: count().optional(),
-        gpu: z.union([presetName('GPU', GPU_PRESETS), gpuOverrides]).optional(),
-        node: z.union([presetName('node', NODE_PRESETS), nodeOverrides]).default('dgx-a100'),
+        gpu: presetOrOverrides(gpuOverrides).optional(),
+        node: presetOrOverrides(nodeOverrides).default({ preset: 'dgx-a100' }),
         fabric: z
           .object({
             nodesPerLeaf: count().default(32),
@@ -174,6 +174,7 @@ function objectIn(schema: z.ZodType): z.ZodObject | undefined {
   for (let i = 0; i < 8; i++) {
     if (schema instanceof z.ZodObject) return schema;
     if (schema instanceof z.ZodOptional || schema instanceof z.ZodDefault) schema = schema.unwrap() as z.ZodType;
+    else if (schema instanceof z.ZodPipe) schema = schema.out as z.ZodType;
     else if (schema instanceof z.ZodUnion) {
       const found = (schema.options as z.ZodType[]).map(objectIn).find(Boolean);
       return found;

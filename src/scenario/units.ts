@@ -3,22 +3,24 @@
  * base unit: bytes, bytes per second, seconds, FLOP/s.
  */
 
-const SIZE_UNITS: Record<string, number> = {
-  B: 1,
-  KB: 1e3,
-  MB: 1e6,
-  GB: 1e9,
-  TB: 1e12,
-  PB: 1e15,
-  KiB: 2 ** 10,
-  MiB: 2 ** 20,
-  GiB: 2 ** 30,
-  TiB: 2 ** 40,
-  PiB: 2 ** 50,
-};
-const TIME_UNITS: Record<string, number> = { ns: 1e-9, us: 1e-6, 'µs': 1e-6, ms: 1e-3, s: 1, min: 60 };
-const RATE_PREFIX: Record<string, number> = { '': 1, K: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 };
-const FLOPS_PREFIX: Record<string, number> = { '': 1, K: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15 };
+// Decimal prefixes as powers of ten, binary ones as factors.
+const DECIMAL: Record<string, number> = { '': 0, K: 3, M: 6, G: 9, T: 12, P: 15 };
+const BINARY: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50 };
+const TIME_EXPONENT: Record<string, number> = { ns: -9, us: -6, 'µs': -6, ms: -3, s: 0 };
+
+/**
+ * A decimal number times 10^exponent, shifted in the text so the result is the
+ * double nearest the exact decimal (9.3ms is exactly 0.0093, not 0.009300000000000001).
+ */
+function shifted(number: string, exponent: number): number {
+  const [mantissa, power = '0'] = number.split(/[eE]/);
+  return Number(`${mantissa}e${Number(power) + exponent}`);
+}
+
+/** `number` with a decimal (K, M, ...) or binary (Ki, Mi, ...) prefix applied. */
+function prefixed(number: string, prefix: string): number {
+  return prefix in BINARY ? Number(number) * BINARY[prefix] : shifted(number, DECIMAL[prefix]);
+}
 
 const NUMBER = '([0-9]*\\.?[0-9]+(?:[eE][-+]?[0-9]+)?)';
 
@@ -40,16 +42,17 @@ export function parseQuantity(kind: Quantity, value: unknown): number | undefine
   let m: RegExpMatchArray | null;
   switch (kind) {
     case 'size':
-      m = text.match(new RegExp(`^${NUMBER}\\s*([KMGTP]i?B|B)$`));
-      return m ? Number(m[1]) * SIZE_UNITS[m[2]] : undefined;
+      m = text.match(new RegExp(`^${NUMBER}\\s*(|K|M|G|T|P|Ki|Mi|Gi|Ti|Pi)B$`));
+      return m ? prefixed(m[1], m[2]) : undefined;
     case 'time':
       m = text.match(new RegExp(`^${NUMBER}\\s*(ns|us|µs|ms|s|min)$`));
-      return m ? Number(m[1]) * TIME_UNITS[m[2]] : undefined;
+      if (!m) return undefined;
+      return m[2] === 'min' ? Number(m[1]) * 60 : shifted(m[1], TIME_EXPONENT[m[2]]);
     case 'bandwidth':
       m = text.match(new RegExp(`^${NUMBER}\\s*(|K|M|G|T|P|Ki|Mi|Gi|Ti)(B|b)(?:/s|ps)$`));
-      return m ? (Number(m[1]) * RATE_PREFIX[m[2]]) / (m[3] === 'b' ? 8 : 1) : undefined;
+      return m ? prefixed(m[1], m[2]) / (m[3] === 'b' ? 8 : 1) : undefined;
     case 'flops':
       m = text.match(new RegExp(`^${NUMBER}\\s*(|K|M|G|T|P)FLOP(?:S|/s)$`));
-      return m ? Number(m[1]) * FLOPS_PREFIX[m[2]] : undefined;
+      return m ? prefixed(m[1], m[2]) : undefined;
   }
 }

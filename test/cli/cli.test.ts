@@ -1,0 +1,164 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { checkTrace } from '../support/trace-checker.js';
+import { cli } from '../support/cli.js';
+
+const SMALL = 'scenarios/small-gpt.yaml';
+const tmp = () => mkdtempSync(join(tmpdir(), 'dtsim-cli-'));
+
+describe('dtsim run', () => {
+  it('prints a human summary', async () => {
+    const r = await cli('run', SMALL);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/step time\s+\d/);
+    expect(r.stdout).toMatch(/bubble\s+[\d.]+% of the step/);
+    expect(r.stdout).toMatch(/by link type\s+nvlink/);
+    expect(r.stdout).toMatch(/memory\s+fits/);
+    expect(r.stderr).toBe('');
+  });
+
+  it('--json prints exactly one JSON document with the contracted fields', async () => {
+    const r = await cli('run', SMALL, '--json');
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(Object.keys(report)).toEqual(expect.arrayContaining(['name', 'seed', 'stepTime', 'bubbleFraction', 'throughput', 'model', 'memory', 'communication', 'devices']));
+    expect(Object.keys(report.throughput)).toEqual(expect.arrayContaining(['tokensPerSecond', 'tflopsPerDevice', 'mfu']));
+    expect(Object.keys(report.memory.peak)).toEqual(['hbm', 'cpu', 'nvme']);
+    expect(Object.keys(report.communication.byKind)).toEqual(['p2p', 'allReduce', 'reduceScatter', 'allGather', 'allToAll', 'broadcast']);
+    expect(Object.keys(report.communication.byLinkType)).toEqual(['nvlink', 'pcie', 'infiniband', 'nvme']);
+    const d = report.devices[0];
+    expect(Object.keys(d)).toEqual(expect.arrayContaining(['rank', 'node', 'stage', 'busyTime', 'idleTime', 'bubbleFraction', 'peakMemory', 'memoryBreakdown', 'sentBytes']));
+    expect(Object.keys(d.memoryBreakdown)).toEqual(['params', 'grads', 'optimizer', 'activations', 'buffers']);
+    expect(report.devices).toHaveLength(16);
+  });
+
+  it('--seed and --set change the run', async () => {
+    const r = await cli('run', SMALL, '--json', '--seed', '42', '--set', 'parallel.schedule=gpipe');
+    const report = JSON.parse(r.stdout);
+    expect(report.seed).toBe(42);
+    expect(report.parallel.schedule).toBe('gpipe');
+  });
+
+  it('--trace writes a valid Chrome trace atomically, --output the JSON report', async () => {
+    const dir = tmp();
+    const trace = join(dir, 'step.trace.json');
+    const output = join(dir, 'report.json');
+    const r = await cli('run', SMALL, '--trace', trace, '--output', output);
+    expect(r.code).toBe(0);
+    expect(checkTrace(JSON.parse(readFileSync(trace, 'utf8')))).toEqual([]);
+    expect(JSON.parse(readFileSync(output, 'utf8')).name).toBe('small-gpt-2node');
+    expect(readdirSync(dir).sort()).toEqual(['report.json', 'step.trace.json']);
+  });
+
+  it('--trace-ranks keeps only the named GPUs', async () => {
+    const dir = tmp();
+    const trace = join(dir, 't.json');
+    await cli('run', SMALL, '--trace', trace, '--trace-ranks', '0-1,8');
+    const t = JSON.parse(readFileSync(trace, 'utf8'));
+    const gpuPids = new Set(t.traceEvents.filter((e: { ph: string; name: string; args: { name: string } }) => e.ph === 'M' && e.name === 'process_name' && e.args.name.startsWith('GPU')).map((e: { pid: number }) => e.pid));
+    expect([...gpuPids].sort()).toEqual([1, 2, 9]);
+    expect(checkTrace(t)).toEqual([]);
+  });
+
+  it('writes nothing when the scenario is invalid', async () => {
+    const dir = tmp();
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, readFileSync(SMALL, 'utf8').replace('tp: 2', 'tp: 3'));
+    const r = await cli('run', bad, '--trace', join(dir, 't.json'), '--output', join(dir, 'r.json'));
+    expect(r.code).toBe(3);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/bad\.yaml:\d+:\d+: parallel\.tp: /);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(readdirSync(dir)).toEqual(['bad.yaml']);
+  });
+});
+
+describe('exit codes and usage errors', () => {
+  it('missing scenario file: 2', async () => {
+    const r = await cli('run', 'no/such/file.yaml');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/scenario file not found: no\/such\/file\.yaml/);
+  });
+
+  it('unknown flag: 2', async () => {
+    const r = await cli('run', SMALL, '--jsn');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/Unknown argument: jsn/);
+  });
+
+  it('no command: 2', async () => {
+    expect((await cli()).code).toBe(2);
+  });
+
+  it('bad --set syntax and bad --trace-ranks: 2', async () => {
+    expect((await cli('run', SMALL, '--set', 'parallel.tp')).code).toBe(2);
+    expect((await cli('run', SMALL, '--trace', '/tmp/x.json', '--trace-ranks', 'a-b')).code).toBe(2);
+  });
+
+  it('--help and --version: 0', async () => {
+    const help = await cli('--help');
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/dtsim run <scenario>/);
+    const version = await cli('--version');
+    expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+});
+
+describe('other commands', () => {
+  it('validate prints what the scenario resolves to', async () => {
+    const r = await cli('validate', SMALL);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/valid scenario "small-gpt-2node"/);
+    const json = await cli('validate', SMALL, '--json');
+    expect(JSON.parse(json.stdout).parallel.layersPerStage).toEqual([12, 12]);
+  });
+
+  it('presets lists GPUs, nodes, models and schedules', async () => {
+    const r = await cli('presets');
+    for (const name of ['a100-80gb', 'h100-sxm', 'dgx-2', 'dgx-h100', 'gpt3-175b', 'llama3-405b', '1f1b', 'gpipe']) expect(r.stdout).toContain(name);
+    expect(Object.keys(JSON.parse((await cli('presets', '--json')).stdout))).toEqual(['gpus', 'nodes', 'models', 'schedules']);
+  });
+
+  it('topology summarises vertices, links and example routes', async () => {
+    const r = await cli('topology', SMALL, '--json');
+    const t = JSON.parse(r.stdout);
+    expect(t.devices).toBe(16);
+    expect(t.vertices).toMatchObject({ gpu: 16, nvswitch: 2, nic: 16, cpu: 2 });
+    const crossNode = t.examplePaths.find((p: { to: string }) => p.to === 'n1.gpu0');
+    expect(crossNode.type).toBe('infiniband');
+    expect(crossNode.hops).toEqual(['n0.gpu0', 'n0.pcie0', 'n0.nic0', 'leaf0', 'n1.nic0', 'n1.pcie0', 'n1.gpu0']);
+    expect((await cli('topology', SMALL)).stdout).toMatch(/example routes:/);
+  });
+});
+
+describe('the installed executable', () => {
+  const bin = 'dist/src/cli/main.js';
+  it('is built (npm test builds it before running tests)', () => {
+    expect(existsSync(bin)).toBe(true);
+  });
+
+  it('runs as a process with the documented exit codes, data on stdout and errors on stderr', () => {
+    const ok = spawnSync(process.execPath, [bin, 'run', SMALL, '--json'], { encoding: 'utf8' });
+    expect(ok.status).toBe(0);
+    expect(JSON.parse(ok.stdout).name).toBe('small-gpt-2node');
+    const usage = spawnSync(process.execPath, [bin, 'run', 'missing.yaml'], { encoding: 'utf8' });
+    expect(usage.status).toBe(2);
+    expect(usage.stdout).toBe('');
+    expect(usage.stderr).toMatch(/not found/);
+    const invalid = spawnSync(process.execPath, [bin, 'run', SMALL, '--set', 'parallel.dp=3'], { encoding: 'utf8' });
+    expect(invalid.status).toBe(3);
+    expect(execFileSync(process.execPath, [bin, '--help'], { encoding: 'utf8' })).toMatch(/Commands:/);
+  });
+
+  it('logs go to stderr as JSON lines, never to stdout', () => {
+    const r = spawnSync(process.execPath, [bin, 'run', SMALL, '--json', '--log-level', 'info'], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    JSON.parse(r.stdout);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines.length).toBeGreaterThan(0);
+    for (const line of lines) expect(JSON.parse(line).msg).toBeTypeOf('string');
+  });
+});

@@ -1,0 +1,77 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { EventKernel, toNanoseconds } from '../../src/engine/kernel.js';
+
+describe('EventKernel', () => {
+  it('runs events in time order, equal times in scheduling order', () => {
+    const k = new EventKernel(4);
+    const seen: string[] = [];
+    const t = k.on((a) => seen.push(`${k.now}:${a}`));
+    k.schedule(30, t, 1);
+    k.schedule(10, t, 2);
+    k.schedule(10, t, 3);
+    k.schedule(20, t, 4);
+    k.schedule(10, t, 5);
+    k.run();
+    expect(seen).toEqual(['10:2', '10:3', '10:5', '20:4', '30:1']);
+    expect(k.eventsProcessed).toBe(5);
+  });
+
+  it('lets handlers schedule more events, and stops at `until`', () => {
+    const k = new EventKernel();
+    const seen: number[] = [];
+    const tick = k.on((n) => {
+      seen.push(k.now);
+      if (n > 0) k.schedule(k.now + 5, tick, n - 1);
+    });
+    k.schedule(0, tick, 10);
+    k.run(20);
+    expect(seen).toEqual([0, 5, 10, 15, 20]);
+    expect(k.pending).toBe(1);
+    expect(k.now).toBe(20);
+  });
+
+  it('refuses events in the past', () => {
+    const k = new EventKernel();
+    const t = k.on(() => k.schedule(k.now - 1, t));
+    k.schedule(5, t);
+    expect(() => k.run()).toThrow(/past/);
+  });
+
+  it('keeps separate state per instance', () => {
+    const a = new EventKernel();
+    const b = new EventKernel();
+    const ta = a.on(() => {});
+    b.on(() => {});
+    a.schedule(100, ta);
+    a.run();
+    expect(a.now).toBe(100);
+    expect(b.now).toBe(0);
+  });
+
+  it('law: pops are ordered by (time, insertion) for any schedule, across heap growth', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 50 }), { minLength: 1, maxLength: 400 }), (times) => {
+        const k = new EventKernel(2);
+        const popped: [number, number][] = [];
+        const t = k.on((i) => popped.push([k.now, i]));
+        times.forEach((time, i) => k.schedule(time, t, i));
+        k.run();
+        const expected = times.map((time, i) => [time, i] as [number, number]).sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+        expect(popped).toEqual(expected);
+      }),
+    );
+  });
+});
+
+describe('toNanoseconds', () => {
+  it('keeps decimal durations exact and rounds others up', () => {
+    expect(toNanoseconds(0.0185)).toBe(18_500_000);
+    expect(toNanoseconds(0.0006)).toBe(600_000);
+    expect(toNanoseconds(5e-6)).toBe(5000);
+    expect(toNanoseconds(1e-12)).toBe(1);
+    expect(toNanoseconds(1.0000000004e-9)).toBe(1);
+    expect(toNanoseconds(0)).toBe(0);
+    expect(toNanoseconds(3600)).toBe(3.6e12);
+  });
+});

@@ -1,0 +1,86 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { EventKernel } from '../../src/engine/kernel.js';
+import { FlowNetwork, type LinkSet } from '../../src/engine/network.js';
+
+function links(capacities: number[], binding?: number[]): LinkSet {
+  return { count: capacities.length, capacityBytesPerSecond: Float64Array.from(capacities), binding: Uint8Array.from(binding ?? capacities.map(() => 1)) };
+}
+
+/** Starts flows (path, bytes, start time ns) and returns each flow's end time in ns. */
+function run(set: LinkSet, flows: { path: number[]; bytes: number; at?: number }[]): { ends: number[]; linkBytes: Float64Array } {
+  const k = new EventKernel();
+  const ends: number[] = [];
+  const net = new FlowNetwork(k, set, (owner) => (ends[owner] = k.now));
+  const begin = k.on((i) => {
+    net.start(Int32Array.from(flows[i].path), flows[i].bytes, i);
+    net.rebalance();
+  });
+  flows.forEach((f, i) => k.schedule(f.at ?? 0, begin, i));
+  k.run();
+  return { ends, linkBytes: net.linkBytes };
+}
+
+describe('FlowNetwork', () => {
+  it('a lone flow runs at its bottleneck rate', () => {
+    const { ends } = run(links([100e9, 10e9, 50e9]), [{ path: [0, 1, 2], bytes: 1e9 }]);
+    expect(ends[0]).toBe(100_000_000); // 1 GB at 10 GB/s = 0.1 s
+  });
+
+  it('two flows on one link share it equally', () => {
+    const { ends } = run(links([10e9]), [
+      { path: [0], bytes: 1e9 },
+      { path: [0], bytes: 1e9 },
+    ]);
+    expect(ends).toEqual([200_000_000, 200_000_000]);
+  });
+
+  it('max-min: a flow limited elsewhere leaves the rest to others', () => {
+    // Flow 0 crosses links 0 (10 GB/s) and 1 (2 GB/s); flow 1 only link 0. Max-min: 2 and 8 GB/s.
+    const { ends } = run(links([10e9, 2e9]), [
+      { path: [0, 1], bytes: 2e9 },
+      { path: [0], bytes: 8e9 },
+    ]);
+    expect(ends[0]).toBe(1_000_000_000);
+    expect(ends[1]).toBe(1_000_000_000);
+  });
+
+  it('rates are recomputed when a flow ends', () => {
+    // Both share 10 GB/s; the small one ends at 0.2 s having moved 1 GB, then the big one runs alone.
+    const { ends } = run(links([10e9]), [
+      { path: [0], bytes: 1e9 },
+      { path: [0], bytes: 3e9 },
+    ]);
+    expect(ends[0]).toBe(200_000_000);
+    expect(ends[1]).toBe(400_000_000);
+  });
+
+  it('non-binding links never limit a flow', () => {
+    const { ends } = run(links([10e9, 1], [1, 0]), [{ path: [0, 1], bytes: 1e9 }]);
+    expect(ends[0]).toBe(100_000_000);
+  });
+
+  it('law: bytes are conserved and no flow beats its bottleneck, for any flows', () => {
+    const arb = fc.record({
+      capacities: fc.array(fc.integer({ min: 1, max: 100 }), { minLength: 1, maxLength: 6 }),
+      flows: fc.array(fc.record({ links: fc.uniqueArray(fc.nat(5), { minLength: 1, maxLength: 4 }), bytes: fc.integer({ min: 1, max: 1000 }), at: fc.integer({ min: 0, max: 100 }) }), { minLength: 1, maxLength: 12 }),
+    });
+    fc.assert(
+      fc.property(arb, ({ capacities, flows }) => {
+        const set = links(capacities.map((c) => c * 1e9));
+        const fs = flows.map((f) => ({ path: f.links.map((l) => l % capacities.length).filter((l, i, a) => a.indexOf(l) === i), bytes: f.bytes * 1e6, at: f.at * 1000 }));
+        const { ends, linkBytes } = run(set, fs);
+        const expected = new Float64Array(capacities.length);
+        fs.forEach((f, i) => {
+          const bottleneck = Math.min(...f.path.map((l) => set.capacityBytesPerSecond[l]));
+          expect(ends[i] - f.at).toBeGreaterThanOrEqual(Math.floor((f.bytes / bottleneck) * 1e9));
+          for (const l of f.path) expected[l] += f.bytes;
+        });
+        expect(Array.from(linkBytes)).toEqual(Array.from(expected));
+        // Work conservation on each link: it cannot carry its bytes faster than its capacity.
+        const last = Math.max(...ends);
+        for (let l = 0; l < capacities.length; l++) expect(linkBytes[l] / set.capacityBytesPerSecond[l]).toBeLessThanOrEqual(last / 1e9 + 1e-6);
+      }),
+    );
+  });
+});

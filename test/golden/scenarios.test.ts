@@ -1,0 +1,89 @@
+import { readdirSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { emitTrace } from '../../src/report/trace.js';
+import { loadScenarioFile } from '../../src/scenario/load.js';
+import { simulate } from '../../src/simulate.js';
+import { scheduleContext } from '../../src/strategies/pipeline/registry.js';
+import { checkTrace } from '../support/trace-checker.js';
+
+const files = readdirSync('scenarios').filter((f) => /\.(ya?ml|json)$/.test(f)).sort();
+const load = (file: string) => loadScenarioFile(`scenarios/${file}`, scheduleContext);
+
+/** The figures a golden file pins: enough to notice any change in the models. */
+function figures(file: string) {
+  const r = simulate(load(file)).report;
+  return {
+    stepTime: r.stepTime,
+    bubbleFraction: r.bubbleFraction,
+    throughput: r.throughput,
+    parameters: r.model.parameters,
+    memory: { peak: r.memory.peak, fits: r.memory.fits, overflows: r.memory.overflows.length, worstDevice: r.memory.worstDevice },
+    communication: r.communication,
+    stages: r.stages,
+    warnings: r.warnings,
+    simulation: r.simulation,
+  };
+}
+
+describe('bundled scenarios', () => {
+  it('there are at least the three the README and issues rely on', () => {
+    expect(files).toEqual(expect.arrayContaining(['small-gpt.yaml', 'gpt3-175b-1024-a100.yaml', 'profiled-costs.yaml']));
+  });
+
+  it.each(files)('%s validates, runs and matches its golden figures', async (file) => {
+    await expect(JSON.stringify(figures(file), null, 2) + '\n').toMatchFileSnapshot(`__golden__/${file.replace(/\.\w+$/, '')}.json`);
+  });
+});
+
+describe('GPT-3 175B on 1,024 A100 (TP 8, PP 16, DP 8, 1F1B, selective recompute) against the reference', () => {
+  const sim = simulate(load('gpt3-175b-1024-a100.yaml'));
+  const { model, parallel, training } = sim.scenario;
+  const { seqLength: s, hidden: h } = model;
+  const sbh = s * training.microBatch * h;
+  const t = parallel.tp;
+  const p = parallel.pp;
+
+  it('fits, and the first stage holds p micro-batches of sbh(10 + 24/t) per layer (Korthikanti, selective recompute)', () => {
+    expect(sim.report.memory.fits).toBe(true);
+    expect(sim.report.stages[0].peakActivations).toBeCloseTo(p * (model.layers / p) * sbh * (10 + 24 / t), 0);
+    expect(sim.report.stages[p - 1].peakActivations).toBeCloseTo(1 * (model.layers / p) * sbh * (10 + 24 / t) + (4 * s * model.vocab) / t, 0);
+  });
+
+  it('model states are 16 bytes per parameter of each device', () => {
+    for (const d of [sim.report.devices[0], sim.report.devices[1000]]) {
+      const b = d.memoryBreakdown;
+      expect((b.params + b.grads + b.optimizer) / sim.plan.stages[d.stage].parametersPerDevice).toBeCloseTo(16, 9);
+    }
+  });
+
+  it('pipeline bubble is at least the 1F1B floor (p-1)/(m+p-1) on every device', () => {
+    const m = sim.plan.microBatches;
+    for (const d of sim.report.devices) expect(d.bubbleFraction).toBeGreaterThanOrEqual((p - 1) / (m + p - 1) - 1e-9);
+  });
+
+  it('pipeline bytes are b·s·h per micro-batch, boundary and direction from every TP rank', () => {
+    expect(sim.report.communication.byKind.p2p).toBe(2 * (p - 1) * sim.plan.microBatches * parallel.dp * t * sbh * 2);
+  });
+
+  it('its trace passes the trace checker (one tensor-parallel group and its pipeline neighbour)', () => {
+    const full = simulate(load('gpt3-175b-1024-a100.yaml'), { recordMemory: true });
+    const chunks: string[] = [];
+    emitTrace(full, (text) => chunks.push(text), { ranks: new Set([0, 1, 2, 3, 4, 5, 6, 7, 64, 65, 66, 67, 68, 69, 70, 71]) });
+    expect(checkTrace(JSON.parse(chunks.join('')))).toEqual([]);
+  });
+});
+
+describe('determinism', () => {
+  it('same scenario and seed: byte-identical report and trace', () => {
+    const run = () => {
+      const sim = simulate(load('small-gpt.yaml'), { recordMemory: true });
+      const chunks: string[] = [];
+      emitTrace(sim, (text) => chunks.push(text));
+      return { report: JSON.stringify(sim.report), trace: chunks.join('') };
+    };
+    const a = run();
+    const b = run();
+    expect(a.report).toBe(b.report);
+    expect(a.trace).toBe(b.trace);
+  });
+});
