@@ -1,5 +1,14 @@
 /** Append-only typed arrays: compact storage for graphs with millions of entries. */
 
+type TypedArray = Float64Array | Int32Array | Uint8Array;
+
+/** A copy of `array` with room for `length` entries (the new ones zero). */
+export function grown<T extends TypedArray>(array: T, length: number): T {
+  const bigger = new (array.constructor as new (n: number) => T)(length);
+  bigger.set(array);
+  return bigger;
+}
+
 export class IntList {
   data: Int32Array;
   length = 0;
@@ -7,11 +16,7 @@ export class IntList {
     this.data = new Int32Array(Math.max(4, capacity));
   }
   push(value: number): number {
-    if (this.length === this.data.length) {
-      const bigger = new Int32Array(this.data.length * 2);
-      bigger.set(this.data);
-      this.data = bigger;
-    }
+    if (this.length === this.data.length) this.data = grown(this.data, this.data.length * 2);
     this.data[this.length] = value;
     return this.length++;
   }
@@ -28,11 +33,7 @@ export class FloatList {
     this.data = new Float64Array(Math.max(4, capacity));
   }
   push(value: number): number {
-    if (this.length === this.data.length) {
-      const bigger = new Float64Array(this.data.length * 2);
-      bigger.set(this.data);
-      this.data = bigger;
-    }
+    if (this.length === this.data.length) this.data = grown(this.data, this.data.length * 2);
     this.data[this.length] = value;
     return this.length++;
   }

@@ -15,6 +15,8 @@
  * deterministic.
  */
 
+import { grown } from './growable.js';
+
 export type EventHandler = (a: number, b: number) => void;
 
 /** Nanoseconds per second: times in the kernel are whole nanoseconds. */
@@ -143,22 +145,13 @@ export class EventKernel {
 
   private grow(): void {
     const n = this.time.length * 2;
-    const grow64 = (a: Float64Array) => {
-      const b = new Float64Array(n);
-      b.set(a);
-      return b;
-    };
-    const grow32 = (a: Int32Array) => {
-      const b = new Int32Array(n);
-      b.set(a);
-      return b;
-    };
-    this.time = grow64(this.time);
-    this.seq = grow64(this.seq);
-    this.type = grow32(this.type);
-    this.argA = grow32(this.argA);
-    this.argB = grow32(this.argB);
-    this.heap = grow32(this.heap);
-    this.freeSlots = grow32(this.freeSlots);
+    this.time = grown(this.time, n);
+    this.seq = grown(this.seq, n);
+    this.type = grown(this.type, n);
+    this.argA = grown(this.argA, n);
+    this.argB = grown(this.argB, n);
+    this.heap = grown(this.heap, n);
+    this.freeSlots = grown(this.freeSlots, n);
   }
+
 }

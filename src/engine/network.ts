@@ -1,3 +1,4 @@
+import { grown } from './growable.js';
 import { EventKernel, NANOSECONDS_PER_SECOND } from './kernel.js';
 
 /**
@@ -221,26 +222,14 @@ export class FlowNetwork {
     const f = this.flowsUsed++;
     if (f === this.remaining.length) {
       const n = f * 2;
-      const g64 = (a: Float64Array) => {
-        const b = new Float64Array(n);
-        b.set(a);
-        return b;
-      };
-      const g32 = (a: Int32Array) => {
-        const b = new Int32Array(n);
-        b.set(a);
-        return b;
-      };
-      this.remaining = g64(this.remaining);
-      this.rate = g64(this.rate);
-      this.lastUpdate = g64(this.lastUpdate);
-      this.total = g64(this.total);
-      this.owner = g32(this.owner);
-      this.version = g32(this.version);
-      this.flowStamp = g32(this.flowStamp);
-      const fr = new Uint8Array(n);
-      fr.set(this.frozen);
-      this.frozen = fr;
+      this.remaining = grown(this.remaining, n);
+      this.rate = grown(this.rate, n);
+      this.lastUpdate = grown(this.lastUpdate, n);
+      this.total = grown(this.total, n);
+      this.owner = grown(this.owner, n);
+      this.version = grown(this.version, n);
+      this.flowStamp = grown(this.flowStamp, n);
+      this.frozen = grown(this.frozen, n);
     }
     return f;
   }

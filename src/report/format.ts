@@ -22,8 +22,16 @@ export function formatSeconds(seconds: number): string {
   return `${seconds.toFixed(3)} s`;
 }
 
+/** Rates in decimal units, as vendors quote link bandwidth (300 GB/s, not 279 GiB/s). */
 export function formatRate(bytesPerSecond: number): string {
-  return `${formatBytes(bytesPerSecond)}/s`;
+  const units = ['B/s', 'KB/s', 'MB/s', 'GB/s', 'TB/s', 'PB/s'];
+  let value = bytesPerSecond;
+  let i = 0;
+  while (Math.abs(value) >= 1000 && i < units.length - 1) {
+    value /= 1000;
+    i++;
+  }
+  return `${Number(value.toPrecision(3))} ${units[i]}`;
 }
 
 export function formatCount(n: number): string {

@@ -1,5 +1,5 @@
 import type { Simulation } from '../simulate.js';
-import { CATEGORIES, KIND, LANES, OP_KINDS, isCommunication } from '../strategies/layout.js';
+import { CATEGORIES, KIND, LANE, LANES, OP_KINDS, isCommunication } from '../strategies/layout.js';
 import { VERSION } from '../version.js';
 import { AtomicFileWriter } from './atomic.js';
 
@@ -90,12 +90,12 @@ export function emitTrace(sim: Simulation, write: (text: string) => void, option
     const lanes: number[] = [];
     for (let i = graph.lanesOf.start[op]; i < graph.lanesOf.start[op + 1]; i++) lanes.push(graph.lanesOf.items[i]);
     if (lanes.length > 1) args.devices = lanes.map((l) => Math.floor(l / lanesPerDevice));
-    const name = sliceName(kind, graph.microBatch[op], lanes.length);
     const cat = isCommunication(kind) ? 'communication' : 'compute';
     for (const lane of lanes) {
       const device = Math.floor(lane / lanesPerDevice);
       if (!included(device)) continue;
-      emit({ name, cat, ph: 'X', pid: device + 1, tid: (lane % lanesPerDevice) + 1, ts: us(start), dur: us(end - start), args });
+      const laneKind = lane % lanesPerDevice;
+      emit({ name: sliceName(kind, graph.microBatch[op], laneKind), cat, ph: 'X', pid: device + 1, tid: laneKind + 1, ts: us(start), dur: us(end - start), args });
     }
     if (kind === KIND.p2p && lanes.length === 2) {
       const [from, to] = lanes.map((l) => Math.floor(l / lanesPerDevice));
@@ -132,7 +132,9 @@ export function emitTrace(sim: Simulation, write: (text: string) => void, option
   return count;
 }
 
-function sliceName(kind: number, microBatch: number, participants: number): string {
+const LANE_PREFIX: Record<number, string> = { [LANE.tp]: 'TP ', [LANE.dp]: 'DP ' };
+
+function sliceName(kind: number, microBatch: number, lane: number): string {
   const mb = microBatch >= 0 ? ` mb${microBatch}` : '';
   switch (OP_KINDS[kind]) {
     case 'forward':
@@ -146,8 +148,8 @@ function sliceName(kind: number, microBatch: number, participants: number): stri
     case 'optimizer':
       return 'optimizer step';
     case 'p2p':
-      return `send${mb}`;
+      return `p2p${mb}`;
     default:
-      return `${OP_KINDS[kind]} x${participants}${mb}`;
+      return `${LANE_PREFIX[lane] ?? ''}${OP_KINDS[kind]}${mb}`;
   }
 }

@@ -1,8 +1,10 @@
 import type { ModelSpec } from './transformer.js';
 
-type Preset = Omit<ModelSpec, 'name'>;
+export type ModelShape = Omit<ModelSpec, 'name'>;
+type Preset = ModelShape;
 
-const gpt = (layers: number, hidden: number, heads: number, seqLength = 2048, vocab = 51200): Preset => ({
+/** A GPT-style shape: FFN 4h, multi-head attention, GeLU, tied embeddings, learned positions. */
+export const gpt = (layers: number, hidden: number, heads: number, seqLength = 2048, vocab = 51200): ModelShape => ({
   layers,
   hidden,
   heads,

@@ -1,0 +1,102 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ScenarioError, SimulationError, UsageError } from '../../src/errors.js';
+import { parseScenario } from '../../src/scenario/load.js';
+import { allowedKeys } from '../../src/scenario/schema.js';
+import { simulate } from '../../src/simulate.js';
+import { scheduleContext } from '../../src/strategies/pipeline/registry.js';
+import { cli } from '../support/cli.js';
+
+// Docs are checked against the code so they cannot rot.
+const read = (file: string) => readFileSync(file, 'utf8');
+const scenarioDoc = read('docs/scenario.md');
+const tmp = mkdtempSync(join(tmpdir(), 'dtsim-docs-'));
+
+/** Every leaf field of the scenario schema, as a dotted path. */
+function schemaPaths(prefix: string[] = []): string[] {
+  const keys = allowedKeys(prefix);
+  if (keys.length === 0) return [prefix.join('.')];
+  return keys.flatMap((k) => schemaPaths([...prefix, k]));
+}
+
+/** Fenced YAML blocks that are whole scenarios. */
+function scenarioBlocks(markdown: string): string[] {
+  return [...markdown.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]).filter((text) => /^name:/m.test(text));
+}
+
+/** `npx dtsim ...` lines in fenced sh blocks, as argument lists. */
+function commands(markdown: string): string[][] {
+  const blocks = [...markdown.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]);
+  return blocks
+    .flatMap((b) => b.split('\n'))
+    .map((line) => line.replace(/#.*$/, '').trim())
+    .filter((line) => line.includes('npx dtsim '))
+    .map((line) => line.slice(line.indexOf('npx dtsim ') + 'npx dtsim '.length).split(/\s+/))
+    .map((words) => {
+      const redirect = words.indexOf('>');
+      return redirect >= 0 ? words.slice(0, redirect) : words;
+    });
+}
+
+describe('docs/scenario.md', () => {
+  it('documents every field of the schema', () => {
+    const missing = schemaPaths().filter((path) => !scenarioDoc.includes(`\`${path}\``));
+    expect(missing).toEqual([]);
+  });
+
+  it('every whole-scenario example validates', () => {
+    const blocks = [...scenarioBlocks(scenarioDoc), ...scenarioBlocks(read('docs/tutorial.md'))];
+    expect(blocks.length).toBeGreaterThanOrEqual(2);
+    for (const text of blocks) expect(() => parseScenario(text, 'doc.yaml', scheduleContext)).not.toThrow();
+  });
+});
+
+describe('README and tutorial commands', () => {
+  const tutorialScenario = join(tmp, 'esm2.yaml');
+  writeFileSync(tutorialScenario, scenarioBlocks(read('docs/tutorial.md'))[0]);
+
+  const all = [...commands(read('README.md')), ...commands(read('docs/tutorial.md')), ...commands(read('docs/trace.md'))].map((args) =>
+    args.map((a, i) => (a === 'esm2.yaml' ? tutorialScenario : ['--trace', '--output'].includes(args[i - 1]) ? join(tmp, a) : a)),
+  );
+
+  it('the README shows the two command lines', () => {
+    const readme = read('README.md');
+    expect(readme).toContain('npm ci && npx dtsim run scenarios/small-gpt.yaml');
+    expect(readme).toContain('npm ci && npm test');
+  });
+
+  it.each(all.map((args) => [args.join(' '), args]))('dtsim %s exits 0', async (_line, args) => {
+    const r = await cli(...(args as string[]));
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+  });
+
+  it('the README sample output is what the bundled scenario prints', async () => {
+    const r = await cli('run', 'scenarios/small-gpt.yaml');
+    const sample = read('README.md').match(/## What you see\n\n```\n([\s\S]*?)```/)![1];
+    expect(r.stdout).toBe(sample);
+  });
+});
+
+describe('docs/report.md and docs/cli.md', () => {
+  it('documents every report field and every device field', () => {
+    const doc = read('docs/report.md');
+    const report = simulate(parseScenario(read('scenarios/small-gpt.yaml'), 'x.yaml', scheduleContext)).report;
+    const missing = [...Object.keys(report), ...Object.keys(report.devices[0]).map((k) => k)].filter((k) => !doc.includes(k));
+    expect(missing).toEqual([]);
+  });
+
+  it('lists the exit codes the error classes carry', () => {
+    const doc = read('docs/cli.md');
+    for (const [code, error] of [
+      [2, new UsageError('x')],
+      [3, new ScenarioError([])],
+      [4, new SimulationError('x')],
+    ] as const) {
+      expect(error.exitCode).toBe(code);
+      expect(doc).toMatch(new RegExp(`\\| ${code} \\|`));
+    }
+  });
+});

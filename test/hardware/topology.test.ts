@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { buildTopology } from '../../src/hardware/topology.js';
+import { scenario } from '../support/scenarios.js';
+
+const cluster = (patch: Record<string, unknown>) => scenario({ cluster: patch, training: { globalBatch: 64 }, parallel: { tp: 1, pp: 1, dp: undefined } }).cluster;
+
+describe('buildTopology', () => {
+  it('DGX A100 x 2: NVLink inside a node, rail-aligned InfiniBand across, PCIe to the host, NVMe behind the CPU', () => {
+    const t = buildTopology(cluster({ nodes: 2, gpusPerNode: 8, node: 'dgx-a100' }));
+    expect(t.devices).toBe(16);
+    expect(t.pathType(0, 1)).toBe('nvlink');
+    expect(t.pathType(3, 11)).toBe('infiniband');
+    expect(t.pathType(0, t.cpuVertex(0))).toBe('pcie');
+    expect(t.pathType(t.cpuVertex(1), t.nvmeVertex(1))).toBe('nvme');
+    // GPU 3 leaves through NIC 3 and enters GPU 11 through node 1's NIC 3.
+    const hops = Array.from(t.path(3, 11)).map((l) => t.graph.target(t.graph.findEdge((_e, a) => a.link === l)!));
+    expect(hops).toEqual(['n0.pcie1', 'n0.nic3', 'leaf0', 'n1.nic3', 'n1.pcie1', 'n1.gpu3']);
+  });
+
+  it('link capacities are vendor figures times the link efficiency, per direction', () => {
+    const t = buildTopology(cluster({ nodes: 2, gpusPerNode: 8, node: 'dgx-a100', linkEfficiency: 0.5 }));
+    const nvlink = t.path(0, 1);
+    for (const l of nvlink) expect(t.capacityBytesPerSecond[l]).toBe(150e9);
+    const ib = Array.from(t.path(0, 8)).filter((l) => t.linkType[l] === 'infiniband');
+    for (const l of ib) expect(t.capacityBytesPerSecond[l]).toBe(12.5e9);
+  });
+
+  it('a non-blocking fabric never binds; an oversubscribed one does', () => {
+    const open = buildTopology(cluster({ nodes: 4, gpusPerNode: 8, fabric: { nodesPerLeaf: 2 } }));
+    const spineLinks = (t: typeof open) => Array.from(t.path(0, 16)).filter((l) => t.graph.target(t.graph.findEdge((_e, a) => a.link === l)!) === 'spine');
+    expect(spineLinks(open).map((l) => open.binding[l])).toEqual([0]);
+    const tight = buildTopology(cluster({ nodes: 4, gpusPerNode: 8, fabric: { nodesPerLeaf: 2, oversubscription: 4 } }));
+    expect(spineLinks(tight).map((l) => tight.binding[l])).toEqual([1]);
+  });
+
+  it('latency of a path is the sum of its hops', () => {
+    const t = buildTopology(cluster({ nodes: 1, gpusPerNode: 8 }));
+    expect(t.pathLatencySeconds(0, 1)).toBeCloseTo(2 * 0.5e-6, 12);
+  });
+
+  it('without NVSwitch, GPUs talk over PCIe through the host', () => {
+    const t = buildTopology(cluster({ nodes: 1, gpusPerNode: 4, node: { preset: 'dgx-a100', nvswitch: false } }));
+    expect(t.pathType(0, 3)).toBe('pcie');
+    expect(t.path(0, 3).length).toBe(4);
+  });
+});
