@@ -20,6 +20,8 @@ export interface GpuSpec {
   computeEfficiency: number;
   /** Achievable fraction of HBM bandwidth (roofline memory roof). */
   memoryEfficiency: number;
+  /** FLOPs per layer and pass at which the achieved compute efficiency is half of computeEfficiency. */
+  efficiencyHalfSize: number;
 }
 
 export interface LinkSpec {
@@ -58,6 +60,14 @@ const GB = 1e9;
 const TB = 1e12;
 const us = 1e-6;
 
+/** Calibrated on measured A100 step times (docs/validation.md); the same for every GPU until others are measured. */
+export const COMPUTE_EFFICIENCY = 0.75;
+export const EFFICIENCY_HALF_SIZE = 8e10;
+/** Host time to issue one layer's forward kernels (framework and launch overhead), seconds. */
+export const HOST_OVERHEAD_PER_LAYER = 0.8e-3;
+/** Software overhead per algorithm step of a collective, seconds. */
+export const COLLECTIVE_STEP_LATENCY = 5e-6;
+
 export const GPU_PRESETS: Record<string, GpuSpec> = {
   'v100-32gb': {
     name: 'v100-32gb',
@@ -66,8 +76,9 @@ export const GPU_PRESETS: Record<string, GpuSpec> = {
     memoryBytes: 32 * GiB,
     memoryBandwidthBytesPerSecond: 0.9 * TB,
     nvlinkBandwidthBytesPerSecond: 150 * GB,
-    computeEfficiency: 0.7,
+    computeEfficiency: COMPUTE_EFFICIENCY,
     memoryEfficiency: 0.8,
+    efficiencyHalfSize: EFFICIENCY_HALF_SIZE,
   },
   'a100-40gb': {
     name: 'a100-40gb',
@@ -76,8 +87,9 @@ export const GPU_PRESETS: Record<string, GpuSpec> = {
     memoryBytes: 40 * GiB,
     memoryBandwidthBytesPerSecond: 1.555 * TB,
     nvlinkBandwidthBytesPerSecond: 300 * GB,
-    computeEfficiency: 0.7,
+    computeEfficiency: COMPUTE_EFFICIENCY,
     memoryEfficiency: 0.8,
+    efficiencyHalfSize: EFFICIENCY_HALF_SIZE,
   },
   'a100-80gb': {
     name: 'a100-80gb',
@@ -86,8 +98,9 @@ export const GPU_PRESETS: Record<string, GpuSpec> = {
     memoryBytes: 80 * GiB,
     memoryBandwidthBytesPerSecond: 2.039 * TB,
     nvlinkBandwidthBytesPerSecond: 300 * GB,
-    computeEfficiency: 0.7,
+    computeEfficiency: COMPUTE_EFFICIENCY,
     memoryEfficiency: 0.8,
+    efficiencyHalfSize: EFFICIENCY_HALF_SIZE,
   },
   'h100-sxm': {
     name: 'h100-sxm',
@@ -96,8 +109,9 @@ export const GPU_PRESETS: Record<string, GpuSpec> = {
     memoryBytes: 80 * GiB,
     memoryBandwidthBytesPerSecond: 3.35 * TB,
     nvlinkBandwidthBytesPerSecond: 450 * GB,
-    computeEfficiency: 0.7,
+    computeEfficiency: COMPUTE_EFFICIENCY,
     memoryEfficiency: 0.8,
+    efficiencyHalfSize: EFFICIENCY_HALF_SIZE,
   },
   h200: {
     name: 'h200',
@@ -106,8 +120,9 @@ export const GPU_PRESETS: Record<string, GpuSpec> = {
     memoryBytes: 141 * GiB,
     memoryBandwidthBytesPerSecond: 4.8 * TB,
     nvlinkBandwidthBytesPerSecond: 450 * GB,
-    computeEfficiency: 0.7,
+    computeEfficiency: COMPUTE_EFFICIENCY,
     memoryEfficiency: 0.8,
+    efficiencyHalfSize: EFFICIENCY_HALF_SIZE,
   },
 };
 

@@ -1,4 +1,4 @@
-import { GPU_PRESETS, NODE_PRESETS, type GpuSpec, type NodeSpec } from '../hardware/presets.js';
+import { GPU_PRESETS, HOST_OVERHEAD_PER_LAYER, NODE_PRESETS, type GpuSpec, type NodeSpec } from '../hardware/presets.js';
 import type { ClusterSpec } from '../hardware/topology.js';
 import { MODEL_PRESETS } from '../workload/presets.js';
 import type { ModelSpec, Recompute } from '../workload/transformer.js';
@@ -21,6 +21,8 @@ export interface Scenario {
     optimizer: 'adam' | 'adamw' | 'sgd';
     recompute: Recompute;
     flashAttention: boolean;
+    /** Host time to issue one layer's forward kernels, seconds. */
+    hostOverheadPerLayerSeconds: number;
   };
   parallel: {
     tp: number;
@@ -96,6 +98,7 @@ export function resolveScenario(input: ScenarioInput, context: ResolveContext): 
     nvlinkBandwidthBytesPerSecond: gpuInput.nvlinkBandwidth ?? gpuBase.nvlinkBandwidthBytesPerSecond,
     computeEfficiency: gpuInput.computeEfficiency ?? gpuBase.computeEfficiency,
     memoryEfficiency: gpuInput.memoryEfficiency ?? gpuBase.memoryEfficiency,
+    efficiencyHalfSize: gpuInput.efficiencyHalfSize ?? gpuBase.efficiencyHalfSize,
   };
   const gpusPerNode = input.cluster.gpusPerNode ?? node.gpusPerNode;
   const devices = input.cluster.nodes * gpusPerNode;
@@ -203,7 +206,15 @@ export function resolveScenario(input: ScenarioInput, context: ResolveContext): 
         collectiveStepLatencySeconds: input.cluster.collectiveStepLatency,
       },
       model,
-      training: { ...t },
+      training: {
+        globalBatch: t.globalBatch,
+        microBatch: t.microBatch,
+        precision: t.precision,
+        optimizer: t.optimizer,
+        recompute: t.recompute,
+        flashAttention: t.flashAttention,
+        hostOverheadPerLayerSeconds: t.hostOverheadPerLayer ?? HOST_OVERHEAD_PER_LAYER,
+      },
       parallel: { tp, pp, dp, schedule: p.schedule, chunks, layersPerStage, gradientBucketBytes: p.gradientBucket },
       ...(costs ? { costs } : {}),
       variability: { ...input.variability },

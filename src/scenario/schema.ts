@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { GPU_PRESETS, NODE_PRESETS } from '../hardware/presets.js';
+import { COLLECTIVE_STEP_LATENCY, GPU_PRESETS, NODE_PRESETS } from '../hardware/presets.js';
 import { MODEL_PRESETS } from '../workload/presets.js';
 import { parseQuantity, UNIT_HELP, type Quantity } from './units.js';
 
@@ -46,6 +46,7 @@ const gpuOverrides = z
     nvlinkBandwidth: quantity('bandwidth').optional(),
     computeEfficiency: fraction('a fraction in (0, 1]').optional(),
     memoryEfficiency: fraction('a fraction in (0, 1]').optional(),
+    efficiencyHalfSize: z.number({ error: 'expected a number of FLOPs, 0 or more' }).min(0, { error: 'expected a number of FLOPs, 0 or more' }).optional(),
   })
   .strict();
 
@@ -95,7 +96,7 @@ export const scenarioSchema = z
           .strict()
           .default({ nodesPerLeaf: 32, oversubscription: 1, switchLatency: 0.5e-6 }),
         linkEfficiency: fraction('a fraction in (0, 1]').default(0.85),
-        collectiveStepLatency: quantity('time', { allowZero: true }).default(0.5e-6),
+        collectiveStepLatency: quantity('time', { allowZero: true }).default(COLLECTIVE_STEP_LATENCY),
       })
       .strict(),
     model: z
@@ -121,6 +122,7 @@ export const scenarioSchema = z
         optimizer: choice(['adam', 'adamw', 'sgd']).default('adam'),
         recompute: choice(['none', 'selective', 'full']).default('none'),
         flashAttention: z.boolean().default(false),
+        hostOverheadPerLayer: quantity('time', { allowZero: true }).optional(),
       })
       .strict(),
     parallel: z

@@ -2,6 +2,7 @@ import seedrandom from 'seedrandom';
 import { planCollective, type CollectiveKind } from '../collectives/collectives.js';
 import { AT_END, AT_START, OperationGraphBuilder, type OperationGraph } from '../engine/graph.js';
 import { toNanoseconds } from '../engine/kernel.js';
+import { passSeconds, type ComputeModel } from '../hardware/compute.js';
 import type { Topology } from '../hardware/topology.js';
 import type { Scenario } from '../scenario/resolve.js';
 import {
@@ -102,9 +103,14 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
   // Optimizer bytes per parameter: Adam keeps momentum and variance (and an fp32 master copy in mixed precision); SGD momentum only.
   const optimizerBytes = training.optimizer === 'sgd' ? (fp32 ? 4 : 8) : fp32 ? 8 : 12;
   const peakFlopsPerDevice = fp32 ? cluster.gpu.fp32FlopsPerSecond : cluster.gpu.flopsPerSecond;
-  const flopRate = peakFlopsPerDevice * cluster.gpu.computeEfficiency;
   const memoryRate = cluster.gpu.memoryBandwidthBytesPerSecond * cluster.gpu.memoryEfficiency;
-  const computeSeconds = (flops: number, bytes: number) => Math.max(flops / flopRate, bytes / memoryRate);
+  const computeModel: ComputeModel = {
+    peakFlopsPerSecond: peakFlopsPerDevice,
+    computeEfficiency: cluster.gpu.computeEfficiency,
+    efficiencyHalfSize: cluster.gpu.efficiencyHalfSize,
+    memoryBytesPerSecond: memoryRate,
+    hostOverheadPerLayerSeconds: training.hostOverheadPerLayerSeconds,
+  };
 
   const act: ActivationOptions = { microBatch: training.microBatch, tp, recompute: training.recompute, flashAttention: training.flashAttention, bytesPerElement };
   const perLayer = layerFlops(model, training.microBatch);
@@ -127,12 +133,15 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
     const modelBackwardFlops = (layers * (perLayer.inputGrad + perLayer.weightGrad) + (last ? logits.inputGrad + logits.weightGrad : 0)) / tp;
     const recomputeFlops = training.recompute === 'full' ? (layers * perLayer.forward) / tp : training.recompute === 'selective' ? (layers * attentionFlops) / tp : 0;
     const activationBytes = layers * layerActivationBytes(model, act) + (last ? logitsActivationBytes(model, act) : 0);
+    // Element-wise traffic: each of a layer's activation tensors is written once and read once in the forward,
+    // and the backward moves twice that; recomputing the forward moves it again.
+    const forwardTraffic = 2 * layers * layerActivationBytes(model, { ...act, recompute: 'none' });
+    const recomputeTraffic = training.recompute === 'full' ? forwardTraffic : 0;
     const recomputeBytes = training.recompute === 'full' && layers > 0 ? recomputedLayerBytes(model, act) : 0;
-    const weightBytes = params * paramBytes;
-    const forwardSeconds = profiled ? costs!.forwardSeconds![stage] : computeSeconds(forwardFlops, weightBytes + activationBytes);
+    const forwardSeconds = profiled ? costs!.forwardSeconds![stage] : passSeconds(computeModel, { flops: forwardFlops, bytes: forwardTraffic, layers, issues: 1 });
     const backwardSeconds = profiled
       ? costs!.backwardSeconds![stage] + (costs!.weightGradSeconds?.[stage] ?? 0)
-      : computeSeconds(modelBackwardFlops + recomputeFlops, 2 * weightBytes + 2 * activationBytes);
+      : passSeconds(computeModel, { flops: modelBackwardFlops + recomputeFlops, bytes: 2 * forwardTraffic + recomputeTraffic, layers, issues: training.recompute === 'full' ? 3 : 2 });
     const recomputeAllReduces = training.recompute === 'full' ? 2 * layers : 0;
     return {
       stage,

@@ -1,0 +1,55 @@
+/**
+ * `npm run validate`: dtsim's step times against measured ones (docs/validation.md).
+ *   --fit     grid-search the calibration on the even rows, report it on the odd (held-out) rows too
+ */
+import { MEGATRON_TABLE_1, predictMegatron, predictRows, readMeasuredRows, summarize, type Calibration, type MeasuredRow } from '../src/validation/vtrain.js';
+
+const file = 'test/fixtures/vtrain/vtrain-single-node.csv';
+const rows = readMeasuredRows(file);
+const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+
+function show(label: string, subset: MeasuredRow[], calibration: Calibration = {}) {
+  const s = summarize(predictRows(subset, calibration));
+  console.log(`${label}: ${s.rows} rows, MAPE ${pct(s.mape)}, mean signed ${pct(s.bias)}, median ${pct(s.median)}, p90 ${pct(s.p90)}`);
+  return s;
+}
+
+function megatron(calibration: Calibration = {}) {
+  console.log('Megatron-LM SC21 Table 1, rows without pipeline parallelism (TFLOP/s per GPU, micro-batch 4 assumed):');
+  for (const row of MEGATRON_TABLE_1) {
+    const predicted = predictMegatron(row, calibration);
+    console.log(`  ${row.parameters.padEnd(6)} TP ${row.tp} on ${String(row.gpus).padStart(3)} GPUs: published ${row.tflops}, dtsim ${predicted.toFixed(0)} (${pct((predicted - row.tflops) / row.tflops)})`);
+  }
+}
+
+if (process.argv.includes('--fit')) {
+  const train = rows.filter((_, i) => i % 2 === 0);
+  const test = rows.filter((_, i) => i % 2 === 1);
+  let best: { mape: number; calibration: Calibration } | undefined;
+  for (const computeEfficiency of [0.7, 0.75, 0.8])
+    for (const efficiencyHalfSize of [1e10, 2e10, 4e10, 8e10])
+      for (const hostOverheadPerLayer of [0.6e-3, 0.8e-3, 1e-3, 1.2e-3])
+        for (const collectiveStepLatency of [0.5e-6, 5e-6]) {
+          const calibration = { computeEfficiency, efficiencyHalfSize, hostOverheadPerLayer, collectiveStepLatency };
+          const { mape } = summarize(predictRows(train, calibration));
+          if (!best || mape < best.mape) best = { mape, calibration };
+        }
+  console.log('best calibration on the even rows:', JSON.stringify(best!.calibration));
+  show('fitted, even rows (calibration set)', train, best!.calibration);
+  show('fitted, odd rows (held out)', test, best!.calibration);
+  megatron(best!.calibration);
+} else {
+  const s = show('defaults, all rows', rows);
+  console.log('worst rows (gpus, global batch, micro batch, hidden, heads, layers, seq, tp, dp, pp):');
+  for (const w of s.worst) {
+    const r = w.row;
+    console.log(`  ${[r.gpus, r.globalBatch, r.microBatch, r.hidden, r.heads, r.layers, r.seqLength, r.tp, r.dp, r.pp].join(',')}: measured ${(r.seconds * 1e3).toFixed(1)} ms, predicted ${(w.predictedSeconds * 1e3).toFixed(1)} ms (${pct(w.error)})`);
+  }
+  for (const key of ['tp', 'pp', 'hidden'] as const) {
+    const groups = new Map<number, MeasuredRow[]>();
+    for (const r of rows) groups.set(r[key], [...(groups.get(r[key]) ?? []), r]);
+    const parts = [...groups].sort((a, b) => a[0] - b[0]).map(([k, g]) => `${k}: ${pct(summarize(predictRows(g)).mape)}`);
+    console.log(`  MAPE by ${key}: ${parts.join(', ')}`);
+  }
+  megatron();
+}

@@ -1,0 +1,30 @@
+import { describe, expect, it } from 'vitest';
+import { MEGATRON_TABLE_1, predictMegatron, predictRows, readMeasuredRows, summarize } from '../../src/validation/vtrain.js';
+
+// End-to-end accuracy against measured step times (docs/validation.md). These bounds are the
+// figures the docs publish, with a little headroom: a model change that worsens them fails here.
+describe('validation against measurements', () => {
+  const rows = readMeasuredRows('test/fixtures/vtrain/vtrain-single-node.csv');
+
+  it('reads all 1,440 measured vTrain rows', () => {
+    expect(rows).toHaveLength(1440);
+    expect(rows[0]).toEqual({ gpus: 2, globalBatch: 16, microBatch: 8, hidden: 1024, heads: 16, layers: 24, seqLength: 1024, tp: 1, dp: 1, pp: 2, seconds: 0.372160408 });
+  });
+
+  it('vTrain single-node A100 runs: mean absolute error under 10.5%, no row off by more than 35%', () => {
+    const s = summarize(predictRows(rows));
+    expect(s.mape).toBeLessThan(0.105);
+    expect(Math.abs(s.bias)).toBeLessThan(0.05);
+    expect(Math.abs(s.worst[0].error)).toBeLessThan(0.35);
+  });
+
+  it('the calibration generalises: calibrated on even rows, held-out odd rows are as accurate', () => {
+    const odd = summarize(predictRows(rows.filter((_, i) => i % 2 === 1)));
+    const even = summarize(predictRows(rows.filter((_, i) => i % 2 === 0)));
+    expect(Math.abs(odd.mape - even.mape)).toBeLessThan(0.01);
+  });
+
+  it.each(MEGATRON_TABLE_1.map((r) => [r.parameters, r] as const))('Megatron-LM SC21 Table 1, %s: TFLOP/s per GPU within 5%', (_name, row) => {
+    expect(Math.abs(predictMegatron(row) - row.tflops) / row.tflops).toBeLessThan(0.05);
+  });
+});
