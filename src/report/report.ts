@@ -4,7 +4,7 @@ import type { MemoryTracker } from '../engine/memory.js';
 import { LINK_TYPES, type LinkType, type Topology } from '../hardware/topology.js';
 import { COLLECTIVE_KINDS, type CollectiveKind } from '../collectives/collectives.js';
 import type { Scenario } from '../scenario/resolve.js';
-import { CATEGORIES, LANE, OP_KINDS, TIERS, type Category, type Tier } from '../strategies/layout.js';
+import { CATEGORIES, KIND, LANE, OP_KINDS, TIERS, type Category, type Tier } from '../strategies/layout.js';
 import type { StepPlan } from '../strategies/step.js';
 import { VERSION } from '../version.js';
 
@@ -69,6 +69,11 @@ export interface Report {
   stepTime: number;
   /** Mean over devices of compute-idle time / stepTime. */
   bubbleFraction: number;
+  /**
+   * The zero-bubble paper's bubble rate: over each device's span from its first to its last forward or
+   * backward, the idle share; the largest over devices. It leaves out the pipeline's fill and drain offsets.
+   */
+  pipelineBubbleRate: number;
   throughput: {
     tokensPerSecond: number;
     /** Model FLOPs (no recompute) per second per device, in TFLOP/s. */
@@ -138,6 +143,24 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
       byLinkType[topology.pathType(source, graph.flowTarget[i])] += bytes;
       if (source < layout.devices) sent[source] += bytes;
     }
+  }
+
+  // Each device's span of forward and backward passes, and its compute time within it.
+  const spanStart = new Float64Array(layout.devices).fill(Infinity);
+  const spanEnd = new Float64Array(layout.devices).fill(-Infinity);
+  const spanBusy = new Float64Array(layout.devices);
+  for (let op = 0; op < graph.count; op++) {
+    const kind = graph.kind[op];
+    if (kind !== KIND.forward && kind !== KIND.backward && kind !== KIND.inputGrad && kind !== KIND.weightGrad) continue;
+    const d = graph.device[op];
+    spanStart[d] = Math.min(spanStart[d], execution.startNs[op]);
+    spanEnd[d] = Math.max(spanEnd[d], execution.endNs[op]);
+    spanBusy[d] += execution.endNs[op] - execution.startNs[op];
+  }
+  let pipelineBubbleRate = 0;
+  for (let d = 0; d < layout.devices; d++) {
+    const span = spanEnd[d] - spanStart[d];
+    if (span > 0) pipelineBubbleRate = Math.max(pipelineBubbleRate, (span - spanBusy[d]) / span);
   }
 
   const devices: DeviceReport[] = [];
@@ -217,6 +240,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
     units: { time: 'seconds', memory: 'bytes', communication: 'bytes', throughput: 'per second' },
     stepTime,
     bubbleFraction: bubbleSum / layout.devices,
+    pipelineBubbleRate,
     throughput: {
       tokensPerSecond: stepTime > 0 ? (training.globalBatch * model.seqLength) / stepTime : 0,
       tflopsPerDevice: deviceSeconds > 0 ? plan.modelFlops / deviceSeconds / 1e12 : 0,

@@ -15,22 +15,29 @@ import {
   outputParameters,
   recomputedLayerBytes,
   totalParameters,
+  weightGradInputBytes,
   type ActivationOptions,
 } from '../workload/transformer.js';
 import { getSchedule } from './pipeline/registry.js';
-import type { ScheduledPass } from './pipeline/schedule.js';
+import type { Pass, PassCosts, ScheduledPass } from './pipeline/schedule.js';
 import { CATEGORY, KIND, LANE, Layout } from './layout.js';
 
 /**
  * Builds the operation graph of one training step: the composition of pipeline
  * (a registered schedule), tensor and data parallelism over the cluster layout.
  *
- * Granularity: one compute operation per (device, pass, micro-batch); the
- * tensor-parallel all-reduces of a pass (two per layer in forward, two in
- * backward, Megatron) follow it as one collective operation repeated once per
- * all-reduce, which blocks the device's next compute as Megatron's synchronous
- * all-reduces do. The last backward of each stage is split into gradient buckets
- * so that data-parallel all-reduces overlap the rest of that backward.
+ * The model is cut into p x v virtual stages; the schedule says which device
+ * and chunk holds each, and in which order each device runs its passes. A
+ * forward's output goes to the next virtual stage, over a transfer when that
+ * stage lives on another device; a backward's (or B's) input gradient goes to
+ * the previous one.
+ *
+ * Granularity: one compute operation per (device, pass, chunk, micro-batch);
+ * the tensor-parallel all-reduces of a pass (two per layer in forward and in
+ * the input-gradient backward, Megatron) follow it as one collective repeated
+ * once per all-reduce, blocking the device's next compute as Megatron's
+ * synchronous all-reduces do. The last gradient pass of each chunk is split
+ * into gradient buckets so that data-parallel all-reduces overlap the rest.
  */
 
 export interface MemoryEffect {
@@ -39,25 +46,46 @@ export interface MemoryEffect {
   bytes: number;
 }
 
-export interface StageModel {
+/** One virtual stage: a contiguous run of layers on one chunk of one pipeline device. */
+export interface VirtualStageModel {
+  virtualStage: number;
+  /** Pipeline position of the device holding it. */
   stage: number;
+  chunk: number;
   layers: number;
-  /** Parameters held by each tensor-parallel rank of the stage. */
+  /** Parameters held by each tensor-parallel rank. */
   parametersPerDevice: number;
   /** Per micro-batch and tensor-parallel rank, FLOPs. */
   forwardFlops: number;
-  /** Backward FLOPs including any recomputed forward. */
-  backwardFlops: number;
+  /** Input-gradient FLOPs (B), including any recomputed forward. */
+  inputGradFlops: number;
+  weightGradFlops: number;
   /** Backward FLOPs the model needs (no recompute). */
   modelBackwardFlops: number;
   forwardNs: number;
+  inputGradNs: number;
+  weightGradNs: number;
+  /** B and W as one backward. */
   backwardNs: number;
   /** Activation bytes a micro-batch keeps from forward to backward. */
   activationBytes: number;
+  /** Of those, bytes kept from B until W. */
+  weightGradBytes: number;
   /** Extra bytes while a backward recomputes a layer (full recompute). */
   recomputeBytes: number;
   tpAllReducesForward: number;
   tpAllReducesBackward: number;
+}
+
+/** A pipeline device position, all its chunks together. */
+export interface StageModel {
+  stage: number;
+  layers: number;
+  parametersPerDevice: number;
+  /** Activation bytes of one micro-batch through all of this device's chunks. */
+  activationBytes: number;
+  /** Backward FLOPs per micro-batch, all chunks, recompute included. */
+  backwardFlops: number;
 }
 
 export interface StepPlan {
@@ -70,6 +98,9 @@ export interface StepPlan {
   capacities: Float64Array;
   microBatches: number;
   stages: StageModel[];
+  virtualStages: VirtualStageModel[];
+  /** Each device position's pass order, as the schedule gave it. */
+  order: ScheduledPass[][];
   /** Ψ. */
   parameters: number;
   /** FLOPs the model needs per step, all devices together. */
@@ -80,21 +111,24 @@ export interface StepPlan {
   peakFlopsPerDevice: number;
 }
 
-interface BucketSegment {
-  /** Share of the stage's backward in this segment. */
+interface Segment {
+  /** Share of the pass in this segment. */
   fraction: number;
   layers: number;
   gradBytes: number;
   tpAllReduces: number;
 }
 
+const FORWARD = 0;
+const BACKWARD = 1;
+
 export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
   const { cluster, model, training, parallel } = scenario;
-  const { tp, pp, dp } = parallel;
+  const { tp, pp, dp, chunks } = parallel;
   const layout = new Layout(cluster.nodes, cluster.gpusPerNode, tp, dp, pp);
   const microBatches = training.globalBatch / (training.microBatch * dp);
   const schedule = getSchedule(parallel.schedule);
-  const order = schedule.order({ stages: pp, microBatches, chunks: parallel.chunks });
+  const virtualCount = pp * chunks;
 
   const fp32 = training.precision === 'fp32';
   const bytesPerElement = fp32 ? 4 : 2;
@@ -116,49 +150,112 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
   const perLayer = layerFlops(model, training.microBatch);
   const logits = logitsFlops(model, training.microBatch);
   const attentionFlops = perLayer.inputGrad - perLayer.forward; // 4·b·s²·h, what selective recompute repeats
-  const tiedCopy = model.tiedEmbeddings && pp > 1;
   const hiddenBytes = training.microBatch * model.seqLength * model.hidden * bytesPerElement;
   const costs = scenario.costs;
   const profiled = costs?.forwardSeconds !== undefined;
+  const fullRecompute = training.recompute === 'full';
 
-  // Per-stage model: parameters, FLOPs, times and activation bytes of one tensor-parallel rank.
-  const stages: StageModel[] = parallel.layersPerStage.map((layers, stage) => {
-    const first = stage === 0;
-    const last = stage === pp - 1;
+  // Placement of virtual stages.
+  const deviceOfVs = new Int32Array(virtualCount);
+  const chunkOfVs = new Int32Array(virtualCount);
+  const vsOf: number[][] = Array.from({ length: pp }, () => []);
+  for (let d = 0; d < pp; d++) {
+    for (let c = 0; c < chunks; c++) {
+      const vs = schedule.virtualStage(d, c, pp, chunks);
+      deviceOfVs[vs] = d;
+      chunkOfVs[vs] = c;
+      vsOf[d][c] = vs;
+    }
+  }
+  const lastVs = virtualCount - 1;
+  const tiedCopy = model.tiedEmbeddings && deviceOfVs[0] !== deviceOfVs[lastVs];
+
+  // Per virtual stage: parameters, FLOPs, times and activation bytes of one tensor-parallel rank.
+  const virtualStages: VirtualStageModel[] = [];
+  for (let vs = 0; vs < virtualCount; vs++) {
+    const stage = deviceOfVs[vs];
+    const chunk = chunkOfVs[vs];
+    const layers = parallel.layersPerStage[stage] / chunks;
+    const first = vs === 0;
+    const last = vs === lastVs;
     let params = layers * layerParameters(model);
     if (first) params += embeddingParameters(model);
     if (last) params += outputParameters(model) + (tiedCopy ? model.vocab * model.hidden : 0);
     params /= tp;
     const forwardFlops = (layers * perLayer.forward + (last ? logits.forward : 0)) / tp;
-    const modelBackwardFlops = (layers * (perLayer.inputGrad + perLayer.weightGrad) + (last ? logits.inputGrad + logits.weightGrad : 0)) / tp;
-    const recomputeFlops = training.recompute === 'full' ? (layers * perLayer.forward) / tp : training.recompute === 'selective' ? (layers * attentionFlops) / tp : 0;
+    const recomputeFlops = fullRecompute ? (layers * perLayer.forward) / tp : training.recompute === 'selective' ? (layers * attentionFlops) / tp : 0;
+    const inputGradFlops = (layers * perLayer.inputGrad + (last ? logits.inputGrad : 0)) / tp + recomputeFlops;
+    const weightGradFlops = (layers * perLayer.weightGrad + (last ? logits.weightGrad : 0)) / tp;
     const activationBytes = layers * layerActivationBytes(model, act) + (last ? logitsActivationBytes(model, act) : 0);
-    // Element-wise traffic: each of a layer's activation tensors is written once and read once in the forward,
-    // and the backward moves twice that; recomputing the forward moves it again.
-    const forwardTraffic = 2 * layers * layerActivationBytes(model, { ...act, recompute: 'none' });
-    const recomputeTraffic = training.recompute === 'full' ? forwardTraffic : 0;
-    const recomputeBytes = training.recompute === 'full' && layers > 0 ? recomputedLayerBytes(model, act) : 0;
-    const forwardSeconds = profiled ? costs!.forwardSeconds![stage] : passSeconds(computeModel, { flops: forwardFlops, bytes: forwardTraffic, layers, issues: 1 });
-    const backwardSeconds = profiled
-      ? costs!.backwardSeconds![stage] + (costs!.weightGradSeconds?.[stage] ?? 0)
-      : passSeconds(computeModel, { flops: modelBackwardFlops + recomputeFlops, bytes: 2 * forwardTraffic + recomputeTraffic, layers, issues: training.recompute === 'full' ? 3 : 2 });
-    const recomputeAllReduces = training.recompute === 'full' ? 2 * layers : 0;
-    return {
+    const weightGradBytes = layers * weightGradInputBytes(model, act);
+    const recomputeBytes = fullRecompute && layers > 0 ? recomputedLayerBytes(model, act) : 0;
+    // Element-wise traffic: each of a layer's activation tensors is written once and read once in the forward;
+    // B and W each move as much again, and recomputing the forward moves it once more.
+    const traffic = 2 * layers * layerActivationBytes(model, { ...act, recompute: 'none' });
+    const recomputeTraffic = fullRecompute ? traffic : 0;
+    let forwardNs: number;
+    let inputGradNs: number;
+    let weightGradNs: number;
+    if (profiled) {
+      forwardNs = toNanoseconds(costs!.forwardSeconds![stage] / chunks);
+      inputGradNs = toNanoseconds(costs!.backwardSeconds![stage] / chunks);
+      weightGradNs = toNanoseconds((costs!.weightGradSeconds?.[stage] ?? 0) / chunks);
+    } else {
+      forwardNs = toNanoseconds(passSeconds(computeModel, { flops: forwardFlops, bytes: traffic, layers, issues: 1 }));
+      inputGradNs = toNanoseconds(passSeconds(computeModel, { flops: inputGradFlops, bytes: traffic + recomputeTraffic, layers, issues: fullRecompute ? 2 : 1 }));
+      weightGradNs = toNanoseconds(passSeconds(computeModel, { flops: weightGradFlops, bytes: traffic, layers, issues: 1 }));
+    }
+    virtualStages.push({
+      virtualStage: vs,
       stage,
+      chunk,
       layers,
       parametersPerDevice: params,
       forwardFlops,
-      backwardFlops: modelBackwardFlops + recomputeFlops,
-      modelBackwardFlops,
-      forwardNs: toNanoseconds(forwardSeconds),
-      backwardNs: toNanoseconds(backwardSeconds),
+      inputGradFlops,
+      weightGradFlops,
+      modelBackwardFlops: inputGradFlops - recomputeFlops + weightGradFlops,
+      forwardNs,
+      inputGradNs,
+      weightGradNs,
+      backwardNs: inputGradNs + weightGradNs,
       activationBytes,
+      weightGradBytes: Math.min(weightGradBytes, activationBytes),
       recomputeBytes,
       // Profiled times already include tensor-parallel communication.
       tpAllReducesForward: tp > 1 && !profiled ? 2 * layers + (first ? 1 : 0) : 0,
-      tpAllReducesBackward: tp > 1 && !profiled ? 2 * layers + (last ? 1 : 0) + recomputeAllReduces : 0,
+      tpAllReducesBackward: tp > 1 && !profiled ? 2 * layers + (last ? 1 : 0) + (fullRecompute ? 2 * layers : 0) : 0,
+    });
+  }
+  const stages: StageModel[] = parallel.layersPerStage.map((layers, stage) => {
+    const mine = vsOf[stage].map((vs) => virtualStages[vs]);
+    return {
+      stage,
+      layers,
+      parametersPerDevice: mine.reduce((a, v) => a + v.parametersPerDevice, 0),
+      activationBytes: mine.reduce((a, v) => a + v.activationBytes, 0),
+      backwardFlops: mine.reduce((a, v) => a + v.inputGradFlops + v.weightGradFlops, 0),
     };
   });
+
+  // The schedule, given the costs of each pass so that cost-aware schedules can plan with them.
+  const p2pEstimateNs =
+    costs?.p2pSeconds !== undefined
+      ? toNanoseconds(costs.p2pSeconds)
+      : pp > 1
+        ? estimateTransferNs(topology, layout.device(0, 0, 0), layout.device(0, 0, 1), hiddenBytes, cluster.collectiveStepLatencySeconds)
+        : 0;
+  // What the blocking tensor-parallel all-reduces after a pass add to it, on an idle network.
+  const tpGroup = Array.from({ length: tp }, (_, t) => layout.device(t, 0, 0));
+  const tpAllReduceNs = (count: number) => (count > 0 ? estimateCollectiveNs(topology, planCollective('allReduce', tpGroup, hiddenBytes, count), cluster.collectiveStepLatencySeconds) : 0);
+  const passCosts: PassCosts = {
+    forward: virtualStages.map((v) => v.forwardNs + tpAllReduceNs(v.tpAllReducesForward)),
+    inputGrad: virtualStages.map((v) => v.inputGradNs + tpAllReduceNs(v.tpAllReducesBackward)),
+    weightGrad: virtualStages.map((v) => v.weightGradNs),
+    p2p: p2pEstimateNs,
+  };
+  const passMemory = { activation: virtualStages.map((v) => v.activationBytes), weightGrad: virtualStages.map((v) => v.weightGradBytes) };
+  const order = schedule.order({ stages: pp, microBatches, chunks, costs: passCosts, memory: passMemory });
 
   // Variability: stragglers and per-operation jitter, drawn from the scenario's seed in a fixed order.
   const rng = seedrandom(String(scenario.seed));
@@ -185,8 +282,8 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
   const g = new OperationGraphBuilder(layout.laneCount);
   const stepLatency = cluster.collectiveStepLatencySeconds;
 
-  /** Adds a collective (or p2p) operation over `group` holding `laneKind` of each member. */
-  const collective = (kind: CollectiveKind, group: number[], bytes: number, repeat: number, laneKinds: number[], labels: { stage?: number; microBatch?: number }, fixedSeconds?: number): number => {
+  /** Adds a collective (or p2p) operation over `group` holding lane `laneKinds[i]` of member i. */
+  const collective = (kind: CollectiveKind, group: number[], bytes: number, repeat: number, laneKinds: number[], labels: { stage?: number; microBatch?: number; chunk?: number }, fixedSeconds?: number): number => {
     const plan = planCollective(kind, group, bytes, repeat);
     let maxPathLatency = 0;
     for (const f of plan.flows) maxPathLatency = Math.max(maxPathLatency, topology.pathLatencySeconds(f.source, f.target));
@@ -198,20 +295,19 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
     return op;
   };
 
-  // Gradient buckets of each stage's last backward, in backward order (last layer first).
-  const buckets: BucketSegment[][] = stages.map((s) => bucketize(s, dp > 1 ? parallel.gradientBucketBytes : Infinity));
-  function bucketize(s: StageModel, bucketBytes: number): BucketSegment[] {
-    const last = s.stage === pp - 1;
-    const first = s.stage === 0;
+  // Gradient buckets of each virtual stage's last gradient pass, in backward order (last layer first).
+  const buckets: Segment[][] = virtualStages.map((v) => bucketize(v, dp > 1 ? parallel.gradientBucketBytes : Infinity));
+  function bucketize(v: VirtualStageModel, bucketBytes: number): Segment[] {
     const units: { flops: number; params: number; layers: number; tpAllReduces: number }[] = [];
     const layerBwd = (perLayer.inputGrad + perLayer.weightGrad) / tp;
-    if (last) units.push({ flops: (logits.inputGrad + logits.weightGrad) / tp, params: (outputParameters(model) + (tiedCopy ? model.vocab * model.hidden : 0)) / tp, layers: 0, tpAllReduces: s.tpAllReducesBackward > 0 ? 1 : 0 });
-    const perLayerAllReduces = s.layers > 0 && s.tpAllReducesBackward > 0 ? (training.recompute === 'full' ? 4 : 2) : 0;
-    for (let i = 0; i < s.layers; i++) units.push({ flops: layerBwd, params: layerParameters(model) / tp, layers: 1, tpAllReduces: perLayerAllReduces });
-    if (first) units.push({ flops: 0, params: embeddingParameters(model) / tp, layers: 0, tpAllReduces: 0 });
+    const last = v.virtualStage === lastVs;
+    if (last) units.push({ flops: (logits.inputGrad + logits.weightGrad) / tp, params: (outputParameters(model) + (tiedCopy ? model.vocab * model.hidden : 0)) / tp, layers: 0, tpAllReduces: v.tpAllReducesBackward > 0 ? 1 : 0 });
+    const perLayerAllReduces = v.layers > 0 && v.tpAllReducesBackward > 0 ? (fullRecompute ? 4 : 2) : 0;
+    for (let i = 0; i < v.layers; i++) units.push({ flops: layerBwd, params: layerParameters(model) / tp, layers: 1, tpAllReduces: perLayerAllReduces });
+    if (v.virtualStage === 0) units.push({ flops: 0, params: embeddingParameters(model) / tp, layers: 0, tpAllReduces: 0 });
     const totalFlops = units.reduce((a, u) => a + u.flops, 0) || 1;
-    const out: BucketSegment[] = [];
-    let cur: BucketSegment = { fraction: 0, layers: 0, gradBytes: 0, tpAllReduces: 0 };
+    const out: Segment[] = [];
+    let cur: Segment = { fraction: 0, layers: 0, gradBytes: 0, tpAllReduces: 0 };
     for (const u of units) {
       cur.fraction += u.flops / totalFlops;
       cur.layers += u.layers;
@@ -226,87 +322,100 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
     return out;
   }
 
-  // Pipeline transfers: op id of the transfer that delivers (stage, micro-batch) input, per (tp, dp) rank.
-  const key = (tpRank: number, dpRank: number, stage: number, mb: number) => ((stage * dp + dpRank) * tp + tpRank) * microBatches + mb;
-  const slots = pp * dp * tp * microBatches;
-  const forwardOp = new Int32Array(slots).fill(-1);
-  // The transfer delivering each pass's input and the compute consuming it. Stages are built in order, so a
-  // forward's input exists before its consumer and a backward's after it: whichever comes second links them.
-  const inputs = [new Int32Array(slots).fill(-1), new Int32Array(slots).fill(-1)];
-  const consumers = [new Int32Array(slots).fill(-1), new Int32Array(slots).fill(-1)];
-  const FORWARD = 0;
-  const BACKWARD = 1;
-  const linkInput = (direction: number, k: number, device: number) => {
-    const transfer = inputs[direction][k];
-    const consumer = consumers[direction][k];
-    if (transfer < 0 || consumer < 0) return;
-    g.dependOn(consumer, transfer);
-    // The receive buffer is freed once the compute that reads it has ended.
-    g.memory(consumer, layout.hbm(device), CATEGORY.buffers, -hiddenBytes, AT_END);
-  };
-  /** Gradient buckets whose backward segment has been emitted, waiting for their all-reduce. */
-  const bucketReady: { stage: number; dpRank: number; segIndex: number; ops: number[] }[] = [];
-  /** Each device's latest compute (or the collective that completes it). */
-  const lastOpOf = new Int32Array(layout.devices).fill(-1);
-  /** The collective after each device's latest compute, which its next compute must wait for. */
-  const lastBlocking = new Int32Array(layout.devices).fill(-1);
-  /** Data-parallel gradient all-reduces of each device, for the optimizer to wait on. */
-  const gradientSync: number[][] = Array.from({ length: layout.devices }, () => []);
-
-  const p2pSeconds = costs?.p2pSeconds;
-  const lastBackwardIndex = order.map((stageOrder) => {
-    let idx = -1;
+  // Which entry of each device's order produces each chunk's gradients last: it is split into buckets.
+  const gradientPass: Pass = schedule.splitBackward ? 'W' : 'BW';
+  const finalGradientIndex = order.map((stageOrder) => {
+    const last = new Map<number, number>();
     stageOrder.forEach((e, i) => {
-      if (e.pass === 'BW' || e.pass === 'W') idx = i;
+      if (e.pass === gradientPass) last.set(e.chunk, i);
     });
-    return idx;
+    return last;
   });
 
-  // Build stage by stage, so that every lane receives its operations in program order.
+  const key = (tpRank: number, dpRank: number, vs: number, mb: number) => ((vs * dp + dpRank) * tp + tpRank) * microBatches + mb;
+  const slots = virtualCount * dp * tp * microBatches;
+  const forwardOp = new Int32Array(slots).fill(-1);
+  const inputGradOp = new Int32Array(slots).fill(-1);
+  // The producer delivering each pass's input (a transfer, or the producing op on the same device) and the compute
+  // consuming it. Whichever is created second links them.
+  const inputs = [new Int32Array(slots).fill(-1), new Int32Array(slots).fill(-1)];
+  const viaTransfer = [new Uint8Array(slots), new Uint8Array(slots)];
+  const consumers = [new Int32Array(slots).fill(-1), new Int32Array(slots).fill(-1)];
+  const linkInput = (direction: number, k: number, device: number) => {
+    const producer = inputs[direction][k];
+    const consumer = consumers[direction][k];
+    if (producer < 0 || consumer < 0) return;
+    g.dependOn(consumer, producer);
+    // A receive buffer is freed once the compute that reads it has ended.
+    if (viaTransfer[direction][k]) g.memory(consumer, layout.hbm(device), CATEGORY.buffers, -hiddenBytes, AT_END);
+  };
+  /** Gradient buckets whose pass has been emitted, waiting for their all-reduce: per (stage, chunk, bucket), ops per tp rank. */
+  const bucketReady = new Map<string, number[][]>();
+  /** The collective after each device's latest compute, which its next compute must wait for. */
+  const lastBlocking = new Int32Array(layout.devices).fill(-1);
+  /** Each device's latest compute (or the collective that completes it). */
+  const lastOpOf = new Int32Array(layout.devices).fill(-1);
+  /** Data-parallel gradient all-reduces of each device, for the optimizer to wait on. */
+  const gradientSync: number[][] = Array.from({ length: layout.devices }, () => []);
+  const p2pSeconds = costs?.p2pSeconds;
+
+  // Build device position by device position: every lane then receives its operations in program order.
   for (let stage = 0; stage < pp; stage++) {
-    const s = stages[stage];
     for (let dpRank = 0; dpRank < dp; dpRank++) {
       const group = Array.from({ length: tp }, (_, t) => layout.device(t, dpRank, stage));
       order[stage].forEach((entry, index) => {
-        const isForward = entry.pass === 'F';
-        const finalBackward = index === lastBackwardIndex[stage] && dp > 1;
-        const segments: BucketSegment[] = isForward
-          ? [{ fraction: 1, layers: s.layers, gradBytes: 0, tpAllReduces: s.tpAllReducesForward }]
-          : finalBackward
-            ? buckets[stage]
-            : [{ fraction: 1, layers: s.layers, gradBytes: 0, tpAllReduces: s.tpAllReducesBackward }];
+        const vs = vsOf[stage][entry.chunk];
+        const v = virtualStages[vs];
+        const mb = entry.microBatch;
+        const pass = entry.pass;
+        const isForward = pass === 'F';
+        const finalGradient = dp > 1 && pass === gradientPass && finalGradientIndex[stage].get(entry.chunk) === index;
+        const passNs = pass === 'F' ? v.forwardNs : pass === 'B' ? v.inputGradNs : pass === 'W' ? v.weightGradNs : v.backwardNs;
+        const passFlops = pass === 'F' ? v.forwardFlops : pass === 'B' ? v.inputGradFlops : pass === 'W' ? v.weightGradFlops : v.inputGradFlops + v.weightGradFlops;
+        const passAllReduces = pass === 'F' ? v.tpAllReducesForward : pass === 'W' ? 0 : v.tpAllReducesBackward;
+        const kind = pass === 'F' ? KIND.forward : pass === 'B' ? KIND.inputGrad : pass === 'W' ? KIND.weightGrad : KIND.backward;
+        const segments: Segment[] = finalGradient
+          ? buckets[vs].map((b) => ({ ...b, tpAllReduces: pass === 'W' ? 0 : b.tpAllReduces }))
+          : [{ fraction: 1, layers: v.layers, gradBytes: 0, tpAllReduces: passAllReduces }];
         let lastOps: number[] = [];
         segments.forEach((segment, segIndex) => {
+          const firstSegment = segIndex === 0;
+          const lastSegment = segIndex === segments.length - 1;
           const computeOps = group.map((device, tpRank) => {
-            const ns = Math.round((isForward ? s.forwardNs : s.backwardNs) * segment.fraction);
-            const flops = (isForward ? s.forwardFlops : s.backwardFlops) * segment.fraction;
             const op = g.add(
-              { kind: isForward ? KIND.forward : KIND.backward, device, stage, microBatch: entry.microBatch, chunk: entry.chunk, layers: segment.layers, flops },
-              vary(ns, device),
+              { kind, device, stage, microBatch: mb, chunk: entry.chunk, layers: segment.layers, flops: passFlops * segment.fraction },
+              vary(Math.round(passNs * segment.fraction), device),
               [layout.lane(device, LANE.compute)],
             );
             if (lastBlocking[device] >= 0) g.dependOn(op, lastBlocking[device]);
-            const k = key(tpRank, dpRank, stage, entry.microBatch);
-            if (segIndex === 0) {
-              const direction = isForward ? FORWARD : BACKWARD;
-              consumers[direction][k] = op;
-              linkInput(direction, k, device);
-              if (!isForward) {
-                g.dependOn(op, forwardOp[k]);
-                if (s.recomputeBytes > 0) g.memory(op, layout.hbm(device), CATEGORY.activations, s.recomputeBytes, AT_START);
+            const k = key(tpRank, dpRank, vs, mb);
+            const hbm = layout.hbm(device);
+            if (firstSegment) {
+              if (pass !== 'W') {
+                const direction = isForward ? FORWARD : BACKWARD;
+                consumers[direction][k] = op;
+                linkInput(direction, k, device);
               }
+              if (pass === 'B' || pass === 'BW') {
+                g.dependOn(op, forwardOp[k]);
+                if (v.recomputeBytes > 0) g.memory(op, hbm, CATEGORY.activations, v.recomputeBytes, AT_START);
+              }
+              if (pass === 'W') g.dependOn(op, inputGradOp[k]);
             }
             if (isForward) {
               forwardOp[k] = op;
-              g.memory(op, layout.hbm(device), CATEGORY.activations, s.activationBytes, AT_START);
-            } else if (segIndex === segments.length - 1) {
-              g.memory(op, layout.hbm(device), CATEGORY.activations, -(s.activationBytes + s.recomputeBytes), AT_END);
+              g.memory(op, hbm, CATEGORY.activations, v.activationBytes, AT_START);
+            } else if (lastSegment) {
+              // B frees what W does not need; W frees the rest; a whole backward frees everything.
+              const freed = pass === 'B' ? v.activationBytes - v.weightGradBytes + v.recomputeBytes : pass === 'W' ? v.weightGradBytes : v.activationBytes + v.recomputeBytes;
+              g.memory(op, hbm, CATEGORY.activations, -freed, AT_END);
             }
+            if (pass === 'B' && lastSegment) inputGradOp[k] = op;
             return op;
           });
           let after = computeOps;
           if (segment.tpAllReduces > 0) {
-            const ar = collective('allReduce', group, hiddenBytes, segment.tpAllReduces, [LANE.tp], { stage, microBatch: entry.microBatch });
+            const ar = collective('allReduce', group, hiddenBytes, segment.tpAllReduces, [LANE.tp], { stage, microBatch: mb, chunk: entry.chunk });
             for (const op of computeOps) g.dependOn(ar, op);
             for (const device of group) lastBlocking[device] = ar;
             after = group.map(() => ar);
@@ -315,49 +424,63 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
           }
           lastOps = after;
           group.forEach((device, tpRank) => (lastOpOf[device] = after[tpRank]));
-          if (finalBackward) {
-            // This bucket's gradients are ready on this replica: all-reduce across the data-parallel group when every replica is.
-            bucketReady.push({ stage, dpRank, segIndex, ops: after });
+          if (finalGradient) {
+            const id = `${stage}:${entry.chunk}:${segIndex}`;
+            const ready = bucketReady.get(id) ?? [];
+            ready.push(after);
+            bucketReady.set(id, ready);
           }
         });
-        // Stage-to-stage transfers, one per tensor-parallel rank to its counterpart.
-        const peerStage = isForward ? stage + 1 : stage - 1;
-        if (peerStage < 0 || peerStage >= pp) return;
+        if (pass === 'W') return;
+        // The pass's output goes to the neighbouring virtual stage: activations forward, input gradients backward.
+        const peerVs = isForward ? vs + 1 : vs - 1;
+        if (peerVs < 0 || peerVs > lastVs) return;
+        const peerStage = deviceOfVs[peerVs];
+        const direction = isForward ? FORWARD : BACKWARD;
         group.forEach((device, tpRank) => {
+          const k = key(tpRank, dpRank, peerVs, mb);
           const peer = layout.device(tpRank, dpRank, peerStage);
-          const lanes = isForward ? [LANE.sendNext, LANE.recvPrev] : [LANE.sendPrev, LANE.recvNext];
-          const transfer = collective('p2p', [device, peer], hiddenBytes, 1, lanes, { stage, microBatch: entry.microBatch }, p2pSeconds);
-          g.dependOn(transfer, lastOps[tpRank]);
-          g.memory(transfer, layout.hbm(peer), CATEGORY.buffers, hiddenBytes, AT_START);
-          const k = key(tpRank, dpRank, peerStage, entry.microBatch);
-          const direction = isForward ? FORWARD : BACKWARD;
-          inputs[direction][k] = transfer;
+          if (peer === device) {
+            inputs[direction][k] = lastOps[tpRank];
+          } else {
+            // Each lane pair carries one sender's transfers to one receiver, in the sender's order.
+            const lanes = (stage + 1) % pp === peerStage ? [LANE.sendNext, LANE.recvPrev] : [LANE.sendPrev, LANE.recvNext];
+            const transfer = collective('p2p', [device, peer], hiddenBytes, 1, lanes, { stage, microBatch: mb, chunk: entry.chunk }, p2pSeconds);
+            g.dependOn(transfer, lastOps[tpRank]);
+            g.memory(transfer, layout.hbm(peer), CATEGORY.buffers, hiddenBytes, AT_START);
+            inputs[direction][k] = transfer;
+            viaTransfer[direction][k] = 1;
+          }
           linkInput(direction, k, peer);
         });
       });
     }
-    // Data-parallel all-reduce of each gradient bucket of this stage, per tensor-parallel rank.
+    // Data-parallel all-reduce of each gradient bucket of this device position, in the order the buckets become ready.
     if (dp > 1) {
-      buckets[stage].forEach((bucket, segIndex) => {
-        for (let tpRank = 0; tpRank < tp; tpRank++) {
-          const members = Array.from({ length: dp }, (_, d) => layout.device(tpRank, d, stage));
-          const ar = collective('allReduce', members, bucket.gradBytes, 1, [LANE.dp], { stage });
-          for (const ready of bucketReady) if (ready.stage === stage && ready.segIndex === segIndex) g.dependOn(ar, ready.ops[tpRank]);
-          for (const device of members) gradientSync[device].push(ar);
-        }
-      });
-      bucketReady.length = 0;
+      const chunkOrder = [...finalGradientIndex[stage].entries()].sort((a, b) => a[1] - b[1]).map(([chunk]) => chunk);
+      for (const chunk of chunkOrder) {
+        const vs = vsOf[stage][chunk];
+        buckets[vs].forEach((bucket, segIndex) => {
+          const ready = bucketReady.get(`${stage}:${chunk}:${segIndex}`) ?? [];
+          for (let tpRank = 0; tpRank < tp; tpRank++) {
+            const members = Array.from({ length: dp }, (_, d) => layout.device(tpRank, d, stage));
+            const ar = collective('allReduce', members, bucket.gradBytes, 1, [LANE.dp], { stage, chunk });
+            for (const ops of ready) g.dependOn(ar, ops[tpRank]);
+            for (const device of members) gradientSync[device].push(ar);
+          }
+        });
+      }
     }
   }
 
-  // Tied embeddings: the first and last stages each hold the word embedding; their gradients are summed.
+  // Tied embeddings: the devices holding the first and the last layers each keep the word embedding; their gradients are summed.
   if (tiedCopy) {
     const bytes = (model.vocab * model.hidden * gradBytes) / tp;
     for (let dpRank = 0; dpRank < dp; dpRank++) {
       for (let tpRank = 0; tpRank < tp; tpRank++) {
-        const a = layout.device(tpRank, dpRank, 0);
-        const b = layout.device(tpRank, dpRank, pp - 1);
-        const ar = collective('allReduce', [a, b], bytes, 1, [LANE.dp], { stage: 0 });
+        const a = layout.device(tpRank, dpRank, deviceOfVs[0]);
+        const b = layout.device(tpRank, dpRank, deviceOfVs[lastVs]);
+        const ar = collective('allReduce', [a, b], bytes, 1, [LANE.dp], { stage: deviceOfVs[0] });
         for (const device of [a, b]) {
           for (const sync of gradientSync[device]) g.dependOn(ar, sync);
           if (gradientSync[device].length === 0) g.dependOn(ar, lastOpOf[device]);
@@ -392,8 +515,8 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
     capacities[layout.nvme(n)] = cluster.node.nvmeBytes;
   }
 
-  const perReplicaModelFlops = stages.reduce((sum, s) => sum + (s.forwardFlops + s.modelBackwardFlops) * tp, 0) * microBatches;
-  const perReplicaHardwareFlops = stages.reduce((sum, s) => sum + (s.forwardFlops + s.backwardFlops) * tp, 0) * microBatches;
+  const perReplicaModelFlops = virtualStages.reduce((sum, v) => sum + (v.forwardFlops + v.modelBackwardFlops) * tp, 0) * microBatches;
+  const perReplicaHardwareFlops = virtualStages.reduce((sum, v) => sum + (v.forwardFlops + v.inputGradFlops + v.weightGradFlops) * tp, 0) * microBatches;
   return {
     scenario,
     layout,
@@ -402,9 +525,39 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
     capacities,
     microBatches,
     stages,
+    virtualStages,
+    order,
     parameters: totalParameters(model),
     modelFlops: perReplicaModelFlops * dp,
     hardwareFlops: perReplicaHardwareFlops * dp,
     peakFlopsPerDevice,
   };
+}
+
+/** A collective's time alone on an idle network (each flow at its path's bottleneck): for schedules that plan with costs. */
+function estimateCollectiveNs(topology: Topology, plan: ReturnType<typeof planCollective>, stepLatencySeconds: number): number {
+  let slowest = 0;
+  let latency = 0;
+  for (const f of plan.flows) {
+    let bottleneck = Infinity;
+    let pathLatency = 0;
+    for (const link of topology.path(f.source, f.target)) {
+      pathLatency += topology.linkLatencySeconds[link];
+      if (topology.binding[link]) bottleneck = Math.min(bottleneck, topology.capacityBytesPerSecond[link]);
+    }
+    slowest = Math.max(slowest, Number.isFinite(bottleneck) ? f.bytes / bottleneck : 0);
+    latency = Math.max(latency, pathLatency);
+  }
+  return toNanoseconds(slowest + plan.steps * (stepLatencySeconds + latency));
+}
+
+/** A transfer's time alone on an idle network: for schedules that plan with costs. */
+function estimateTransferNs(topology: Topology, from: number, to: number, bytes: number, stepLatencySeconds: number): number {
+  let bottleneck = Infinity;
+  let latency = stepLatencySeconds;
+  for (const link of topology.path(from, to)) {
+    latency += topology.linkLatencySeconds[link];
+    if (topology.binding[link]) bottleneck = Math.min(bottleneck, topology.capacityBytesPerSecond[link]);
+  }
+  return toNanoseconds(latency + (Number.isFinite(bottleneck) ? bytes / bottleneck : 0));
 }

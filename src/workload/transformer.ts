@@ -127,3 +127,18 @@ export function recomputedLayerBytes(m: ModelSpec, o: ActivationOptions): number
 export function logitsActivationBytes(m: ModelSpec, o: ActivationOptions): number {
   return (4 * o.microBatch * m.seqLength * m.vocab) / o.tp;
 }
+
+/**
+ * Bytes of one layer's activations that its weight-gradient pass (W) still
+ * needs after the input-gradient pass (B): the inputs of the four linear
+ * projections, from which dW = Xᵀ·dY is computed. The QKV and first MLP inputs
+ * (layer-norm outputs) are whole on every tensor-parallel rank; the output
+ * projection's and the last MLP projection's inputs are split. The output
+ * gradients W also needs are taken to reuse memory B has freed.
+ */
+export function weightGradInputBytes(m: ModelSpec, o: ActivationOptions): number {
+  const sbh = m.seqLength * o.microBatch * m.hidden;
+  const scale = o.bytesPerElement / 2;
+  const kept = sbh * (4 + (2 + (2 * m.ffnHidden) / m.hidden) / o.tp);
+  return Math.min(kept * scale, layerActivationBytes(m, o));
+}

@@ -35,12 +35,25 @@ export function scenario(patch: Tree = {}, base: Tree = BASE): Scenario {
  * the setting of the bubble laws. Untied embeddings, so no gradient sync between
  * the first and last stage adds communication.
  */
-export function pipelineScenario(opts: { p: number; m: number; schedule: string; forward: number | number[]; backward: number | number[]; p2p?: number; optimizer?: number }): Scenario {
+export function pipelineScenario(opts: {
+  p: number;
+  m: number;
+  schedule: string;
+  chunks?: number;
+  forward: number | number[] | string[];
+  backward: number | number[] | string[];
+  weightGrad?: number | number[] | string[];
+  p2p?: number;
+  optimizer?: number;
+}): Scenario {
+  const chunks = opts.chunks ?? 1;
   return scenario({
     cluster: { nodes: 1, gpusPerNode: opts.p },
     training: { globalBatch: opts.m, microBatch: 1 },
-    model: { preset: 'gpt-tiny', layers: Math.max(4, opts.p), tiedEmbeddings: false },
-    parallel: { tp: 1, pp: opts.p, dp: 1, schedule: opts.schedule },
-    costs: { forward: opts.forward, backward: opts.backward, p2p: opts.p2p ?? 0, optimizer: opts.optimizer ?? 0 },
+    // The same model for every schedule (12 layers per stage divide into 1 to 4 chunks), and a tiny vocabulary keeps
+    // the stages uniform: the papers' memory laws assume the logits are small next to the layers.
+    model: { preset: 'gpt-tiny', layers: opts.p * 12, vocab: 64, tiedEmbeddings: false },
+    parallel: { tp: 1, pp: opts.p, dp: 1, schedule: opts.schedule, chunks },
+    costs: { forward: opts.forward, backward: opts.backward, ...(opts.weightGrad !== undefined ? { weightGrad: opts.weightGrad } : {}), p2p: opts.p2p ?? 0, optimizer: opts.optimizer ?? 0 },
   });
 }

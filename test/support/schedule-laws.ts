@@ -5,20 +5,32 @@ import type { PipelineSchedule, ScheduleParams } from '../../src/strategies/pipe
 
 /**
  * Laws every pipeline schedule must obey, on its pure order and on the simulated
- * step. Schedule-specific expectations (bubble with equal costs, micro-batches in
- * flight per stage) live in SCHEDULE_EXPECTATIONS: a newly registered schedule
- * fails the suite until it declares them.
+ * step. Schedule-specific expectations live in SCHEDULE_EXPECTATIONS: a newly
+ * registered schedule fails the suite until it declares them.
  */
 export interface ScheduleExpectation {
-  /** Bubble fraction with equal per-stage costs and free communication. */
-  bubble(p: number, m: number, v: number): number;
-  /** Most micro-batches whose activations stage i holds at once. */
-  maxInFlight(p: number, m: number, stage: number): number;
+  /** A valid (chunks, micro-batches) for p stages, from random draws in [0, 1). */
+  shape(p: number, r1: number, r2: number): { chunks: number; m: number };
+  /** Bubble fraction with equal F, B and W times (B and W as one backward where not split) and free communication, when closed-form. */
+  bubble?(p: number, m: number, v: number): number;
+  /** Most micro-batches (in whole-stage units) whose activations stage i holds at once, when closed-form. */
+  maxInFlight?(p: number, m: number, v: number, stage: number): number;
 }
 
+const pick = (r: number, lo: number, hi: number) => lo + Math.floor(r * (hi - lo + 1));
+
 export const SCHEDULE_EXPECTATIONS: Record<string, ScheduleExpectation> = {
-  gpipe: { bubble: (p, m) => (p - 1) / (m + p - 1), maxInFlight: (_p, m) => m },
-  '1f1b': { bubble: (p, m) => (p - 1) / (m + p - 1), maxInFlight: (p, m, i) => Math.min(p - i, m) },
+  gpipe: { shape: (_p, r) => ({ chunks: 1, m: pick(r, 1, 24) }), bubble: (p, m) => (p - 1) / (m + p - 1), maxInFlight: (_p, m) => m },
+  '1f1b': { shape: (_p, r) => ({ chunks: 1, m: pick(r, 1, 24) }), bubble: (p, m) => (p - 1) / (m + p - 1), maxInFlight: (p, m, _v, i) => Math.min(p - i, m) },
+  interleaved: {
+    shape: (p, r1, r2) => ({ chunks: pick(r1, 2, 4), m: p * pick(r2, 1, 4) }),
+    bubble: (p, m, v) => (p - 1) / (v * m + p - 1),
+    // Megatron's warm-up: (p-i-1)·2 + (v-1)·p chunk forwards, plus the first steady one; all of them when m = p.
+    maxInFlight: (p, m, v, i) => (m === p ? m * v : Math.min(m * v, (p - i - 1) * 2 + (v - 1) * p + 1)) / v,
+  },
+  'zb-h1': { shape: (p, r) => ({ chunks: 1, m: pick(r, p, 4 * p) }), bubble: (p, m) => (p - 1) / (3 * m + p - 1) },
+  'zb-h2': { shape: (p, r) => ({ chunks: 1, m: pick(r, 2 * p - 1, 5 * p) }) },
+  'zb-v': { shape: (p, r) => ({ chunks: 2, m: pick(r, p, 4 * p) }) },
 };
 
 /** Laws on the order alone: every (stage, chunk, micro-batch) forward and backward exactly once, forward first. */
@@ -79,16 +91,20 @@ export function checkStepLaws(sim: Simulation): void {
   const devices = plan.layout.devices;
   expect(forwards.size).toBe(devices * plan.microBatches * plan.scenario.parallel.chunks);
   for (const [key, n] of forwards) expect(n, `forward ${key}`).toBe(1);
+  // Every backward's work done exactly once: B and W (or BW, possibly in bucket segments) add up to the virtual stage's FLOPs.
   const backwardFlops = new Map<string, number>();
+  const backwardKinds = new Set([KIND.backward, KIND.inputGrad, KIND.weightGrad]);
   for (let op = 0; op < g.count; op++) {
-    if (g.kind[op] !== KIND.backward) continue;
+    if (!backwardKinds.has(g.kind[op])) continue;
     const key = `${g.device[op]}:${g.chunk[op]}:${g.microBatch[op]}`;
     backwardFlops.set(key, (backwardFlops.get(key) ?? 0) + g.flops[op]);
   }
   expect(backwardFlops.size).toBe(forwards.size);
   for (const [key, flops] of backwardFlops) {
-    const stage = plan.layout.coordinates(Number(key.split(':')[0])).pp;
-    expect(flops / plan.stages[stage].backwardFlops, `backward ${key}`).toBeCloseTo(1, 9);
+    const [device, chunk] = key.split(':').map(Number);
+    const stage = plan.layout.coordinates(device).pp;
+    const v = plan.virtualStages.find((x) => x.stage === stage && x.chunk === chunk)!;
+    expect(flops / (v.inputGradFlops + v.weightGradFlops), `backward ${key}`).toBeCloseTo(1, 9);
   }
   // Memory never negative, and back to the baseline after the step.
   expect(memory.negative.size).toBe(0);
@@ -98,16 +114,34 @@ export function checkStepLaws(sim: Simulation): void {
   void OP_KINDS;
 }
 
-/** Most micro-batches of activations each stage held, measured from the memory timeline. */
+/**
+ * Most micro-batches each stage held between a forward's start and the end of its backward (W for split
+ * schedules), in whole-stage units (a chunk counts 1/v), swept over the executed timeline.
+ */
 export function inFlightPerStage(sim: Simulation): number[] {
-  const { plan, memory } = sim;
-  const activations = 3;
+  const { plan, execution } = sim;
+  const g = plan.graph;
+  const v = plan.scenario.parallel.chunks;
+  const split = plan.graph.kind.some((k) => k === KIND.weightGrad);
+  const releaseKind = split ? KIND.weightGrad : KIND.backward;
   return plan.stages.map((s) => {
-    let peak = 0;
-    for (let d = 0; d < plan.layout.devices; d++) {
-      if (plan.layout.coordinates(d).pp !== s.stage) continue;
-      peak = Math.max(peak, memory.categoryPeak[plan.layout.hbm(d) * 5 + activations]);
+    const device = plan.layout.device(0, 0, s.stage);
+    const events: [number, number][] = [];
+    const release = new Map<string, number>();
+    for (let op = 0; op < g.count; op++) {
+      if (g.device[op] !== device) continue;
+      if (g.kind[op] === KIND.forward) events.push([execution.startNs[op], 1 / v]);
+      if (g.kind[op] === releaseKind) {
+        const key = `${g.chunk[op]}:${g.microBatch[op]}`;
+        release.set(key, Math.max(release.get(key) ?? 0, execution.endNs[op]));
+      }
     }
-    return Math.round(peak / s.activationBytes);
+    for (const end of release.values()) events.push([end, -1 / v]);
+    // Releases at the same instant come first: the executor ends an operation before starting the next.
+    events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    let held = 0;
+    let most = 0;
+    for (const [, delta] of events) most = Math.max(most, (held += delta));
+    return most;
   });
 }

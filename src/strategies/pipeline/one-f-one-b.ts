@@ -1,4 +1,4 @@
-import { singleChunkOnly, type PipelineSchedule, type ScheduledPass } from './schedule.js';
+import { roundRobin, singleChunkOnly, type PipelineSchedule, type ScheduledPass } from './schedule.js';
 
 /**
  * 1F1B (PipeDream-Flush, Narayanan et al. 2021): stage i runs p-i-1 warm-up
@@ -8,7 +8,10 @@ import { singleChunkOnly, type PipelineSchedule, type ScheduledPass } from './sc
 export const oneFOneB: PipelineSchedule = {
   name: '1f1b',
   description: 'warm-up forwards, then one forward one backward; stage i holds at most p-i micro-batches',
+  splitBackward: false,
+  preferredChunks: 1,
   check: singleChunkOnly('1f1b'),
+  virtualStage: roundRobin,
   order({ stages, microBatches }) {
     return Array.from({ length: stages }, (_, stage) => {
       const warmup = Math.min(stages - stage - 1, microBatches);

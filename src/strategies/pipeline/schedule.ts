@@ -1,9 +1,10 @@
 import type { PathIssue, ScheduleShape } from '../../scenario/resolve.js';
 
 /**
- * A pipeline schedule is a pure function from (stages, micro-batches, chunks) to
- * each stage's order of passes. Communication, memory and costs are added later
- * by the step builder, so a schedule is only the order.
+ * A pipeline schedule is a pure function from (stages, micro-batches, chunks,
+ * and for cost-aware schedules the per-pass costs) to each device's order of
+ * passes. Communication, memory and real costs are added later by the step
+ * builder, so a schedule is only the order and where each model chunk lives.
  */
 export type Pass = 'F' | 'B' | 'W' | 'BW';
 
@@ -14,23 +15,80 @@ export interface ScheduledPass {
   chunk: number;
 }
 
+/** Time of each pass of one micro-batch on each virtual stage, in any consistent unit. */
+export interface PassCosts {
+  forward: number[];
+  inputGrad: number[];
+  weightGrad: number[];
+  /** One stage-to-stage transfer. */
+  p2p: number;
+}
+
+/** Activation bytes of one micro-batch on each virtual stage, for schedules that plan within a memory budget. */
+export interface PassMemory {
+  /** Allocated by F. */
+  activation: number[];
+  /** Of that, kept from B until W. */
+  weightGrad: number[];
+}
+
 export interface ScheduleParams {
+  /** Devices in the pipeline (p). */
   stages: number;
   microBatches: number;
+  /** Model chunks per device (v); the model has stages x chunks virtual stages. */
   chunks: number;
+  /** Per virtual stage; schedules that search for a good order use them. */
+  costs?: PassCosts;
+  memory?: PassMemory;
 }
 
 export interface PipelineSchedule {
   name: string;
   description: string;
+  /** Backward runs as separate B and W passes. */
+  splitBackward: boolean;
+  /** The chunks the schedule runs when a scenario leaves the choice open (dtsim compare). */
+  preferredChunks: number;
   /** Problems with a configuration, as scenario paths and messages; empty when it can run. */
   check(shape: ScheduleShape): PathIssue[];
-  /** The order of passes on each stage (device of the pipeline), index = stage. */
+  /** The virtual stage (0 = the model's first layers) that chunk `chunk` of device `device` holds. */
+  virtualStage(device: number, chunk: number, stages: number, chunks: number): number;
+  /** The order of passes on each device of the pipeline, index = device. */
   order(params: ScheduleParams): ScheduledPass[][];
+}
+
+/** Chunk c of device i holds virtual stage c·p + i: Megatron's round-robin placement. */
+export function roundRobin(device: number, chunk: number, stages: number): number {
+  return chunk * stages + device;
+}
+
+/** Checks shared by schedules: chunk count, and chunks dividing each stage's layers. */
+export function checkChunks(name: string, shape: ScheduleShape, allowed: (chunks: number) => boolean, what: string): PathIssue[] {
+  if (!allowed(shape.chunks)) return [{ path: ['parallel', 'chunks'], message: `the ${name} schedule needs ${what}, got chunks: ${shape.chunks}` }];
+  const uneven = shape.layersPerStage.findIndex((layers) => layers % shape.chunks !== 0);
+  if (uneven >= 0) {
+    return [
+      {
+        path: ['parallel', 'chunks'],
+        message: `chunks: ${shape.chunks} must divide the layers of every stage, but stage ${uneven} has ${shape.layersPerStage[uneven]}; use a chunk count that divides ${shape.layersPerStage.join(', ')}, or set parallel.layersPerStage`,
+      },
+    ];
+  }
+  return [];
+}
+
+export function needMicroBatches(name: string, shape: ScheduleShape, least: number, why: string): PathIssue[] {
+  if (shape.microBatches >= least) return [];
+  return [
+    {
+      path: ['training', 'globalBatch'],
+      message: `the ${name} schedule needs at least ${least} micro-batches per replica (${why}), but globalBatch / (microBatch x dp) gives ${shape.microBatches}; raise training.globalBatch or lower training.microBatch or parallel.dp`,
+    },
+  ];
 }
 
 /** Shared check of schedules that run one model chunk per device. */
 export function singleChunkOnly(name: string) {
-  return (shape: ScheduleShape): PathIssue[] =>
-    shape.chunks === 1 ? [] : [{ path: ['parallel', 'chunks'], message: `the ${name} schedule runs one model chunk per device, got chunks: ${shape.chunks}; use chunks: 1` }];
+  return (shape: ScheduleShape): PathIssue[] => checkChunks(name, shape, (c) => c === 1, 'one model chunk per device (chunks: 1)');
 }
