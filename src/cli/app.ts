@@ -41,13 +41,20 @@ function buildParser(argv: string[]) {
         .option('json', { type: 'boolean', describe: 'print the report as one JSON document' })
         .option('output', { type: 'string', describe: 'also write the JSON report to this file (atomically)' })
         .option('trace', { type: 'string', describe: 'write a Chrome trace JSON to this file (open in ui.perfetto.dev)' })
-        .option('trace-ranks', { type: 'string', describe: 'keep only these GPU ranks in the trace, such as 0-7,64' }),
+        .option('trace-ranks', { type: 'string', describe: 'keep only these GPU ranks in the trace, such as 0-7,64' })
+        .option('timeline', { type: 'boolean', describe: 'also print a text timeline of one pipeline\'s compute lanes' }),
+    )
+    .command('compare <scenario>', 'run a scenario under several schedules or field values and print one table', (y) =>
+      scenarioCommand(y)
+        .option('schedules', { type: 'string', describe: 'comma-separated schedules, such as gpipe,1f1b,interleaved,zb-h1,zb-h2,zb-v' })
+        .option('vary', { type: 'string', array: true, describe: 'a field and its values, such as --vary parallel.tp=2,4,8 (repeatable: every combination)' })
+        .option('json', { type: 'boolean', describe: 'print the results as one JSON array of reports' }),
     )
     .command('validate <scenario>', 'check a scenario file and print what it resolves to', (y) => scenarioCommand(y).option('json', { type: 'boolean', describe: 'print the resolved scenario as JSON' }))
     .command('topology <scenario>', 'summarise the cluster topology a scenario builds', (y) => scenarioCommand(y).option('json', { type: 'boolean', describe: 'print the summary as JSON' }))
     .command('presets', 'list GPU, node and model presets and pipeline schedules', (y) => y.option('json', { type: 'boolean', describe: 'print as JSON' }))
     .option('log-level', { choices: LOG_LEVELS, default: 'warn' as const, describe: 'log level (logs go to stderr)' })
-    .demandCommand(1, 'name a command: run, validate, topology or presets')
+    .demandCommand(1, 'name a command: run, compare, validate, topology or presets')
     .strict()
     .version(VERSION)
     .help()
@@ -89,6 +96,8 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
     switch (command) {
       case 'run':
         return commands.run(args as Parameters<typeof commands.run>[0], io, log);
+      case 'compare':
+        return commands.compare(args as Parameters<typeof commands.compare>[0], io);
       case 'validate':
         return commands.validate(args, io);
       case 'topology':

@@ -3,7 +3,9 @@ import { UsageError } from '../errors.js';
 import { GPU_PRESETS, NODE_PRESETS } from '../hardware/presets.js';
 import { buildTopology, summarizeTopology } from '../hardware/topology.js';
 import { writeFileAtomic } from '../report/atomic.js';
-import { formatBytes, formatRate, formatSeconds, table } from '../report/format.js';
+import { compareVariants, fieldVariants, scheduleVariants } from '../compare.js';
+import { formatBytes, formatRate, formatSeconds, percent, table } from '../report/format.js';
+import { renderTimeline } from '../report/timeline.js';
 import { renderSummary } from '../report/summary.js';
 import { writeTrace } from '../report/trace.js';
 import { loadScenarioFile } from '../scenario/load.js';
@@ -23,7 +25,7 @@ interface ScenarioArgs {
 const load = (args: ScenarioArgs) => loadScenarioFile(args.scenario, scheduleContext, { set: args.set ?? [], seed: args.seed });
 const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
 
-export function run(args: ScenarioArgs & { output?: string; trace?: string; 'trace-ranks'?: string }, io: Io, log: Logger): number {
+export function run(args: ScenarioArgs & { output?: string; trace?: string; 'trace-ranks'?: string; timeline?: boolean }, io: Io, log: Logger): number {
   const ranks = args['trace-ranks'] !== undefined ? parseRanks(args['trace-ranks']) : undefined;
   const scenario = load(args);
   log.info({ scenario: scenario.name, file: args.scenario }, 'scenario loaded');
@@ -35,7 +37,43 @@ export function run(args: ScenarioArgs & { output?: string; trace?: string; 'tra
     const { events } = writeTrace(sim, args.trace, { ranks });
     log.info({ file: args.trace, events }, 'trace written');
   }
-  io.stdout(args.json ? json(sim.report) : renderSummary(sim.report, scenario));
+  if (args.json) io.stdout(json(sim.report));
+  else io.stdout(renderSummary(sim.report, scenario) + (args.timeline ? `\n${renderTimeline(sim)}` : ''));
+  return 0;
+}
+
+export function compare(args: ScenarioArgs & { schedules?: string; vary?: string[] }, io: Io): number {
+  if (!args.schedules && !args.vary?.length) throw new UsageError('compare needs --schedules a,b,... or --vary path=v1,v2 (or both)');
+  const base = load(args);
+  const bySchedule = args.schedules ? scheduleVariants(args.schedules.split(',').map((s) => s.trim()).filter(Boolean), base.parallel.chunks) : [{ label: '', set: [] }];
+  const byField = fieldVariants(args.vary ?? []);
+  const variants = bySchedule.flatMap((s) => byField.map((f) => ({ label: [s.label, f.label].filter(Boolean).join(' '), set: [...s.set, ...f.set] })));
+  const results = compareVariants(args.scenario, variants, { set: args.set, seed: args.seed });
+  if (args.json) {
+    io.stdout(json(results));
+    return 0;
+  }
+  const rows = results.map((r) => {
+    if (!r.report) return [r.variant, '-', 'cannot run:', r.error ?? '', '', '', '', '', ''];
+    const x = r.report;
+    const worst = x.stages.reduce((a, s) => (s.peakActivations > a.peakActivations ? s : a), x.stages[0]);
+    return [
+      r.variant,
+      String(x.parallel.chunks),
+      formatSeconds(x.stepTime),
+      percent(x.bubbleFraction),
+      percent(x.pipelineBubbleRate),
+      `${formatBytes(worst.peakActivations)} (stage ${worst.stage})`,
+      formatBytes(x.memory.peak.hbm),
+      formatBytes(x.communication.byKind.p2p),
+      x.memory.fits ? 'yes' : 'NO',
+    ];
+  });
+  io.stdout(
+    `${base.name}: ${base.cluster.nodes * base.cluster.gpusPerNode} GPUs, TP ${base.parallel.tp} x PP ${base.parallel.pp} x DP ${base.parallel.dp}, ${base.training.globalBatch / (base.training.microBatch * base.parallel.dp)} micro-batches per replica\n\n` +
+      table(rows, ['variant', 'chunks', 'step time', 'bubble', 'in-span bubble', 'peak activations (worst stage)', 'peak HBM', 'pipeline bytes', 'fits']) +
+      '\n',
+  );
   return 0;
 }
 

@@ -6,7 +6,7 @@ import { ScenarioError, SimulationError, UsageError } from '../../src/errors.js'
 import { parseScenario } from '../../src/scenario/load.js';
 import { allowedKeys } from '../../src/scenario/schema.js';
 import { simulate } from '../../src/simulate.js';
-import { scheduleContext } from '../../src/strategies/pipeline/registry.js';
+import { SCHEDULES, scheduleContext } from '../../src/strategies/pipeline/registry.js';
 import { cli } from '../support/cli.js';
 
 // Docs are checked against the code so they cannot rot.
@@ -57,7 +57,7 @@ describe('README and tutorial commands', () => {
   const tutorialScenario = join(tmp, 'esm2.yaml');
   writeFileSync(tutorialScenario, scenarioBlocks(read('docs/tutorial.md'))[0]);
 
-  const all = [...commands(read('README.md')), ...commands(read('docs/tutorial.md')), ...commands(read('docs/trace.md'))].map((args) =>
+  const all = [...commands(read('README.md')), ...commands(read('docs/tutorial.md')), ...commands(read('docs/trace.md')), ...commands(read('docs/schedules.md'))].map((args) =>
     args.map((a, i) => (a === 'esm2.yaml' ? tutorialScenario : ['--trace', '--output'].includes(args[i - 1]) ? join(tmp, a) : a)),
   );
 
@@ -77,6 +77,24 @@ describe('README and tutorial commands', () => {
     const r = await cli('run', 'scenarios/small-gpt.yaml');
     const sample = read('README.md').match(/## What you see\n\n```\n([\s\S]*?)```/)![1];
     expect(r.stdout).toBe(sample);
+  });
+});
+
+describe('docs/schedules.md', () => {
+  // Each single-command block followed by an output block: the output must be what dtsim prints today.
+  const doc = read('docs/schedules.md');
+  const pairs = [...doc.matchAll(/```sh\nnpx dtsim ([^\n]+)\n```\n\n```\n([\s\S]*?)```/g)].map((m) => [m[1], m[2]] as const);
+
+  it('shows a timeline for every registered schedule', () => {
+    for (const name of Object.keys(SCHEDULES)) expect(doc).toContain(`--set parallel.schedule=${name} `);
+    expect(pairs.length).toBeGreaterThanOrEqual(6);
+  });
+
+  it.each(pairs)('the output of dtsim %s is current', async (command, expected) => {
+    const r = await cli(...command.split(/\s+/));
+    expect(r.code).toBe(0);
+    const printed = r.stdout.includes('stage  0 |') && !command.startsWith('compare') ? r.stdout.slice(r.stdout.indexOf('stage  0 |')) : r.stdout;
+    expect(printed).toBe(expected);
   });
 });
 
