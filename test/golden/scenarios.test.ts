@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { emitTrace } from '../../src/report/trace.js';
 import { loadScenarioFile } from '../../src/scenario/load.js';
 import { simulate } from '../../src/simulate.js';
-import { scheduleContext } from '../../src/strategies/pipeline/registry.js';
+import { SCHEDULES, scheduleContext } from '../../src/strategies/pipeline/registry.js';
 import { checkTrace } from '../support/trace-checker.js';
 
 const files = readdirSync('scenarios').filter((f) => /\.(ya?ml|json)$/.test(f)).sort();
@@ -70,6 +70,20 @@ describe('GPT-3 175B on 1,024 A100 (TP 8, PP 16, DP 8, 1F1B, selective recompute
     const chunks: string[] = [];
     emitTrace(full, (text) => chunks.push(text), { ranks: new Set([0, 1, 2, 3, 4, 5, 6, 7, 64, 65, 66, 67, 68, 69, 70, 71]) });
     expect(checkTrace(JSON.parse(chunks.join('')))).toEqual([]);
+  });
+});
+
+describe('traces of every schedule', () => {
+  it.each(Object.keys(SCHEDULES))('%s: the trace passes the checker, with B and W slices where the backward is split', (name) => {
+    const chunks = SCHEDULES[name].preferredChunks;
+    const scenario = loadScenarioFile('scenarios/small-gpt.yaml', scheduleContext, { set: [`parallel.schedule=${name}`, `parallel.chunks=${chunks}`] });
+    const chunksOut: string[] = [];
+    emitTrace(simulate(scenario, { recordMemory: true }), (text) => chunksOut.push(text));
+    const trace = JSON.parse(chunksOut.join(''));
+    expect(checkTrace(trace)).toEqual([]);
+    const names = new Set(trace.traceEvents.filter((e: { ph: string }) => e.ph === 'X').map((e: { name: string }) => e.name.split(' mb')[0]));
+    expect(names.has('W')).toBe(SCHEDULES[name].splitBackward);
+    expect(names.has('B (input grad)')).toBe(SCHEDULES[name].splitBackward);
   });
 });
 
