@@ -39,13 +39,13 @@ export class EventKernel {
   eventsProcessed = 0;
 
   private readonly handlers: EventHandler[] = [];
-  // Event slots, structure of arrays; `heap` holds slot indices ordered by (time, seq).
-  private time: Float64Array;
-  private seq: Float64Array;
+  // A binary heap whose entries keep their (time, seq) key inline and interleaved, keys[2i] and keys[2i+1], so a
+  // comparison reads one cache line; payloads live in slots, recycled through a free list.
+  private keys: Float64Array;
+  private heapSlot: Int32Array;
   private type: Int32Array;
   private argA: Int32Array;
   private argB: Int32Array;
-  private heap: Int32Array;
   private freeSlots: Int32Array;
   private freeCount = 0;
   private size = 0;
@@ -54,12 +54,11 @@ export class EventKernel {
 
   constructor(initialCapacity = 1024) {
     const n = Math.max(16, initialCapacity);
-    this.time = new Float64Array(n);
-    this.seq = new Float64Array(n);
+    this.keys = new Float64Array(2 * n);
+    this.heapSlot = new Int32Array(n);
     this.type = new Int32Array(n);
     this.argA = new Int32Array(n);
     this.argB = new Int32Array(n);
-    this.heap = new Int32Array(n);
     this.freeSlots = new Int32Array(n);
   }
 
@@ -80,25 +79,67 @@ export class EventKernel {
     let slot: number;
     if (this.freeCount > 0) slot = this.freeSlots[--this.freeCount];
     else {
-      if (this.slotsUsed === this.time.length) this.grow();
+      if (this.slotsUsed === this.type.length) this.grow();
       slot = this.slotsUsed++;
     }
-    this.time[slot] = at;
-    this.seq[slot] = this.nextSeq++;
     this.type[slot] = type;
     this.argA[slot] = a;
     this.argB[slot] = b;
-    this.siftUp(this.size++, slot);
+    const seq = this.nextSeq++;
+    const keys = this.keys;
+    const heapSlot = this.heapSlot;
+    let pos = this.size++;
+    while (pos > 0) {
+      const parent = (pos - 1) >> 1;
+      const pt = keys[2 * parent];
+      if (pt < at || (pt === at && keys[2 * parent + 1] < seq)) break;
+      keys[2 * pos] = pt;
+      keys[2 * pos + 1] = keys[2 * parent + 1];
+      heapSlot[pos] = heapSlot[parent];
+      pos = parent;
+    }
+    keys[2 * pos] = at;
+    keys[2 * pos + 1] = seq;
+    heapSlot[pos] = slot;
   }
 
   /** Runs the earliest event; returns false when none is left. */
   step(): boolean {
     if (this.size === 0) return false;
-    const slot = this.heap[0];
-    const last = this.heap[--this.size];
-    if (this.size > 0) this.siftDown(0, last);
+    const keys = this.keys;
+    const heapSlot = this.heapSlot;
+    const slot = heapSlot[0];
+    this.now = keys[0];
+    const n = --this.size;
+    if (n > 0) {
+      // Sift the last entry down from the root.
+      const t = keys[2 * n];
+      const q = keys[2 * n + 1];
+      const sl = heapSlot[n];
+      let pos = 0;
+      for (;;) {
+        let child = 2 * pos + 1;
+        if (child >= n) break;
+        let ct = keys[2 * child];
+        const right = child + 1;
+        if (right < n) {
+          const rt = keys[2 * right];
+          if (rt < ct || (rt === ct && keys[2 * right + 1] < keys[2 * child + 1])) {
+            child = right;
+            ct = rt;
+          }
+        }
+        if (t < ct || (t === ct && q < keys[2 * child + 1])) break;
+        keys[2 * pos] = ct;
+        keys[2 * pos + 1] = keys[2 * child + 1];
+        heapSlot[pos] = heapSlot[child];
+        pos = child;
+      }
+      keys[2 * pos] = t;
+      keys[2 * pos + 1] = q;
+      heapSlot[pos] = sl;
+    }
     this.freeSlots[this.freeCount++] = slot;
-    this.now = this.time[slot];
     this.eventsProcessed++;
     this.handlers[this.type[slot]](this.argA[slot], this.argB[slot]);
     return true;
@@ -106,52 +147,17 @@ export class EventKernel {
 
   /** Runs events until none is left or the next one lies after `until` (ns). */
   run(until = Infinity): void {
-    while (this.size > 0 && this.time[this.heap[0]] <= until) this.step();
+    while (this.size > 0 && this.keys[0] <= until) this.step();
     if (until !== Infinity && until > this.now) this.now = until;
   }
 
-  private before(x: number, y: number): boolean {
-    const tx = this.time[x];
-    const ty = this.time[y];
-    return tx < ty || (tx === ty && this.seq[x] < this.seq[y]);
-  }
-
-  private siftUp(pos: number, slot: number): void {
-    const heap = this.heap;
-    while (pos > 0) {
-      const parent = (pos - 1) >> 1;
-      const p = heap[parent];
-      if (!this.before(slot, p)) break;
-      heap[pos] = p;
-      pos = parent;
-    }
-    heap[pos] = slot;
-  }
-
-  private siftDown(pos: number, slot: number): void {
-    const heap = this.heap;
-    const n = this.size;
-    for (;;) {
-      let child = 2 * pos + 1;
-      if (child >= n) break;
-      const right = child + 1;
-      if (right < n && this.before(heap[right], heap[child])) child = right;
-      if (!this.before(heap[child], slot)) break;
-      heap[pos] = heap[child];
-      pos = child;
-    }
-    heap[pos] = slot;
-  }
-
   private grow(): void {
-    const n = this.time.length * 2;
-    this.time = grown(this.time, n);
-    this.seq = grown(this.seq, n);
+    const n = this.type.length * 2;
+    this.keys = grown(this.keys, 2 * n);
+    this.heapSlot = grown(this.heapSlot, n);
     this.type = grown(this.type, n);
     this.argA = grown(this.argA, n);
     this.argB = grown(this.argB, n);
-    this.heap = grown(this.heap, n);
     this.freeSlots = grown(this.freeSlots, n);
   }
-
 }
