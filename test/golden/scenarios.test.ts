@@ -6,7 +6,10 @@ import { simulate } from '../../src/simulate.js';
 import { SCHEDULES, scheduleContext } from '../../src/strategies/pipeline/registry.js';
 import { checkTrace } from '../support/trace-checker.js';
 
-const files = readdirSync('scenarios').filter((f) => /\.(ya?ml|json)$/.test(f)).sort();
+const all = readdirSync('scenarios').filter((f) => /\.(ya?ml|json)$/.test(f)).sort();
+// Simulated by `npm run bench`, not here: at 16,384 GPUs it takes tens of seconds today (issue: performance).
+const BENCH_ONLY = ['llama3-405b-16k-h100.yaml'];
+const files = all.filter((f) => !BENCH_ONLY.includes(f));
 const load = (file: string) => loadScenarioFile(`scenarios/${file}`, scheduleContext);
 
 /** The figures a golden file pins: enough to notice any change in the models. */
@@ -28,6 +31,10 @@ function figures(file: string) {
 describe('bundled scenarios', () => {
   it('there are at least the three the README and issues rely on', () => {
     expect(files).toEqual(expect.arrayContaining(['small-gpt.yaml', 'gpt3-175b-1024-a100.yaml', 'profiled-costs.yaml']));
+  });
+
+  it.each(BENCH_ONLY)('%s (benchmark scenario) validates', (file) => {
+    expect(load(file).cluster.nodes * load(file).cluster.gpusPerNode).toBeGreaterThan(0);
   });
 
   it.each(files)('%s validates, runs and matches its golden figures', async (file) => {
