@@ -2,9 +2,9 @@ import type { ExecutionResult } from '../engine/executor.js';
 import { NANOSECONDS_PER_SECOND } from '../engine/kernel.js';
 import type { MemoryTracker } from '../engine/memory.js';
 import { LINK_TYPES, type LinkType, type Topology } from '../hardware/topology.js';
-import { COLLECTIVE_KINDS, type CollectiveKind } from '../collectives/collectives.js';
 import type { Scenario } from '../scenario/resolve.js';
-import { CATEGORIES, KIND, LANE, OP_KINDS, TIERS, type Category, type Tier } from '../strategies/layout.js';
+import type { OperationGraph } from '../engine/graph.js';
+import { CATEGORIES, KIND, LANE, LANES, OP_KINDS, TIERS, TRANSFER_KINDS, type Category, type Tier, type TransferKind } from '../strategies/layout.js';
 import type { StepPlan } from '../strategies/step.js';
 import { VERSION } from '../version.js';
 
@@ -31,6 +31,8 @@ export interface DeviceReport {
   memoryBreakdown: Record<Category, number>;
   /** Bytes this device sent during the step. */
   sentBytes: number;
+  /** Seconds during which this device's communication or offload lanes were busy and its compute lane idle. */
+  exposedCommunicationTime: number;
 }
 
 export interface OverflowReport {
@@ -69,6 +71,8 @@ export interface Report {
   stepTime: number;
   /** Mean over devices of compute-idle time / stepTime. */
   bubbleFraction: number;
+  /** Mean over devices of the seconds communication or offloading ran while compute was idle. */
+  exposedCommunicationTime: number;
   /**
    * The zero-bubble paper's bubble rate: over each device's span from its first to its last forward or
    * backward, the idle share; the largest over devices. It leaves out the pipeline's fill and drain offsets.
@@ -93,12 +97,15 @@ export interface Report {
     fits: boolean;
     /** Device with the highest HBM peak. */
     worstDevice: number;
+    /** Bytes by category at the peak of the fullest location of each tier: what lives on HBM, host memory, NVMe. */
+    breakdown: Record<Tier, Record<Category, number>>;
     overflows: OverflowReport[];
   };
   communication: {
     /** All bytes sent, bytes. */
     bytes: number;
-    byKind: Record<CollectiveKind, number>;
+    /** By operation: collectives, pipeline p2p, and offload transfers between HBM, host memory and NVMe. */
+    byKind: Record<TransferKind, number>;
     /** Each transfer's bytes under the widest-reaching link type its path crosses. */
     byLinkType: Record<LinkType, number>;
   };
@@ -126,7 +133,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
   const categories = CATEGORIES.length;
 
   // Bytes by kind, link type and sender.
-  const byKind = zeroRecord(COLLECTIVE_KINDS);
+  const byKind = zeroRecord(TRANSFER_KINDS);
   const byLinkType = zeroRecord(LINK_TYPES);
   const sent = new Float64Array(layout.devices);
   let totalBytes = 0;
@@ -134,7 +141,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
     const first = graph.flowStart[op];
     const last = graph.flowStart[op + 1];
     if (first === last) continue;
-    const kind = OP_KINDS[graph.kind[op]] as CollectiveKind;
+    const kind = OP_KINDS[graph.kind[op]] as TransferKind;
     for (let i = first; i < last; i++) {
       const bytes = graph.flowBytes[i];
       const source = graph.flowSource[i];
@@ -163,6 +170,8 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
     if (span > 0) pipelineBubbleRate = Math.max(pipelineBubbleRate, (span - spanBusy[d]) / span);
   }
 
+  const exposed = exposedCommunication(graph, execution, layout.devices, LANES.length);
+
   const devices: DeviceReport[] = [];
   let bubbleSum = 0;
   let worstDevice = 0;
@@ -187,14 +196,26 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
       peakMemory: { hbm: memory.peak[hbm], cpu: memory.peak[layout.cpu(c.node)], nvme: memory.peak[layout.nvme(c.node)] },
       memoryBreakdown: breakdown,
       sentBytes: sent[d],
+      exposedCommunicationTime: exposed[d] / NANOSECONDS_PER_SECOND,
     });
   }
 
   const peak = zeroRecord(TIERS);
+  const fullest = { hbm: -1, cpu: -1, nvme: -1 } as Record<Tier, number>;
   for (let loc = 0; loc < layout.locationCount; loc++) {
     const tier = layout.tierOf(loc);
-    peak[tier] = Math.max(peak[tier], memory.peak[loc]);
+    if (fullest[tier] < 0 || memory.peak[loc] > peak[tier]) {
+      peak[tier] = Math.max(peak[tier], memory.peak[loc]);
+      fullest[tier] = loc;
+    }
   }
+  const breakdown = Object.fromEntries(
+    TIERS.map((tier) => {
+      const b = zeroRecord(CATEGORIES);
+      if (fullest[tier] >= 0) CATEGORIES.forEach((cat, i) => (b[cat] = memory.peakByCategory[fullest[tier] * categories + i]));
+      return [tier, b];
+    }),
+  ) as Record<Tier, Record<Category, number>>;
   const overflows: OverflowReport[] = [...memory.overflows.values()]
     .sort((a, b) => a.location - b.location)
     .map((o) => {
@@ -240,6 +261,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
     units: { time: 'seconds', memory: 'bytes', communication: 'bytes', throughput: 'per second' },
     stepTime,
     bubbleFraction: bubbleSum / layout.devices,
+    exposedCommunicationTime: devices.reduce((a, d) => a + d.exposedCommunicationTime, 0) / layout.devices,
     pipelineBubbleRate,
     throughput: {
       tokensPerSecond: stepTime > 0 ? (training.globalBatch * model.seqLength) / stepTime : 0,
@@ -263,6 +285,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
       capacity: { hbm: scenario.cluster.gpu.memoryBytes, cpu: scenario.cluster.node.hostMemoryBytes, nvme: scenario.cluster.node.nvmeBytes },
       fits: overflows.length === 0,
       worstDevice,
+      breakdown,
       overflows,
     },
     communication: { bytes: totalBytes, byKind, byLinkType },
@@ -271,4 +294,52 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
     warnings,
     simulation: { operations: graph.count, events: execution.eventsProcessed, devices: layout.devices },
   };
+}
+
+/**
+ * Per device, nanoseconds during which some communication or offload lane held an operation while the compute
+ * lane held none: the communication the step could not hide behind compute.
+ */
+function exposedCommunication(graph: OperationGraph, execution: ExecutionResult, devices: number, lanesPerDevice: number): Float64Array {
+  const compute: number[][] = Array.from({ length: devices }, () => []);
+  const comm: number[][] = Array.from({ length: devices }, () => []);
+  for (let op = 0; op < graph.count; op++) {
+    const start = execution.startNs[op];
+    const end = execution.endNs[op];
+    if (end <= start) continue;
+    for (let i = graph.lanesOf.start[op]; i < graph.lanesOf.start[op + 1]; i++) {
+      const lane = graph.lanesOf.items[i];
+      const device = Math.floor(lane / lanesPerDevice);
+      (lane % lanesPerDevice === LANE.compute ? compute : comm)[device].push(start, end);
+    }
+  }
+  const out = new Float64Array(devices);
+  for (let d = 0; d < devices; d++) {
+    const busy = merge(compute[d]);
+    const talking = merge(comm[d]);
+    // Length of `talking` minus its overlap with `busy` (both sorted, disjoint).
+    let total = 0;
+    let j = 0;
+    for (let i = 0; i < talking.length; i += 2) {
+      const [s, e] = [talking[i], talking[i + 1]];
+      total += e - s;
+      while (j < busy.length && busy[j + 1] <= s) j += 2;
+      for (let k = j; k < busy.length && busy[k] < e; k += 2) total -= Math.min(e, busy[k + 1]) - Math.max(s, busy[k]);
+    }
+    out[d] = total;
+  }
+  return out;
+}
+
+/** Sorts and merges [start, end) intervals given as a flat list. */
+function merge(flat: number[]): number[] {
+  const pairs: [number, number][] = [];
+  for (let i = 0; i < flat.length; i += 2) pairs.push([flat[i], flat[i + 1]]);
+  pairs.sort((a, b) => a[0] - b[0]);
+  const out: number[] = [];
+  for (const [s, e] of pairs) {
+    if (out.length > 0 && s <= out[out.length - 1]) out[out.length - 1] = Math.max(out[out.length - 1], e);
+    else out.push(s, e);
+  }
+  return out;
 }

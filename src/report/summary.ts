@@ -2,7 +2,7 @@ import type { Scenario } from '../scenario/resolve.js';
 import { formatBytes, formatCount, formatSeconds, percent, table } from './format.js';
 import type { Report } from './report.js';
 
-const KIND_NAMES: Record<string, string> = { p2p: 'p2p', allReduce: 'all-reduce', reduceScatter: 'reduce-scatter', allGather: 'all-gather', allToAll: 'all-to-all', broadcast: 'broadcast' };
+const KIND_NAMES: Record<string, string> = { p2p: 'p2p', allReduce: 'all-reduce', reduceScatter: 'reduce-scatter', allGather: 'all-gather', allToAll: 'all-to-all', broadcast: 'broadcast', offload: 'offload' };
 
 /** The human summary `dtsim run` prints. */
 export function renderSummary(report: Report, scenario: Scenario): string {
@@ -28,10 +28,17 @@ export function renderSummary(report: Report, scenario: Scenario): string {
       ['communication', `${formatBytes(report.communication.bytes)} sent`],
       ['  by kind', nonZero(report.communication.byKind, KIND_NAMES)],
       ['  by link type', nonZero(report.communication.byLinkType)],
+      ['  exposed', `${formatSeconds(report.exposedCommunicationTime)} per GPU of communication and offloading not hidden behind compute (mean)`],
       ['memory', report.memory.fits ? 'fits' : `DOES NOT FIT: ${report.memory.overflows.length} location(s) over capacity`],
       ['  worst HBM', `GPU ${worst.rank} (stage ${worst.stage}): ${formatBytes(worst.peakMemory.hbm)} of ${formatBytes(report.memory.capacity.hbm)}`],
       ['  at its peak', `params ${formatBytes(b.params)}, grads ${formatBytes(b.grads)}, optimizer ${formatBytes(b.optimizer)}, activations ${formatBytes(b.activations)}, buffers ${formatBytes(b.buffers)}`],
       ['  host / NVMe', `${formatBytes(report.memory.peak.cpu)} of ${formatBytes(report.memory.capacity.cpu)} / ${formatBytes(report.memory.peak.nvme)} of ${formatBytes(report.memory.capacity.nvme)} per node`],
+      ...(['cpu', 'nvme'] as const)
+        .filter((tier) => report.memory.peak[tier] > 0)
+        .map((tier) => {
+          const t = report.memory.breakdown[tier];
+          return [`  on ${tier === 'cpu' ? 'host' : 'NVMe'}`, `params ${formatBytes(t.params)}, grads ${formatBytes(t.grads)}, optimizer ${formatBytes(t.optimizer)}, buffers ${formatBytes(t.buffers)}`];
+        }),
     ]),
   ];
   for (const o of report.memory.overflows.slice(0, 5)) {

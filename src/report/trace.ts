@@ -149,6 +149,8 @@ function sliceName(kind: number, microBatch: number, lane: number): string {
       return 'optimizer step';
     case 'p2p':
       return `p2p${mb}`;
+    case 'offload':
+      return `offload${mb}`;
     default:
       return `${LANE_PREFIX[lane] ?? ''}${OP_KINDS[kind]}${mb}`;
   }

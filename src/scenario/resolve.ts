@@ -33,6 +33,11 @@ export interface Scenario {
     /** Transformer layers on each pipeline stage. */
     layersPerStage: number[];
     gradientBucketBytes: number;
+    /** ZeRO stage over the data-parallel group. */
+    zero: 0 | 1 | 2 | 3;
+    /** ZeRO-3: layers whose parameters are gathered ahead of the one computing. */
+    prefetchLayers: number;
+    offload: { optimizer: 'none' | 'cpu' | 'nvme'; params: 'none' | 'cpu' | 'nvme'; pinnedBufferBytes: number };
   };
   /** Profiled times, seconds per micro-batch, one entry per stage. */
   costs?: {
@@ -64,6 +69,8 @@ export interface ResolveContext {
   schedules: readonly string[];
   /** Problems a schedule has with a configuration, as paths and messages. */
   checkSchedule(name: string, shape: ScheduleShape): PathIssue[];
+  /** Whether a schedule splits the backward into B and W. */
+  splitsBackward(name: string): boolean;
 }
 
 export function resolveScenario(input: ScenarioInput, context: ResolveContext): { scenario?: Scenario; issues: PathIssue[] } {
@@ -82,6 +89,7 @@ export function resolveScenario(input: ScenarioInput, context: ResolveContext): 
     nics: nodeInput.nics ?? nodeBase.nics,
     nic: { bandwidthBytesPerSecond: nodeInput.nic?.bandwidth ?? nodeBase.nic.bandwidthBytesPerSecond, latencySeconds: nodeInput.nic?.latency ?? nodeBase.nic.latencySeconds },
     hostMemoryBytes: nodeInput.hostMemory ?? nodeBase.hostMemoryBytes,
+    hostOptimizerParamsPerSecond: nodeInput.hostOptimizerRate ?? nodeBase.hostOptimizerParamsPerSecond,
     nvmeBytes: nodeInput.nvme?.capacity ?? nodeBase.nvmeBytes,
     nvmeReadBytesPerSecond: nodeInput.nvme?.readBandwidth ?? nodeBase.nvmeReadBytesPerSecond,
     nvmeWriteBytesPerSecond: nodeInput.nvme?.writeBandwidth ?? nodeBase.nvmeWriteBytesPerSecond,
@@ -150,6 +158,28 @@ export function resolveScenario(input: ScenarioInput, context: ResolveContext): 
     layersPerStage = splitEvenly(model.layers, pp);
   }
 
+  // ZeRO and offloading.
+  const { zero, offload } = p;
+  const offloading = offload.optimizer !== 'none' || offload.params !== 'none';
+  if (zero > 0 && dp === 1 && !offloading) {
+    fail(['parallel', 'zero'], `zero: ${zero} shards model states over the data-parallel group, but dp is 1, so there is nothing to shard; use zero: 0, more data-parallel replicas, or offload (parallel.offload)`);
+  }
+  if (zero >= 2 && pp > 1) {
+    fail(['parallel', 'zero'], `zero: ${zero} with pipeline parallelism (pp = ${pp}) is not modelled, as DeepSpeed does not support it either; use zero: 1 (Megatron's distributed optimizer), or pp: 1`);
+  }
+  if (offload.params !== 'none' && zero !== 3) {
+    fail(['parallel', 'offload', 'params'], `offloading parameters (${offload.params}) needs ZeRO-3 (ZeRO-Infinity fetches them layer by layer); set parallel.zero: 3, or offload.params: none`);
+  }
+  if (offload.optimizer !== 'none' && zero === 0) {
+    fail(['parallel', 'offload', 'optimizer'], `offloading the optimizer (${offload.optimizer}) builds on ZeRO: set parallel.zero to 1, 2 or 3 (ZeRO-Offload uses 2)`);
+  }
+  if (zero === 3 && context.schedules.includes(p.schedule) && context.splitsBackward(p.schedule)) {
+    fail(['parallel', 'schedule'], `zero: 3 gathers each layer's parameters for its forward and backward; with pp = 1 a split backward gains nothing, so the ${p.schedule} schedule is not modelled with it; use 1f1b or gpipe`);
+  }
+  if (offload.optimizer === 'nvme' && zero !== 3) {
+    fail(['parallel', 'offload', 'optimizer'], `optimizer states on NVMe are ZeRO-Infinity, which needs ZeRO-3; set parallel.zero: 3, or offload.optimizer: cpu`);
+  }
+
   // Training.
   const t = input.training;
   if (t.globalBatch % (t.microBatch * dp) !== 0) {
@@ -215,7 +245,19 @@ export function resolveScenario(input: ScenarioInput, context: ResolveContext): 
         flashAttention: t.flashAttention,
         hostOverheadPerLayerSeconds: t.hostOverheadPerLayer ?? HOST_OVERHEAD_PER_LAYER,
       },
-      parallel: { tp, pp, dp, schedule: p.schedule, chunks, layersPerStage, gradientBucketBytes: p.gradientBucket },
+      parallel: {
+        tp,
+        pp,
+        dp,
+        schedule: p.schedule,
+        chunks,
+        layersPerStage,
+        // PyTorch DDP's 25 MiB buckets without ZeRO; DeepSpeed's reduce_bucket_size of 5e8 elements with it.
+        gradientBucketBytes: p.gradientBucket ?? (zero === 0 ? 25 * 2 ** 20 : 5e8 * (t.precision === 'fp32' ? 4 : 2)),
+        zero,
+        prefetchLayers: p.prefetchLayers,
+        offload: { optimizer: offload.optimizer, params: offload.params, pinnedBufferBytes: offload.pinnedBuffer },
+      },
       ...(costs ? { costs } : {}),
       variability: { ...input.variability },
     },

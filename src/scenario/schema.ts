@@ -62,6 +62,7 @@ const nodeOverrides = z
     nics: count().optional(),
     nic: linkOverrides.optional(),
     hostMemory: quantity('size').optional(),
+    hostOptimizerRate: z.number({ error: 'expected parameters per second' }).gt(0, { error: 'expected parameters per second, more than 0' }).optional(),
     nvme: z
       .object({
         capacity: quantity('size').optional(),
@@ -133,10 +134,20 @@ export const scenarioSchema = z
         schedule: z.string().default('1f1b'),
         chunks: count().default(1),
         layersPerStage: z.array(count('a whole number of layers, at least 1')).optional(),
-        gradientBucket: quantity('size').default(25 * 2 ** 20),
+        gradientBucket: quantity('size').optional(),
+        zero: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3)], { error: 'expected a ZeRO stage: 0, 1, 2 or 3' }).default(0),
+        prefetchLayers: z.number().int({ error: 'expected a whole number of layers, 0 or more' }).min(0, { error: 'expected a whole number of layers, 0 or more' }).default(1),
+        offload: z
+          .object({
+            optimizer: choice(['none', 'cpu', 'nvme']).default('none'),
+            params: choice(['none', 'cpu', 'nvme']).default('none'),
+            pinnedBuffer: quantity('size').default(2 ** 30),
+          })
+          .strict()
+          .default({ optimizer: 'none', params: 'none', pinnedBuffer: 2 ** 30 }),
       })
       .strict()
-      .default({ tp: 1, pp: 1, schedule: '1f1b', chunks: 1, gradientBucket: 25 * 2 ** 20 }),
+      .default({ tp: 1, pp: 1, schedule: '1f1b', chunks: 1, zero: 0, prefetchLayers: 1, offload: { optimizer: 'none', params: 'none', pinnedBuffer: 2 ** 30 } }),
     costs: z
       .object({
         forward: perStageTime.optional(),

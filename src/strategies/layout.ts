@@ -6,12 +6,20 @@
 import { COLLECTIVE_KINDS } from '../collectives/collectives.js';
 
 /** Serial lanes of every device, like CUDA streams: compute, then one per kind of communication. */
-export const LANES = ['compute', 'tp', 'dp', 'pp-send-next', 'pp-recv-prev', 'pp-send-prev', 'pp-recv-next'] as const;
-export const LANE = { compute: 0, tp: 1, dp: 2, sendNext: 3, recvPrev: 4, sendPrev: 5, recvNext: 6 } as const;
+export const LANES = ['compute', 'tp', 'dp', 'gather', 'pp-send-next', 'pp-recv-prev', 'pp-send-prev', 'pp-recv-next', 'offload', 'host'] as const;
+/**
+ * compute: the GPU's kernels; tp: tensor-parallel all-reduces; dp: gradient all-reduces and reduce-scatters;
+ * gather: ZeRO parameter all-gathers; pp-*: pipeline transfers to and from each neighbour; offload: transfers
+ * between HBM, host memory and NVMe; host: the CPU optimizer working for this GPU.
+ */
+export const LANE = { compute: 0, tp: 1, dp: 2, gather: 3, sendNext: 4, recvPrev: 5, sendPrev: 6, recvNext: 7, offload: 8, host: 9 } as const;
 
 export const COMPUTE_KINDS = ['forward', 'backward', 'inputGrad', 'weightGrad', 'optimizer'] as const;
+/** Communication by kind: collectives and point-to-point transfers between GPUs, and offload transfers between HBM, host memory and NVMe. */
+export const TRANSFER_KINDS = [...COLLECTIVE_KINDS, 'offload'] as const;
+export type TransferKind = (typeof TRANSFER_KINDS)[number];
 /** Operation kinds, numbered in this order in the graph's `kind` column. */
-export const OP_KINDS = [...COMPUTE_KINDS, ...COLLECTIVE_KINDS] as const;
+export const OP_KINDS = [...COMPUTE_KINDS, ...TRANSFER_KINDS] as const;
 export type OpKind = (typeof OP_KINDS)[number];
 export const KIND = Object.fromEntries(OP_KINDS.map((k, i) => [k, i])) as Record<OpKind, number>;
 export const isCommunication = (kind: number) => kind >= COMPUTE_KINDS.length;

@@ -20,7 +20,8 @@ import {
 } from '../workload/transformer.js';
 import { getSchedule } from './pipeline/registry.js';
 import type { Pass, PassCosts, ScheduledPass } from './pipeline/schedule.js';
-import { CATEGORY, KIND, LANE, Layout } from './layout.js';
+import { CATEGORY, KIND, LANE, Layout, TIERS } from './layout.js';
+import { placeModelStates } from './zero.js';
 
 /**
  * Builds the operation graph of one training step: the composition of pipeline
@@ -116,6 +117,8 @@ interface Segment {
   fraction: number;
   layers: number;
   gradBytes: number;
+  /** Parameters of the segment's layers on one tensor-parallel rank. */
+  params: number;
   tpAllReduces: number;
 }
 
@@ -295,32 +298,50 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
     return op;
   };
 
-  // Gradient buckets of each virtual stage's last gradient pass, in backward order (last layer first).
-  const buckets: Segment[][] = virtualStages.map((v) => bucketize(v, dp > 1 ? parallel.gradientBucketBytes : Infinity));
-  function bucketize(v: VirtualStageModel, bucketBytes: number): Segment[] {
-    const units: { flops: number; params: number; layers: number; tpAllReduces: number }[] = [];
-    const layerBwd = (perLayer.inputGrad + perLayer.weightGrad) / tp;
+  /**
+   * The layers of a virtual stage as units in pass order (the embedding first and the output layer last in a
+   * forward; the reverse in a backward), with their share of the pass's FLOPs, their parameters and their
+   * tensor-parallel all-reduces.
+   */
+  function units(v: VirtualStageModel, forward: boolean): Segment[] {
+    const first = v.virtualStage === 0;
     const last = v.virtualStage === lastVs;
-    if (last) units.push({ flops: (logits.inputGrad + logits.weightGrad) / tp, params: (outputParameters(model) + (tiedCopy ? model.vocab * model.hidden : 0)) / tp, layers: 0, tpAllReduces: v.tpAllReducesBackward > 0 ? 1 : 0 });
-    const perLayerAllReduces = v.layers > 0 && v.tpAllReducesBackward > 0 ? (fullRecompute ? 4 : 2) : 0;
-    for (let i = 0; i < v.layers; i++) units.push({ flops: layerBwd, params: layerParameters(model) / tp, layers: 1, tpAllReduces: perLayerAllReduces });
-    if (v.virtualStage === 0) units.push({ flops: 0, params: embeddingParameters(model) / tp, layers: 0, tpAllReduces: 0 });
-    const totalFlops = units.reduce((a, u) => a + u.flops, 0) || 1;
+    const list: Segment[] = [];
+    const outputParams = (outputParameters(model) + (tiedCopy ? model.vocab * model.hidden : 0)) / tp;
+    const layerFlopsOf = forward ? perLayer.forward : perLayer.inputGrad + perLayer.weightGrad;
+    const logitsFlopsOf = forward ? logits.forward : logits.inputGrad + logits.weightGrad;
+    const layerAllReduces = v.layers === 0 ? 0 : forward ? (v.tpAllReducesForward - (first && v.tpAllReducesForward > 0 ? 1 : 0)) / v.layers : (v.tpAllReducesBackward - (last && v.tpAllReducesBackward > 0 ? 1 : 0)) / v.layers;
+    if (first) list.push({ fraction: 0, layers: 0, gradBytes: 0, params: embeddingParameters(model) / tp, tpAllReduces: forward && v.tpAllReducesForward > 0 ? 1 : 0 });
+    for (let i = 0; i < v.layers; i++) list.push({ fraction: layerFlopsOf / tp, layers: 1, gradBytes: 0, params: layerParameters(model) / tp, tpAllReduces: layerAllReduces });
+    if (last) list.push({ fraction: logitsFlopsOf / tp, layers: 0, gradBytes: 0, params: outputParams, tpAllReduces: !forward && v.tpAllReducesBackward > 0 ? 1 : 0 });
+    const total = list.reduce((a, u) => a + u.fraction, 0) || 1;
+    for (const u of list) {
+      u.fraction /= total;
+      u.gradBytes = u.params * gradBytes;
+    }
+    return forward ? list : list.reverse();
+  }
+
+  // Gradient buckets of each virtual stage's last gradient pass, in backward order (last layer first): whole
+  // layers, grouped until a bucket holds at least the bucket size.
+  const buckets: Segment[][] = virtualStages.map((v) => {
+    const bucketBytes = dp > 1 || parallel.offload.optimizer !== 'none' ? parallel.gradientBucketBytes : Infinity;
     const out: Segment[] = [];
-    let cur: Segment = { fraction: 0, layers: 0, gradBytes: 0, tpAllReduces: 0 };
-    for (const u of units) {
-      cur.fraction += u.flops / totalFlops;
+    let cur: Segment = { fraction: 0, layers: 0, gradBytes: 0, params: 0, tpAllReduces: 0 };
+    for (const u of units(v, false)) {
+      cur.fraction += u.fraction;
       cur.layers += u.layers;
-      cur.gradBytes += u.params * gradBytes;
+      cur.gradBytes += u.gradBytes;
+      cur.params += u.params;
       cur.tpAllReduces += u.tpAllReduces;
       if (cur.gradBytes >= bucketBytes) {
         out.push(cur);
-        cur = { fraction: 0, layers: 0, gradBytes: 0, tpAllReduces: 0 };
+        cur = { fraction: 0, layers: 0, gradBytes: 0, params: 0, tpAllReduces: 0 };
       }
     }
     if (cur.gradBytes > 0 || cur.fraction > 0 || out.length === 0) out.push(cur);
     return out;
-  }
+  });
 
   // Which entry of each device's order produces each chunk's gradients last: it is split into buckets.
   const gradientPass: Pass = schedule.splitBackward ? 'W' : 'BW';
@@ -331,6 +352,20 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
     });
     return last;
   });
+
+  const zero = parallel.zero;
+  const offload = parallel.offload;
+  const optimizerOffloaded = offload.optimizer !== 'none';
+  const shardRanks = zero >= 1 ? dp : 1;
+  const hostVertex = (device: number, target: 'cpu' | 'nvme') => (target === 'cpu' ? topology.cpuVertex(layout.coordinates(device).node) : topology.nvmeVertex(layout.coordinates(device).node));
+  /** A transfer between a device and its node's host memory or NVMe, on the device's offload lane. */
+  const offloadTransfer = (device: number, from: number, to: number, bytes: number, labels: { stage?: number; microBatch?: number }): number => {
+    const latencyNs = toNanoseconds(topology.pathLatencySeconds(from, to));
+    const op = g.add({ kind: KIND.offload, device, ...labels, bytes }, 0, [layout.lane(device, LANE.offload)], latencyNs);
+    g.flow(op, from, to, bytes);
+    return op;
+  };
+  const dpGroup = (tpRank: number, stage: number) => Array.from({ length: dp }, (_, d) => layout.device(tpRank, d, stage));
 
   const key = (tpRank: number, dpRank: number, vs: number, mb: number) => ((vs * dp + dpRank) * tp + tpRank) * microBatches + mb;
   const slots = virtualCount * dp * tp * microBatches;
@@ -349,38 +384,107 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
     // A receive buffer is freed once the compute that reads it has ended.
     if (viaTransfer[direction][k]) g.memory(consumer, layout.hbm(device), CATEGORY.buffers, -hiddenBytes, AT_END);
   };
-  /** Gradient buckets whose pass has been emitted, waiting for their all-reduce: per (stage, chunk, bucket), ops per tp rank. */
+  /** Gradient buckets whose pass has been emitted, waiting for their data-parallel reduction: per (stage, chunk, bucket), ops per dp rank per tp rank. */
   const bucketReady = new Map<string, number[][]>();
   /** The collective after each device's latest compute, which its next compute must wait for. */
   const lastBlocking = new Int32Array(layout.devices).fill(-1);
   /** Each device's latest compute (or the collective that completes it). */
   const lastOpOf = new Int32Array(layout.devices).fill(-1);
-  /** Data-parallel gradient all-reduces of each device, for the optimizer to wait on. */
+  /** What each device's optimizer step waits for: gradient reductions and their transfers to the host. */
   const gradientSync: number[][] = Array.from({ length: layout.devices }, () => []);
+  /** ZeRO-3: each device's compute ops in emission order, for the prefetch window of parameter gathers. */
+  const computeHistory: number[][] = Array.from({ length: layout.devices }, () => []);
   const p2pSeconds = costs?.p2pSeconds;
 
-  // Build device position by device position: every lane then receives its operations in program order.
+  /**
+   * Reduces a gradient segment over the data-parallel group (all-reduce without ZeRO, reduce-scatter with it),
+   * then sends this device's shard to the host when the optimizer lives there.
+   */
+  const reduceGradients = (stage: number, tpRank: number, bytes: number, ready: number[], labels: { stage?: number; microBatch?: number; chunk?: number }) => {
+    const members = dpGroup(tpRank, stage);
+    let reduced = -1;
+    if (dp > 1) {
+      reduced = collective(zero === 0 ? 'allReduce' : 'reduceScatter', members, bytes, 1, [LANE.dp], labels);
+      for (const r of ready) g.dependOn(reduced, r);
+    }
+    members.forEach((device, d) => {
+      let done = reduced >= 0 ? reduced : ready[d];
+      if (optimizerOffloaded) {
+        const down = offloadTransfer(device, device, hostVertex(device, offload.optimizer === 'nvme' ? 'nvme' : 'cpu'), bytes / dp, labels);
+        g.dependOn(down, done);
+        done = down;
+      }
+      // ZeRO-2/3 hold a full-size gradient only until it is reduced and sent on.
+      if (zero >= 2) g.memory(done, layout.hbm(device), CATEGORY.buffers, -bytes, AT_END);
+      gradientSync[device].push(done);
+    });
+  };
+  /** Gradients leave the compute pass when there is a data-parallel group to reduce over or a host optimizer to feed. */
+  const syncGradients = dp > 1 || optimizerOffloaded;
+
+  // Build in program order: for each device position, its passes in order; within a pass, its segments; for each
+  // segment, every data-parallel replica. Every lane then receives its operations in program order.
   for (let stage = 0; stage < pp; stage++) {
-    for (let dpRank = 0; dpRank < dp; dpRank++) {
-      const group = Array.from({ length: tp }, (_, t) => layout.device(t, dpRank, stage));
-      order[stage].forEach((entry, index) => {
-        const vs = vsOf[stage][entry.chunk];
-        const v = virtualStages[vs];
-        const mb = entry.microBatch;
-        const pass = entry.pass;
-        const isForward = pass === 'F';
-        const finalGradient = dp > 1 && pass === gradientPass && finalGradientIndex[stage].get(entry.chunk) === index;
-        const passNs = pass === 'F' ? v.forwardNs : pass === 'B' ? v.inputGradNs : pass === 'W' ? v.weightGradNs : v.backwardNs;
-        const passFlops = pass === 'F' ? v.forwardFlops : pass === 'B' ? v.inputGradFlops : pass === 'W' ? v.weightGradFlops : v.inputGradFlops + v.weightGradFlops;
-        const passAllReduces = pass === 'F' ? v.tpAllReducesForward : pass === 'W' ? 0 : v.tpAllReducesBackward;
-        const kind = pass === 'F' ? KIND.forward : pass === 'B' ? KIND.inputGrad : pass === 'W' ? KIND.weightGrad : KIND.backward;
-        const segments: Segment[] = finalGradient
-          ? buckets[vs].map((b) => ({ ...b, tpAllReduces: pass === 'W' ? 0 : b.tpAllReduces }))
-          : [{ fraction: 1, layers: v.layers, gradBytes: 0, tpAllReduces: passAllReduces }];
-        let lastOps: number[] = [];
-        segments.forEach((segment, segIndex) => {
-          const firstSegment = segIndex === 0;
-          const lastSegment = segIndex === segments.length - 1;
+    order[stage].forEach((entry, index) => {
+      const vs = vsOf[stage][entry.chunk];
+      const v = virtualStages[vs];
+      const mb = entry.microBatch;
+      const pass = entry.pass;
+      const isForward = pass === 'F';
+      // ZeRO-0/1 accumulate gradients over micro-batches and reduce them after the last one, in buckets that
+      // overlap its backward; ZeRO-2/3 keep only a shard, so they reduce every micro-batch's gradients.
+      const isGradientPass = pass === gradientPass;
+      const finalGradient = syncGradients && zero < 2 && isGradientPass && finalGradientIndex[stage].get(entry.chunk) === index;
+      const reduceInline = syncGradients && zero >= 2 && isGradientPass;
+      const passNs = pass === 'F' ? v.forwardNs : pass === 'B' ? v.inputGradNs : pass === 'W' ? v.weightGradNs : v.backwardNs;
+      const passFlops = pass === 'F' ? v.forwardFlops : pass === 'B' ? v.inputGradFlops : pass === 'W' ? v.weightGradFlops : v.inputGradFlops + v.weightGradFlops;
+      const passAllReduces = pass === 'F' ? v.tpAllReducesForward : pass === 'W' ? 0 : v.tpAllReducesBackward;
+      const kind = pass === 'F' ? KIND.forward : pass === 'B' ? KIND.inputGrad : pass === 'W' ? KIND.weightGrad : KIND.backward;
+      const segments: Segment[] =
+        zero === 3
+          ? units(v, isForward)
+          : finalGradient || reduceInline
+            ? buckets[vs].map((b) => ({ ...b, tpAllReduces: pass === 'W' ? 0 : b.tpAllReduces }))
+            : [{ fraction: 1, layers: v.layers, gradBytes: 0, params: v.parametersPerDevice, tpAllReduces: passAllReduces }];
+      const labels = { stage, microBatch: mb, chunk: entry.chunk };
+      const lastOps: number[][] = Array.from({ length: dp }, () => []);
+
+      segments.forEach((segment, segIndex) => {
+        const firstSegment = segIndex === 0;
+        const lastSegment = segIndex === segments.length - 1;
+        // ZeRO-3: gather this segment's parameters from every replica (fetching this device's shard from host
+        // memory or NVMe first, with ZeRO-Infinity), at most `prefetchLayers` segments ahead of the compute.
+        const gathered: number[] = [];
+        if (zero === 3) {
+          const fullBytes = segment.params * paramBytes;
+          for (let tpRank = 0; tpRank < tp; tpRank++) {
+            const members = dpGroup(tpRank, stage);
+            const fetches = members.map((device) => {
+              if (offload.params === 'none') return -1;
+              const fetch = offloadTransfer(device, hostVertex(device, offload.params), device, fullBytes / dp, labels);
+              g.memory(fetch, layout.hbm(device), CATEGORY.buffers, fullBytes / dp, AT_START);
+              const history = computeHistory[device];
+              const window = history.length - 1 - parallel.prefetchLayers;
+              if (window >= 0) g.dependOn(fetch, history[window]);
+              return fetch;
+            });
+            const ag = collective('allGather', members, fullBytes, 1, [LANE.gather], labels);
+            members.forEach((device, d) => {
+              const history = computeHistory[device];
+              const window = history.length - 1 - parallel.prefetchLayers;
+              if (window >= 0) g.dependOn(ag, history[window]);
+              if (fetches[d] >= 0) {
+                g.dependOn(ag, fetches[d]);
+                g.memory(ag, layout.hbm(device), CATEGORY.buffers, -fullBytes / dp, AT_END);
+              }
+              g.memory(ag, layout.hbm(device), CATEGORY.buffers, fullBytes, AT_START);
+            });
+            gathered[tpRank] = ag;
+          }
+        }
+        const segmentOps: number[][] = [];
+        for (let dpRank = 0; dpRank < dp; dpRank++) {
+          const group = Array.from({ length: tp }, (_, t) => layout.device(t, dpRank, stage));
           const computeOps = group.map((device, tpRank) => {
             const op = g.add(
               { kind, device, stage, microBatch: mb, chunk: entry.chunk, layers: segment.layers, flops: passFlops * segment.fraction },
@@ -390,6 +494,14 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
             if (lastBlocking[device] >= 0) g.dependOn(op, lastBlocking[device]);
             const k = key(tpRank, dpRank, vs, mb);
             const hbm = layout.hbm(device);
+            if (zero === 3) {
+              g.dependOn(op, gathered[tpRank]);
+              // The gathered parameters are released once the segment's compute has used them.
+              g.memory(op, hbm, CATEGORY.buffers, -segment.params * paramBytes, AT_END);
+              computeHistory[device].push(op);
+            }
+            // ZeRO-2/3 produce a full-size gradient that lives until it is reduced.
+            if (reduceInline) g.memory(op, hbm, CATEGORY.buffers, segment.gradBytes, AT_START);
             if (firstSegment) {
               if (pass !== 'W') {
                 const direction = isForward ? FORWARD : BACKWARD;
@@ -401,11 +513,12 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
                 if (v.recomputeBytes > 0) g.memory(op, hbm, CATEGORY.activations, v.recomputeBytes, AT_START);
               }
               if (pass === 'W') g.dependOn(op, inputGradOp[k]);
+              if (isForward) {
+                forwardOp[k] = op;
+                g.memory(op, hbm, CATEGORY.activations, v.activationBytes, AT_START);
+              }
             }
-            if (isForward) {
-              forwardOp[k] = op;
-              g.memory(op, hbm, CATEGORY.activations, v.activationBytes, AT_START);
-            } else if (lastSegment) {
+            if (!isForward && lastSegment) {
               // B frees what W does not need; W frees the rest; a whole backward frees everything.
               const freed = pass === 'B' ? v.activationBytes - v.weightGradBytes + v.recomputeBytes : pass === 'W' ? v.weightGradBytes : v.activationBytes + v.recomputeBytes;
               g.memory(op, hbm, CATEGORY.activations, -freed, AT_END);
@@ -415,59 +528,62 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
           });
           let after = computeOps;
           if (segment.tpAllReduces > 0) {
-            const ar = collective('allReduce', group, hiddenBytes, segment.tpAllReduces, [LANE.tp], { stage, microBatch: mb, chunk: entry.chunk });
+            const ar = collective('allReduce', group, hiddenBytes, segment.tpAllReduces, [LANE.tp], labels);
             for (const op of computeOps) g.dependOn(ar, op);
             for (const device of group) lastBlocking[device] = ar;
             after = group.map(() => ar);
           } else {
             for (const device of group) lastBlocking[device] = -1;
           }
-          lastOps = after;
+          lastOps[dpRank] = after;
           group.forEach((device, tpRank) => (lastOpOf[device] = after[tpRank]));
+          segmentOps.push(after);
           if (finalGradient) {
             const id = `${stage}:${entry.chunk}:${segIndex}`;
             const ready = bucketReady.get(id) ?? [];
             ready.push(after);
             bucketReady.set(id, ready);
           }
-        });
-        if (pass === 'W') return;
-        // The pass's output goes to the neighbouring virtual stage: activations forward, input gradients backward.
-        const peerVs = isForward ? vs + 1 : vs - 1;
-        if (peerVs < 0 || peerVs > lastVs) return;
-        const peerStage = deviceOfVs[peerVs];
-        const direction = isForward ? FORWARD : BACKWARD;
-        group.forEach((device, tpRank) => {
+        }
+        // ZeRO-2/3 reduce each segment's gradients as soon as every replica has them.
+        if (reduceInline && segment.gradBytes > 0) {
+          for (let tpRank = 0; tpRank < tp; tpRank++) reduceGradients(stage, tpRank, segment.gradBytes, segmentOps.map((ops) => ops[tpRank]), labels);
+        }
+      });
+      if (pass === 'W') return;
+      // The pass's output goes to the neighbouring virtual stage: activations forward, input gradients backward.
+      const peerVs = isForward ? vs + 1 : vs - 1;
+      if (peerVs < 0 || peerVs > lastVs) return;
+      const peerStage = deviceOfVs[peerVs];
+      const direction = isForward ? FORWARD : BACKWARD;
+      for (let dpRank = 0; dpRank < dp; dpRank++) {
+        for (let tpRank = 0; tpRank < tp; tpRank++) {
+          const device = layout.device(tpRank, dpRank, stage);
           const k = key(tpRank, dpRank, peerVs, mb);
           const peer = layout.device(tpRank, dpRank, peerStage);
           if (peer === device) {
-            inputs[direction][k] = lastOps[tpRank];
+            inputs[direction][k] = lastOps[dpRank][tpRank];
           } else {
             // Each lane pair carries one sender's transfers to one receiver, in the sender's order.
             const lanes = (stage + 1) % pp === peerStage ? [LANE.sendNext, LANE.recvPrev] : [LANE.sendPrev, LANE.recvNext];
-            const transfer = collective('p2p', [device, peer], hiddenBytes, 1, lanes, { stage, microBatch: mb, chunk: entry.chunk }, p2pSeconds);
-            g.dependOn(transfer, lastOps[tpRank]);
+            const transfer = collective('p2p', [device, peer], hiddenBytes, 1, lanes, labels, p2pSeconds);
+            g.dependOn(transfer, lastOps[dpRank][tpRank]);
             g.memory(transfer, layout.hbm(peer), CATEGORY.buffers, hiddenBytes, AT_START);
             inputs[direction][k] = transfer;
             viaTransfer[direction][k] = 1;
           }
           linkInput(direction, k, peer);
-        });
-      });
-    }
-    // Data-parallel all-reduce of each gradient bucket of this device position, in the order the buckets become ready.
-    if (dp > 1) {
+        }
+      }
+    });
+    // Data-parallel reduction of each gradient bucket of this device position, in the order the buckets become ready.
+    if (syncGradients && zero < 2) {
       const chunkOrder = [...finalGradientIndex[stage].entries()].sort((a, b) => a[1] - b[1]).map(([chunk]) => chunk);
       for (const chunk of chunkOrder) {
         const vs = vsOf[stage][chunk];
         buckets[vs].forEach((bucket, segIndex) => {
           const ready = bucketReady.get(`${stage}:${chunk}:${segIndex}`) ?? [];
-          for (let tpRank = 0; tpRank < tp; tpRank++) {
-            const members = Array.from({ length: dp }, (_, d) => layout.device(tpRank, d, stage));
-            const ar = collective('allReduce', members, bucket.gradBytes, 1, [LANE.dp], { stage, chunk });
-            for (const ops of ready) g.dependOn(ar, ops[tpRank]);
-            for (const device of members) gradientSync[device].push(ar);
-          }
+          for (let tpRank = 0; tpRank < tp; tpRank++) reduceGradients(stage, tpRank, bucket.gradBytes, ready.map((ops) => ops[tpRank]), { stage, chunk });
         });
       }
     }
@@ -491,22 +607,63 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
     }
   }
 
-  // Optimizer step: memory-bound, reads gradients and optimizer states, writes states and parameters.
+  // Optimizer step on each device's shard: memory-bound on the GPU (reads gradients and optimizer states, writes
+  // states and parameters), or at the host's Adam rate when offloaded, streaming states through NVMe if they live
+  // there. Then the updated fp16 parameters go back where they live, and ZeRO-1/2 gather them from every replica.
+  const updated: number[] = new Array(layout.devices).fill(-1);
   for (let device = 0; device < layout.devices; device++) {
     const stage = layout.coordinates(device).pp;
-    const params = stages[stage].parametersPerDevice;
-    const seconds = costs?.optimizerSeconds ?? (params * (gradBytes + 2 * optimizerBytes + paramBytes)) / memoryRate;
-    const op = g.add({ kind: KIND.optimizer, device, stage }, vary(toNanoseconds(seconds), device), [layout.lane(device, LANE.compute)]);
+    const shard = stages[stage].parametersPerDevice / shardRanks;
+    let op: number;
+    if (!optimizerOffloaded) {
+      const seconds = costs?.optimizerSeconds ?? (shard * (gradBytes + 2 * optimizerBytes + paramBytes)) / memoryRate;
+      op = g.add({ kind: KIND.optimizer, device, stage }, vary(toNanoseconds(seconds), device), [layout.lane(device, LANE.compute)]);
+    } else {
+      const rate = cluster.node.hostOptimizerParamsPerSecond / cluster.gpusPerNode;
+      const seconds = costs?.optimizerSeconds ?? shard / rate;
+      op = g.add({ kind: KIND.optimizer, device, stage }, toNanoseconds(seconds), [layout.lane(device, LANE.host)]);
+      if (offload.optimizer === 'nvme') {
+        const cpu = hostVertex(device, 'cpu');
+        const nvme = hostVertex(device, 'nvme');
+        g.flow(op, nvme, cpu, shard * optimizerBytes);
+        g.flow(op, cpu, nvme, shard * optimizerBytes);
+      }
+    }
     for (const sync of gradientSync[device]) g.dependOn(op, sync);
     if (lastOpOf[device] >= 0) g.dependOn(op, lastOpOf[device]);
+    updated[device] = op;
+    if (optimizerOffloaded && offload.params !== 'cpu') {
+      // Updated fp16 parameters leave the host: to the GPU, or to NVMe where ZeRO-Infinity keeps them.
+      const target = offload.params === 'nvme' ? hostVertex(device, 'nvme') : device;
+      const up = offloadTransfer(device, hostVertex(device, 'cpu'), target, shard * paramBytes, { stage });
+      g.dependOn(up, op);
+      updated[device] = up;
+    }
+  }
+  if ((zero === 1 || zero === 2) && dp > 1) {
+    for (let stage = 0; stage < pp; stage++) {
+      for (let tpRank = 0; tpRank < tp; tpRank++) {
+        const members = dpGroup(tpRank, stage);
+        const ag = collective('allGather', members, stages[stage].parametersPerDevice * paramBytes, 1, [LANE.gather], { stage });
+        for (const device of members) g.dependOn(ag, updated[device]);
+      }
+    }
   }
 
+  // Model states before the step, on the tiers ZeRO and offloading put them; pinned host buffers for offloading.
   const baseline: MemoryEffect[] = [];
+  const offloading = optimizerOffloaded || offload.params !== 'none';
   for (let device = 0; device < layout.devices; device++) {
-    const params = stages[layout.coordinates(device).pp].parametersPerDevice;
-    baseline.push({ location: layout.hbm(device), category: CATEGORY.params, bytes: params * paramBytes });
-    baseline.push({ location: layout.hbm(device), category: CATEGORY.grads, bytes: params * gradBytes });
-    baseline.push({ location: layout.hbm(device), category: CATEGORY.optimizer, bytes: params * optimizerBytes });
+    const c = layout.coordinates(device);
+    const placement = placeModelStates(stages[c.pp].parametersPerDevice, { param: paramBytes, grad: gradBytes, optimizer: optimizerBytes }, { stage: zero, ranks: dp, offloadOptimizer: offload.optimizer, offloadParams: offload.params });
+    const locations = { hbm: layout.hbm(device), cpu: layout.cpu(c.node), nvme: layout.nvme(c.node) };
+    for (const tier of TIERS) {
+      const bytes = placement[tier];
+      if (bytes.params > 0) baseline.push({ location: locations[tier], category: CATEGORY.params, bytes: bytes.params });
+      if (bytes.grads > 0) baseline.push({ location: locations[tier], category: CATEGORY.grads, bytes: bytes.grads });
+      if (bytes.optimizer > 0) baseline.push({ location: locations[tier], category: CATEGORY.optimizer, bytes: bytes.optimizer });
+    }
+    if (offloading) baseline.push({ location: locations.cpu, category: CATEGORY.buffers, bytes: offload.pinnedBufferBytes });
   }
   const capacities = new Float64Array(layout.locationCount);
   for (let d = 0; d < layout.devices; d++) capacities[layout.hbm(d)] = cluster.gpu.memoryBytes;

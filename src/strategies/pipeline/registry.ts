@@ -29,4 +29,5 @@ export const scheduleContext: ResolveContext = {
   checkSchedule(name: string, shape: ScheduleShape): PathIssue[] {
     return getSchedule(name).check(shape);
   },
+  splitsBackward: (name: string) => getSchedule(name).splitBackward,
 };

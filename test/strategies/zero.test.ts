@@ -1,0 +1,153 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { ScenarioError } from '../../src/errors.js';
+import { simulate } from '../../src/simulate.js';
+import { placeModelStates } from '../../src/strategies/zero.js';
+import { scenario } from '../support/scenarios.js';
+
+// Oracles from the ZeRO paper (Rajbhandari et al., SC20), as REFERENCE.md collects them.
+const base = (n: number, zero: number, extra: Record<string, unknown> = {}) => ({
+  cluster: { nodes: 1, gpusPerNode: n, node: 'dgx-a100' },
+  model: { preset: 'gpt-tiny', layers: 4, tiedEmbeddings: false },
+  training: { globalBatch: n, microBatch: 1 },
+  parallel: { tp: 1, pp: 1, dp: n, zero, ...extra },
+});
+
+/** Model-state bytes of device 0 on every tier; host and NVMe are its node's, shared by its GPUs. */
+function modelStates(sim: ReturnType<typeof simulate>) {
+  const tiers = { hbm: 0, cpu: 0, nvme: 0 };
+  const gpus = sim.scenario.cluster.gpusPerNode;
+  for (const b of sim.plan.baseline) {
+    if (b.category > 2) continue; // params, grads, optimizer
+    const tier = sim.plan.layout.tierOf(b.location);
+    if (tier === 'hbm' && b.location !== 0) continue;
+    if (tier !== 'hbm' && b.location !== sim.plan.layout.cpu(0) && b.location !== sim.plan.layout.nvme(0)) continue;
+    tiers[tier] += tier === 'hbm' ? b.bytes : b.bytes / gpus;
+  }
+  return tiers;
+}
+
+describe('ZeRO model states', () => {
+  it('law: per device 16Ψ, 4Ψ + 12Ψ/N, 2Ψ + 14Ψ/N, 16Ψ/N for stages 0-3 (mixed-precision Adam), never more with a higher stage', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 2, max: 8 }), (n) => {
+        const psi = simulate(scenario(base(n, 0))).plan.stages[0].parametersPerDevice;
+        const expected = [16 * psi, 4 * psi + (12 * psi) / n, 2 * psi + (14 * psi) / n, (16 * psi) / n];
+        let previous = Infinity;
+        for (const zero of [0, 1, 2, 3]) {
+          const hbm = modelStates(simulate(scenario(base(n, zero)))).hbm;
+          expect(hbm / expected[zero]).toBeCloseTo(1, 9);
+          expect(hbm).toBeLessThanOrEqual(previous);
+          previous = hbm;
+        }
+      }),
+      { numRuns: 7 },
+    );
+  });
+
+  it('law: offloading moves model-state bytes between tiers without changing their total', () => {
+    const variants: [number, string, string][] = [
+      [1, 'cpu', 'none'],
+      [2, 'cpu', 'none'],
+      [3, 'cpu', 'none'],
+      [3, 'cpu', 'cpu'],
+      [3, 'nvme', 'nvme'],
+      [3, 'cpu', 'nvme'],
+    ];
+    for (const [zero, optimizer, params] of variants) {
+      const plain = modelStates(simulate(scenario(base(4, zero))));
+      const moved = modelStates(simulate(scenario(base(4, zero, { offload: { optimizer, params } }))));
+      expect(moved.hbm + moved.cpu + moved.nvme).toBeCloseTo(plain.hbm + plain.cpu + plain.nvme, 0);
+      expect(moved.hbm).toBeLessThan(plain.hbm);
+      if (optimizer === 'nvme' || params === 'nvme') expect(moved.nvme).toBeGreaterThan(0);
+    }
+  });
+
+  it('placement: ZeRO-Offload keeps only fp16 parameters on the GPU', () => {
+    const p = placeModelStates(1e9, { param: 2, grad: 2, optimizer: 12 }, { stage: 2, ranks: 1, offloadOptimizer: 'cpu', offloadParams: 'none' });
+    expect(p).toEqual({ hbm: { params: 2e9, grads: 0, optimizer: 0 }, cpu: { params: 0, grads: 2e9, optimizer: 12e9 }, nvme: { params: 0, grads: 0, optimizer: 0 } });
+  });
+});
+
+describe('ZeRO communication', () => {
+  it('law: bytes sent per device per step are 2(N-1)/N of the gradient bytes for stages 0-2 and 3(N-1)/N for stage 3', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 2, max: 8 }), (n) => {
+        for (const zero of [0, 1, 2, 3]) {
+          const sim = simulate(scenario(base(n, zero)));
+          const gradBytes = 2 * sim.plan.stages[0].parametersPerDevice;
+          const factor = zero === 3 ? 3 : 2;
+          for (const d of sim.report.devices) expect(d.sentBytes / gradBytes).toBeCloseTo((factor * (n - 1)) / n, 9);
+        }
+      }),
+      { numRuns: 7 },
+    );
+  });
+
+  it('parameter all-gathers are reported apart from gradient reduce-scatters', () => {
+    const byKind = simulate(scenario(base(4, 3))).report.communication.byKind;
+    expect(byKind.allGather).toBeCloseTo(2 * byKind.reduceScatter, -2);
+    expect(byKind.allReduce).toBe(0);
+  });
+
+  it('ZeRO-Offload moves 4Ψ bytes over PCIe per step with one micro-batch (gradients down, parameters up)', () => {
+    const sim = simulate(scenario(base(1, 2, { offload: { optimizer: 'cpu' } })));
+    const psi = sim.plan.stages[0].parametersPerDevice;
+    expect(sim.report.communication.byLinkType.pcie).toBeCloseTo(4 * psi, -2);
+    expect(sim.report.memory.breakdown.cpu.optimizer).toBeCloseTo(12 * psi, -2);
+  });
+
+  it('law: a slower PCIe or NVMe never makes a step faster', () => {
+    fc.assert(
+      fc.property(fc.constantFrom<[string, string]>(['cpu', 'none'], ['nvme', 'nvme'], ['cpu', 'cpu']), fc.double({ min: 0.1, max: 0.95, noNaN: true }), ([optimizer, params], slower) => {
+        const run = (pcie: number, nvme: number) =>
+          simulate(
+            scenario({
+              ...base(4, 3, { offload: { optimizer, params } }),
+              cluster: { nodes: 1, gpusPerNode: 4, node: { preset: 'dgx-a100', pcie: { bandwidth: pcie }, nvme: { readBandwidth: nvme, writeBandwidth: nvme / 2 } } },
+            }),
+          ).report.stepTime;
+        const fast = run(32e9, 24e9);
+        expect(run(32e9 * slower, 24e9)).toBeGreaterThanOrEqual(fast);
+        expect(run(32e9, 24e9 * slower)).toBeGreaterThanOrEqual(fast);
+      }),
+      { numRuns: 12 },
+    );
+  });
+});
+
+describe('ZeRO composition and bad input', () => {
+  it('ZeRO-1 composes with tensor and pipeline parallelism', () => {
+    const sim = simulate(scenario({ cluster: { nodes: 1, gpusPerNode: 8 }, model: { preset: 'gpt-tiny', layers: 4 }, training: { globalBatch: 8 }, parallel: { tp: 2, pp: 2, dp: 2, zero: 1 } }));
+    const b = sim.report.devices[0].memoryBreakdown;
+    expect(b.optimizer / b.params).toBeCloseTo(6 / 2, 9);
+    expect(sim.report.communication.byKind.reduceScatter).toBeGreaterThan(0);
+    expect(sim.report.communication.byKind.allGather).toBeGreaterThan(0);
+  });
+
+  const bad = (patch: Record<string, unknown>, message: RegExp) => {
+    try {
+      scenario(patch);
+    } catch (error) {
+      expect(error).toBeInstanceOf(ScenarioError);
+      expect((error as ScenarioError).message).toMatch(message);
+      return;
+    }
+    throw new Error('expected a ScenarioError');
+  };
+
+  it('refuses what cannot run, naming the field', () => {
+    bad(base(1, 2), /parallel\.zero: zero: 2 shards model states over the data-parallel group, but dp is 1/);
+    bad(base(4, 2, { offload: { params: 'nvme' } }), /parallel\.offload\.params: offloading parameters \(nvme\) needs ZeRO-3/);
+    bad(base(4, 2, { offload: { optimizer: 'nvme' } }), /parallel\.offload\.optimizer: optimizer states on NVMe are ZeRO-Infinity, which needs ZeRO-3/);
+    bad(base(4, 0, { offload: { optimizer: 'cpu' } }), /parallel\.offload\.optimizer: offloading the optimizer \(cpu\) builds on ZeRO/);
+    bad(base(4, 3, { offload: { optimizer: 'disk' } }), /parallel\.offload\.optimizer: expected one of none, cpu, nvme, got "disk"/);
+    bad({ cluster: { nodes: 1, gpusPerNode: 4 }, model: { preset: 'gpt-tiny' }, training: { globalBatch: 4 }, parallel: { tp: 1, pp: 2, dp: 2, zero: 2 } }, /zero: 2 with pipeline parallelism \(pp = 2\) is not modelled/);
+  });
+
+  it('NVMe too small is an answer: does not fit, naming the tier and shortfall', () => {
+    const sim = simulate(scenario({ ...base(4, 3, { offload: { optimizer: 'nvme', params: 'nvme' } }), cluster: { nodes: 1, gpusPerNode: 4, node: { preset: 'dgx-a100', nvme: { capacity: '100MB' } } } }));
+    expect(sim.report.memory.fits).toBe(false);
+    expect(sim.report.memory.overflows.find((o) => o.tier === 'nvme')).toMatchObject({ tier: 'nvme', node: 0, capacity: 100e6 });
+  });
+});
