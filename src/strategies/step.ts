@@ -500,8 +500,14 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
               g.memory(op, hbm, CATEGORY.buffers, -segment.params * paramBytes, AT_END);
               computeHistory[device].push(op);
             }
-            // ZeRO-2/3 produce a full-size gradient that lives until it is reduced.
-            if (reduceInline) g.memory(op, hbm, CATEGORY.buffers, segment.gradBytes, AT_START);
+            // ZeRO-2/3 produce a full-size gradient that lives until it is reduced and sent on. Gradient buffers are
+            // double-buffered: a segment waits until the gradients of the segment before last have left, so a slow
+            // reduction or offload stalls the backward instead of piling up buffers.
+            if (reduceInline) {
+              g.memory(op, hbm, CATEGORY.buffers, segment.gradBytes, AT_START);
+              const sent = gradientSync[device];
+              if (sent.length >= 2) g.dependOn(op, sent[sent.length - 2]);
+            }
             if (firstSegment) {
               if (pass !== 'W') {
                 const direction = isForward ? FORWARD : BACKWARD;

@@ -97,6 +97,16 @@ describe('ZeRO communication', () => {
     expect(sim.report.memory.breakdown.cpu.optimizer).toBeCloseTo(12 * psi, -2);
   });
 
+  it('gradient buffers stay bounded when their offload is slow: the backward stalls instead', () => {
+    const slow = (nvme: string) =>
+      simulate(scenario({ ...base(4, 3, { offload: { optimizer: 'nvme', params: 'nvme' }, prefetchLayers: 1 }), model: { preset: 'gpt-tiny', layers: 12, tiedEmbeddings: false }, cluster: { nodes: 1, gpusPerNode: 4, node: { preset: 'dgx-a100', nvme: { readBandwidth: nvme, writeBandwidth: nvme } } } }));
+    const fast = slow('24GB/s');
+    const crawl = slow('10MB/s');
+    const layerBytes = 2 * 4 * (12 * 512 * 512 + 13 * 512); // gathered params plus a full gradient, per layer
+    expect(crawl.report.devices[0].memoryBreakdown.buffers).toBeLessThanOrEqual(fast.report.devices[0].memoryBreakdown.buffers + 2 * layerBytes);
+    expect(crawl.report.stepTime).toBeGreaterThan(fast.report.stepTime);
+  });
+
   it('law: a slower PCIe or NVMe never makes a step faster', () => {
     fc.assert(
       fc.property(fc.constantFrom<[string, string]>(['cpu', 'none'], ['nvme', 'nvme'], ['cpu', 'cpu']), fc.double({ min: 0.1, max: 0.95, noNaN: true }), ([optimizer, params], slower) => {
