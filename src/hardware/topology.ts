@@ -61,11 +61,14 @@ export function buildTopology(spec: ClusterSpec): Topology {
   const devices = nodes * gpusPerNode;
   const vertexKind: VertexKind[] = [];
   const keys: string[] = [];
+  /** Link id of each directed edge, by (from, to) vertex pair. */
+  const linkBetween = new Map<number, number>();
   const capacity: number[] = [];
   const latency: number[] = [];
   const binding: number[] = [];
   const linkType: LinkType[] = [];
 
+  const pendingLinks: [number, number, number][] = [];
   const vertex = (key: string, kind: VertexKind, attrs: Record<string, unknown> = {}) => {
     const id = keys.length;
     keys.push(key);
@@ -85,6 +88,7 @@ export function buildTopology(spec: ClusterSpec): Topology {
       binding.push(isBinding ? 1 : 0);
       linkType.push(type);
       graph.addDirectedEdge(keys[from], keys[to], { link: id, type, bandwidthBytesPerSecond: bw, latencySeconds });
+      pendingLinks.push([from, to, id]);
     }
   };
 
@@ -94,6 +98,8 @@ export function buildTopology(spec: ClusterSpec): Topology {
   const nicsPerNode = node.nics;
   const cpu: number[] = [];
   const nvme: number[] = [];
+  const nvswitchOf: number[] = [];
+  const firstPcieSwitch: number[] = [];
   const nic: number[][] = [];
   const leaves = nodes > 1 ? Math.ceil(nodes / fabric.nodesPerLeaf) : 0;
   const leafVertex: number[] = [];
@@ -106,12 +112,15 @@ export function buildTopology(spec: ClusterSpec): Topology {
     nvme.push(vertex(`n${n}.nvme`, 'nvme', { node: n }));
     link(cpu[n], nvme[n], 'nvme', node.nvmeWriteBytesPerSecond, node.nvmeReadBytesPerSecond, node.nvmeLatencySeconds);
     const psw: number[] = [];
+    firstPcieSwitch.push(keys.length);
     for (let s = 0; s < switchesPerNode; s++) {
       psw.push(vertex(`n${n}.pcie${s}`, 'pcie-switch', { node: n }));
       link(psw[s], cpu[n], 'pcie', node.pcie.bandwidthBytesPerSecond, node.pcie.bandwidthBytesPerSecond, node.pcie.latencySeconds);
     }
+    nvswitchOf.push(-1);
     if (node.nvswitch && gpusPerNode > 1) {
       const nvs = vertex(`n${n}.nvswitch`, 'nvswitch', { node: n });
+      nvswitchOf[n] = nvs;
       for (let g = 0; g < gpusPerNode; g++) {
         const bw = gpu.nvlinkBandwidthBytesPerSecond;
         link(base + g, nvs, 'nvlink', bw, bw, node.nvlinkLatencySeconds);
@@ -145,37 +154,76 @@ export function buildTopology(spec: ClusterSpec): Topology {
   }
 
   const count = capacity.length;
+  const vertexTotal = keys.length;
+  for (const [from, to, id] of pendingLinks) linkBetween.set(from * vertexTotal + to, id);
   const capacityBytesPerSecond = Float64Array.from(capacity);
   const linkLatencySeconds = Float64Array.from(latency);
   const bindingMask = Uint8Array.from(binding);
   const vertexCount = keys.length;
   const cache = new Map<number, Int32Array>();
+  const latencyCache = new Map<number, number>();
 
-  const hops = (from: number, to: number): number[] => {
+  /** Shortest path by breadth-first search on the graph: the general case. */
+  const searched = (from: number, to: number): number[] => {
     const path = bidirectional(graph, keys[from], keys[to]);
     if (!path) throw new Error(`no route from ${keys[from]} to ${keys[to]}`);
     const out: number[] = [];
     for (let i = 0; i + 1 < path.length; i++) out.push(graph.getEdgeAttribute(graph.edge(path[i], path[i + 1])!, 'link') as number);
     return out;
   };
-  const nodeOf = (v: number) => (v < devices ? Math.floor(v / gpusPerNode) : (graph.getNodeAttribute(keys[v], 'node') as number));
+  const vertexNode = new Int32Array(vertexCount).fill(-1);
+  graph.forEachNode((_key, attrs) => {
+    if (typeof attrs.node === 'number') vertexNode[attrs.id as number] = attrs.node;
+  });
+  for (let d = 0; d < devices; d++) vertexNode[d] = Math.floor(d / gpusPerNode);
+  const nodeOf = (v: number) => vertexNode[v];
   const railNic = (device: number) => nic[nodeOf(device)][Math.floor(((device % gpusPerNode) * nicsPerNode) / gpusPerNode)];
+  const pcieSwitchOf = (device: number) => firstPcieSwitch[nodeOf(device)] + Math.floor((device % gpusPerNode) / node.gpusPerPcieSwitch);
+  const leafOf = (n: number) => leafVertex[Math.floor(n / fabric.nodesPerLeaf)];
+  /** Links along a list of vertices, or undefined when two of them are not adjacent. */
+  const along = (vertices: number[]): number[] | undefined => {
+    const out: number[] = [];
+    for (let i = 0; i + 1 < vertices.length; i++) {
+      const id = linkBetween.get(vertices[i] * vertexCount + vertices[i + 1]);
+      if (id === undefined) return undefined;
+      out.push(id);
+    }
+    return out;
+  };
+
+  /**
+   * The route between two vertices. The cluster's regular structure gives the common routes directly (GPU to GPU
+   * through NVSwitch, or rail-aligned across nodes: GPU g leaves through its own NIC and enters the peer through
+   * the peer's; GPU to host and NVMe through its PCIe switch), so a 16,384-GPU cluster needs no graph search for
+   * them; anything else is searched.
+   */
+  const route = (source: number, target: number): number[] => {
+    const gpuS = source < devices;
+    const gpuT = target < devices;
+    let vertices: number[] | undefined;
+    if (gpuS && gpuT) {
+      const a = nodeOf(source);
+      const b = nodeOf(target);
+      if (a === b) vertices = nvswitchOf[a] >= 0 ? [source, nvswitchOf[a], target] : undefined;
+      else {
+        const [na, nb] = [railNic(source), railNic(target)];
+        const [la, lb] = [leafOf(a), leafOf(b)];
+        const fabricHops = la === lb ? [la] : [la, spine, lb];
+        vertices = [source, pcieSwitchOf(source), na, ...fabricHops, nb, pcieSwitchOf(target), target];
+      }
+    } else if (gpuS && vertexKindOf(target) === 'cpu' && nodeOf(target) === nodeOf(source)) vertices = [source, pcieSwitchOf(source), target];
+    else if (gpuT && vertexKindOf(source) === 'cpu' && nodeOf(source) === nodeOf(target)) vertices = [source, pcieSwitchOf(target), target];
+    else if (gpuS && vertexKindOf(target) === 'nvme' && nodeOf(target) === nodeOf(source)) vertices = [source, pcieSwitchOf(source), cpu[nodeOf(source)], target];
+    else if (gpuT && vertexKindOf(source) === 'nvme' && nodeOf(source) === nodeOf(target)) vertices = [source, cpu[nodeOf(source)], pcieSwitchOf(target), target];
+    return (vertices && along(vertices)) ?? searched(source, target);
+  };
+  const vertexKindOf = (v: number) => vertexKind[v];
 
   const path = (source: number, target: number): Int32Array => {
     const key = source * vertexCount + target;
     let found = cache.get(key);
     if (found) return found;
-    let links: number[];
-    const crossNode = source < devices && target < devices && nodeOf(source) !== nodeOf(target);
-    if (crossNode) {
-      // Rail-optimised: GPU g leaves through its own NIC and enters the peer through the peer's.
-      const a = railNic(source);
-      const b = railNic(target);
-      links = [...hops(source, a), ...hops(a, b), ...hops(b, target)];
-    } else {
-      links = hops(source, target);
-    }
-    found = Int32Array.from(links);
+    found = Int32Array.from(route(source, target));
     cache.set(key, found);
     return found;
   };
@@ -196,8 +244,13 @@ export function buildTopology(spec: ClusterSpec): Topology {
     nvmeVertex: (n) => nvme[n],
     nodeOf,
     pathLatencySeconds(source, target) {
-      let sum = 0;
-      for (const l of path(source, target)) sum += linkLatencySeconds[l];
+      const key = source * vertexCount + target;
+      let sum = latencyCache.get(key);
+      if (sum === undefined) {
+        sum = 0;
+        for (const l of path(source, target)) sum += linkLatencySeconds[l];
+        latencyCache.set(key, sum);
+      }
       return sum;
     },
     pathType(source, target) {

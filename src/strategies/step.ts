@@ -285,6 +285,18 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
   const g = new OperationGraphBuilder(layout.laneCount);
   const stepLatency = cluster.collectiveStepLatencySeconds;
 
+  /** Adds a point-to-point transfer, the most common operation, without building a collective plan. */
+  const p2pLanes = [0, 0];
+  const transfer = (from: number, to: number, bytes: number, sendLane: number, receiveLane: number, labels: { stage?: number; microBatch?: number; chunk?: number }, fixedSeconds?: number): number => {
+    p2pLanes[0] = layout.lane(from, sendLane);
+    p2pLanes[1] = layout.lane(to, receiveLane);
+    const timed = fixedSeconds === undefined;
+    const latencyNs = timed ? toNanoseconds(stepLatency + topology.pathLatencySeconds(from, to)) : 0;
+    const op = g.add({ kind: KIND.p2p, device: from, ...labels, bytes }, timed ? 0 : toNanoseconds(fixedSeconds), p2pLanes, latencyNs);
+    g.flow(op, from, to, bytes, timed);
+    return op;
+  };
+
   /** Adds a collective (or p2p) operation over `group` holding lane `laneKinds[i]` of member i. */
   const collective = (kind: CollectiveKind, group: number[], bytes: number, repeat: number, laneKinds: number[], labels: { stage?: number; microBatch?: number; chunk?: number }, fixedSeconds?: number): number => {
     const plan = planCollective(kind, group, bytes, repeat);
@@ -571,11 +583,11 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
             inputs[direction][k] = lastOps[dpRank][tpRank];
           } else {
             // Each lane pair carries one sender's transfers to one receiver, in the sender's order.
-            const lanes = (stage + 1) % pp === peerStage ? [LANE.sendNext, LANE.recvPrev] : [LANE.sendPrev, LANE.recvNext];
-            const transfer = collective('p2p', [device, peer], hiddenBytes, 1, lanes, labels, p2pSeconds);
-            g.dependOn(transfer, lastOps[dpRank][tpRank]);
-            g.memory(transfer, layout.hbm(peer), CATEGORY.buffers, hiddenBytes, AT_START);
-            inputs[direction][k] = transfer;
+            const next = (stage + 1) % pp === peerStage;
+            const sent = transfer(device, peer, hiddenBytes, next ? LANE.sendNext : LANE.sendPrev, next ? LANE.recvPrev : LANE.recvNext, labels, p2pSeconds);
+            g.dependOn(sent, lastOps[dpRank][tpRank]);
+            g.memory(sent, layout.hbm(peer), CATEGORY.buffers, hiddenBytes, AT_START);
+            inputs[direction][k] = sent;
             viaTransfer[direction][k] = 1;
           }
           linkInput(direction, k, peer);
