@@ -24,17 +24,30 @@ export interface Simulation {
 export interface SimulateOptions {
   /** Keep the memory timeline for trace counters (costs memory on large runs). */
   recordMemory?: boolean;
+  /**
+   * Called after each phase with the phase's name. The benchmark and the CLI's debug log pass a wall clock here;
+   * the library itself never reads one, so results stay deterministic.
+   */
+  onPhase?: (phase: SimulationPhase) => void;
 }
 
+export const SIMULATION_PHASES = ['topology', 'step', 'execute', 'report'] as const;
+export type SimulationPhase = (typeof SIMULATION_PHASES)[number];
+
 export function simulate(scenario: Scenario, options: SimulateOptions = {}): Simulation {
+  const phase = options.onPhase ?? (() => {});
   const topology = buildTopology(scenario.cluster);
+  phase('topology');
   const plan = buildStep(scenario, topology);
+  phase('step');
   const memory = new MemoryTracker(plan.layout.locationCount, CATEGORIES.length, plan.capacities, { record: options.recordMemory ?? false });
   for (const b of plan.baseline) memory.change(b.location, b.category, b.bytes, 0);
   const execution = execute({ graph: plan.graph, links: topology, router: topology, memory }, new EventKernel(1 << 14));
   if (execution.blocked.length > 0) throw new SimulationError(describeBlocked(plan, execution));
   if (memory.negative.size > 0) throw new Error(`memory went below zero at locations ${[...memory.negative].slice(0, 5).join(', ')}: a bug in the step builder`);
+  phase('execute');
   const report = buildReport({ scenario, topology, plan, execution, memory });
+  phase('report');
   return { scenario, topology, plan, execution, memory, report };
 }
 

@@ -1,0 +1,169 @@
+/**
+ * `npm run bench`: how fast dtsim is on this machine (docs/performance.md).
+ *
+ *   npm run bench                     kernel throughput and the three benchmark scenarios, against the targets
+ *   npm run bench -- --runs 3         runs per scenario (default 5; the 16,384-GPU scenario runs at most 3)
+ *   npm run bench -- --growth         also: how the cost grows with GPUs, micro-batches and layers
+ *   npm run bench -- --json           one JSON document instead of tables
+ *
+ * Every figure is the median of several runs, with the spread (min-max). Each scenario run is a fresh process,
+ * so its peak resident memory is its own. Wall time counts loading the scenario and every phase of simulate().
+ */
+import { spawnSync } from 'node:child_process';
+import { cpus, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { EventKernel } from '../src/engine/kernel.js';
+import { formatBytes, table } from '../src/report/format.js';
+import type { ScenarioMeasurement } from './run-scenario.js';
+
+const args = process.argv.slice(2);
+const flag = (name: string) => args.includes(name);
+const option = (name: string, fallback: number) => {
+  const at = args.indexOf(name);
+  return at >= 0 ? Number(args[at + 1]) : fallback;
+};
+const runs = option('--runs', 5);
+const asJson = flag('--json');
+const say = (text: string) => {
+  if (!asJson) console.log(text);
+};
+
+interface Spread {
+  median: number;
+  min: number;
+  max: number;
+}
+const spread = (values: number[]): Spread => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  return { median, min: sorted[0], max: sorted[sorted.length - 1] };
+};
+const seconds = () => Number(process.hrtime.bigint()) / 1e9;
+
+/**
+ * The kernel alone, in the hold model: `pending` events wait in the queue; each event run schedules one more at a
+ * pseudo-random delay, so every event is one schedule plus one pop at a constant queue size.
+ */
+function kernelEventsPerSecond(pending: number, events: number): number {
+  const kernel = new EventKernel(pending + 16);
+  let state = 12345;
+  // A linear congruential generator: deterministic delays of 1 ns to 1 ms without allocating.
+  const delay = () => {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    return 1 + (state % 1_000_000);
+  };
+  let left = events;
+  const type = kernel.on(() => {
+    if (left-- > 0) kernel.schedule(kernel.now + delay(), type);
+  });
+  for (let i = 0; i < pending; i++) kernel.schedule(delay(), type);
+  const started = seconds();
+  kernel.run();
+  return kernel.eventsProcessed / (seconds() - started);
+}
+
+const runner = fileURLToPath(new URL('./run-scenario.js', import.meta.url));
+function measure(file: string, set: string[] = []): ScenarioMeasurement {
+  const out = spawnSync(process.execPath, [runner, file, ...set.flatMap((s) => ['--set', s])], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  if (out.status !== 0) throw new Error(`benchmark run of ${file} failed:\n${out.stderr}`);
+  return JSON.parse(out.stdout) as ScenarioMeasurement;
+}
+function measureMany(file: string, count: number, set: string[] = []) {
+  const samples = Array.from({ length: count }, () => measure(file, set));
+  const phases = Object.fromEntries(Object.keys(samples[0].phaseSeconds).map((p) => [p, spread(samples.map((s) => s.phaseSeconds[p as keyof ScenarioMeasurement['phaseSeconds']])).median]));
+  return {
+    file,
+    set,
+    runs: count,
+    devices: samples[0].devices,
+    operations: samples[0].operations,
+    events: samples[0].events,
+    wallSeconds: spread(samples.map((s) => s.wallSeconds)),
+    peakResidentBytes: spread(samples.map((s) => s.peakResidentBytes)),
+    phaseSeconds: phases,
+  };
+}
+type Measured = ReturnType<typeof measureMany>;
+
+const fmtSpread = (s: Spread, unit: (x: number) => string) => `${unit(s.median)} (${unit(s.min)}-${unit(s.max)})`;
+const sec = (x: number) => `${x.toFixed(x < 1 ? 3 : 2)} s`;
+const mev = (x: number) => `${(x / 1e6).toFixed(1)}M`;
+
+say(`dtsim benchmark on ${cpus().length} x ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${formatBytes(totalmem())}, Node ${process.version}`);
+say(`median of the runs, spread (min-max) in brackets\n`);
+
+// Kernel.
+const kernelRuns = Array.from({ length: 5 }, () => kernelEventsPerSecond(10_000, 5_000_000));
+const kernelLarge = Array.from({ length: 3 }, () => kernelEventsPerSecond(1_000_000, 5_000_000));
+const kernel = { pending10k: spread(kernelRuns), pending1M: spread(kernelLarge) };
+say('event kernel (schedule + pop, hold model, 5M events per run)');
+say(
+  table(
+    [
+      ['10,000', fmtSpread(kernel.pending10k, mev), '5'],
+      ['1,000,000', fmtSpread(kernel.pending1M, mev), '3'],
+    ],
+    ['events pending', 'events per second', 'runs'],
+  ),
+);
+
+// Whole steps.
+const scenarios = [
+  { label: '(a) small GPT, 16 GPUs', file: 'scenarios/small-gpt.yaml', runs },
+  { label: '(b) GPT-3 175B, 1,024 A100', file: 'scenarios/gpt3-175b-1024-a100.yaml', runs },
+  { label: '(c) Llama 3 405B, 16,384 H100', file: 'scenarios/llama3-405b-16k-h100.yaml', runs: Math.min(runs, 3) },
+];
+const steps: (Measured & { label: string })[] = [];
+for (const s of scenarios) {
+  if (!asJson) process.stderr.write(`measuring ${s.file} (${s.runs} runs)...\n`);
+  steps.push({ label: s.label, ...measureMany(s.file, s.runs) });
+}
+const phaseCell = (m: Measured) => ['load', 'topology', 'step', 'execute', 'report'].map((p) => sec(m.phaseSeconds[p])).join(' / ');
+say('\nwhole-step simulations (wall time includes loading the scenario)');
+say(
+  table(
+    steps.map((m) => [m.label, m.operations.toLocaleString('en-US'), m.events.toLocaleString('en-US'), fmtSpread(m.wallSeconds, sec), fmtSpread(m.peakResidentBytes, formatBytes), String(m.runs)]),
+    ['scenario', 'operations', 'events', 'wall time', 'peak resident', 'runs'],
+  ),
+);
+say('\nmedian time per phase: load / topology / step building / execution / report');
+say(table(steps.map((m) => [m.label, phaseCell(m)]), ['scenario', 'phases']));
+
+// Targets (issue 5), on a 2-core machine with 24 GiB.
+const [, gpt3, llama] = steps;
+const targets = [
+  { target: 'kernel >= 10M events/s (10k pending)', value: mev(kernel.pending10k.median), met: kernel.pending10k.median >= 10e6 },
+  { target: '(b) <= 1 s', value: sec(gpt3.wallSeconds.median), met: gpt3.wallSeconds.median <= 1 },
+  { target: '(c) <= 10 s', value: sec(llama.wallSeconds.median), met: llama.wallSeconds.median <= 10 },
+  { target: '(c) <= 4 GB resident', value: formatBytes(llama.peakResidentBytes.median), met: llama.peakResidentBytes.median <= 4e9 },
+];
+say('\ntargets');
+say(table(targets.map((t) => [t.target, t.value, t.met ? 'met' : 'NOT MET']), ['target', 'measured', '']));
+
+// Growth.
+let growth: { axis: string; rows: (Measured & { value: number })[] }[] = [];
+if (flag('--growth')) {
+  const base = 'scenarios/gpt3-175b-1024-a100.yaml';
+  const axes = [
+    { axis: 'GPUs (data-parallel degree, 128 to 2,048 nodes)', values: [16, 32, 64, 128, 256], set: (dp: number) => [`parallel.dp=${dp}`, `cluster.nodes=${dp * 16}`, `training.globalBatch=${dp * 192}`] },
+    { axis: 'micro-batches per replica', values: [48, 96, 192, 384], set: (m: number) => [`training.globalBatch=${m * 8}`] },
+    { axis: 'layers (6 to 48 per stage)', values: [96, 192, 384, 768], set: (l: number) => [`model.layers=${l}`, 'parallel.layersPerStage=null'] },
+  ];
+  growth = axes.map(({ axis, values, set }) => {
+    if (!asJson) process.stderr.write(`measuring growth with ${axis}...\n`);
+    return { axis, rows: values.map((value) => ({ value, ...measureMany(base, 3, set(value)) })) };
+  });
+  for (const g of growth) {
+    say(`\ngrowth with ${g.axis}, from ${base}`);
+    const first = g.rows[0];
+    say(
+      table(
+        g.rows.map((r) => [String(r.value), r.devices.toLocaleString('en-US'), r.operations.toLocaleString('en-US'), r.events.toLocaleString('en-US'), sec(r.wallSeconds.median), `${(r.wallSeconds.median / first.wallSeconds.median).toFixed(2)}x`, `${((r.wallSeconds.median / r.events) * 1e9).toFixed(0)} ns`, formatBytes(r.peakResidentBytes.median)]),
+        ['value', 'GPUs', 'operations', 'events', 'wall time', 'vs first', 'per event', 'peak resident'],
+      ),
+    );
+  }
+}
+
+if (asJson) console.log(JSON.stringify({ machine: { cpus: cpus().length, model: cpus()[0]?.model, totalMemoryBytes: totalmem(), node: process.version }, kernel, steps, targets, growth }, null, 2));
