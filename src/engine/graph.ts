@@ -72,30 +72,30 @@ export const AT_END = 1;
 
 /** Collects operations in any order and freezes them into an `OperationGraph`. */
 export class OperationGraphBuilder {
-  private readonly durations = new FloatList(1024);
-  private readonly latencies = new FloatList(1024);
-  private readonly kinds = new IntList(1024);
-  private readonly devices = new IntList(1024);
-  private readonly stages = new IntList(1024);
-  private readonly microBatches = new IntList(1024);
-  private readonly chunks = new IntList(1024);
-  private readonly layerCounts = new IntList(1024);
-  private readonly flopCounts = new FloatList(1024);
-  private readonly byteCounts = new FloatList(1024);
-  private readonly depFrom = new IntList(1024);
-  private readonly depTo = new IntList(1024);
-  private readonly laneOp = new IntList(1024);
-  private readonly laneId = new IntList(1024);
-  private readonly flowOp = new IntList(256);
-  private readonly flowSrc = new IntList(256);
-  private readonly flowDst = new IntList(256);
-  private readonly flowSize = new FloatList(256);
-  private readonly flowIsTimed = new IntList(256);
-  private readonly memOp = new IntList(256);
-  private readonly memLoc = new IntList(256);
-  private readonly memCat = new IntList(256);
-  private readonly memSize = new FloatList(256);
-  private readonly memWhen = new IntList(256);
+  private readonly durations = new FloatList();
+  private readonly latencies = new FloatList();
+  private readonly kinds = new IntList();
+  private readonly devices = new IntList();
+  private readonly stages = new IntList();
+  private readonly microBatches = new IntList();
+  private readonly chunks = new IntList();
+  private readonly layerCounts = new IntList();
+  private readonly flopCounts = new FloatList();
+  private readonly byteCounts = new FloatList();
+  private readonly depFrom = new IntList();
+  private readonly depTo = new IntList();
+  private readonly laneOp = new IntList();
+  private readonly laneId = new IntList();
+  private readonly flowOp = new IntList();
+  private readonly flowSrc = new IntList();
+  private readonly flowDst = new IntList();
+  private readonly flowSize = new FloatList();
+  private readonly flowIsTimed = new IntList();
+  private readonly memOp = new IntList();
+  private readonly memLoc = new IntList();
+  private readonly memCat = new IntList();
+  private readonly memSize = new FloatList();
+  private readonly memWhen = new IntList();
 
   constructor(readonly laneCount: number) {}
 
@@ -151,30 +151,35 @@ export class OperationGraphBuilder {
 
   build(): OperationGraph {
     const n = this.count;
-    const deps = buildCsr(n, this.depTo.data, this.depFrom.data, this.depFrom.length);
-    const dependents = buildCsr(n, this.depFrom.data, this.depTo.data, this.depFrom.length);
-    const lanesOf = buildCsr(n, this.laneOp.data, this.laneId.data, this.laneOp.length);
-    const program = buildCsr(this.laneCount, this.laneId.data, this.laneOp.data, this.laneOp.length);
+    const depFrom = this.depFrom.toArray();
+    const depTo = this.depTo.toArray();
+    const laneOp = this.laneOp.toArray();
+    const laneId = this.laneId.toArray();
+    const deps = buildCsr(n, depTo, depFrom, depFrom.length);
+    const dependents = buildCsr(n, depFrom, depTo, depFrom.length);
+    const lanesOf = buildCsr(n, laneOp, laneId, laneOp.length);
+    const program = buildCsr(this.laneCount, laneId, laneOp, laneOp.length);
 
-    const flows = buildCsr(n, this.flowOp.data, rangeArray(this.flowOp.length), this.flowOp.length);
-    const memory = buildCsr(n, this.memOp.data, rangeArray(this.memOp.length), this.memOp.length);
-    const pick = (list: IntList, order: Int32Array) => order.map((i) => list.data[i]);
-    const pickFloat = (list: FloatList, order: Int32Array) => {
-      const out = new Float64Array(order.length);
-      for (let i = 0; i < order.length; i++) out[i] = list.data[order[i]];
+    // Flows and memory effects were added in any order; group them by operation.
+    const flows = buildCsr(n, this.flowOp.toArray(), rangeArray(this.flowOp.length), this.flowOp.length);
+    const memory = buildCsr(n, this.memOp.toArray(), rangeArray(this.memOp.length), this.memOp.length);
+    const pick = <T extends Int32Array | Float64Array | Uint8Array>(list: IntList | FloatList, order: Int32Array, out: T): T => {
+      for (let i = 0; i < order.length; i++) out[i] = list.get(order[i]);
       return out;
     };
+    const flowCount = flows.items.length;
+    const memoryCount = memory.items.length;
 
     return {
       count: n,
       laneCount: this.laneCount,
       durationNs: this.durations.toArray(),
       latencyNs: this.latencies.toArray(),
-      kind: Uint8Array.from(this.kinds.toArray()),
+      kind: this.kinds.toArray(Uint8Array),
       device: this.devices.toArray(),
-      stage: Int16Array.from(this.stages.toArray()),
+      stage: this.stages.toArray(Int16Array),
       microBatch: this.microBatches.toArray(),
-      chunk: Int16Array.from(this.chunks.toArray()),
+      chunk: this.chunks.toArray(Int16Array),
       layers: this.layerCounts.toArray(),
       flops: this.flopCounts.toArray(),
       bytes: this.byteCounts.toArray(),
@@ -183,15 +188,15 @@ export class OperationGraphBuilder {
       lanesOf,
       program,
       flowStart: flows.start,
-      flowSource: pick(this.flowSrc, flows.items),
-      flowTarget: pick(this.flowDst, flows.items),
-      flowBytes: pickFloat(this.flowSize, flows.items),
-      flowTimed: Uint8Array.from(pick(this.flowIsTimed, flows.items)),
+      flowSource: pick(this.flowSrc, flows.items, new Int32Array(flowCount)),
+      flowTarget: pick(this.flowDst, flows.items, new Int32Array(flowCount)),
+      flowBytes: pick(this.flowSize, flows.items, new Float64Array(flowCount)),
+      flowTimed: pick(this.flowIsTimed, flows.items, new Uint8Array(flowCount)),
       memoryStart: memory.start,
-      memoryLocation: pick(this.memLoc, memory.items),
-      memoryCategory: Uint8Array.from(pick(this.memCat, memory.items)),
-      memoryBytes: pickFloat(this.memSize, memory.items),
-      memoryAtEnd: Uint8Array.from(pick(this.memWhen, memory.items)),
+      memoryLocation: pick(this.memLoc, memory.items, new Int32Array(memoryCount)),
+      memoryCategory: pick(this.memCat, memory.items, new Uint8Array(memoryCount)),
+      memoryBytes: pick(this.memSize, memory.items, new Float64Array(memoryCount)),
+      memoryAtEnd: pick(this.memWhen, memory.items, new Uint8Array(memoryCount)),
     };
   }
 }

@@ -34,9 +34,9 @@ export class MemoryTracker {
 
   // Optional timeline: (time, location, category bytes...) samples for counters in traces.
   private readonly recording: boolean;
-  readonly sampleTimeNs = new FloatList(0);
-  readonly sampleLocation = new IntList(0);
-  readonly sampleValues = new FloatList(0);
+  readonly sampleTimeNs = new FloatList();
+  readonly sampleLocation = new IntList();
+  readonly sampleValues = new FloatList();
 
   constructor(
     readonly locations: number,

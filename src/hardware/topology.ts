@@ -57,42 +57,41 @@ const TYPE_RANK: Record<LinkType, number> = { infiniband: 3, nvme: 2, nvlink: 1,
 
 export function buildTopology(spec: ClusterSpec): Topology {
   const { nodes, gpusPerNode, node, gpu, fabric } = spec;
-  const graph = new DirectedGraph({ allowSelfLoops: false });
   const devices = nodes * gpusPerNode;
   const vertexKind: VertexKind[] = [];
   const keys: string[] = [];
-  /** Link id of each directed edge, by (from, to) vertex pair. */
-  const linkBetween = new Map<number, number>();
+  /** Node of each vertex, -1 for the fabric's switches. */
+  const vertexNodeList: number[] = [];
   const capacity: number[] = [];
   const latency: number[] = [];
   const binding: number[] = [];
   const linkType: LinkType[] = [];
+  const linkFrom: number[] = [];
+  const linkTo: number[] = [];
+  const vendorBandwidth: number[] = [];
 
-  const pendingLinks: [number, number, number][] = [];
-  const vertex = (key: string, kind: VertexKind, attrs: Record<string, unknown> = {}) => {
+  const vertex = (key: string, kind: VertexKind, nodeIndex = -1) => {
     const id = keys.length;
     keys.push(key);
     vertexKind.push(kind);
-    graph.addNode(key, { id, kind, ...attrs });
+    vertexNodeList.push(nodeIndex);
     return id;
   };
   /** One physical link: two directed edges with their own capacities. */
   const link = (a: number, b: number, type: LinkType, up: number, down: number, latencySeconds: number, isBinding = true) => {
-    for (const [from, to, bw] of [
-      [a, b, up],
-      [b, a, down],
-    ] as const) {
-      const id = capacity.length;
+    for (let direction = 0; direction < 2; direction++) {
+      const bw = direction === 0 ? up : down;
       capacity.push(bw * spec.linkEfficiency);
+      vendorBandwidth.push(bw);
       latency.push(latencySeconds);
       binding.push(isBinding ? 1 : 0);
       linkType.push(type);
-      graph.addDirectedEdge(keys[from], keys[to], { link: id, type, bandwidthBytesPerSecond: bw, latencySeconds });
-      pendingLinks.push([from, to, id]);
+      linkFrom.push(direction === 0 ? a : b);
+      linkTo.push(direction === 0 ? b : a);
     }
   };
 
-  for (let n = 0; n < nodes; n++) for (let g = 0; g < gpusPerNode; g++) vertex(`n${n}.gpu${g}`, 'gpu', { node: n, local: g });
+  for (let n = 0; n < nodes; n++) for (let g = 0; g < gpusPerNode; g++) vertex(`n${n}.gpu${g}`, 'gpu', n);
 
   const switchesPerNode = Math.ceil(gpusPerNode / node.gpusPerPcieSwitch);
   const nicsPerNode = node.nics;
@@ -108,18 +107,18 @@ export function buildTopology(spec: ClusterSpec): Topology {
 
   for (let n = 0; n < nodes; n++) {
     const base = n * gpusPerNode;
-    cpu.push(vertex(`n${n}.cpu`, 'cpu', { node: n }));
-    nvme.push(vertex(`n${n}.nvme`, 'nvme', { node: n }));
+    cpu.push(vertex(`n${n}.cpu`, 'cpu', n));
+    nvme.push(vertex(`n${n}.nvme`, 'nvme', n));
     link(cpu[n], nvme[n], 'nvme', node.nvmeWriteBytesPerSecond, node.nvmeReadBytesPerSecond, node.nvmeLatencySeconds);
     const psw: number[] = [];
     firstPcieSwitch.push(keys.length);
     for (let s = 0; s < switchesPerNode; s++) {
-      psw.push(vertex(`n${n}.pcie${s}`, 'pcie-switch', { node: n }));
+      psw.push(vertex(`n${n}.pcie${s}`, 'pcie-switch', n));
       link(psw[s], cpu[n], 'pcie', node.pcie.bandwidthBytesPerSecond, node.pcie.bandwidthBytesPerSecond, node.pcie.latencySeconds);
     }
     nvswitchOf.push(-1);
     if (node.nvswitch && gpusPerNode > 1) {
-      const nvs = vertex(`n${n}.nvswitch`, 'nvswitch', { node: n });
+      const nvs = vertex(`n${n}.nvswitch`, 'nvswitch', n);
       nvswitchOf[n] = nvs;
       for (let g = 0; g < gpusPerNode; g++) {
         const bw = gpu.nvlinkBandwidthBytesPerSecond;
@@ -133,7 +132,7 @@ export function buildTopology(spec: ClusterSpec): Topology {
     const nodeNics: number[] = [];
     if (nodes > 1) {
       for (let k = 0; k < nicsPerNode; k++) {
-        const id = vertex(`n${n}.nic${k}`, 'nic', { node: n });
+        const id = vertex(`n${n}.nic${k}`, 'nic', n);
         nodeNics.push(id);
         const sw = psw[Math.min(switchesPerNode - 1, Math.floor((k * switchesPerNode) / nicsPerNode))];
         const pbw = node.pcie.bandwidthBytesPerSecond;
@@ -153,9 +152,31 @@ export function buildTopology(spec: ClusterSpec): Topology {
     }
   }
 
+  /**
+   * The graphology graph of the same vertices and links, built on first use: the regular routes below need no
+   * graph search, and at 16,384 GPUs the graph's objects cost more time and heap than the rest of the topology.
+   */
+  let graph: DirectedGraph | undefined;
+  const materialise = (): DirectedGraph => {
+    if (graph) return graph;
+    graph = new DirectedGraph({ allowSelfLoops: false });
+    for (let v = 0; v < keys.length; v++) {
+      const attrs: Record<string, unknown> = { id: v, kind: vertexKind[v] };
+      if (vertexNodeList[v] >= 0) attrs.node = vertexNodeList[v];
+      if (v < devices) attrs.local = v % gpusPerNode;
+      graph.addNode(keys[v], attrs);
+    }
+    for (let l = 0; l < linkFrom.length; l++) {
+      graph.addDirectedEdge(keys[linkFrom[l]], keys[linkTo[l]], { link: l, type: linkType[l], bandwidthBytesPerSecond: vendorBandwidth[l], latencySeconds: latency[l] });
+    }
+    return graph;
+  };
+
   const count = capacity.length;
   const vertexTotal = keys.length;
-  for (const [from, to, id] of pendingLinks) linkBetween.set(from * vertexTotal + to, id);
+  /** Link id of each directed edge, by (from, to) vertex pair. */
+  const linkBetween = new Map<number, number>();
+  for (let l = 0; l < count; l++) linkBetween.set(linkFrom[l] * vertexTotal + linkTo[l], l);
   const capacityBytesPerSecond = Float64Array.from(capacity);
   const linkLatencySeconds = Float64Array.from(latency);
   const bindingMask = Uint8Array.from(binding);
@@ -165,17 +186,14 @@ export function buildTopology(spec: ClusterSpec): Topology {
 
   /** Shortest path by breadth-first search on the graph: the general case. */
   const searched = (from: number, to: number): number[] => {
-    const path = bidirectional(graph, keys[from], keys[to]);
+    const g = materialise();
+    const path = bidirectional(g, keys[from], keys[to]);
     if (!path) throw new Error(`no route from ${keys[from]} to ${keys[to]}`);
     const out: number[] = [];
-    for (let i = 0; i + 1 < path.length; i++) out.push(graph.getEdgeAttribute(graph.edge(path[i], path[i + 1])!, 'link') as number);
+    for (let i = 0; i + 1 < path.length; i++) out.push(g.getEdgeAttribute(g.edge(path[i], path[i + 1])!, 'link') as number);
     return out;
   };
-  const vertexNode = new Int32Array(vertexCount).fill(-1);
-  graph.forEachNode((_key, attrs) => {
-    if (typeof attrs.node === 'number') vertexNode[attrs.id as number] = attrs.node;
-  });
-  for (let d = 0; d < devices; d++) vertexNode[d] = Math.floor(d / gpusPerNode);
+  const vertexNode = Int32Array.from(vertexNodeList);
   const nodeOf = (v: number) => vertexNode[v];
   const railNic = (device: number) => nic[nodeOf(device)][Math.floor(((device % gpusPerNode) * nicsPerNode) / gpusPerNode)];
   const pcieSwitchOf = (device: number) => firstPcieSwitch[nodeOf(device)] + Math.floor((device % gpusPerNode) / node.gpusPerPcieSwitch);
@@ -229,7 +247,9 @@ export function buildTopology(spec: ClusterSpec): Topology {
   };
 
   return {
-    graph,
+    get graph() {
+      return materialise();
+    },
     spec,
     devices,
     vertexCount,

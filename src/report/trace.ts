@@ -108,11 +108,11 @@ export function emitTrace(sim: Simulation, write: (text: string) => void, option
 
   // Memory counters, stacked by category.
   const categories = CATEGORIES.length;
-  const times = memory.sampleTimeNs.data;
-  const locations = memory.sampleLocation.data;
-  const values = memory.sampleValues.data;
+  const times = memory.sampleTimeNs;
+  const locations = memory.sampleLocation;
+  const values = memory.sampleValues;
   for (let i = 0; i < memory.sampleTimeNs.length; i++) {
-    const location = locations[i];
+    const location = locations.get(i);
     const tier = layout.tierOf(location);
     let pid: number;
     if (tier === 'hbm') {
@@ -124,8 +124,8 @@ export function emitTrace(sim: Simulation, write: (text: string) => void, option
       pid = hostPid(node);
     }
     const args: Record<string, number> = {};
-    for (let c = 0; c < categories; c++) args[CATEGORIES[c]] = Math.max(0, values[i * categories + c]);
-    emit({ name: COUNTER_NAMES[tier], ph: 'C', pid, ts: us(times[i]), args });
+    for (let c = 0; c < categories; c++) args[CATEGORIES[c]] = Math.max(0, values.get(i * categories + c));
+    emit({ name: COUNTER_NAMES[tier], ph: 'C', pid, ts: us(times.get(i)), args });
   }
 
   write('\n]}\n');

@@ -1,3 +1,5 @@
+import fc from 'fast-check';
+import { bidirectional } from 'graphology-shortest-path';
 import { describe, expect, it } from 'vitest';
 import { buildTopology } from '../../src/hardware/topology.js';
 import { scenario } from '../support/scenarios.js';
@@ -42,5 +44,46 @@ describe('buildTopology', () => {
     const t = buildTopology(cluster({ nodes: 1, gpusPerNode: 4, node: { preset: 'dgx-a100', nvswitch: false } }));
     expect(t.pathType(0, 3)).toBe('pcie');
     expect(t.path(0, 3).length).toBe(4);
+  });
+
+  it('law: the direct routes are the graph\'s shortest paths (rail-aligned across nodes), on any cluster shape', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 6 }),
+        fc.constantFrom(1, 2, 4, 8, 16),
+        fc.constantFrom('dgx-a100', 'dgx-h100', 'dgx-2'),
+        fc.integer({ min: 1, max: 4 }),
+        fc.boolean(),
+        (nodes, gpusPerNode, node, nodesPerLeaf, nvswitch) => {
+          const t = buildTopology(scenario({ cluster: { nodes, gpusPerNode, node: { preset: node, nvswitch }, fabric: { nodesPerLeaf } }, training: { globalBatch: nodes * gpusPerNode }, parallel: { tp: 1, pp: 1, dp: undefined } }).cluster);
+          const g = t.graph;
+          const key = (v: number) => g.findNode((_k, a) => a.id === v)!;
+          const searched = (a: number, b: number) => {
+            const vertices = bidirectional(g, key(a), key(b))!;
+            return vertices.slice(1).map((v, i) => g.getEdgeAttribute(g.edge(vertices[i], v)!, 'link') as number);
+          };
+          const railNic = (d: number) => {
+            const local = d % gpusPerNode;
+            const nics = g.filterNodes((_k, a) => a.kind === 'nic' && a.node === t.nodeOf(d)).map((k) => g.getNodeAttribute(k, 'id') as number);
+            return nics[Math.floor((local * nics.length) / gpusPerNode)];
+          };
+          for (let a = 0; a < t.devices; a++) {
+            const b = (a * 7 + 3) % t.devices;
+            if (a !== b) {
+              const expected = t.nodeOf(a) === t.nodeOf(b) ? searched(a, b) : [...searched(a, railNic(a)), ...searched(railNic(a), railNic(b)), ...searched(railNic(b), b)];
+              if (t.nodeOf(a) === t.nodeOf(b)) expect(Array.from(t.path(a, b)).length).toBe(expected.length);
+              else expect(Array.from(t.path(a, b))).toEqual(expected);
+            }
+            const host = t.cpuVertex(t.nodeOf(a));
+            const disk = t.nvmeVertex(t.nodeOf(a));
+            expect(Array.from(t.path(a, host))).toEqual(searched(a, host));
+            expect(Array.from(t.path(host, a))).toEqual(searched(host, a));
+            expect(Array.from(t.path(a, disk))).toEqual(searched(a, disk));
+            expect(Array.from(t.path(disk, a))).toEqual(searched(disk, a));
+          }
+        },
+      ),
+      { numRuns: 40 },
+    );
   });
 });
