@@ -1,11 +1,12 @@
 import { type OperationGraph, AT_END, AT_START } from './graph.js';
 import { EventKernel } from './kernel.js';
 import { MemoryTracker } from './memory.js';
-import { FlowNetwork, type LinkSet } from './network.js';
+import { FlowNetwork, MAX_HOPS, type LinkSet } from './network.js';
 
 /** Finds the links a flow crosses between two vertices. */
 export interface Router {
-  path(sourceVertex: number, targetVertex: number): Int32Array;
+  /** Writes the links from source to target into `out` (room for `MAX_HOPS`) and returns how many there are. */
+  route(sourceVertex: number, targetVertex: number, out: Int32Array): number;
 }
 
 export interface ExecutionInput {
@@ -66,6 +67,7 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
   }
 
   const ready: number[] = [];
+  const path = new Int32Array(MAX_HOPS);
   const network = new FlowNetwork(kernel, input.links, (op) => flowDone(op));
   const flowsStart = kernel.on((op) => startFlows(op));
   const finish = kernel.on((op) => end(op));
@@ -96,7 +98,8 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
     flowsLeft[op] = timed;
     for (let i = first; i < last; i++) {
       if (graph.flowTimed[i] === 0) continue;
-      network.start(router.path(graph.flowSource[i], graph.flowTarget[i]), graph.flowBytes[i], op);
+      const hops = router.route(graph.flowSource[i], graph.flowTarget[i], path);
+      network.start(path, graph.flowBytes[i], op, hops);
     }
     network.rebalance();
   }

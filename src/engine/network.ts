@@ -27,18 +27,33 @@ export interface LinkSet {
 
 export type FlowDoneListener = (owner: number) => void;
 
+/** Links one flow may cross at the most (a rail-aligned path across a spine crosses 8). */
+export const MAX_HOPS = 16;
+
+/**
+ * Flows live in a pool of typed arrays; each keeps its path in a slot of `MAX_HOPS` links. A flow's membership
+ * in a link's list of flows is an entry `flow * MAX_HOPS + hop`, chained both ways, so a flow joins and leaves a
+ * link in constant time and nothing is allocated while the network runs.
+ */
 export class FlowNetwork {
   /** Bytes delivered over each link (every link of a path counts the bytes it carried). */
   readonly linkBytes: Float64Array;
 
-  private readonly flowsOnLink: number[][];
+  // Flows on each binding link, in the order they joined: a doubly linked list of entries.
+  private readonly linkHead: Int32Array;
+  private readonly linkTail: Int32Array;
+  private readonly linkFlows: Int32Array;
+  private entryNext = new Int32Array(64 * MAX_HOPS);
+  private entryPrev = new Int32Array(64 * MAX_HOPS);
+
   private readonly linkStamp: Int32Array;
   private readonly residual: Float64Array;
   private readonly unfrozen: Int32Array;
   private epoch = 0;
 
   // Flow pool.
-  private path: Int32Array[] = [];
+  private pathLinks = new Int32Array(64 * MAX_HOPS);
+  private hops = new Uint8Array(64);
   private remaining = new Float64Array(64);
   private rate = new Float64Array(64);
   private lastUpdate = new Float64Array(64);
@@ -47,28 +62,38 @@ export class FlowNetwork {
   private version = new Int32Array(64);
   private flowStamp = new Int32Array(64);
   private frozen = new Uint8Array(64);
-  private freeFlows: number[] = [];
+  private freeFlows = new Int32Array(64);
+  private freeCount = 0;
   private flowsUsed = 0;
   private active = 0;
 
   // Scratch lists reused by every rebalance.
-  private readonly compFlows: number[] = [];
-  private readonly compLinks: number[] = [];
-  private readonly stack: number[] = [];
-  private readonly seeds: number[] = [];
+  private compFlows = new Int32Array(64);
+  private compLinks: Int32Array;
+  private stack: Int32Array;
+  private seeds = new Int32Array(64);
+  private seedCount = 0;
 
   private readonly completeType: number;
+  private readonly binding: Uint8Array;
+  private readonly capacity: Float64Array;
 
   constructor(
     private readonly kernel: EventKernel,
-    private readonly links: LinkSet,
+    links: LinkSet,
     private readonly onFlowDone: FlowDoneListener,
   ) {
+    this.binding = links.binding;
+    this.capacity = links.capacityBytesPerSecond;
     this.linkBytes = new Float64Array(links.count);
-    this.flowsOnLink = Array.from({ length: links.count }, () => []);
+    this.linkHead = new Int32Array(links.count).fill(-1);
+    this.linkTail = new Int32Array(links.count).fill(-1);
+    this.linkFlows = new Int32Array(links.count);
     this.linkStamp = new Int32Array(links.count);
     this.residual = new Float64Array(links.count);
     this.unfrozen = new Int32Array(links.count);
+    this.compLinks = new Int32Array(links.count);
+    this.stack = new Int32Array(links.count);
     this.completeType = kernel.on((flow, version) => this.complete(flow, version));
   }
 
@@ -78,12 +103,13 @@ export class FlowNetwork {
   }
 
   /**
-   * Starts a flow of `bytes` over `path` (link ids) for `owner`. Rates are not
-   * recomputed until `rebalance()`, so an operation can start many flows at once.
+   * Starts a flow of `bytes` over the first `hops` links of `path` for `owner`. The path is copied, so the caller
+   * may reuse its buffer. Rates are not recomputed until `rebalance()`, so an operation can start many flows at once.
    */
-  start(path: Int32Array, bytes: number, owner: number): void {
-    const f = this.freeFlows.length > 0 ? this.freeFlows.pop()! : this.newFlow();
-    this.path[f] = path;
+  start(path: Int32Array, bytes: number, owner: number, hops = path.length): void {
+    if (hops > MAX_HOPS) throw new RangeError(`a path of ${hops} links is longer than the ${MAX_HOPS} a flow can cross`);
+    const f = this.freeCount > 0 ? this.freeFlows[--this.freeCount] : this.newFlow();
+    this.hops[f] = hops;
     this.remaining[f] = bytes;
     this.total[f] = bytes;
     this.rate[f] = 0;
@@ -92,11 +118,13 @@ export class FlowNetwork {
     this.version[f]++;
     this.active++;
     let bound = false;
-    for (let i = 0; i < path.length; i++) {
+    const base = f * MAX_HOPS;
+    for (let i = 0; i < hops; i++) {
       const link = path[i];
-      if (this.links.binding[link] === 0) continue;
-      this.flowsOnLink[link].push(f);
-      this.seeds.push(link);
+      this.pathLinks[base + i] = link;
+      if (this.binding[link] === 0) continue;
+      this.join(base + i, link);
+      this.pushSeed(link);
       bound = true;
     }
     // A path with no binding link (zero-length, or only non-binding fabric) delivers at once.
@@ -105,53 +133,58 @@ export class FlowNetwork {
 
   /** Recomputes rates of every component touched since the last call. */
   rebalance(): void {
-    if (this.seeds.length === 0) return;
-    this.epoch++;
-    const comp = this.compFlows;
-    const compLinks = this.compLinks;
-    comp.length = 0;
-    compLinks.length = 0;
-    const stack = this.stack;
-    for (const link of this.seeds) {
-      if (this.linkStamp[link] === this.epoch) continue;
-      this.linkStamp[link] = this.epoch;
-      stack.push(link);
+    if (this.seedCount === 0) return;
+    const epoch = ++this.epoch;
+    const { linkStamp, flowStamp, pathLinks, hops, binding, entryNext, linkHead, stack } = this;
+    let compCount = 0;
+    let compLinkCount = 0;
+    let top = 0;
+    for (let i = 0; i < this.seedCount; i++) {
+      const link = this.seeds[i];
+      if (linkStamp[link] === epoch) continue;
+      linkStamp[link] = epoch;
+      stack[top++] = link;
     }
-    this.seeds.length = 0;
+    this.seedCount = 0;
     // Collect the connected component of links and flows.
-    while (stack.length > 0) {
-      const link = stack.pop()!;
-      compLinks.push(link);
-      const flows = this.flowsOnLink[link];
-      for (let i = 0; i < flows.length; i++) {
-        const f = flows[i];
-        if (this.flowStamp[f] === this.epoch) continue;
-        this.flowStamp[f] = this.epoch;
-        comp.push(f);
-        const p = this.path[f];
-        for (let j = 0; j < p.length; j++) {
-          const l = p[j];
-          if (this.links.binding[l] === 0 || this.linkStamp[l] === this.epoch) continue;
-          this.linkStamp[l] = this.epoch;
-          stack.push(l);
+    while (top > 0) {
+      const link = stack[--top];
+      this.compLinks[compLinkCount++] = link;
+      for (let e = linkHead[link]; e >= 0; e = entryNext[e]) {
+        const f = (e / MAX_HOPS) | 0;
+        if (flowStamp[f] === epoch) continue;
+        flowStamp[f] = epoch;
+        if (compCount === this.compFlows.length) this.compFlows = grown(this.compFlows, compCount * 2);
+        this.compFlows[compCount++] = f;
+        const base = f * MAX_HOPS;
+        for (let j = 0; j < hops[f]; j++) {
+          const l = pathLinks[base + j];
+          if (binding[l] === 0 || linkStamp[l] === epoch) continue;
+          linkStamp[l] = epoch;
+          stack[top++] = l;
         }
       }
     }
     const now = this.kernel.now;
-    for (const f of comp) {
+    const comp = this.compFlows;
+    const compLinks = this.compLinks;
+    for (let i = 0; i < compCount; i++) {
+      const f = comp[i];
       this.settle(f, now);
       this.frozen[f] = 0;
     }
-    for (const link of compLinks) {
-      this.residual[link] = this.links.capacityBytesPerSecond[link];
-      this.unfrozen[link] = this.flowsOnLink[link].length;
+    for (let i = 0; i < compLinkCount; i++) {
+      const link = compLinks[i];
+      this.residual[link] = this.capacity[link];
+      this.unfrozen[link] = this.linkFlows[link];
     }
     // Progressive filling.
-    let left = comp.length;
+    let left = compCount;
     while (left > 0) {
       let bottleneck = -1;
       let share = Infinity;
-      for (const link of compLinks) {
+      for (let i = 0; i < compLinkCount; i++) {
+        const link = compLinks[i];
         const n = this.unfrozen[link];
         if (n === 0) continue;
         const s = this.residual[link] / n;
@@ -161,15 +194,16 @@ export class FlowNetwork {
         }
       }
       if (bottleneck < 0) break;
-      for (const f of this.flowsOnLink[bottleneck]) {
+      for (let e = linkHead[bottleneck]; e >= 0; e = entryNext[e]) {
+        const f = (e / MAX_HOPS) | 0;
         if (this.frozen[f] === 1) continue;
         this.frozen[f] = 1;
         left--;
         this.setRate(f, Math.max(share, 0), now);
-        const p = this.path[f];
-        for (let j = 0; j < p.length; j++) {
-          const l = p[j];
-          if (this.links.binding[l] === 0) continue;
+        const base = f * MAX_HOPS;
+        for (let j = 0; j < hops[f]; j++) {
+          const l = pathLinks[base + j];
+          if (binding[l] === 0) continue;
           this.residual[l] -= share;
           this.unfrozen[l]--;
         }
@@ -197,31 +231,58 @@ export class FlowNetwork {
 
   private complete(f: number, version: number): void {
     if (version !== this.version[f]) return; // superseded by a later rate change
-    const p = this.path[f];
     const bytes = this.total[f];
-    for (let j = 0; j < p.length; j++) {
-      const link = p[j];
+    const base = f * MAX_HOPS;
+    for (let j = 0; j < this.hops[f]; j++) {
+      const link = this.pathLinks[base + j];
       this.linkBytes[link] += bytes;
-      if (this.links.binding[link] === 0) continue;
-      const list = this.flowsOnLink[link];
-      const at = list.indexOf(f);
-      list[at] = list[list.length - 1];
-      list.pop();
-      this.seeds.push(link);
+      if (this.binding[link] === 0) continue;
+      this.leave(base + j, link);
+      this.pushSeed(link);
     }
     this.remaining[f] = 0;
     this.version[f]++;
     this.active--;
-    this.freeFlows.push(f);
+    this.freeFlows[this.freeCount++] = f;
     const owner = this.owner[f];
     this.rebalance();
     this.onFlowDone(owner);
+  }
+
+  /** Appends entry `e` to the list of flows on `link`. */
+  private join(e: number, link: number): void {
+    const tail = this.linkTail[link];
+    this.entryPrev[e] = tail;
+    this.entryNext[e] = -1;
+    if (tail >= 0) this.entryNext[tail] = e;
+    else this.linkHead[link] = e;
+    this.linkTail[link] = e;
+    this.linkFlows[link]++;
+  }
+
+  private leave(e: number, link: number): void {
+    const prev = this.entryPrev[e];
+    const next = this.entryNext[e];
+    if (prev >= 0) this.entryNext[prev] = next;
+    else this.linkHead[link] = next;
+    if (next >= 0) this.entryPrev[next] = prev;
+    else this.linkTail[link] = prev;
+    this.linkFlows[link]--;
+  }
+
+  private pushSeed(link: number): void {
+    if (this.seedCount === this.seeds.length) this.seeds = grown(this.seeds, this.seedCount * 2);
+    this.seeds[this.seedCount++] = link;
   }
 
   private newFlow(): number {
     const f = this.flowsUsed++;
     if (f === this.remaining.length) {
       const n = f * 2;
+      this.pathLinks = grown(this.pathLinks, n * MAX_HOPS);
+      this.entryNext = grown(this.entryNext, n * MAX_HOPS);
+      this.entryPrev = grown(this.entryPrev, n * MAX_HOPS);
+      this.hops = grown(this.hops, n);
       this.remaining = grown(this.remaining, n);
       this.rate = grown(this.rate, n);
       this.lastUpdate = grown(this.lastUpdate, n);
@@ -230,6 +291,7 @@ export class FlowNetwork {
       this.version = grown(this.version, n);
       this.flowStamp = grown(this.flowStamp, n);
       this.frozen = grown(this.frozen, n);
+      this.freeFlows = grown(this.freeFlows, n);
     }
     return f;
   }

@@ -2,6 +2,7 @@ import { DirectedGraph } from 'graphology';
 import { bidirectional } from 'graphology-shortest-path';
 import type { LinkSet } from '../engine/network.js';
 import type { Router } from '../engine/executor.js';
+import { MAX_HOPS } from '../engine/network.js';
 import type { GpuSpec, NodeSpec } from './presets.js';
 
 /**
@@ -47,6 +48,8 @@ export interface Topology extends LinkSet, Router {
   /** Vertex of each node's NVMe. */
   nvmeVertex(node: number): number;
   nodeOf(device: number): number;
+  /** The links from source to target, in order (a fresh array: for queries, not for the hot path, which uses `route`). */
+  path(source: number, target: number): Int32Array;
   /** Sum of link latencies along the path, seconds. */
   pathLatencySeconds(source: number, target: number): number;
   /** Type of the widest-reaching link a path crosses: infiniband, else nvme, else nvlink, else pcie. */
@@ -54,6 +57,7 @@ export interface Topology extends LinkSet, Router {
 }
 
 const TYPE_RANK: Record<LinkType, number> = { infiniband: 3, nvme: 2, nvlink: 1, pcie: 0 };
+const TYPES_BY_RANK: LinkType[] = ['pcie', 'nvlink', 'nvme', 'infiniband'];
 
 export function buildTopology(spec: ClusterSpec): Topology {
   const { nodes, gpusPerNode, node, gpu, fabric } = spec;
@@ -181,8 +185,7 @@ export function buildTopology(spec: ClusterSpec): Topology {
   const linkLatencySeconds = Float64Array.from(latency);
   const bindingMask = Uint8Array.from(binding);
   const vertexCount = keys.length;
-  const cache = new Map<number, Int32Array>();
-  const latencyCache = new Map<number, number>();
+  const linkTypeRank = Uint8Array.from(linkType, (t) => TYPE_RANK[t]);
 
   /** Shortest path by breadth-first search on the graph: the general case. */
   const searched = (from: number, to: number): number[] => {
@@ -209,42 +212,109 @@ export function buildTopology(spec: ClusterSpec): Topology {
     return out;
   };
 
-  /**
-   * The route between two vertices. The cluster's regular structure gives the common routes directly (GPU to GPU
-   * through NVSwitch, or rail-aligned across nodes: GPU g leaves through its own NIC and enters the peer through
-   * the peer's; GPU to host and NVMe through its PCIe switch), so a 16,384-GPU cluster needs no graph search for
-   * them; anything else is searched.
-   */
-  const route = (source: number, target: number): number[] => {
+  // The cluster's regular routes, resolved once into link ids, so that routing a flow reads a few array entries:
+  // GPU to GPU through NVSwitch; rail-aligned across nodes (GPU g leaves through its own NIC and enters the peer
+  // through the peer's), as an egress half (GPU, PCIe switch, NIC, leaf) and an ingress half; leaf to leaf through
+  // the spine; GPU to host memory through its PCIe switch, and on to NVMe. -1 marks a route the structure does not
+  // give (no NVSwitch, or a NIC on another PCIe switch): those are searched on the graph and cached.
+  const nvUp = new Int32Array(devices).fill(-1);
+  const nvDown = new Int32Array(devices).fill(-1);
+  const egress = new Int32Array(devices * 3).fill(-1);
+  const ingress = new Int32Array(devices * 3).fill(-1);
+  const toHost = new Int32Array(devices * 2).fill(-1);
+  const fromHost = new Int32Array(devices * 2).fill(-1);
+  const leafIndexOfVertex = new Int32Array(vertexCount).fill(-1);
+  leafVertex.forEach((v, i) => (leafIndexOfVertex[v] = i));
+  const leafUp = leafVertex.map((l) => (spine >= 0 ? (along([l, spine])?.[0] ?? -1) : -1));
+  const leafDown = leafVertex.map((l) => (spine >= 0 ? (along([spine, l])?.[0] ?? -1) : -1));
+  const nvmeWrite = cpu.map((c, n) => along([c, nvme[n]])![0]);
+  const nvmeRead = cpu.map((c, n) => along([nvme[n], c])![0]);
+  const fill = (table: Int32Array, at: number, links: number[] | undefined) => {
+    if (links) table.set(links, at);
+  };
+  for (let d = 0; d < devices; d++) {
+    const n = nodeOf(d);
+    if (nvswitchOf[n] >= 0) {
+      nvUp[d] = along([d, nvswitchOf[n]])![0];
+      nvDown[d] = along([nvswitchOf[n], d])![0];
+    }
+    const sw = pcieSwitchOf(d);
+    if (nodes > 1) {
+      fill(egress, 3 * d, along([d, sw, railNic(d), leafOf(n)]));
+      fill(ingress, 3 * d, along([leafOf(n), railNic(d), sw, d]));
+    }
+    fill(toHost, 2 * d, along([d, sw, cpu[n]]));
+    fill(fromHost, 2 * d, along([cpu[n], sw, d]));
+  }
+  const searchedCache = new Map<number, Int32Array>();
+
+  /** Writes the links from `source` to `target` into `out` and returns how many there are. */
+  const route = (source: number, target: number, out: Int32Array): number => {
     const gpuS = source < devices;
     const gpuT = target < devices;
-    let vertices: number[] | undefined;
     if (gpuS && gpuT) {
-      const a = nodeOf(source);
-      const b = nodeOf(target);
-      if (a === b) vertices = nvswitchOf[a] >= 0 ? [source, nvswitchOf[a], target] : undefined;
-      else {
-        const [na, nb] = [railNic(source), railNic(target)];
-        const [la, lb] = [leafOf(a), leafOf(b)];
-        const fabricHops = la === lb ? [la] : [la, spine, lb];
-        vertices = [source, pcieSwitchOf(source), na, ...fabricHops, nb, pcieSwitchOf(target), target];
+      const a = vertexNode[source];
+      const b = vertexNode[target];
+      if (a === b) {
+        if (nvUp[source] >= 0) {
+          out[0] = nvUp[source];
+          out[1] = nvDown[target];
+          return 2;
+        }
+      } else if (egress[3 * source] >= 0 && ingress[3 * target] >= 0) {
+        out[0] = egress[3 * source];
+        out[1] = egress[3 * source + 1];
+        out[2] = egress[3 * source + 2];
+        let k = 3;
+        const la = leafIndexOfVertex[leafOf(a)];
+        const lb = leafIndexOfVertex[leafOf(b)];
+        if (la !== lb) {
+          out[k++] = leafUp[la];
+          out[k++] = leafDown[lb];
+        }
+        out[k++] = ingress[3 * target];
+        out[k++] = ingress[3 * target + 1];
+        out[k++] = ingress[3 * target + 2];
+        return k;
       }
-    } else if (gpuS && vertexKindOf(target) === 'cpu' && nodeOf(target) === nodeOf(source)) vertices = [source, pcieSwitchOf(source), target];
-    else if (gpuT && vertexKindOf(source) === 'cpu' && nodeOf(source) === nodeOf(target)) vertices = [source, pcieSwitchOf(target), target];
-    else if (gpuS && vertexKindOf(target) === 'nvme' && nodeOf(target) === nodeOf(source)) vertices = [source, pcieSwitchOf(source), cpu[nodeOf(source)], target];
-    else if (gpuT && vertexKindOf(source) === 'nvme' && nodeOf(source) === nodeOf(target)) vertices = [source, cpu[nodeOf(source)], pcieSwitchOf(target), target];
-    return (vertices && along(vertices)) ?? searched(source, target);
-  };
-  const vertexKindOf = (v: number) => vertexKind[v];
-
-  const path = (source: number, target: number): Int32Array => {
+    } else if (gpuS && vertexNode[target] === vertexNode[source]) {
+      if (vertexKind[target] === 'cpu' && toHost[2 * source] >= 0) {
+        out[0] = toHost[2 * source];
+        out[1] = toHost[2 * source + 1];
+        return 2;
+      }
+      if (vertexKind[target] === 'nvme' && toHost[2 * source] >= 0) {
+        out[0] = toHost[2 * source];
+        out[1] = toHost[2 * source + 1];
+        out[2] = nvmeWrite[vertexNode[source]];
+        return 3;
+      }
+    } else if (gpuT && vertexNode[source] === vertexNode[target]) {
+      if (vertexKind[source] === 'cpu' && fromHost[2 * target] >= 0) {
+        out[0] = fromHost[2 * target];
+        out[1] = fromHost[2 * target + 1];
+        return 2;
+      }
+      if (vertexKind[source] === 'nvme' && fromHost[2 * target] >= 0) {
+        out[0] = nvmeRead[vertexNode[target]];
+        out[1] = fromHost[2 * target];
+        out[2] = fromHost[2 * target + 1];
+        return 3;
+      }
+    }
     const key = source * vertexCount + target;
-    let found = cache.get(key);
-    if (found) return found;
-    found = Int32Array.from(route(source, target));
-    cache.set(key, found);
-    return found;
+    let found = searchedCache.get(key);
+    if (!found) {
+      found = Int32Array.from(searched(source, target));
+      searchedCache.set(key, found);
+    }
+    out.set(found);
+    return found.length;
   };
+
+  /** A scratch route for the queries below, which read it before the next route is written. */
+  const scratch = new Int32Array(MAX_HOPS);
+  const path = (source: number, target: number): Int32Array => scratch.slice(0, route(source, target, scratch));
 
   return {
     get graph() {
@@ -263,20 +333,18 @@ export function buildTopology(spec: ClusterSpec): Topology {
     cpuVertex: (n) => cpu[n],
     nvmeVertex: (n) => nvme[n],
     nodeOf,
+    route,
     pathLatencySeconds(source, target) {
-      const key = source * vertexCount + target;
-      let sum = latencyCache.get(key);
-      if (sum === undefined) {
-        sum = 0;
-        for (const l of path(source, target)) sum += linkLatencySeconds[l];
-        latencyCache.set(key, sum);
-      }
+      const hops = route(source, target, scratch);
+      let sum = 0;
+      for (let i = 0; i < hops; i++) sum += linkLatencySeconds[scratch[i]];
       return sum;
     },
     pathType(source, target) {
-      let best: LinkType = 'pcie';
-      for (const l of path(source, target)) if (TYPE_RANK[linkType[l]] > TYPE_RANK[best]) best = linkType[l];
-      return best;
+      const hops = route(source, target, scratch);
+      let best = 0;
+      for (let i = 0; i < hops; i++) best = Math.max(best, linkTypeRank[scratch[i]]);
+      return TYPES_BY_RANK[best];
     },
   };
 }

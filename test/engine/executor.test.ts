@@ -6,7 +6,7 @@ import { MemoryTracker } from '../../src/engine/memory.js';
 import type { LinkSet } from '../../src/engine/network.js';
 
 const noLinks: LinkSet = { count: 0, capacityBytesPerSecond: new Float64Array(0), binding: new Uint8Array(0) };
-const noRouter = { path: (): Int32Array => new Int32Array(0) };
+const noRouter = { route: (): number => 0 };
 const memory = (locations = 1) => new MemoryTracker(locations, 2, new Float64Array(locations).fill(1000));
 
 describe('execute', () => {
@@ -38,7 +38,7 @@ describe('execute', () => {
     const op = g.add({ kind: 5, device: 0 }, 0, [0], 1000);
     g.flow(op, 0, 1, 1e6);
     g.flow(op, 0, 1, 1e6, false); // counted only
-    const r = execute({ graph: g.build(), links, router: { path: () => Int32Array.of(0) }, memory: memory() });
+    const r = execute({ graph: g.build(), links, router: { route: (_s: number, _t: number, out: Int32Array) => ((out[0] = 0), 1) }, memory: memory() });
     expect(r.endNs[op]).toBe(1000 + 1_000_000);
     expect(r.linkBytes[0]).toBe(1e6);
   });
