@@ -1,4 +1,4 @@
-import { buildCsr, type Csr, FloatList, IntList } from './growable.js';
+import { buildCsr, groupByRow, permuted, TypedList, type Csr } from './growable.js';
 
 /**
  * The operation graph of one training step, stored as columns of typed arrays so
@@ -72,32 +72,65 @@ export const AT_END = 1;
 
 /** Collects operations in any order and freezes them into an `OperationGraph`. */
 export class OperationGraphBuilder {
-  private readonly durations = new FloatList();
-  private readonly latencies = new FloatList();
-  private readonly kinds = new IntList();
-  private readonly devices = new IntList();
-  private readonly stages = new IntList();
-  private readonly microBatches = new IntList();
-  private readonly chunks = new IntList();
-  private readonly layerCounts = new IntList();
-  private readonly flopCounts = new FloatList();
-  private readonly byteCounts = new FloatList();
-  private readonly depFrom = new IntList();
-  private readonly depTo = new IntList();
-  private readonly laneOp = new IntList();
-  private readonly laneId = new IntList();
-  private readonly flowOp = new IntList();
-  private readonly flowSrc = new IntList();
-  private readonly flowDst = new IntList();
-  private readonly flowSize = new FloatList();
-  private readonly flowIsTimed = new IntList();
-  private readonly memOp = new IntList();
-  private readonly memLoc = new IntList();
-  private readonly memCat = new IntList();
-  private readonly memSize = new FloatList();
-  private readonly memWhen = new IntList();
+  private readonly durations: TypedList<Float64Array>;
+  private readonly latencies: TypedList<Float64Array>;
+  private readonly kinds: TypedList<Uint8Array>;
+  private readonly devices: TypedList<Int32Array>;
+  private readonly stages: TypedList<Int16Array>;
+  private readonly microBatches: TypedList<Int32Array>;
+  private readonly chunks: TypedList<Int16Array>;
+  private readonly layerCounts: TypedList<Int32Array>;
+  private readonly flopCounts: TypedList<Float64Array>;
+  private readonly byteCounts: TypedList<Float64Array>;
+  private readonly depFrom: TypedList<Int32Array>;
+  private readonly depTo: TypedList<Int32Array>;
+  private readonly laneOp: TypedList<Int32Array>;
+  private readonly laneId: TypedList<Int32Array>;
+  private readonly flowOp: TypedList<Int32Array>;
+  private readonly flowSrc: TypedList<Int32Array>;
+  private readonly flowDst: TypedList<Int32Array>;
+  private readonly flowSize: TypedList<Float64Array>;
+  private readonly flowIsTimed: TypedList<Uint8Array>;
+  private readonly memOp: TypedList<Int32Array>;
+  private readonly memLoc: TypedList<Int32Array>;
+  private readonly memCat: TypedList<Uint8Array>;
+  private readonly memSize: TypedList<Float64Array>;
+  private readonly memWhen: TypedList<Uint8Array>;
 
-  constructor(readonly laneCount: number) {}
+  /**
+   * `expectedOperations` reserves room (see growable.ts: reserved memory that is never written costs nothing, so
+   * a generous estimate is cheap and a low one costs a copy); the other columns are reserved in proportion.
+   */
+  constructor(
+    readonly laneCount: number,
+    expectedOperations = 1024,
+  ) {
+    const ops = expectedOperations;
+    this.durations = new TypedList(Float64Array, ops);
+    this.latencies = new TypedList(Float64Array, ops);
+    this.kinds = new TypedList(Uint8Array, ops);
+    this.devices = new TypedList(Int32Array, ops);
+    this.stages = new TypedList(Int16Array, ops);
+    this.microBatches = new TypedList(Int32Array, ops);
+    this.chunks = new TypedList(Int16Array, ops);
+    this.layerCounts = new TypedList(Int32Array, ops);
+    this.flopCounts = new TypedList(Float64Array, ops);
+    this.byteCounts = new TypedList(Float64Array, ops);
+    this.depFrom = new TypedList(Int32Array, 3 * ops);
+    this.depTo = new TypedList(Int32Array, 3 * ops);
+    this.laneOp = new TypedList(Int32Array, 3 * ops);
+    this.laneId = new TypedList(Int32Array, 3 * ops);
+    this.flowOp = new TypedList(Int32Array, 2 * ops);
+    this.flowSrc = new TypedList(Int32Array, 2 * ops);
+    this.flowDst = new TypedList(Int32Array, 2 * ops);
+    this.flowSize = new TypedList(Float64Array, 2 * ops);
+    this.flowIsTimed = new TypedList(Uint8Array, 2 * ops);
+    this.memOp = new TypedList(Int32Array, 2 * ops);
+    this.memLoc = new TypedList(Int32Array, 2 * ops);
+    this.memCat = new TypedList(Uint8Array, 2 * ops);
+    this.memSize = new TypedList(Float64Array, 2 * ops);
+    this.memWhen = new TypedList(Uint8Array, 2 * ops);
+  }
 
   get count(): number {
     return this.durations.length;
@@ -151,58 +184,41 @@ export class OperationGraphBuilder {
 
   build(): OperationGraph {
     const n = this.count;
-    const depFrom = this.depFrom.toArray();
-    const depTo = this.depTo.toArray();
-    const laneOp = this.laneOp.toArray();
-    const laneId = this.laneId.toArray();
-    const deps = buildCsr(n, depTo, depFrom, depFrom.length);
-    const dependents = buildCsr(n, depFrom, depTo, depFrom.length);
-    const lanesOf = buildCsr(n, laneOp, laneId, laneOp.length);
-    const program = buildCsr(this.laneCount, laneId, laneOp, laneOp.length);
-
-    // Flows and memory effects were added in any order; group them by operation.
-    const flows = buildCsr(n, this.flowOp.toArray(), rangeArray(this.flowOp.length), this.flowOp.length);
-    const memory = buildCsr(n, this.memOp.toArray(), rangeArray(this.memOp.length), this.memOp.length);
-    const pick = <T extends Int32Array | Float64Array | Uint8Array>(list: IntList | FloatList, order: Int32Array, out: T): T => {
-      for (let i = 0; i < order.length; i++) out[i] = list.get(order[i]);
-      return out;
-    };
-    const flowCount = flows.items.length;
-    const memoryCount = memory.items.length;
-
+    const depFrom = this.depFrom.view();
+    const depTo = this.depTo.view();
+    const laneOp = this.laneOp.view();
+    const laneId = this.laneId.view();
+    // Columns are views of the builder's lists, and groupings reuse them where entries are already in order
+    // (lanes and flows are added right after their operation): nothing is copied that need not be.
+    const flows = groupByRow(n, this.flowOp.view());
+    const memory = groupByRow(n, this.memOp.view());
     return {
       count: n,
       laneCount: this.laneCount,
-      durationNs: this.durations.toArray(),
-      latencyNs: this.latencies.toArray(),
-      kind: this.kinds.toArray(Uint8Array),
-      device: this.devices.toArray(),
-      stage: this.stages.toArray(Int16Array),
-      microBatch: this.microBatches.toArray(),
-      chunk: this.chunks.toArray(Int16Array),
-      layers: this.layerCounts.toArray(),
-      flops: this.flopCounts.toArray(),
-      bytes: this.byteCounts.toArray(),
-      deps,
-      dependents,
-      lanesOf,
-      program,
+      durationNs: this.durations.view(),
+      latencyNs: this.latencies.view(),
+      kind: this.kinds.view(),
+      device: this.devices.view(),
+      stage: this.stages.view(),
+      microBatch: this.microBatches.view(),
+      chunk: this.chunks.view(),
+      layers: this.layerCounts.view(),
+      flops: this.flopCounts.view(),
+      bytes: this.byteCounts.view(),
+      deps: buildCsr(n, depTo, depFrom, depFrom.length),
+      dependents: buildCsr(n, depFrom, depTo, depFrom.length),
+      lanesOf: buildCsr(n, laneOp, laneId, laneOp.length),
+      program: buildCsr(this.laneCount, laneId, laneOp, laneOp.length),
       flowStart: flows.start,
-      flowSource: pick(this.flowSrc, flows.items, new Int32Array(flowCount)),
-      flowTarget: pick(this.flowDst, flows.items, new Int32Array(flowCount)),
-      flowBytes: pick(this.flowSize, flows.items, new Float64Array(flowCount)),
-      flowTimed: pick(this.flowIsTimed, flows.items, new Uint8Array(flowCount)),
+      flowSource: permuted(this.flowSrc.view(), flows.order),
+      flowTarget: permuted(this.flowDst.view(), flows.order),
+      flowBytes: permuted(this.flowSize.view(), flows.order),
+      flowTimed: permuted(this.flowIsTimed.view(), flows.order),
       memoryStart: memory.start,
-      memoryLocation: pick(this.memLoc, memory.items, new Int32Array(memoryCount)),
-      memoryCategory: pick(this.memCat, memory.items, new Uint8Array(memoryCount)),
-      memoryBytes: pick(this.memSize, memory.items, new Float64Array(memoryCount)),
-      memoryAtEnd: pick(this.memWhen, memory.items, new Uint8Array(memoryCount)),
+      memoryLocation: permuted(this.memLoc.view(), memory.order),
+      memoryCategory: permuted(this.memCat.view(), memory.order),
+      memoryBytes: permuted(this.memSize.view(), memory.order),
+      memoryAtEnd: permuted(this.memWhen.view(), memory.order),
     };
   }
-}
-
-function rangeArray(n: number): Int32Array {
-  const a = new Int32Array(n);
-  for (let i = 0; i < n; i++) a[i] = i;
-  return a;
 }

@@ -1,9 +1,10 @@
 /**
  * Append-only typed arrays: compact storage for graphs with millions of entries.
  *
- * Lists grow by whole chunks of 64Ki entries and never copy what they hold: doubling a typed array of millions of
- * entries costs a copy and a fresh zeroed allocation each time, and a large step's builder spent more time there
- * than in building the step. Entries are copied once, when the list is frozen with `toArray`.
+ * On the machines dtsim runs on, touching fresh memory costs far more than computing on it (a page fault per
+ * 4 KiB, several milliseconds per MiB on virtual machines), while memory reserved but never written costs
+ * nothing. So a list reserves its expected size up front, hands its entries out as a view without copying, and
+ * doubles (one copy) only when the reservation was too small.
  */
 
 type TypedArray = Float64Array | Int32Array | Int16Array | Uint8Array;
@@ -16,58 +17,28 @@ export function grown<T extends TypedArray>(array: T, length: number): T {
   return bigger;
 }
 
-const CHUNK_BITS = 16;
-const CHUNK = 1 << CHUNK_BITS;
-const CHUNK_MASK = CHUNK - 1;
-
-class ChunkedList<T extends TypedArray> {
+export class TypedList<T extends TypedArray> {
   length = 0;
-  private readonly chunks: T[] = [];
-  private current: T;
-  private used = 0;
+  private data: T;
 
-  constructor(private readonly make: TypedArrayConstructor<T>) {
-    this.current = new make(CHUNK);
-    this.chunks.push(this.current);
+  constructor(make: TypedArrayConstructor<T>, reserve = 1024) {
+    this.data = new make(Math.max(16, Math.ceil(reserve)));
   }
 
   /** Appends `value`; returns its index. */
   push(value: number): number {
-    if (this.used === CHUNK) {
-      this.current = new this.make(CHUNK);
-      this.chunks.push(this.current);
-      this.used = 0;
-    }
-    this.current[this.used++] = value;
+    if (this.length === this.data.length) this.data = grown(this.data, this.data.length * 2);
+    this.data[this.length] = value;
     return this.length++;
   }
 
   get(index: number): number {
-    return this.chunks[index >>> CHUNK_BITS][index & CHUNK_MASK];
+    return this.data[index];
   }
 
-  /** The entries as one typed array (of another element type if given). */
-  toArray(): T;
-  toArray<U extends TypedArray>(as: TypedArrayConstructor<U>): U;
-  toArray(as?: TypedArrayConstructor<TypedArray>): TypedArray {
-    const out = new (as ?? this.make)(this.length);
-    for (let c = 0, at = 0; at < this.length; c++, at += CHUNK) {
-      const chunk = this.chunks[c];
-      out.set(this.length - at >= CHUNK ? chunk : chunk.subarray(0, this.length - at), at);
-    }
-    return out;
-  }
-}
-
-export class IntList extends ChunkedList<Int32Array> {
-  constructor() {
-    super(Int32Array);
-  }
-}
-
-export class FloatList extends ChunkedList<Float64Array> {
-  constructor() {
-    super(Float64Array);
+  /** The entries, without copying: later pushes may or may not show through, so take the view when done. */
+  view(): T {
+    return this.data.subarray(0, this.length) as T;
   }
 }
 
@@ -79,11 +50,37 @@ export interface Csr {
 
 /** Groups (row, item) pairs by row, keeping insertion order within a row (a stable counting sort). */
 export function buildCsr(rows: number, rowOf: Int32Array, itemOf: Int32Array, count: number): Csr {
-  const start = new Int32Array(rows + 1);
-  for (let i = 0; i < count; i++) start[rowOf[i] + 1]++;
-  for (let r = 0; r < rows; r++) start[r + 1] += start[r];
-  const fill = start.slice(0, rows);
+  const { start, order } = groupByRow(rows, rowOf.subarray(0, count));
+  if (!order) return { start, items: itemOf.subarray(0, count) };
   const items = new Int32Array(count);
-  for (let i = 0; i < count; i++) items[fill[rowOf[i]]++] = itemOf[i];
+  for (let i = 0; i < count; i++) items[i] = itemOf[order[i]];
   return { start, items };
+}
+
+/**
+ * Where each row's entries start, and the order that groups entries by row (stable), or no order when the entries
+ * already are grouped (rows ascending): then nothing needs to move.
+ */
+export function groupByRow(rows: number, rowOf: Int32Array): { start: Int32Array; order?: Int32Array } {
+  const count = rowOf.length;
+  const start = new Int32Array(rows + 1);
+  let sorted = true;
+  for (let i = 0; i < count; i++) {
+    start[rowOf[i] + 1]++;
+    if (i > 0 && rowOf[i] < rowOf[i - 1]) sorted = false;
+  }
+  for (let r = 0; r < rows; r++) start[r + 1] += start[r];
+  if (sorted) return { start };
+  const fill = start.slice(0, rows);
+  const order = new Int32Array(count);
+  for (let i = 0; i < count; i++) order[fill[rowOf[i]]++] = i;
+  return { start, order };
+}
+
+/** `values` in `order` (all of them when there is no order), as a new array only when something moves. */
+export function permuted<T extends TypedArray>(values: T, order: Int32Array | undefined): T {
+  if (!order) return values;
+  const out = new (values.constructor as TypedArrayConstructor<T>)(order.length);
+  for (let i = 0; i < order.length; i++) out[i] = values[order[i]];
+  return out;
 }

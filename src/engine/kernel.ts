@@ -51,6 +51,8 @@ export class EventKernel {
   private size = 0;
   private slotsUsed = 0;
   private nextSeq = 0;
+  /** The running event's entry is still at the root, to be replaced or removed. */
+  private rootConsumed = false;
 
   constructor(initialCapacity = 1024) {
     const n = Math.max(16, initialCapacity);
@@ -70,7 +72,7 @@ export class EventKernel {
 
   /** Pending events. */
   get pending(): number {
-    return this.size;
+    return this.rootConsumed ? this.size - 1 : this.size;
   }
 
   /** Schedules an event at absolute time `at` (ns, not before now). */
@@ -86,6 +88,13 @@ export class EventKernel {
     this.argA[slot] = a;
     this.argB[slot] = b;
     const seq = this.nextSeq++;
+    if (this.rootConsumed) {
+      // The running event's entry is still at the root: the new one takes its place and sifts down, one pass
+      // instead of a pop and a push. Most handlers schedule one event, so this halves the heap's work.
+      this.rootConsumed = false;
+      this.siftDown(at, seq, slot, this.size);
+      return;
+    }
     const keys = this.keys;
     const heapSlot = this.heapSlot;
     let pos = this.size++;
@@ -106,43 +115,50 @@ export class EventKernel {
   /** Runs the earliest event; returns false when none is left. */
   step(): boolean {
     if (this.size === 0) return false;
-    const keys = this.keys;
-    const heapSlot = this.heapSlot;
-    const slot = heapSlot[0];
-    this.now = keys[0];
-    const n = --this.size;
-    if (n > 0) {
-      // Sift the last entry down from the root.
-      const t = keys[2 * n];
-      const q = keys[2 * n + 1];
-      const sl = heapSlot[n];
-      let pos = 0;
-      for (;;) {
-        let child = 2 * pos + 1;
-        if (child >= n) break;
-        let ct = keys[2 * child];
-        const right = child + 1;
-        if (right < n) {
-          const rt = keys[2 * right];
-          if (rt < ct || (rt === ct && keys[2 * right + 1] < keys[2 * child + 1])) {
-            child = right;
-            ct = rt;
-          }
-        }
-        if (t < ct || (t === ct && q < keys[2 * child + 1])) break;
-        keys[2 * pos] = ct;
-        keys[2 * pos + 1] = keys[2 * child + 1];
-        heapSlot[pos] = heapSlot[child];
-        pos = child;
-      }
-      keys[2 * pos] = t;
-      keys[2 * pos + 1] = q;
-      heapSlot[pos] = sl;
-    }
+    const slot = this.heapSlot[0];
+    this.now = this.keys[0];
+    const type = this.type[slot];
+    const a = this.argA[slot];
+    const b = this.argB[slot];
     this.freeSlots[this.freeCount++] = slot;
     this.eventsProcessed++;
-    this.handlers[this.type[slot]](this.argA[slot], this.argB[slot]);
+    // The root is removed lazily: the handler's first schedule() overwrites it.
+    this.rootConsumed = true;
+    this.handlers[type](a, b);
+    if (this.rootConsumed) {
+      this.rootConsumed = false;
+      const n = --this.size;
+      if (n > 0) this.siftDown(this.keys[2 * n], this.keys[2 * n + 1], this.heapSlot[n], n);
+    }
     return true;
+  }
+
+  /** Places the entry (t, q, slot) at the root of a heap of `n` entries and sifts it down to its place. */
+  private siftDown(t: number, q: number, sl: number, n: number): void {
+    const keys = this.keys;
+    const heapSlot = this.heapSlot;
+    let pos = 0;
+    for (;;) {
+      let child = 2 * pos + 1;
+      if (child >= n) break;
+      let ct = keys[2 * child];
+      const right = child + 1;
+      if (right < n) {
+        const rt = keys[2 * right];
+        if (rt < ct || (rt === ct && keys[2 * right + 1] < keys[2 * child + 1])) {
+          child = right;
+          ct = rt;
+        }
+      }
+      if (t < ct || (t === ct && q < keys[2 * child + 1])) break;
+      keys[2 * pos] = ct;
+      keys[2 * pos + 1] = keys[2 * child + 1];
+      heapSlot[pos] = heapSlot[child];
+      pos = child;
+    }
+    keys[2 * pos] = t;
+    keys[2 * pos + 1] = q;
+    heapSlot[pos] = sl;
   }
 
   /** Runs events until none is left or the next one lies after `until` (ns). */

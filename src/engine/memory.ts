@@ -1,4 +1,4 @@
-import { FloatList, IntList } from './growable.js';
+import { TypedList } from './growable.js';
 
 /**
  * Bytes in use per memory location (a device's HBM, a node's host memory or
@@ -34,9 +34,9 @@ export class MemoryTracker {
 
   // Optional timeline: (time, location, category bytes...) samples for counters in traces.
   private readonly recording: boolean;
-  readonly sampleTimeNs = new FloatList();
-  readonly sampleLocation = new IntList();
-  readonly sampleValues = new FloatList();
+  readonly sampleTimeNs = new TypedList(Float64Array, 1 << 16);
+  readonly sampleLocation = new TypedList(Int32Array, 1 << 16);
+  readonly sampleValues = new TypedList(Float64Array, 1 << 16);
 
   constructor(
     readonly locations: number,

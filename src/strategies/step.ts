@@ -282,7 +282,12 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
     return factor === 1 ? ns : Math.round(ns * factor);
   };
 
-  const g = new OperationGraphBuilder(layout.laneCount);
+  // Room for the graph: per pass of a device position, each replica's compute on every tensor-parallel rank, a
+  // tensor-parallel collective and a transfer per rank, for every segment; a quarter more for everything else.
+  const passesPerReplica = order.reduce((sum, stageOrder) => sum + stageOrder.length, 0);
+  const segmentsPerPass = parallel.zero === 3 ? Math.max(...virtualStages.map((v) => v.layers)) + 2 : 1;
+  const expectedOperations = 1.25 * (passesPerReplica * dp * (2 * tp + 1) * segmentsPerPass + 4 * layout.devices);
+  const g = new OperationGraphBuilder(layout.laneCount, expectedOperations);
   const stepLatency = cluster.collectiveStepLatencySeconds;
 
   /** Adds a point-to-point transfer, the most common operation, without building a collective plan. */
