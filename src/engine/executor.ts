@@ -1,6 +1,7 @@
 import { type OperationGraph, AT_END, AT_START } from './graph.js';
 import { EventKernel } from './kernel.js';
 import { MemoryTracker } from './memory.js';
+import { grown } from './growable.js';
 import { FlowNetwork, MAX_HOPS, type LinkSet } from './network.js';
 
 /** Finds the links a flow crosses between two vertices. */
@@ -51,29 +52,42 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
   const n = graph.count;
   const startNs = new Float64Array(n).fill(NOT_STARTED);
   const endNs = new Float64Array(n).fill(NOT_STARTED);
+  // Per operation: dependencies not yet ended, then (once it has started and needs no more) flows not yet done.
   const depsLeft = new Int32Array(n);
+  const flowsLeft = depsLeft;
   const lanesLeft = new Int32Array(n);
-  const flowsLeft = new Int32Array(n);
-  const earliestEnd = new Float64Array(n);
+  // While an operation runs, `endNs` holds the earliest time it may end (start plus duration), encoded below
+  // NOT_STARTED so that "has it ended?" stays `endNs >= 0`.
+  const setEarliestEnd = (op: number, ns: number) => (endNs[op] = NOT_STARTED - 1 - ns);
+  const earliestEnd = (op: number) => NOT_STARTED - 1 - endNs[op];
   const laneHead = new Int32Array(graph.laneCount);
   const laneBusyNs = new Float64Array(graph.laneCount);
   let completed = 0;
   let makespanNs = 0;
 
-  const { deps, dependents, lanesOf, program } = graph;
-  for (let op = 0; op < n; op++) {
-    depsLeft[op] = deps.start[op + 1] - deps.start[op];
-    lanesLeft[op] = lanesOf.start[op + 1] - lanesOf.start[op];
-  }
+  const { dependents, lanesOf, program } = graph;
+  for (let i = 0; i < dependents.items.length; i++) depsLeft[dependents.items[i]]++;
+  for (let op = 0; op < n; op++) lanesLeft[op] = lanesOf.start[op + 1] - lanesOf.start[op];
 
-  const ready: number[] = [];
+  // Operations that became ready together, started in id order: a small stack, sorted by insertion.
+  let ready = new Int32Array(256);
+  let readyCount = 0;
+  const makeReady = (op: number) => {
+    if (readyCount === ready.length) ready = grown(ready, readyCount * 2);
+    let i = readyCount++;
+    while (i > 0 && ready[i - 1] > op) {
+      ready[i] = ready[i - 1];
+      i--;
+    }
+    ready[i] = op;
+  };
   const path = new Int32Array(MAX_HOPS);
   const network = new FlowNetwork(kernel, input.links, (op) => flowDone(op));
   const flowsStart = kernel.on((op) => startFlows(op));
   const finish = kernel.on((op) => end(op));
 
   function applyMemory(op: number, when: number): void {
-    for (let i = graph.memoryStart[op]; i < graph.memoryStart[op + 1]; i++) {
+    for (let i = graph.memoryFirst[op]; i >= 0; i = graph.memoryNext[i]) {
       if (graph.memoryAtEnd[i] !== when) continue;
       memory.change(graph.memoryLocation[i], graph.memoryCategory[i], graph.memoryBytes[i], kernel.now);
     }
@@ -88,11 +102,11 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
   function startFlows(op: number): void {
     const first = graph.flowStart[op];
     const last = graph.flowStart[op + 1];
-    earliestEnd[op] = kernel.now + graph.durationNs[op];
+    setEarliestEnd(op, kernel.now + graph.durationNs[op]);
     let timed = 0;
     for (let i = first; i < last; i++) timed += graph.flowTimed[i];
     if (timed === 0) {
-      kernel.schedule(earliestEnd[op], finish, op);
+      kernel.schedule(earliestEnd(op), finish, op);
       return;
     }
     flowsLeft[op] = timed;
@@ -106,7 +120,7 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
 
   function flowDone(op: number): void {
     if (--flowsLeft[op] > 0) return;
-    kernel.schedule(Math.max(kernel.now, earliestEnd[op]), finish, op);
+    kernel.schedule(Math.max(kernel.now, earliestEnd(op)), finish, op);
   }
 
   function end(op: number): void {
@@ -121,21 +135,21 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
       const next = ++laneHead[lane];
       if (next < program.start[lane + 1] - program.start[lane]) {
         const head = program.items[program.start[lane] + next];
-        if (--lanesLeft[head] === 0 && depsLeft[head] === 0) ready.push(head);
+        if (--lanesLeft[head] === 0 && depsLeft[head] === 0) makeReady(head);
       }
     }
     for (let i = dependents.start[op]; i < dependents.start[op + 1]; i++) {
       const d = dependents.items[i];
-      if (--depsLeft[d] === 0 && lanesLeft[d] === 0) ready.push(d);
+      if (--depsLeft[d] === 0 && lanesLeft[d] === 0) makeReady(d);
     }
     drain();
   }
 
   function drain(): void {
     // Start in id order among those that became ready together, for determinism independent of discovery order.
-    if (ready.length > 1) ready.sort((a, b) => a - b);
-    for (let i = 0; i < ready.length; i++) start(ready[i]);
-    ready.length = 0;
+    // Starting may not make others ready (that happens only when operations end), so the stack is stable here.
+    for (let i = 0; i < readyCount; i++) start(ready[i]);
+    readyCount = 0;
   }
 
   // Lane heads at time zero.
@@ -143,10 +157,12 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
     if (program.start[lane + 1] > program.start[lane]) lanesLeft[program.items[program.start[lane]]]--;
   }
   memory.snapshot(0);
-  for (let op = 0; op < n; op++) if (depsLeft[op] === 0 && lanesLeft[op] === 0) ready.push(op);
+  for (let op = 0; op < n; op++) if (depsLeft[op] === 0 && lanesLeft[op] === 0) makeReady(op);
   drain();
   kernel.run();
 
+  // Operations that started and never ended (a flow starved forever) read as not ended.
+  if (completed !== n) for (let op = 0; op < n; op++) if (endNs[op] < 0) endNs[op] = NOT_STARTED;
   return {
     startNs,
     endNs,

@@ -32,7 +32,7 @@ export interface OperationGraph {
   readonly layers: Int32Array;
   readonly flops: Float64Array;
   readonly bytes: Float64Array;
-  /** Operations each operation waits for. */
+  /** Operations each operation waits for (built on first use: the executor counts them from `dependents`). */
   readonly deps: Csr;
   /** Operations that wait for each operation. */
   readonly dependents: Csr;
@@ -47,8 +47,12 @@ export interface OperationGraph {
   readonly flowBytes: Float64Array;
   /** 1: the flow moves over the network and the operation waits for it; 0: counted only (its time is in the duration). */
   readonly flowTimed: Uint8Array;
-  /** Memory effects per operation: index ranges into the memory columns. */
-  readonly memoryStart: Int32Array;
+  /**
+   * Memory effects per operation, in the order they were added: the first effect of each operation (-1 for none)
+   * and the next effect of the same operation after each effect (-1 after the last), indices into the memory columns.
+   */
+  readonly memoryFirst: Int32Array;
+  readonly memoryNext: Int32Array;
   readonly memoryLocation: Int32Array;
   readonly memoryCategory: Uint8Array;
   readonly memoryBytes: Float64Array;
@@ -191,7 +195,16 @@ export class OperationGraphBuilder {
     // Columns are views of the builder's lists, and groupings reuse them where entries are already in order
     // (lanes and flows are added right after their operation): nothing is copied that need not be.
     const flows = groupByRow(n, this.flowOp.view());
-    const memory = groupByRow(n, this.memOp.view());
+    // Memory effects are often added after later operations (a buffer freed by its consumer): chaining them per
+    // operation costs two index arrays where grouping would copy every column.
+    const memOp = this.memOp.view();
+    const memoryFirst = new Int32Array(n).fill(-1);
+    const memoryNext = new Int32Array(memOp.length);
+    for (let i = memOp.length - 1; i >= 0; i--) {
+      memoryNext[i] = memoryFirst[memOp[i]];
+      memoryFirst[memOp[i]] = i;
+    }
+    let deps: Csr | undefined;
     return {
       count: n,
       laneCount: this.laneCount,
@@ -205,7 +218,9 @@ export class OperationGraphBuilder {
       layers: this.layerCounts.view(),
       flops: this.flopCounts.view(),
       bytes: this.byteCounts.view(),
-      deps: buildCsr(n, depTo, depFrom, depFrom.length),
+      get deps() {
+        return (deps ??= buildCsr(n, depTo, depFrom, depFrom.length));
+      },
       dependents: buildCsr(n, depFrom, depTo, depFrom.length),
       lanesOf: buildCsr(n, laneOp, laneId, laneOp.length),
       program: buildCsr(this.laneCount, laneId, laneOp, laneOp.length),
@@ -214,11 +229,12 @@ export class OperationGraphBuilder {
       flowTarget: permuted(this.flowDst.view(), flows.order),
       flowBytes: permuted(this.flowSize.view(), flows.order),
       flowTimed: permuted(this.flowIsTimed.view(), flows.order),
-      memoryStart: memory.start,
-      memoryLocation: permuted(this.memLoc.view(), memory.order),
-      memoryCategory: permuted(this.memCat.view(), memory.order),
-      memoryBytes: permuted(this.memSize.view(), memory.order),
-      memoryAtEnd: permuted(this.memWhen.view(), memory.order),
+      memoryFirst,
+      memoryNext,
+      memoryLocation: this.memLoc.view(),
+      memoryCategory: this.memCat.view(),
+      memoryBytes: this.memSize.view(),
+      memoryAtEnd: this.memWhen.view(),
     };
   }
 }

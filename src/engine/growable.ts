@@ -50,10 +50,10 @@ export interface Csr {
 
 /** Groups (row, item) pairs by row, keeping insertion order within a row (a stable counting sort). */
 export function buildCsr(rows: number, rowOf: Int32Array, itemOf: Int32Array, count: number): Csr {
-  const { start, order } = groupByRow(rows, rowOf.subarray(0, count));
-  if (!order) return { start, items: itemOf.subarray(0, count) };
+  const { start, sorted } = rowEnds(rows, rowOf.subarray(0, count));
+  if (sorted) return { start: rowStarts(start), items: itemOf.subarray(0, count) };
   const items = new Int32Array(count);
-  for (let i = 0; i < count; i++) items[i] = itemOf[order[i]];
+  for (let i = count - 1; i >= 0; i--) items[--start[rowOf[i]]] = itemOf[i];
   return { start, items };
 }
 
@@ -62,19 +62,36 @@ export function buildCsr(rows: number, rowOf: Int32Array, itemOf: Int32Array, co
  * already are grouped (rows ascending): then nothing needs to move.
  */
 export function groupByRow(rows: number, rowOf: Int32Array): { start: Int32Array; order?: Int32Array } {
+  const { start, sorted } = rowEnds(rows, rowOf);
+  if (sorted) return { start: rowStarts(start) };
+  const order = new Int32Array(rowOf.length);
+  for (let i = rowOf.length - 1; i >= 0; i--) order[--start[rowOf[i]]] = i;
+  return { start, order };
+}
+
+/**
+ * Counts entries per row into running sums: `start[r]` is where row r ends, and `start[rows]` the total. Placing
+ * entries backwards at `--start[row]` then keeps each row stable and leaves `start[r]` at the row's beginning,
+ * with no second array of positions.
+ */
+function rowEnds(rows: number, rowOf: Int32Array): { start: Int32Array; sorted: boolean } {
   const count = rowOf.length;
   const start = new Int32Array(rows + 1);
   let sorted = true;
   for (let i = 0; i < count; i++) {
-    start[rowOf[i] + 1]++;
+    start[rowOf[i]]++;
     if (i > 0 && rowOf[i] < rowOf[i - 1]) sorted = false;
   }
-  for (let r = 0; r < rows; r++) start[r + 1] += start[r];
-  if (sorted) return { start };
-  const fill = start.slice(0, rows);
-  const order = new Int32Array(count);
-  for (let i = 0; i < count; i++) order[fill[rowOf[i]]++] = i;
-  return { start, order };
+  for (let r = 1; r < rows; r++) start[r] += start[r - 1];
+  start[rows] = count;
+  return { start, sorted };
+}
+
+/** Row ends shifted into row starts, for entries that need no placing. */
+function rowStarts(ends: Int32Array): Int32Array {
+  for (let r = ends.length - 2; r > 0; r--) ends[r] = ends[r - 1];
+  ends[0] = 0;
+  return ends;
 }
 
 /** `values` in `order` (all of them when there is no order), as a new array only when something moves. */

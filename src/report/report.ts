@@ -299,47 +299,59 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
 /**
  * Per device, nanoseconds during which some communication or offload lane held an operation while the compute
  * lane held none: the communication the step could not hide behind compute.
+ *
+ * A lane runs its program in order, one operation at a time, so each lane's intervals come already sorted and
+ * disjoint: a merge of the device's communication lanes, minus the compute lane, in one pass and no allocation.
  */
 function exposedCommunication(graph: OperationGraph, execution: ExecutionResult, devices: number, lanesPerDevice: number): Float64Array {
-  const compute: number[][] = Array.from({ length: devices }, () => []);
-  const comm: number[][] = Array.from({ length: devices }, () => []);
-  for (let op = 0; op < graph.count; op++) {
-    const start = execution.startNs[op];
-    const end = execution.endNs[op];
-    if (end <= start) continue;
-    for (let i = graph.lanesOf.start[op]; i < graph.lanesOf.start[op + 1]; i++) {
-      const lane = graph.lanesOf.items[i];
-      const device = Math.floor(lane / lanesPerDevice);
-      (lane % lanesPerDevice === LANE.compute ? compute : comm)[device].push(start, end);
-    }
-  }
+  const { program } = graph;
+  const { startNs, endNs } = execution;
   const out = new Float64Array(devices);
+  const at = new Int32Array(lanesPerDevice);
   for (let d = 0; d < devices; d++) {
-    const busy = merge(compute[d]);
-    const talking = merge(comm[d]);
-    // Length of `talking` minus its overlap with `busy` (both sorted, disjoint).
+    const firstLane = d * lanesPerDevice;
+    for (let l = 0; l < lanesPerDevice; l++) at[l] = program.start[firstLane + l];
+    const computeLane = firstLane + LANE.compute;
+    let c = program.start[computeLane];
+    const computeEnd = program.start[computeLane + 1];
     let total = 0;
-    let j = 0;
-    for (let i = 0; i < talking.length; i += 2) {
-      const [s, e] = [talking[i], talking[i + 1]];
-      total += e - s;
-      while (j < busy.length && busy[j + 1] <= s) j += 2;
-      for (let k = j; k < busy.length && busy[k] < e; k += 2) total -= Math.min(e, busy[k + 1]) - Math.max(s, busy[k]);
+    let unionStart = -1;
+    let unionEnd = -1;
+    /** Adds [s, e) minus its overlap with compute; compute intervals before s are passed over for good. */
+    const exposedPart = (s: number, e: number) => {
+      let part = e - s;
+      while (c < computeEnd && endNs[program.items[c]] <= s) c++;
+      for (let k = c; k < computeEnd; k++) {
+        const op = program.items[k];
+        if (startNs[op] >= e) break;
+        part -= Math.min(e, endNs[op]) - Math.max(s, startNs[op]);
+      }
+      return part;
+    };
+    for (;;) {
+      // The earliest-starting next interval over the communication lanes.
+      let next = -1;
+      let nextStart = Infinity;
+      for (let l = 0; l < lanesPerDevice; l++) {
+        if (l === LANE.compute) continue;
+        const lane = firstLane + l;
+        while (at[l] < program.start[lane + 1] && endNs[program.items[at[l]]] <= startNs[program.items[at[l]]]) at[l]++;
+        if (at[l] < program.start[lane + 1] && startNs[program.items[at[l]]] < nextStart) {
+          nextStart = startNs[program.items[at[l]]];
+          next = l;
+        }
+      }
+      if (next < 0) break;
+      const op = program.items[at[next]++];
+      if (startNs[op] <= unionEnd) unionEnd = Math.max(unionEnd, endNs[op]);
+      else {
+        if (unionEnd > unionStart) total += exposedPart(unionStart, unionEnd);
+        unionStart = startNs[op];
+        unionEnd = endNs[op];
+      }
     }
+    if (unionEnd > unionStart) total += exposedPart(unionStart, unionEnd);
     out[d] = total;
-  }
-  return out;
-}
-
-/** Sorts and merges [start, end) intervals given as a flat list. */
-function merge(flat: number[]): number[] {
-  const pairs: [number, number][] = [];
-  for (let i = 0; i < flat.length; i += 2) pairs.push([flat[i], flat[i + 1]]);
-  pairs.sort((a, b) => a[0] - b[0]);
-  const out: number[] = [];
-  for (const [s, e] of pairs) {
-    if (out.length > 0 && s <= out[out.length - 1]) out[out.length - 1] = Math.max(out[out.length - 1], e);
-    else out.push(s, e);
   }
   return out;
 }
