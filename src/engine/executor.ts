@@ -96,7 +96,9 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
   function start(op: number): void {
     startNs[op] = kernel.now;
     applyMemory(op, AT_START);
-    kernel.schedule(kernel.now + graph.latencyNs[op], flowsStart, op);
+    // Without a latency, flows (or the compute's clock) start at once: no event needed.
+    if (graph.latencyNs[op] > 0) kernel.schedule(kernel.now + graph.latencyNs[op], flowsStart, op);
+    else startFlows(op);
   }
 
   function startFlows(op: number): void {
