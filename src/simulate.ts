@@ -22,8 +22,11 @@ export interface Simulation {
 }
 
 export interface SimulateOptions {
-  /** Keep the memory timeline for trace counters (costs memory on large runs). */
-  recordMemory?: boolean;
+  /**
+   * Keep the memory timeline for trace counters: of every location (true), or only of these GPU ranks' HBM and
+   * their nodes' host memory and NVMe (a set), which is what a trace of some ranks needs and costs far less at scale.
+   */
+  recordMemory?: boolean | ReadonlySet<number>;
   /**
    * Called after each phase with the phase's name. The benchmark and the CLI's debug log pass a wall clock here;
    * the library itself never reads one, so results stay deterministic.
@@ -40,7 +43,7 @@ export function simulate(scenario: Scenario, options: SimulateOptions = {}): Sim
   phase('topology');
   const plan = buildStep(scenario, topology);
   phase('step');
-  const memory = new MemoryTracker(plan.layout.locationCount, CATEGORIES.length, plan.capacities, { record: options.recordMemory ?? false });
+  const memory = new MemoryTracker(plan.layout.locationCount, CATEGORIES.length, plan.capacities, { record: recordedLocations(plan, options.recordMemory ?? false) });
   for (const b of plan.baseline) memory.change(b.location, b.category, b.bytes, 0);
   const execution = execute({ graph: plan.graph, links: topology, router: topology, memory }, new EventKernel(1 << 14));
   if (execution.blocked.length > 0) throw new SimulationError(describeBlocked(plan, execution));
@@ -49,6 +52,21 @@ export function simulate(scenario: Scenario, options: SimulateOptions = {}): Sim
   const report = buildReport({ scenario, topology, plan, execution, memory });
   phase('report');
   return { scenario, topology, plan, execution, memory, report };
+}
+
+/** Which memory locations to keep a timeline of: all, none, or those of some ranks. */
+function recordedLocations(plan: StepPlan, record: boolean | ReadonlySet<number>): boolean | Uint8Array {
+  if (typeof record === 'boolean') return record;
+  const { layout } = plan;
+  const mask = new Uint8Array(layout.locationCount);
+  for (const rank of record) {
+    if (rank < 0 || rank >= layout.devices) continue;
+    const { node } = layout.coordinates(rank);
+    mask[layout.hbm(rank)] = 1;
+    mask[layout.cpu(node)] = 1;
+    mask[layout.nvme(node)] = 1;
+  }
+  return mask;
 }
 
 function describeBlocked(plan: StepPlan, execution: ExecutionResult): string {

@@ -13,6 +13,8 @@ import { simulate } from '../simulate.js';
 import { SCHEDULES, scheduleContext } from '../strategies/pipeline/registry.js';
 import { MODEL_PRESETS } from '../workload/presets.js';
 import { totalParameters } from '../workload/transformer.js';
+import type { Scenario } from '../scenario/resolve.js';
+import { Layout } from '../strategies/layout.js';
 import type { Io } from './app.js';
 
 interface ScenarioArgs {
@@ -25,12 +27,12 @@ interface ScenarioArgs {
 const load = (args: ScenarioArgs) => loadScenarioFile(args.scenario, scheduleContext, { set: args.set ?? [], seed: args.seed });
 const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
 
-export function run(args: ScenarioArgs & { output?: string; trace?: string; 'trace-ranks'?: string; timeline?: boolean }, io: Io, log: Logger): number {
-  const ranks = args['trace-ranks'] !== undefined ? parseRanks(args['trace-ranks']) : undefined;
+export function run(args: ScenarioArgs & { output?: string; trace?: string; 'trace-ranks'?: string; 'trace-pipeline'?: number; timeline?: boolean }, io: Io, log: Logger): number {
   const scenario = load(args);
   log.info({ scenario: scenario.name, file: args.scenario }, 'scenario loaded');
+  const ranks = traceRanks(args, scenario);
   const started = process.hrtime.bigint();
-  const sim = simulate(scenario, { recordMemory: args.trace !== undefined });
+  const sim = simulate(scenario, { recordMemory: args.trace === undefined ? false : (ranks ?? true) });
   log.info({ operations: sim.report.simulation.operations, events: sim.report.simulation.events, wallMs: Number(process.hrtime.bigint() - started) / 1e6 }, 'step simulated');
   if (args.output) writeFileAtomic(args.output, json(sim.report));
   if (args.trace) {
@@ -138,6 +140,21 @@ export function presets(args: { json?: boolean }, io: Io): number {
   ];
   io.stdout(lines.join('\n') + '\n');
   return 0;
+}
+
+/** The GPU ranks a trace keeps: --trace-ranks, --trace-pipeline (both: the ranks in both), or all (undefined). */
+function traceRanks(args: { 'trace-ranks'?: string; 'trace-pipeline'?: number }, scenario: Scenario): Set<number> | undefined {
+  let ranks = args['trace-ranks'] !== undefined ? parseRanks(args['trace-ranks']) : undefined;
+  const replica = args['trace-pipeline'];
+  if (replica !== undefined) {
+    const { tp, dp, pp } = scenario.parallel;
+    if (!Number.isInteger(replica) || replica < 0 || replica >= dp) throw new UsageError(`--trace-pipeline takes a data-parallel replica from 0 to ${dp - 1}; got ${replica}`);
+    const layout = new Layout(scenario.cluster.nodes, scenario.cluster.gpusPerNode, tp, dp, pp);
+    const pipeline = new Set<number>();
+    for (let stage = 0; stage < pp; stage++) for (let t = 0; t < tp; t++) pipeline.add(layout.device(t, replica, stage));
+    ranks = ranks ? new Set([...ranks].filter((r) => pipeline.has(r))) : pipeline;
+  }
+  return ranks;
 }
 
 /** Parses "0-7,16,20-23" into a set of ranks. */

@@ -33,7 +33,8 @@ export class MemoryTracker {
   readonly negative = new Set<number>();
 
   // Optional timeline: (time, location, category bytes...) samples for counters in traces.
-  private readonly recording: boolean;
+  /** Per location, 1 where its timeline is kept; undefined when none is. */
+  private readonly recording: Uint8Array | undefined;
   readonly sampleTimeNs = new TypedList(Float64Array, 1 << 16);
   readonly sampleLocation = new TypedList(Int32Array, 1 << 16);
   readonly sampleValues = new TypedList(Float64Array, 1 << 16);
@@ -42,7 +43,7 @@ export class MemoryTracker {
     readonly locations: number,
     readonly categories: number,
     readonly capacity: Float64Array,
-    options: { record?: boolean } = {},
+    options: { record?: boolean | Uint8Array } = {},
   ) {
     this.used = new Float64Array(locations);
     this.peak = new Float64Array(locations);
@@ -50,7 +51,8 @@ export class MemoryTracker {
     this.byCategory = new Float64Array(locations * categories);
     this.peakByCategory = new Float64Array(locations * categories);
     this.categoryPeak = new Float64Array(locations * categories);
-    this.recording = options.record ?? false;
+    const record = options.record ?? false;
+    this.recording = record === false ? undefined : record === true ? new Uint8Array(locations).fill(1) : record;
   }
 
   /** Adds `bytes` (negative to free) to `category` of `location` at time `nowNs`. */
@@ -79,7 +81,7 @@ export class MemoryTracker {
         o.maxAtNs = nowNs;
       }
     }
-    if (this.recording) this.sample(location, nowNs);
+    if (this.recording?.[location] === 1) this.sample(location, nowNs);
   }
 
   private sample(location: number, nowNs: number): void {
@@ -92,6 +94,6 @@ export class MemoryTracker {
   /** Records the current state of every location with memory in use (the start of the timeline). */
   snapshot(nowNs: number): void {
     if (!this.recording) return;
-    for (let l = 0; l < this.locations; l++) if (this.used[l] !== 0) this.sample(l, nowNs);
+    for (let l = 0; l < this.locations; l++) if (this.used[l] !== 0 && this.recording[l] === 1) this.sample(l, nowNs);
   }
 }

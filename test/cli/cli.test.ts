@@ -63,6 +63,20 @@ describe('dtsim run', () => {
     expect(checkTrace(t)).toEqual([]);
   });
 
+  it('--trace-pipeline keeps one data-parallel replica: every stage and tensor-parallel rank, with their memory counters only', async () => {
+    const dir = tmp();
+    const trace = join(dir, 't.json');
+    // small-gpt: TP 2 x PP 2 x DP 4 on 2 nodes; replica 1 is ranks 2-3 (stage 0) and 10-11 (stage 1).
+    await cli('run', SMALL, '--trace', trace, '--trace-pipeline', '1');
+    const t = JSON.parse(readFileSync(trace, 'utf8'));
+    type Event = { ph: string; name: string; pid: number; args: { name: string } };
+    const gpuPids = new Set(t.traceEvents.filter((e: Event) => e.ph === 'M' && e.name === 'process_name' && e.args.name.startsWith('GPU')).map((e: Event) => e.pid));
+    expect([...gpuPids].sort((a, b) => a - b)).toEqual([3, 4, 11, 12]);
+    const counterPids = new Set(t.traceEvents.filter((e: Event) => e.ph === 'C' && e.name === 'HBM bytes').map((e: Event) => e.pid));
+    expect([...counterPids].sort((a, b) => a - b)).toEqual([3, 4, 11, 12]);
+    expect(checkTrace(t)).toEqual([]);
+  });
+
   it('writes nothing when the scenario is invalid', async () => {
     const dir = tmp();
     const bad = join(dir, 'bad.yaml');
@@ -96,6 +110,9 @@ describe('exit codes and usage errors', () => {
   it('bad --set syntax and bad --trace-ranks: 2', async () => {
     expect((await cli('run', SMALL, '--set', 'parallel.tp')).code).toBe(2);
     expect((await cli('run', SMALL, '--trace', '/tmp/x.json', '--trace-ranks', 'a-b')).code).toBe(2);
+    const outside = await cli('run', SMALL, '--trace', '/tmp/x.json', '--trace-pipeline', '4');
+    expect(outside.code).toBe(2);
+    expect(outside.stderr).toMatch(/--trace-pipeline takes a data-parallel replica from 0 to 3; got 4/);
   });
 
   it('--help and --version: 0', async () => {
