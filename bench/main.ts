@@ -146,9 +146,9 @@ let growth: { axis: string; rows: (Measured & { value: number })[] }[] = [];
 if (flag('--growth')) {
   const base = 'scenarios/gpt3-175b-1024-a100.yaml';
   const axes = [
-    { axis: 'GPUs (data-parallel degree, 128 to 2,048 nodes)', values: [16, 32, 64, 128, 256], set: (dp: number) => [`parallel.dp=${dp}`, `cluster.nodes=${dp * 16}`, `training.globalBatch=${dp * 192}`] },
+    { axis: 'GPUs (data-parallel degree 4 to 32, 512 to 4,096 GPUs)', values: [4, 8, 16, 32], set: (dp: number) => [`parallel.dp=${dp}`, `cluster.nodes=${dp * 16}`, `training.globalBatch=${dp * 192}`] },
     { axis: 'micro-batches per replica', values: [48, 96, 192, 384], set: (m: number) => [`training.globalBatch=${m * 8}`] },
-    { axis: 'layers (6 to 48 per stage)', values: [96, 192, 384, 768], set: (l: number) => [`model.layers=${l}`, 'parallel.layersPerStage=null'] },
+    { axis: 'layers (6 to 48 per stage)', values: [96, 192, 384, 768], set: (l: number) => [`model.layers=${l}`] },
   ];
   growth = axes.map(({ axis, values, set }) => {
     if (!asJson) process.stderr.write(`measuring growth with ${axis}...\n`);
