@@ -10,9 +10,12 @@
  * comparisons of times never round, however many events a step has. Callers round
  * durations to whole nanoseconds (see `toNanoseconds`).
  *
- * Ties in time are broken by a sequence number, so events scheduled for the same
- * instant run in the order they were scheduled (FIFO) and every run is
- * deterministic.
+ * Events scheduled for the same instant run in the order they were scheduled
+ * (FIFO), so every run is deterministic. The heap orders by time alone, which
+ * keeps its comparisons to one number; when the earliest time is shared by
+ * several events, they are taken out together and run in order of their
+ * sequence numbers. Events scheduled for that same instant meanwhile were
+ * scheduled later than all of them, and form the next such batch.
  */
 
 import { grown } from './growable.js';
@@ -39,10 +42,10 @@ export class EventKernel {
   eventsProcessed = 0;
 
   private readonly handlers: EventHandler[] = [];
-  // A binary heap whose entries keep their (time, seq) key inline and interleaved, keys[2i] and keys[2i+1], so a
-  // comparison reads one cache line; payloads live in slots, recycled through a free list.
-  private keys: Float64Array;
+  // A binary heap of (time, slot); payloads and sequence numbers live in slots, recycled through a free list.
+  private heapTime: Float64Array;
   private heapSlot: Int32Array;
+  private seq: Float64Array;
   private type: Int32Array;
   private argA: Int32Array;
   private argB: Int32Array;
@@ -53,11 +56,16 @@ export class EventKernel {
   private nextSeq = 0;
   /** The running event's entry is still at the root, to be replaced or removed. */
   private rootConsumed = false;
+  /** Events of one instant taken out of the heap together, in sequence order, and how many of them have run. */
+  private batch = new Int32Array(16);
+  private batchCount = 0;
+  private batchNext = 0;
 
   constructor(initialCapacity = 1024) {
     const n = Math.max(16, initialCapacity);
-    this.keys = new Float64Array(2 * n);
+    this.heapTime = new Float64Array(n);
     this.heapSlot = new Int32Array(n);
+    this.seq = new Float64Array(n);
     this.type = new Int32Array(n);
     this.argA = new Int32Array(n);
     this.argB = new Int32Array(n);
@@ -72,7 +80,7 @@ export class EventKernel {
 
   /** Pending events. */
   get pending(): number {
-    return this.rootConsumed ? this.size - 1 : this.size;
+    return (this.rootConsumed ? this.size - 1 : this.size) + this.batchCount - this.batchNext;
   }
 
   /** Schedules an event at absolute time `at` (ns, not before now). */
@@ -87,90 +95,118 @@ export class EventKernel {
     this.type[slot] = type;
     this.argA[slot] = a;
     this.argB[slot] = b;
-    const seq = this.nextSeq++;
+    this.seq[slot] = this.nextSeq++;
     if (this.rootConsumed) {
       // The running event's entry is still at the root: the new one takes its place and sifts down, one pass
       // instead of a pop and a push. Most handlers schedule one event, so this halves the heap's work.
       this.rootConsumed = false;
-      this.siftDown(at, seq, slot, this.size);
+      this.siftDown(at, slot, this.size);
       return;
     }
-    const keys = this.keys;
+    const time = this.heapTime;
     const heapSlot = this.heapSlot;
     let pos = this.size++;
     while (pos > 0) {
       const parent = (pos - 1) >> 1;
-      const pt = keys[2 * parent];
-      if (pt < at || (pt === at && keys[2 * parent + 1] < seq)) break;
-      keys[2 * pos] = pt;
-      keys[2 * pos + 1] = keys[2 * parent + 1];
+      const pt = time[parent];
+      if (pt <= at) break;
+      time[pos] = pt;
       heapSlot[pos] = heapSlot[parent];
       pos = parent;
     }
-    keys[2 * pos] = at;
-    keys[2 * pos + 1] = seq;
+    time[pos] = at;
     heapSlot[pos] = slot;
   }
 
   /** Runs the earliest event; returns false when none is left. */
   step(): boolean {
-    if (this.size === 0) return false;
-    const slot = this.heapSlot[0];
-    this.now = this.keys[0];
-    const type = this.type[slot];
-    const a = this.argA[slot];
-    const b = this.argB[slot];
+    let slot: number;
+    if (this.batchNext < this.batchCount) slot = this.batch[this.batchNext++];
+    else {
+      if (this.size === 0) return false;
+      const time = this.heapTime;
+      const first = time[0];
+      // Another event at the same instant sits at a child of the root, if anywhere.
+      if ((this.size > 1 && time[1] === first) || (this.size > 2 && time[2] === first)) {
+        this.takeBatch(first);
+        slot = this.batch[this.batchNext++];
+      } else {
+        slot = this.heapSlot[0];
+        // The root is removed lazily: the handler's first schedule() overwrites it.
+        this.rootConsumed = true;
+      }
+      this.now = first;
+    }
     this.freeSlots[this.freeCount++] = slot;
     this.eventsProcessed++;
-    // The root is removed lazily: the handler's first schedule() overwrites it.
-    this.rootConsumed = true;
-    this.handlers[type](a, b);
+    this.handlers[this.type[slot]](this.argA[slot], this.argB[slot]);
     if (this.rootConsumed) {
       this.rootConsumed = false;
-      const n = --this.size;
-      if (n > 0) this.siftDown(this.keys[2 * n], this.keys[2 * n + 1], this.heapSlot[n], n);
+      this.removeRoot();
     }
     return true;
   }
 
-  /** Places the entry (t, q, slot) at the root of a heap of `n` entries and sifts it down to its place. */
-  private siftDown(t: number, q: number, sl: number, n: number): void {
-    const keys = this.keys;
+  /** Moves every event at time `at` (the earliest) from the heap into the batch, in sequence order. */
+  private takeBatch(at: number): void {
+    this.batchCount = 0;
+    this.batchNext = 0;
+    while (this.size > 0 && this.heapTime[0] === at) {
+      if (this.batchCount === this.batch.length) this.batch = grown(this.batch, this.batchCount * 2);
+      const slot = this.heapSlot[0];
+      // Insertion sort by sequence: batches are small.
+      let i = this.batchCount++;
+      while (i > 0 && this.seq[this.batch[i - 1]] > this.seq[slot]) {
+        this.batch[i] = this.batch[i - 1];
+        i--;
+      }
+      this.batch[i] = slot;
+      this.removeRoot();
+    }
+  }
+
+  private removeRoot(): void {
+    const n = --this.size;
+    if (n > 0) this.siftDown(this.heapTime[n], this.heapSlot[n], n);
+  }
+
+  /** Places the entry (t, slot) at the root of a heap of `n` entries and sifts it down to its place. */
+  private siftDown(t: number, sl: number, n: number): void {
+    const time = this.heapTime;
     const heapSlot = this.heapSlot;
     let pos = 0;
     for (;;) {
       let child = 2 * pos + 1;
       if (child >= n) break;
-      let ct = keys[2 * child];
+      let ct = time[child];
       const right = child + 1;
       if (right < n) {
-        const rt = keys[2 * right];
-        if (rt < ct || (rt === ct && keys[2 * right + 1] < keys[2 * child + 1])) {
+        const rt = time[right];
+        if (rt < ct) {
           child = right;
           ct = rt;
         }
       }
-      if (t < ct || (t === ct && q < keys[2 * child + 1])) break;
-      keys[2 * pos] = ct;
-      keys[2 * pos + 1] = keys[2 * child + 1];
+      if (t <= ct) break;
+      time[pos] = ct;
       heapSlot[pos] = heapSlot[child];
       pos = child;
     }
-    keys[2 * pos] = t;
-    keys[2 * pos + 1] = q;
+    time[pos] = t;
     heapSlot[pos] = sl;
   }
 
   /** Runs events until none is left or the next one lies after `until` (ns). */
   run(until = Infinity): void {
-    while (this.size > 0 && this.keys[0] <= until) this.step();
+    while ((this.batchNext < this.batchCount || (this.size > 0 && this.heapTime[0] <= until)) && this.step());
     if (until !== Infinity && until > this.now) this.now = until;
   }
 
   private grow(): void {
     const n = this.type.length * 2;
-    this.keys = grown(this.keys, 2 * n);
+    this.heapTime = grown(this.heapTime, n);
     this.heapSlot = grown(this.heapSlot, n);
+    this.seq = grown(this.seq, n);
     this.type = grown(this.type, n);
     this.argA = grown(this.argA, n);
     this.argB = grown(this.argB, n);

@@ -64,6 +64,59 @@ describe('EventKernel', () => {
   });
 });
 
+/** The reference: a list searched for the earliest (time, scheduling order) at every pop. */
+class ReferenceQueue {
+  private readonly entries: { at: number; seq: number; id: number }[] = [];
+  private seq = 0;
+  schedule(at: number, id: number): void {
+    this.entries.push({ at, seq: this.seq++, id });
+  }
+  pop(): { at: number; id: number } | undefined {
+    if (this.entries.length === 0) return undefined;
+    let best = 0;
+    for (let i = 1; i < this.entries.length; i++) {
+      const e = this.entries[i];
+      const b = this.entries[best];
+      if (e.at < b.at || (e.at === b.at && e.seq < b.seq)) best = i;
+    }
+    return this.entries.splice(best, 1)[0];
+  }
+}
+
+describe('EventKernel against a reference queue', () => {
+  it('law: handlers scheduling at the same instant, later, or both run exactly in (time, scheduling order)', () => {
+    // Each event, when run, schedules its children at now + delay; delays of 0 and repeated times make many ties.
+    const children = fc.array(fc.array(fc.constantFrom(0, 0, 1, 2, 5, 1000, 2 ** 40), { maxLength: 3 }), { minLength: 1, maxLength: 300 });
+    const starts = fc.array(fc.constantFrom(0, 1, 5, 7), { minLength: 1, maxLength: 20 });
+    fc.assert(
+      fc.property(children, starts, (childDelays, startTimes) => {
+        const delaysOf = (id: number) => childDelays[id % childDelays.length];
+
+        const reference = new ReferenceQueue();
+        const expected: string[] = [];
+        let nextId = 0;
+        for (const at of startTimes) reference.schedule(at, nextId++);
+        for (let e = reference.pop(); e; e = reference.pop()) {
+          expected.push(`${e.at}:${e.id}`);
+          for (const delay of delaysOf(e.id)) if (nextId < 2000) reference.schedule(e.at + delay, nextId++);
+        }
+
+        const k = new EventKernel(2);
+        const actual: string[] = [];
+        nextId = 0;
+        const type = k.on((id) => {
+          actual.push(`${k.now}:${id}`);
+          for (const delay of delaysOf(id)) if (nextId < 2000) k.schedule(k.now + delay, type, nextId++);
+        });
+        for (const at of startTimes) k.schedule(at, type, nextId++);
+        k.run();
+        expect(actual).toEqual(expected);
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
 describe('toNanoseconds', () => {
   it('keeps decimal durations exact and rounds others up', () => {
     expect(toNanoseconds(0.0185)).toBe(18_500_000);
