@@ -28,7 +28,10 @@ export class MemoryTracker {
   readonly peakByCategory: Float64Array;
   /** Highest bytes each (location, category) reached on its own, whenever that was. */
   readonly categoryPeak: Float64Array;
-  readonly overflows = new Map<number, Overflow>();
+  // Overflow per location, in typed arrays: on a cluster that does not fit, every change checks one.
+  private readonly overflowFirstAtNs: Float64Array;
+  private readonly overflowMaxExcess: Float64Array;
+  private readonly overflowMaxAtNs: Float64Array;
   /** Locations that went below zero (a bug in the operation graph). */
   readonly negative = new Set<number>();
 
@@ -52,6 +55,9 @@ export class MemoryTracker {
     this.peakByCategory = new Float64Array(locations * categories);
     this.categoryPeak = new Float64Array(locations * categories);
     const record = options.record ?? false;
+    this.overflowFirstAtNs = new Float64Array(locations).fill(-1);
+    this.overflowMaxExcess = new Float64Array(locations);
+    this.overflowMaxAtNs = new Float64Array(locations);
     this.recording = record === false ? undefined : record === true ? new Uint8Array(locations).fill(1) : record;
   }
 
@@ -74,11 +80,10 @@ export class MemoryTracker {
     }
     const excess = used - this.capacity[location];
     if (excess > 0) {
-      const o = this.overflows.get(location);
-      if (!o) this.overflows.set(location, { location, firstAtNs: nowNs, maxExcessBytes: excess, maxAtNs: nowNs });
-      else if (excess > o.maxExcessBytes) {
-        o.maxExcessBytes = excess;
-        o.maxAtNs = nowNs;
+      if (this.overflowFirstAtNs[location] < 0) this.overflowFirstAtNs[location] = nowNs;
+      if (excess > this.overflowMaxExcess[location]) {
+        this.overflowMaxExcess[location] = excess;
+        this.overflowMaxAtNs[location] = nowNs;
       }
     }
     if (this.recording?.[location] === 1) this.sample(location, nowNs);
@@ -89,6 +94,15 @@ export class MemoryTracker {
     this.sampleLocation.push(location);
     const base = location * this.categories;
     for (let c = 0; c < this.categories; c++) this.sampleValues.push(this.byCategory[base + c]);
+  }
+
+  /** Every location that went over capacity, in location order. */
+  get overflows(): Overflow[] {
+    const out: Overflow[] = [];
+    for (let l = 0; l < this.locations; l++) {
+      if (this.overflowFirstAtNs[l] >= 0) out.push({ location: l, firstAtNs: this.overflowFirstAtNs[l], maxExcessBytes: this.overflowMaxExcess[l], maxAtNs: this.overflowMaxAtNs[l] });
+    }
+    return out;
   }
 
   /** Records the current state of every location with memory in use (the start of the timeline). */

@@ -216,20 +216,18 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
       return [tier, b];
     }),
   ) as Record<Tier, Record<Category, number>>;
-  const overflows: OverflowReport[] = [...memory.overflows.values()]
-    .sort((a, b) => a.location - b.location)
-    .map((o) => {
-      const tier = layout.tierOf(o.location);
-      const where = tier === 'hbm' ? { device: o.location } : { node: o.location - layout.devices - (tier === 'nvme' ? layout.nodes : 0) };
-      return {
-        tier,
-        ...where,
-        capacity: plan.capacities[o.location],
-        excess: o.maxExcessBytes,
-        firstAt: o.firstAtNs / NANOSECONDS_PER_SECOND,
-        maxAt: o.maxAtNs / NANOSECONDS_PER_SECOND,
-      };
-    });
+  const overflows: OverflowReport[] = memory.overflows.map((o) => {
+    const tier = layout.tierOf(o.location);
+    const where = tier === 'hbm' ? { device: o.location } : { node: o.location - layout.devices - (tier === 'nvme' ? layout.nodes : 0) };
+    return {
+      tier,
+      ...where,
+      capacity: plan.capacities[o.location],
+      excess: o.maxExcessBytes,
+      firstAt: o.firstAtNs / NANOSECONDS_PER_SECOND,
+      maxAt: o.maxAtNs / NANOSECONDS_PER_SECOND,
+    };
+  });
 
   const activations = CATEGORIES.indexOf('activations');
   const stages: StageReport[] = plan.stages.map((s) => {

@@ -58,7 +58,7 @@ describe('execute', () => {
     expect(m.peakAtNs[0]).toBe(10);
     expect(Array.from(m.peakByCategory)).toEqual([700, 600]);
     expect(m.used[0]).toBe(0);
-    expect(m.overflows.get(0)).toEqual({ location: 0, firstAtNs: 10, maxExcessBytes: 300, maxAtNs: 10 });
+    expect(m.overflows).toEqual([{ location: 0, firstAtNs: 10, maxExcessBytes: 300, maxAtNs: 10 }]);
   });
 
   it('reports a dependency cycle with the operations that block it, instead of hanging', () => {
