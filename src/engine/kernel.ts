@@ -35,6 +35,10 @@ export function toNanoseconds(seconds: number): number {
   return Math.ceil(ns);
 }
 
+/** Slot numbers fit below this, so (sequence, slot) packs exactly into one float64 while sequence < 2^31. */
+const SLOTS = 2 ** 22;
+const MAX_SEQUENCE = 2 ** 31;
+
 export class EventKernel {
   /** Current simulated time, whole nanoseconds. */
   now = 0;
@@ -58,6 +62,7 @@ export class EventKernel {
   private rootConsumed = false;
   /** Events of one instant taken out of the heap together, in sequence order, and how many of them have run. */
   private batch = new Int32Array(16);
+  private batchKeys = new Float64Array(16);
   private batchCount = 0;
   private batchNext = 0;
 
@@ -90,11 +95,13 @@ export class EventKernel {
     if (this.freeCount > 0) slot = this.freeSlots[--this.freeCount];
     else {
       if (this.slotsUsed === this.type.length) this.grow();
+      if (this.slotsUsed === SLOTS) throw new RangeError(`more than ${SLOTS} events pending at once`);
       slot = this.slotsUsed++;
     }
     this.type[slot] = type;
     this.argA[slot] = a;
     this.argB[slot] = b;
+    if (this.nextSeq === MAX_SEQUENCE) throw new RangeError(`more than ${MAX_SEQUENCE} events in one run`);
     this.seq[slot] = this.nextSeq++;
     if (this.rootConsumed) {
       // The running event's entry is still at the root: the new one takes its place and sifts down, one pass
@@ -149,21 +156,39 @@ export class EventKernel {
 
   /** Moves every event at time `at` (the earliest) from the heap into the batch, in sequence order. */
   private takeBatch(at: number): void {
-    this.batchCount = 0;
-    this.batchNext = 0;
+    let count = 0;
     while (this.size > 0 && this.heapTime[0] === at) {
-      if (this.batchCount === this.batch.length) this.batch = grown(this.batch, this.batchCount * 2);
-      const slot = this.heapSlot[0];
-      // Insertion sort by sequence: batches are small.
-      let i = this.batchCount++;
-      while (i > 0 && this.seq[this.batch[i - 1]] > this.seq[slot]) {
-        this.batch[i] = this.batch[i - 1];
-        i--;
+      if (count === this.batch.length) {
+        this.batch = grown(this.batch, count * 2);
+        this.batchKeys = grown(this.batchKeys, count * 2);
       }
-      this.batch[i] = slot;
+      this.batch[count++] = this.heapSlot[0];
       this.removeRoot();
     }
+    const batch = this.batch;
+    if (count <= 16) {
+      // Insertion sort by sequence for the usual handful.
+      for (let i = 1; i < count; i++) {
+        const slot = batch[i];
+        let j = i;
+        while (j > 0 && this.seq[batch[j - 1]] > this.seq[slot]) {
+          batch[j] = batch[j - 1];
+          j--;
+        }
+        batch[j] = slot;
+      }
+    } else {
+      // Thousands of events can share an instant on a symmetric cluster: sort (sequence, slot) packed into one
+      // number, natively. Sequence numbers stay below 2^31 and slots below 2^22, so the packed key is exact.
+      const keys = this.batchKeys.subarray(0, count);
+      for (let i = 0; i < count; i++) keys[i] = this.seq[batch[i]] * SLOTS + batch[i];
+      keys.sort();
+      for (let i = 0; i < count; i++) batch[i] = keys[i] % SLOTS;
+    }
+    this.batchCount = count;
+    this.batchNext = 0;
   }
+
 
   private removeRoot(): void {
     const n = --this.size;

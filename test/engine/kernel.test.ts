@@ -84,6 +84,22 @@ class ReferenceQueue {
 }
 
 describe('EventKernel against a reference queue', () => {
+  it('thousands of events at one instant still run in scheduling order', () => {
+    const k = new EventKernel(2);
+    const seen: number[] = [];
+    const t = k.on((i) => {
+      seen.push(i);
+      // Each early event schedules another at the same instant: they must run after all that were already due.
+      if (i < 3000) k.schedule(k.now, t, 10_000 + i);
+    });
+    for (let i = 0; i < 5000; i++) k.schedule(i % 2 === 0 ? 7 : 3, t, i);
+    k.run();
+    const odd = Array.from({ length: 2500 }, (_, j) => 2 * j + 1);
+    const even = Array.from({ length: 2500 }, (_, j) => 2 * j);
+    const followUps = (from: number[]) => from.filter((i) => i < 3000).map((i) => 10_000 + i);
+    expect(seen).toEqual([...odd, ...followUps(odd), ...even, ...followUps(even)]);
+  });
+
   it('law: handlers scheduling at the same instant, later, or both run exactly in (time, scheduling order)', () => {
     // Each event, when run, schedules its children at now + delay; delays of 0 and repeated times make many ties.
     const children = fc.array(fc.array(fc.constantFrom(0, 0, 1, 2, 5, 1000, 2 ** 40), { maxLength: 3 }), { minLength: 1, maxLength: 300 });
