@@ -132,25 +132,34 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
   const stepTime = stepNs / NANOSECONDS_PER_SECOND;
   const categories = CATEGORIES.length;
 
-  // Bytes by kind, link type and sender.
-  const byKind = zeroRecord(TRANSFER_KINDS);
-  const byLinkType = zeroRecord(LINK_TYPES);
+  // Bytes by kind, link type and sender, summed by number and named at the end.
+  const bytesByKind = new Float64Array(OP_KINDS.length);
+  const bytesByLinkType = new Float64Array(LINK_TYPES.length);
+  const linkTypeIndex = Object.fromEntries(LINK_TYPES.map((t, i) => [t, i])) as Record<LinkType, number>;
   const sent = new Float64Array(layout.devices);
   let totalBytes = 0;
   for (let op = 0; op < graph.count; op++) {
     const first = graph.flowStart[op];
     const last = graph.flowStart[op + 1];
     if (first === last) continue;
-    const kind = OP_KINDS[graph.kind[op]] as TransferKind;
+    const kind = graph.kind[op];
     for (let i = first; i < last; i++) {
       const bytes = graph.flowBytes[i];
       const source = graph.flowSource[i];
       totalBytes += bytes;
-      byKind[kind] += bytes;
-      byLinkType[topology.pathType(source, graph.flowTarget[i])] += bytes;
+      bytesByKind[kind] += bytes;
+      bytesByLinkType[linkTypeIndex[topology.pathType(source, graph.flowTarget[i])]] += bytes;
       if (source < layout.devices) sent[source] += bytes;
     }
   }
+  // The only compute operation with flows is a host optimizer streaming its states through NVMe: offload traffic.
+  const byKind = zeroRecord(TRANSFER_KINDS);
+  OP_KINDS.forEach((kind, i) => {
+    const named = (TRANSFER_KINDS as readonly string[]).includes(kind) ? (kind as TransferKind) : 'offload';
+    byKind[named] += bytesByKind[i];
+  });
+  const byLinkType = zeroRecord(LINK_TYPES);
+  LINK_TYPES.forEach((type, i) => (byLinkType[type] = bytesByLinkType[i]));
 
   // Each device's span of forward and backward passes, and its compute time within it.
   const spanStart = new Float64Array(layout.devices).fill(Infinity);
@@ -306,6 +315,7 @@ function exposedCommunication(graph: OperationGraph, execution: ExecutionResult,
   const { startNs, endNs } = execution;
   const out = new Float64Array(devices);
   const at = new Int32Array(lanesPerDevice);
+  const headStart = new Float64Array(lanesPerDevice);
   for (let d = 0; d < devices; d++) {
     const firstLane = d * lanesPerDevice;
     for (let l = 0; l < lanesPerDevice; l++) at[l] = program.start[firstLane + l];
@@ -326,21 +336,27 @@ function exposedCommunication(graph: OperationGraph, execution: ExecutionResult,
       }
       return part;
     };
+    // Each communication lane's next interval, cached so that picking the earliest reads one small array.
+    const advance = (l: number) => {
+      const lane = firstLane + l;
+      const end = program.start[lane + 1];
+      while (at[l] < end && endNs[program.items[at[l]]] <= startNs[program.items[at[l]]]) at[l]++;
+      headStart[l] = at[l] < end ? startNs[program.items[at[l]]] : Infinity;
+    };
+    for (let l = 0; l < lanesPerDevice; l++) headStart[l] = Infinity;
+    for (let l = 0; l < lanesPerDevice; l++) if (l !== LANE.compute) advance(l);
     for (;;) {
-      // The earliest-starting next interval over the communication lanes.
       let next = -1;
       let nextStart = Infinity;
       for (let l = 0; l < lanesPerDevice; l++) {
-        if (l === LANE.compute) continue;
-        const lane = firstLane + l;
-        while (at[l] < program.start[lane + 1] && endNs[program.items[at[l]]] <= startNs[program.items[at[l]]]) at[l]++;
-        if (at[l] < program.start[lane + 1] && startNs[program.items[at[l]]] < nextStart) {
-          nextStart = startNs[program.items[at[l]]];
+        if (headStart[l] < nextStart) {
+          nextStart = headStart[l];
           next = l;
         }
       }
       if (next < 0) break;
       const op = program.items[at[next]++];
+      advance(next);
       if (startNs[op] <= unionEnd) unionEnd = Math.max(unionEnd, endNs[op]);
       else {
         if (unionEnd > unionStart) total += exposedPart(unionStart, unionEnd);

@@ -1,20 +1,17 @@
 import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import type { Report } from '../../src/report/report.js';
 import { emitTrace } from '../../src/report/trace.js';
 import { loadScenarioFile } from '../../src/scenario/load.js';
 import { simulate } from '../../src/simulate.js';
 import { SCHEDULES, scheduleContext } from '../../src/strategies/pipeline/registry.js';
 import { checkTrace } from '../support/trace-checker.js';
 
-const all = readdirSync('scenarios').filter((f) => /\.(ya?ml|json)$/.test(f)).sort();
-// Simulated by `npm run bench`, not here: at 16,384 GPUs it takes tens of seconds today (issue: performance).
-const BENCH_ONLY = ['llama3-405b-16k-h100.yaml'];
-const files = all.filter((f) => !BENCH_ONLY.includes(f));
+const files = readdirSync('scenarios').filter((f) => /\.(ya?ml|json)$/.test(f)).sort();
 const load = (file: string) => loadScenarioFile(`scenarios/${file}`, scheduleContext);
 
 /** The figures a golden file pins: enough to notice any change in the models. */
-function figures(file: string) {
-  const r = simulate(load(file)).report;
+function figures(r: Report) {
   return {
     stepTime: r.stepTime,
     bubbleFraction: r.bubbleFraction,
@@ -33,12 +30,13 @@ describe('bundled scenarios', () => {
     expect(files).toEqual(expect.arrayContaining(['small-gpt.yaml', 'gpt3-175b-1024-a100.yaml', 'profiled-costs.yaml']));
   });
 
-  it.each(BENCH_ONLY)('%s (benchmark scenario) validates', (file) => {
-    expect(load(file).cluster.nodes * load(file).cluster.gpusPerNode).toBeGreaterThan(0);
-  });
-
-  it.each(files)('%s validates, runs and matches its golden figures', async (file) => {
-    await expect(JSON.stringify(figures(file), null, 2) + '\n').toMatchFileSnapshot(`__golden__/${file.replace(/\.\w+$/, '')}.json`);
+  it.each(files)('%s validates, runs and matches its golden figures; bytes by kind and by link type add up', async (file) => {
+    const r = simulate(load(file)).report;
+    const total = r.communication.bytes;
+    const sum = (record: Record<string, number>) => Object.values(record).reduce((a, b) => a + b, 0);
+    expect(Math.abs(sum(r.communication.byKind) - total)).toBeLessThanOrEqual(total * 1e-12);
+    expect(Math.abs(sum(r.communication.byLinkType) - total)).toBeLessThanOrEqual(total * 1e-12);
+    await expect(JSON.stringify(figures(r), null, 2) + '\n').toMatchFileSnapshot(`__golden__/${file.replace(/\.\w+$/, '')}.json`);
   });
 });
 
