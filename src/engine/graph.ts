@@ -1,4 +1,4 @@
-import { buildCsr, groupByRow, permuted, TypedList, type Csr } from './growable.js';
+import { buildCsr, transposeCsr, TypedList, type Csr } from './growable.js';
 
 /**
  * The operation graph of one training step, stored as columns of typed arrays so
@@ -29,9 +29,8 @@ export interface OperationGraph {
   readonly stage: Int16Array;
   readonly microBatch: Int32Array;
   readonly chunk: Int16Array;
-  readonly layers: Int32Array;
+  readonly layers: Int16Array;
   readonly flops: Float64Array;
-  readonly bytes: Float64Array;
   /** Operations each operation waits for (built on first use: the executor counts them from `dependents`). */
   readonly deps: Csr;
   /** Operations that wait for each operation. */
@@ -68,7 +67,6 @@ export interface OperationLabels {
   chunk?: number;
   layers?: number;
   flops?: number;
-  bytes?: number;
 }
 
 export const AT_START = 0;
@@ -83,14 +81,14 @@ export class OperationGraphBuilder {
   private readonly stages: TypedList<Int16Array>;
   private readonly microBatches: TypedList<Int32Array>;
   private readonly chunks: TypedList<Int16Array>;
-  private readonly layerCounts: TypedList<Int32Array>;
+  private readonly layerCounts: TypedList<Int16Array>;
   private readonly flopCounts: TypedList<Float64Array>;
-  private readonly byteCounts: TypedList<Float64Array>;
   private readonly depFrom: TypedList<Int32Array>;
   private readonly depTo: TypedList<Int32Array>;
-  private readonly laneOp: TypedList<Int32Array>;
+  /** Where each operation's lanes and flows start: they are added with the operation, so already grouped. */
+  private readonly laneStart: TypedList<Int32Array>;
   private readonly laneId: TypedList<Int32Array>;
-  private readonly flowOp: TypedList<Int32Array>;
+  private readonly flowStart: TypedList<Int32Array>;
   private readonly flowSrc: TypedList<Int32Array>;
   private readonly flowDst: TypedList<Int32Array>;
   private readonly flowSize: TypedList<Float64Array>;
@@ -117,14 +115,13 @@ export class OperationGraphBuilder {
     this.stages = new TypedList(Int16Array, ops);
     this.microBatches = new TypedList(Int32Array, ops);
     this.chunks = new TypedList(Int16Array, ops);
-    this.layerCounts = new TypedList(Int32Array, ops);
+    this.layerCounts = new TypedList(Int16Array, ops);
     this.flopCounts = new TypedList(Float64Array, ops);
-    this.byteCounts = new TypedList(Float64Array, ops);
     this.depFrom = new TypedList(Int32Array, 3 * ops);
     this.depTo = new TypedList(Int32Array, 3 * ops);
-    this.laneOp = new TypedList(Int32Array, 3 * ops);
+    this.laneStart = new TypedList(Int32Array, ops + 1);
     this.laneId = new TypedList(Int32Array, 3 * ops);
-    this.flowOp = new TypedList(Int32Array, 2 * ops);
+    this.flowStart = new TypedList(Int32Array, ops + 1);
     this.flowSrc = new TypedList(Int32Array, 2 * ops);
     this.flowDst = new TypedList(Int32Array, 2 * ops);
     this.flowSize = new TypedList(Float64Array, 2 * ops);
@@ -151,10 +148,10 @@ export class OperationGraphBuilder {
     this.chunks.push(labels.chunk ?? -1);
     this.layerCounts.push(labels.layers ?? 0);
     this.flopCounts.push(labels.flops ?? 0);
-    this.byteCounts.push(labels.bytes ?? 0);
+    this.laneStart.push(this.laneId.length);
+    this.flowStart.push(this.flowSrc.length);
     for (const lane of lanes) {
       if (lane < 0 || lane >= this.laneCount) throw new RangeError(`lane ${lane} out of range`);
-      this.laneOp.push(id);
       this.laneId.push(lane);
     }
     return id;
@@ -166,10 +163,13 @@ export class OperationGraphBuilder {
     this.depTo.push(op);
   }
 
-  /** Moves `bytes` from one vertex to another as part of `op`; untimed flows are only counted. */
+  /**
+   * Moves `bytes` from one vertex to another as part of `op`, the operation added last; untimed flows are only
+   * counted. An operation's bytes are the sum of its flows.
+   */
   flow(op: number, sourceVertex: number, targetVertex: number, bytes: number, timed = true): void {
+    if (op !== this.count - 1) throw new Error(`flows belong to the operation added last (${this.count - 1}), not ${op}`);
     if (bytes <= 0 || sourceVertex === targetVertex) return;
-    this.flowOp.push(op);
     this.flowSrc.push(sourceVertex);
     this.flowDst.push(targetVertex);
     this.flowSize.push(bytes);
@@ -186,15 +186,21 @@ export class OperationGraphBuilder {
     this.memWhen.push(when);
   }
 
+  /** Row starts of a per-operation list, closed with its total: `count + 1` entries. */
+  private frozenStarts(starts: TypedList<Int32Array>, total: number): Int32Array {
+    if (starts.length === this.count) starts.push(total);
+    return starts.view();
+  }
+
   build(): OperationGraph {
     const n = this.count;
     const depFrom = this.depFrom.view();
     const depTo = this.depTo.view();
-    const laneOp = this.laneOp.view();
+    // Columns are views of the builder's lists: nothing is copied that need not be. Lanes and flows are added with
+    // their operation, so their row starts are already known.
     const laneId = this.laneId.view();
-    // Columns are views of the builder's lists, and groupings reuse them where entries are already in order
-    // (lanes and flows are added right after their operation): nothing is copied that need not be.
-    const flows = groupByRow(n, this.flowOp.view());
+    const lanesOf: Csr = { start: this.frozenStarts(this.laneStart, laneId.length), items: laneId };
+    const flowStart = this.frozenStarts(this.flowStart, this.flowSrc.length);
     // Memory effects are often added after later operations (a buffer freed by its consumer): chaining them per
     // operation costs two index arrays where grouping would copy every column.
     const memOp = this.memOp.view();
@@ -217,18 +223,17 @@ export class OperationGraphBuilder {
       chunk: this.chunks.view(),
       layers: this.layerCounts.view(),
       flops: this.flopCounts.view(),
-      bytes: this.byteCounts.view(),
       get deps() {
         return (deps ??= buildCsr(n, depTo, depFrom, depFrom.length));
       },
       dependents: buildCsr(n, depFrom, depTo, depFrom.length),
-      lanesOf: buildCsr(n, laneOp, laneId, laneOp.length),
-      program: buildCsr(this.laneCount, laneId, laneOp, laneOp.length),
-      flowStart: flows.start,
-      flowSource: permuted(this.flowSrc.view(), flows.order),
-      flowTarget: permuted(this.flowDst.view(), flows.order),
-      flowBytes: permuted(this.flowSize.view(), flows.order),
-      flowTimed: permuted(this.flowIsTimed.view(), flows.order),
+      lanesOf,
+      program: transposeCsr(lanesOf, this.laneCount),
+      flowStart,
+      flowSource: this.flowSrc.view(),
+      flowTarget: this.flowDst.view(),
+      flowBytes: this.flowSize.view(),
+      flowTimed: this.flowIsTimed.view(),
       memoryFirst,
       memoryNext,
       memoryLocation: this.memLoc.view(),

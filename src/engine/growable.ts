@@ -57,16 +57,14 @@ export function buildCsr(rows: number, rowOf: Int32Array, itemOf: Int32Array, co
   return { start, items };
 }
 
-/**
- * Where each row's entries start, and the order that groups entries by row (stable), or no order when the entries
- * already are grouped (rows ascending): then nothing needs to move.
- */
-export function groupByRow(rows: number, rowOf: Int32Array): { start: Int32Array; order?: Int32Array } {
-  const { start, sorted } = rowEnds(rows, rowOf);
-  if (sorted) return { start: rowStarts(start) };
-  const order = new Int32Array(rowOf.length);
-  for (let i = rowOf.length - 1; i >= 0; i--) order[--start[rowOf[i]]] = i;
-  return { start, order };
+/** The CSR of columns to rows: row r of the result lists, in order, the rows whose items include r. */
+export function transposeCsr(csr: Csr, columns: number): Csr {
+  const { start } = rowEnds(columns, csr.items);
+  const items = new Int32Array(csr.items.length);
+  for (let r = csr.start.length - 2; r >= 0; r--) {
+    for (let i = csr.start[r + 1] - 1; i >= csr.start[r]; i--) items[--start[csr.items[i]]] = r;
+  }
+  return { start, items };
 }
 
 /**
@@ -92,12 +90,4 @@ function rowStarts(ends: Int32Array): Int32Array {
   for (let r = ends.length - 2; r > 0; r--) ends[r] = ends[r - 1];
   ends[0] = 0;
   return ends;
-}
-
-/** `values` in `order` (all of them when there is no order), as a new array only when something moves. */
-export function permuted<T extends TypedArray>(values: T, order: Int32Array | undefined): T {
-  if (!order) return values;
-  const out = new (values.constructor as TypedArrayConstructor<T>)(order.length);
-  for (let i = 0; i < order.length; i++) out[i] = values[order[i]];
-  return out;
 }

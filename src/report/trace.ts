@@ -86,7 +86,9 @@ export function emitTrace(sim: Simulation, write: (text: string) => void, option
     if (graph.chunk[op] >= 0) args.chunk = graph.chunk[op];
     if (graph.layers[op] > 0) args.layers = graph.layers[op];
     if (graph.flops[op] > 0) args.flops = graph.flops[op];
-    if (graph.bytes[op] > 0) args.bytes = graph.bytes[op];
+    let bytes = 0;
+    for (let i = graph.flowStart[op]; i < graph.flowStart[op + 1]; i++) bytes += graph.flowBytes[i];
+    if (bytes > 0) args.bytes = bytes;
     const lanes: number[] = [];
     for (let i = graph.lanesOf.start[op]; i < graph.lanesOf.start[op + 1]; i++) lanes.push(graph.lanesOf.items[i]);
     if (lanes.length > 1) args.devices = lanes.map((l) => Math.floor(l / lanesPerDevice));

@@ -297,7 +297,7 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
     p2pLanes[1] = layout.lane(to, receiveLane);
     const timed = fixedSeconds === undefined;
     const latencyNs = timed ? toNanoseconds(stepLatency + topology.pathLatencySeconds(from, to)) : 0;
-    const op = g.add({ kind: KIND.p2p, device: from, stage: labels.stage, microBatch: labels.microBatch, chunk: labels.chunk, bytes }, timed ? 0 : toNanoseconds(fixedSeconds), p2pLanes, latencyNs);
+    const op = g.add({ kind: KIND.p2p, device: from, stage: labels.stage, microBatch: labels.microBatch, chunk: labels.chunk }, timed ? 0 : toNanoseconds(fixedSeconds), p2pLanes, latencyNs);
     g.flow(op, from, to, bytes, timed);
     return op;
   };
@@ -309,8 +309,7 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
     for (const f of plan.flows) maxPathLatency = Math.max(maxPathLatency, topology.pathLatencySeconds(f.source, f.target));
     const lanes = group.map((device, i) => layout.lane(device, laneKinds[Math.min(i, laneKinds.length - 1)]));
     const latencyNs = fixedSeconds === undefined ? toNanoseconds(plan.steps * (stepLatency + maxPathLatency)) : 0;
-    const total = plan.flows.reduce((sum, f) => sum + f.bytes, 0);
-    const op = g.add({ kind: KIND[kind], device: group[0], stage: labels.stage, microBatch: labels.microBatch, chunk: labels.chunk, bytes: total }, fixedSeconds === undefined ? 0 : toNanoseconds(fixedSeconds), lanes, latencyNs);
+    const op = g.add({ kind: KIND[kind], device: group[0], stage: labels.stage, microBatch: labels.microBatch, chunk: labels.chunk }, fixedSeconds === undefined ? 0 : toNanoseconds(fixedSeconds), lanes, latencyNs);
     for (const f of plan.flows) g.flow(op, f.source, f.target, f.bytes, fixedSeconds === undefined);
     return op;
   };
@@ -378,7 +377,7 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
   /** A transfer between a device and its node's host memory or NVMe, on the device's offload lane. */
   const offloadTransfer = (device: number, from: number, to: number, bytes: number, labels: { stage?: number; microBatch?: number }): number => {
     const latencyNs = toNanoseconds(topology.pathLatencySeconds(from, to));
-    const op = g.add({ kind: KIND.offload, device, stage: labels.stage, microBatch: labels.microBatch, bytes }, 0, [layout.lane(device, LANE.offload)], latencyNs);
+    const op = g.add({ kind: KIND.offload, device, stage: labels.stage, microBatch: labels.microBatch }, 0, [layout.lane(device, LANE.offload)], latencyNs);
     g.flow(op, from, to, bytes);
     return op;
   };

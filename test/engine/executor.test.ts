@@ -43,6 +43,25 @@ describe('execute', () => {
     expect(r.linkBytes[0]).toBe(1e6);
   });
 
+  it('groups lanes and flows with the operation they were added with, and refuses a flow for an earlier one', () => {
+    const g = new OperationGraphBuilder(3);
+    const a = g.add({ kind: 5, device: 0 }, 0, [2, 0]);
+    g.flow(a, 0, 1, 10);
+    const b = g.add({ kind: 0, device: 1 }, 5, [1]);
+    const c = g.add({ kind: 5, device: 0 }, 0, [0, 1]);
+    g.flow(c, 1, 0, 20);
+    g.flow(c, 1, 2, 30);
+    expect(() => g.flow(b, 0, 1, 1)).toThrow(/flows belong to the operation added last/);
+    const graph = g.build();
+    expect(Array.from(graph.lanesOf.start)).toEqual([0, 2, 3, 5]);
+    expect(Array.from(graph.lanesOf.items)).toEqual([2, 0, 1, 0, 1]);
+    // Each lane's program in the order operations were added.
+    expect(Array.from(graph.program.start)).toEqual([0, 2, 4, 5]);
+    expect(Array.from(graph.program.items)).toEqual([a, c, b, c, a]);
+    expect(Array.from(graph.flowStart)).toEqual([0, 1, 1, 3]);
+    expect(Array.from(graph.flowBytes)).toEqual([10, 20, 30]);
+  });
+
   it('applies memory at start and end, tracks the peak and its breakdown, and reports overflow without stopping', () => {
     const g = new OperationGraphBuilder(1);
     const a = g.add({ kind: 0, device: 0 }, 10, [0]);
