@@ -69,17 +69,12 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
   for (let i = 0; i < dependents.items.length; i++) depsLeft[dependents.items[i]]++;
   for (let op = 0; op < n; op++) lanesLeft[op] = lanesOf.start[op + 1] - lanesOf.start[op];
 
-  // Operations that became ready together, started in id order: a small stack, sorted by insertion.
+  // Operations that became ready together, started in id order.
   let ready = new Int32Array(256);
   let readyCount = 0;
   const makeReady = (op: number) => {
     if (readyCount === ready.length) ready = grown(ready, readyCount * 2);
-    let i = readyCount++;
-    while (i > 0 && ready[i - 1] > op) {
-      ready[i] = ready[i - 1];
-      i--;
-    }
-    ready[i] = op;
+    ready[readyCount++] = op;
   };
   const path = new Int32Array(MAX_HOPS);
   const network = new FlowNetwork(kernel, input.links, (op) => flowDone(op));
@@ -149,7 +144,8 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
 
   function drain(): void {
     // Start in id order among those that became ready together, for determinism independent of discovery order.
-    // Starting may not make others ready (that happens only when operations end), so the stack is stable here.
+    // Starting may not make others ready (that happens only when operations end), so the list is stable here.
+    if (readyCount > 1) sortIds(ready, readyCount);
     for (let i = 0; i < readyCount; i++) start(ready[i]);
     readyCount = 0;
   }
@@ -175,6 +171,23 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
     eventsProcessed: kernel.eventsProcessed,
     blocked: completed === n ? [] : describeBlocked(graph, startNs, endNs, laneHead),
   };
+}
+
+/** Sorts the first `count` ids ascending: by insertion for the usual handful, natively beyond. */
+function sortIds(ids: Int32Array, count: number): void {
+  if (count > 16) {
+    ids.subarray(0, count).sort();
+    return;
+  }
+  for (let i = 1; i < count; i++) {
+    const id = ids[i];
+    let j = i;
+    while (j > 0 && ids[j - 1] > id) {
+      ids[j] = ids[j - 1];
+      j--;
+    }
+    ids[j] = id;
+  }
 }
 
 function describeBlocked(
