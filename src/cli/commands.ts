@@ -32,7 +32,13 @@ export function run(args: ScenarioArgs & { output?: string; trace?: string; 'tra
   log.info({ scenario: scenario.name, file: args.scenario }, 'scenario loaded');
   const ranks = traceRanks(args, scenario);
   const started = process.hrtime.bigint();
-  const sim = simulate(scenario, { recordMemory: args.trace === undefined ? false : (ranks ?? true) });
+  let lap = started;
+  const onPhase = (phase: string) => {
+    const now = process.hrtime.bigint();
+    log.debug({ phase, wallMs: Number(now - lap) / 1e6 }, 'phase done');
+    lap = now;
+  };
+  const sim = simulate(scenario, { recordMemory: args.trace === undefined ? false : (ranks ?? true), onPhase });
   log.info({ operations: sim.report.simulation.operations, events: sim.report.simulation.events, wallMs: Number(process.hrtime.bigint() - started) / 1e6 }, 'step simulated');
   if (args.output) writeFileAtomic(args.output, json(sim.report));
   if (args.trace) {
