@@ -178,4 +178,16 @@ describe('the installed executable', () => {
     expect(lines.length).toBeGreaterThan(0);
     for (const line of lines) expect(JSON.parse(line).msg).toBeTypeOf('string');
   });
+
+  it('--log-level debug adds the wall time of each phase', () => {
+    const r = spawnSync(process.execPath, [bin, 'run', SMALL, '--json', '--log-level', 'debug'], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    const phases = r.stderr
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
+      .filter((entry) => entry.msg === 'phase done');
+    expect(phases.map((p) => p.phase)).toEqual(['topology', 'step', 'execute', 'report']);
+    for (const p of phases) expect(p.wallMs).toBeGreaterThanOrEqual(0);
+  });
 });
