@@ -286,7 +286,8 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
   // tensor-parallel collective and a transfer per rank, for every segment; a quarter more for everything else.
   const passesPerReplica = order.reduce((sum, stageOrder) => sum + stageOrder.length, 0);
   const segmentsPerPass = parallel.zero === 3 ? Math.max(...virtualStages.map((v) => v.layers)) + 2 : 1;
-  const expectedOperations = 1.25 * (passesPerReplica * dp * (2 * tp + 1) * segmentsPerPass + 4 * layout.devices);
+  // Capped, so that an enormous estimate reserves no more than 32M operations' worth; past that, lists double.
+  const expectedOperations = Math.min(2 ** 25, 1.25 * (passesPerReplica * dp * (2 * tp + 1) * segmentsPerPass + 4 * layout.devices));
   const g = new OperationGraphBuilder(layout.laneCount, expectedOperations);
   const stepLatency = cluster.collectiveStepLatencySeconds;
 
