@@ -216,7 +216,8 @@ export function buildTopology(spec: ClusterSpec): Topology {
   // GPU to GPU through NVSwitch; rail-aligned across nodes (GPU g leaves through its own NIC and enters the peer
   // through the peer's), as an egress half (GPU, PCIe switch, NIC, leaf) and an ingress half; leaf to leaf through
   // the spine; GPU to host memory through its PCIe switch, and on to NVMe. -1 marks a route the structure does not
-  // give (no NVSwitch, or a NIC on another PCIe switch): those are searched on the graph and cached.
+  // give (no NVSwitch, or a NIC on another PCIe switch): those are searched on the graph, still rail-aligned across
+  // nodes, and cached.
   const nvUp = new Int32Array(devices).fill(-1);
   const nvDown = new Int32Array(devices).fill(-1);
   const egress = new Int32Array(devices * 3).fill(-1);
@@ -305,7 +306,10 @@ export function buildTopology(spec: ClusterSpec): Topology {
     const key = source * vertexCount + target;
     let found = searchedCache.get(key);
     if (!found) {
-      found = Int32Array.from(searched(source, target));
+      // Across nodes the route stays rail-aligned even where the structure is irregular: through each GPU's own NIC.
+      const crossNode = gpuS && gpuT && vertexNode[source] !== vertexNode[target];
+      const links = crossNode ? [...searched(source, railNic(source)), ...searched(railNic(source), railNic(target)), ...searched(railNic(target), target)] : searched(source, target);
+      found = Int32Array.from(links);
       searchedCache.set(key, found);
     }
     out.set(found);

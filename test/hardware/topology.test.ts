@@ -54,8 +54,12 @@ describe('buildTopology', () => {
         fc.constantFrom('dgx-a100', 'dgx-h100', 'dgx-2'),
         fc.integer({ min: 1, max: 4 }),
         fc.boolean(),
-        (nodes, gpusPerNode, node, nodesPerLeaf, nvswitch) => {
-          const t = buildTopology(scenario({ cluster: { nodes, gpusPerNode, node: { preset: node, nvswitch }, fabric: { nodesPerLeaf } }, training: { globalBatch: nodes * gpusPerNode }, parallel: { tp: 1, pp: 1, dp: undefined } }).cluster);
+        // Irregular nodes too: NICs and GPUs spread over PCIe switches differently, so some rails cross switches.
+        fc.constantFrom(1, 2, 4),
+        fc.constantFrom(1, 2, 3, 8),
+        (nodes, gpusPerNode, node, nodesPerLeaf, nvswitch, gpusPerPcieSwitch, nics) => {
+          const cluster = { nodes, gpusPerNode, node: { preset: node, nvswitch, gpusPerPcieSwitch, nics }, fabric: { nodesPerLeaf } };
+          const t = buildTopology(scenario({ cluster, training: { globalBatch: nodes * gpusPerNode }, parallel: { tp: 1, pp: 1, dp: undefined } }).cluster);
           const g = t.graph;
           const key = (v: number) => g.findNode((_k, a) => a.id === v)!;
           const searched = (a: number, b: number) => {
