@@ -94,8 +94,8 @@ export class EventKernel {
     let slot: number;
     if (this.freeCount > 0) slot = this.freeSlots[--this.freeCount];
     else {
-      if (this.slotsUsed === this.type.length) this.grow();
       if (this.slotsUsed === SLOTS) throw new RangeError(`more than ${SLOTS} events pending at once`);
+      if (this.slotsUsed === this.type.length) this.grow();
       slot = this.slotsUsed++;
     }
     this.type[slot] = type;

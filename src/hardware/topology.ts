@@ -278,29 +278,24 @@ export function buildTopology(spec: ClusterSpec): Topology {
         out[k++] = ingress[3 * target + 2];
         return k;
       }
-    } else if (gpuS && vertexNode[target] === vertexNode[source]) {
-      if (vertexKind[target] === 'cpu' && toHost[2 * source] >= 0) {
+    } else if (gpuS && vertexNode[target] === vertexNode[source] && toHost[2 * source] >= 0) {
+      // To host memory, and on to NVMe behind it.
+      const toNvme = vertexKind[target] === 'nvme';
+      if (toNvme || vertexKind[target] === 'cpu') {
         out[0] = toHost[2 * source];
         out[1] = toHost[2 * source + 1];
-        return 2;
+        if (toNvme) out[2] = nvmeWrite[vertexNode[source]];
+        return toNvme ? 3 : 2;
       }
-      if (vertexKind[target] === 'nvme' && toHost[2 * source] >= 0) {
-        out[0] = toHost[2 * source];
-        out[1] = toHost[2 * source + 1];
-        out[2] = nvmeWrite[vertexNode[source]];
-        return 3;
-      }
-    } else if (gpuT && vertexNode[source] === vertexNode[target]) {
-      if (vertexKind[source] === 'cpu' && fromHost[2 * target] >= 0) {
-        out[0] = fromHost[2 * target];
-        out[1] = fromHost[2 * target + 1];
-        return 2;
-      }
-      if (vertexKind[source] === 'nvme' && fromHost[2 * target] >= 0) {
-        out[0] = nvmeRead[vertexNode[target]];
-        out[1] = fromHost[2 * target];
-        out[2] = fromHost[2 * target + 1];
-        return 3;
+    } else if (gpuT && vertexNode[source] === vertexNode[target] && fromHost[2 * target] >= 0) {
+      // From host memory, or from NVMe through it.
+      const fromNvme = vertexKind[source] === 'nvme';
+      if (fromNvme || vertexKind[source] === 'cpu') {
+        let k = 0;
+        if (fromNvme) out[k++] = nvmeRead[vertexNode[target]];
+        out[k++] = fromHost[2 * target];
+        out[k++] = fromHost[2 * target + 1];
+        return k;
       }
     }
     const key = source * vertexCount + target;
