@@ -11,11 +11,21 @@
  * durations to whole nanoseconds (see `toNanoseconds`).
  *
  * Events scheduled for the same instant run in the order they were scheduled
- * (FIFO), so every run is deterministic. The heap orders by time alone, which
- * keeps its comparisons to one number; when the earliest time is shared by
- * several events, they are taken out together and run in order of their
- * sequence numbers. Events scheduled for that same instant meanwhile were
- * scheduled later than all of them, and form the next such batch.
+ * (FIFO), so every run is deterministic.
+ *
+ * The queue is a ladder queue (Tang, Goh and Thng, ACM TOMACS 15(3), 2005): its
+ * cost per event does not grow with the number of events pending, where a heap's
+ * does (log n). Events live in three tiers, each holding only times later than
+ * the tier below:
+ * - the top: far-future events in one unsorted list;
+ * - the ladder: rungs of time buckets, each an unsorted list; a rung covers one
+ *   bucket of the rung above it, in finer buckets;
+ * - the bottom: the nearest events, in one sorted list, from which events run.
+ * When the bottom runs dry, the lowest rung's next bucket is sorted into it, or,
+ * when it holds too many events to sort, spread over a new, finer rung; when the
+ * ladder runs dry, the top is spread over a new first rung. Every list keeps
+ * scheduling order among equal times (appends, stable sorts), which is what
+ * makes ties run in FIFO order.
  */
 
 import { grown } from './growable.js';
@@ -35,9 +45,11 @@ export function toNanoseconds(seconds: number): number {
   return Math.ceil(ns);
 }
 
-/** Slot numbers fit below this, so (sequence, slot) packs exactly into one float64 while sequence < 2^31. */
-const SLOTS = 2 ** 22;
-const MAX_SEQUENCE = 2 ** 31;
+/** A bucket with more events than this is spread over a finer rung rather than sorted (the paper's THRES). */
+const SORT_THRESHOLD = 50;
+/** Rungs at most; a bucket that cannot be split further is sorted whatever its size. */
+const MAX_RUNGS = 8;
+const NONE = -1;
 
 export class EventKernel {
   /** Current simulated time, whole nanoseconds. */
@@ -46,35 +58,57 @@ export class EventKernel {
   eventsProcessed = 0;
 
   private readonly handlers: EventHandler[] = [];
-  // A binary heap of (time, slot); payloads and sequence numbers live in slots, recycled through a free list.
-  private heapTime: Float64Array;
-  private heapSlot: Int32Array;
-  private seq: Float64Array;
+  private count = 0;
+
+  // Events live in slots, recycled through a free list; `next` chains a slot into the list of its tier or bucket.
+  private time: Float64Array;
+  private next: Int32Array;
   private type: Int32Array;
   private argA: Int32Array;
   private argB: Int32Array;
   private freeSlots: Int32Array;
   private freeCount = 0;
-  private size = 0;
   private slotsUsed = 0;
-  private nextSeq = 0;
-  /** The running event's entry is still at the root, to be replaced or removed. */
-  private rootConsumed = false;
-  /** Events of one instant taken out of the heap together, in sequence order, and how many of them have run. */
-  private batch = new Int32Array(16);
-  private batchKeys = new Float64Array(16);
-  private batchCount = 0;
-  private batchNext = 0;
+
+  // Top: events at or after `topStart`, in scheduling order.
+  private topStart = 0;
+  private topHead = NONE;
+  private topTail = NONE;
+  private topCount = 0;
+  private topMin = Infinity;
+  private topMax = -Infinity;
+
+  // Rungs, 0 the coarsest. Rung r's bucket b covers [start + b·width, start + (b+1)·width); buckets before
+  // `current` have been taken, and the rung holds the events at or after `currentStart` (and before the rung above).
+  private rungs = 0;
+  private readonly rungStart = new Float64Array(MAX_RUNGS);
+  private readonly rungWidth = new Float64Array(MAX_RUNGS);
+  private readonly rungBuckets = new Int32Array(MAX_RUNGS);
+  private readonly rungCurrent = new Int32Array(MAX_RUNGS);
+  private readonly rungCurrentStart = new Float64Array(MAX_RUNGS);
+  private readonly rungCount = new Int32Array(MAX_RUNGS);
+  private readonly bucketHead: Int32Array[] = [];
+  private readonly bucketTail: Int32Array[] = [];
+  private readonly bucketCount: Int32Array[] = [];
+
+  // Bottom: the earliest events, sorted by time, equal times in scheduling order.
+  private bottomHead = NONE;
+  private bottomTail = NONE;
+  private bottomCount = 0;
 
   constructor(initialCapacity = 1024) {
     const n = Math.max(16, initialCapacity);
-    this.heapTime = new Float64Array(n);
-    this.heapSlot = new Int32Array(n);
-    this.seq = new Float64Array(n);
+    this.time = new Float64Array(n);
+    this.next = new Int32Array(n);
     this.type = new Int32Array(n);
     this.argA = new Int32Array(n);
     this.argB = new Int32Array(n);
     this.freeSlots = new Int32Array(n);
+    for (let r = 0; r < MAX_RUNGS; r++) {
+      this.bucketHead.push(new Int32Array(0));
+      this.bucketTail.push(new Int32Array(0));
+      this.bucketCount.push(new Int32Array(0));
+    }
   }
 
   /** Registers the handler for an event type; returns the type's number. */
@@ -85,153 +119,229 @@ export class EventKernel {
 
   /** Pending events. */
   get pending(): number {
-    return (this.rootConsumed ? this.size - 1 : this.size) + this.batchCount - this.batchNext;
+    return this.count;
   }
 
   /** Schedules an event at absolute time `at` (ns, not before now). */
   schedule(at: number, type: number, a = 0, b = 0): void {
-    if (at < this.now) throw new Error(`event scheduled in the past: ${at} < ${this.now}`);
+    if (!(at >= this.now)) throw new Error(`event scheduled in the past: ${at} < ${this.now}`);
     let slot: number;
     if (this.freeCount > 0) slot = this.freeSlots[--this.freeCount];
     else {
-      if (this.slotsUsed === SLOTS) throw new RangeError(`more than ${SLOTS} events pending at once`);
       if (this.slotsUsed === this.type.length) this.grow();
       slot = this.slotsUsed++;
     }
+    this.time[slot] = at;
     this.type[slot] = type;
     this.argA[slot] = a;
     this.argB[slot] = b;
-    if (this.nextSeq === MAX_SEQUENCE) throw new RangeError(`more than ${MAX_SEQUENCE} events in one run`);
-    this.seq[slot] = this.nextSeq++;
-    if (this.rootConsumed) {
-      // The running event's entry is still at the root: the new one takes its place and sifts down, one pass
-      // instead of a pop and a push. Most handlers schedule one event, so this halves the heap's work.
-      this.rootConsumed = false;
-      this.siftDown(at, slot, this.size);
+    this.count++;
+    this.insert(slot, at);
+  }
+
+  /** Files an event in the tier that holds its time. */
+  private insert(slot: number, at: number): void {
+    const next = this.next;
+    next[slot] = NONE;
+    if (at >= this.topStart) {
+      if (this.topTail === NONE) this.topHead = slot;
+      else next[this.topTail] = slot;
+      this.topTail = slot;
+      this.topCount++;
+      if (at < this.topMin) this.topMin = at;
+      if (at > this.topMax) this.topMax = at;
       return;
     }
-    const time = this.heapTime;
-    const heapSlot = this.heapSlot;
-    let pos = this.size++;
-    while (pos > 0) {
-      const parent = (pos - 1) >> 1;
-      const pt = time[parent];
-      if (pt <= at) break;
-      time[pos] = pt;
-      heapSlot[pos] = heapSlot[parent];
-      pos = parent;
+    for (let r = 0; r < this.rungs; r++) {
+      if (at >= this.rungCurrentStart[r]) {
+        this.appendToBucket(r, slot, at);
+        return;
+      }
     }
-    time[pos] = at;
-    heapSlot[pos] = slot;
+    this.insertIntoBottom(slot, at);
+  }
+
+  private appendToBucket(r: number, slot: number, at: number): void {
+    let b = Math.floor((at - this.rungStart[r]) / this.rungWidth[r]);
+    const last = this.rungBuckets[r] - 1;
+    if (b > last) b = last;
+    const head = this.bucketHead[r];
+    const tail = this.bucketTail[r];
+    if (head[b] === NONE) head[b] = slot;
+    else this.next[tail[b]] = slot;
+    tail[b] = slot;
+    this.bucketCount[r][b]++;
+    this.rungCount[r]++;
+  }
+
+  /** Sorted insertion, after every event of the same or an earlier time. */
+  private insertIntoBottom(slot: number, at: number): void {
+    const time = this.time;
+    const next = this.next;
+    if (this.bottomHead === NONE) {
+      this.bottomHead = this.bottomTail = slot;
+    } else if (time[this.bottomTail] <= at) {
+      next[this.bottomTail] = slot;
+      this.bottomTail = slot;
+    } else if (at < time[this.bottomHead]) {
+      next[slot] = this.bottomHead;
+      this.bottomHead = slot;
+    } else if (this.bottomCount > 4 * SORT_THRESHOLD && this.rungs < MAX_RUNGS) {
+      // A long bottom would make every insertion a long walk: spread it over a finer rung instead.
+      this.bottomToRung();
+      this.insert(slot, at);
+      return;
+    } else {
+      let before = this.bottomHead;
+      while (time[next[before]] <= at) before = next[before];
+      next[slot] = next[before];
+      next[before] = slot;
+    }
+    this.bottomCount++;
   }
 
   /** Runs the earliest event; returns false when none is left. */
   step(): boolean {
-    let slot: number;
-    if (this.batchNext < this.batchCount) slot = this.batch[this.batchNext++];
-    else {
-      if (this.size === 0) return false;
-      const time = this.heapTime;
-      const first = time[0];
-      // Another event at the same instant sits at a child of the root, if anywhere.
-      if ((this.size > 1 && time[1] === first) || (this.size > 2 && time[2] === first)) {
-        this.takeBatch(first);
-        slot = this.batch[this.batchNext++];
-      } else {
-        slot = this.heapSlot[0];
-        // The root is removed lazily: the handler's first schedule() overwrites it.
-        this.rootConsumed = true;
-      }
-      this.now = first;
-    }
+    if (this.bottomHead === NONE && !this.refill()) return false;
+    const slot = this.bottomHead;
+    this.bottomHead = this.next[slot];
+    if (this.bottomHead === NONE) this.bottomTail = NONE;
+    this.bottomCount--;
+    this.count--;
+    this.now = this.time[slot];
     this.freeSlots[this.freeCount++] = slot;
     this.eventsProcessed++;
     this.handlers[this.type[slot]](this.argA[slot], this.argB[slot]);
-    if (this.rootConsumed) {
-      this.rootConsumed = false;
-      this.removeRoot();
-    }
     return true;
-  }
-
-  /** Moves every event at time `at` (the earliest) from the heap into the batch, in sequence order. */
-  private takeBatch(at: number): void {
-    let count = 0;
-    while (this.size > 0 && this.heapTime[0] === at) {
-      if (count === this.batch.length) {
-        this.batch = grown(this.batch, count * 2);
-        this.batchKeys = grown(this.batchKeys, count * 2);
-      }
-      this.batch[count++] = this.heapSlot[0];
-      this.removeRoot();
-    }
-    const batch = this.batch;
-    if (count <= 16) {
-      // Insertion sort by sequence for the usual handful.
-      for (let i = 1; i < count; i++) {
-        const slot = batch[i];
-        let j = i;
-        while (j > 0 && this.seq[batch[j - 1]] > this.seq[slot]) {
-          batch[j] = batch[j - 1];
-          j--;
-        }
-        batch[j] = slot;
-      }
-    } else {
-      // Thousands of events can share an instant on a symmetric cluster: sort (sequence, slot) packed into one
-      // number, natively. Sequence numbers stay below 2^31 and slots below 2^22, so the packed key is exact.
-      const keys = this.batchKeys.subarray(0, count);
-      for (let i = 0; i < count; i++) keys[i] = this.seq[batch[i]] * SLOTS + batch[i];
-      keys.sort();
-      for (let i = 0; i < count; i++) batch[i] = keys[i] % SLOTS;
-    }
-    this.batchCount = count;
-    this.batchNext = 0;
-  }
-
-
-  private removeRoot(): void {
-    const n = --this.size;
-    if (n > 0) this.siftDown(this.heapTime[n], this.heapSlot[n], n);
-  }
-
-  /** Places the entry (t, slot) at the root of a heap of `n` entries and sifts it down to its place. */
-  private siftDown(t: number, sl: number, n: number): void {
-    const time = this.heapTime;
-    const heapSlot = this.heapSlot;
-    let pos = 0;
-    for (;;) {
-      let child = 2 * pos + 1;
-      if (child >= n) break;
-      let ct = time[child];
-      const right = child + 1;
-      if (right < n) {
-        const rt = time[right];
-        if (rt < ct) {
-          child = right;
-          ct = rt;
-        }
-      }
-      if (t <= ct) break;
-      time[pos] = ct;
-      heapSlot[pos] = heapSlot[child];
-      pos = child;
-    }
-    time[pos] = t;
-    heapSlot[pos] = sl;
   }
 
   /** Runs events until none is left or the next one lies after `until` (ns). */
   run(until = Infinity): void {
-    while ((this.batchNext < this.batchCount || (this.size > 0 && this.heapTime[0] <= until)) && this.step());
+    while ((this.bottomHead !== NONE || this.refill()) && this.time[this.bottomHead] <= until) this.step();
     if (until !== Infinity && until > this.now) this.now = until;
+  }
+
+  /** Fills the empty bottom from the ladder, or the ladder from the top; false when no event is pending. */
+  private refill(): boolean {
+    while (this.bottomHead === NONE) {
+      if (this.rungs === 0) {
+        if (this.topCount === 0) return false;
+        this.topToRung();
+        continue;
+      }
+      const r = this.rungs - 1;
+      if (this.rungCount[r] === 0) {
+        // The rung is used up: the range it had left now belongs to the rung above (or to the bottom).
+        this.rungs--;
+        continue;
+      }
+      const head = this.bucketHead[r];
+      let b = this.rungCurrent[r];
+      while (head[b] === NONE) b++;
+      const list = head[b];
+      const n = this.bucketCount[r][b];
+      head[b] = NONE;
+      this.bucketCount[r][b] = 0;
+      this.rungCount[r] -= n;
+      const width = this.rungWidth[r];
+      const bucketStart = this.rungStart[r] + b * width;
+      this.rungCurrent[r] = b + 1;
+      this.rungCurrentStart[r] = bucketStart + width;
+      if (n > SORT_THRESHOLD && width > 1 && this.rungs < MAX_RUNGS) this.spread(list, n, bucketStart, bucketStart + width);
+      else this.sortIntoBottom(list, n);
+    }
+    return true;
+  }
+
+  /** Moves the top onto a new first rung (the ladder is empty), or straight into the bottom when it is small. */
+  private topToRung(): void {
+    const list = this.topHead;
+    const n = this.topCount;
+    const min = this.topMin;
+    const max = this.topMax;
+    this.topHead = this.topTail = NONE;
+    this.topCount = 0;
+    this.topMin = Infinity;
+    this.topMax = -Infinity;
+    if (n <= SORT_THRESHOLD || max === min) {
+      this.topStart = max + 1;
+      this.sortIntoBottom(list, n);
+    } else {
+      const end = this.spread(list, n, min, max + 1);
+      this.topStart = end;
+    }
+  }
+
+  /**
+   * Spreads a list of `n` events with times in [from, to) over a new lowest rung of about `n` buckets starting at
+   * `from`, keeping their order within each bucket; returns where the rung ends (at or after `to`).
+   */
+  private spread(list: number, n: number, from: number, to: number): number {
+    const r = this.rungs++;
+    const width = Math.max(1, Math.ceil((to - from) / n));
+    const buckets = Math.ceil((to - from) / width);
+    if (this.bucketHead[r].length < buckets) {
+      const size = Math.max(buckets, 2 * this.bucketHead[r].length);
+      this.bucketHead[r] = new Int32Array(size);
+      this.bucketTail[r] = new Int32Array(size);
+      this.bucketCount[r] = new Int32Array(size);
+    }
+    this.bucketHead[r].fill(NONE, 0, buckets);
+    this.bucketCount[r].fill(0, 0, buckets);
+    this.rungStart[r] = from;
+    this.rungWidth[r] = width;
+    this.rungBuckets[r] = buckets;
+    this.rungCurrent[r] = 0;
+    this.rungCurrentStart[r] = from;
+    this.rungCount[r] = 0;
+    const next = this.next;
+    for (let slot = list; slot !== NONE; ) {
+      const following = next[slot];
+      next[slot] = NONE;
+      this.appendToBucket(r, slot, this.time[slot]);
+      slot = following;
+    }
+    return from + buckets * width;
+  }
+
+  /** The bottom grew long: it becomes a new lowest rung, reaching up to where the tier above begins. */
+  private bottomToRung(): void {
+    const list = this.bottomHead;
+    const n = this.bottomCount;
+    const upper = this.rungs > 0 ? this.rungCurrentStart[this.rungs - 1] : this.topStart;
+    this.bottomHead = this.bottomTail = NONE;
+    this.bottomCount = 0;
+    this.spread(list, n, this.time[list], upper);
+  }
+
+  /** Sorts a list (in scheduling order among equal times) into the empty bottom, stably by time. */
+  private sortIntoBottom(list: number, n: number): void {
+    const time = this.time;
+    const next = this.next;
+    if (n > 4 * SORT_THRESHOLD) {
+      // Rare (a bucket no rung can split): a stable native sort rather than a long insertion.
+      const slots: number[] = [];
+      for (let slot = list; slot !== NONE; slot = next[slot]) slots.push(slot);
+      slots.sort((x, y) => time[x] - time[y]);
+      for (let i = 0; i < n - 1; i++) next[slots[i]] = slots[i + 1];
+      next[slots[n - 1]] = NONE;
+      this.bottomHead = slots[0];
+      this.bottomTail = slots[n - 1];
+      this.bottomCount = n;
+      return;
+    }
+    for (let slot = list; slot !== NONE; ) {
+      const following = next[slot];
+      next[slot] = NONE;
+      this.insertIntoBottom(slot, time[slot]);
+      slot = following;
+    }
   }
 
   private grow(): void {
     const n = this.type.length * 2;
-    this.heapTime = grown(this.heapTime, n);
-    this.heapSlot = grown(this.heapSlot, n);
-    this.seq = grown(this.seq, n);
+    this.time = grown(this.time, n);
+    this.next = grown(this.next, n);
     this.type = grown(this.type, n);
     this.argA = grown(this.argA, n);
     this.argB = grown(this.argB, n);

@@ -133,6 +133,111 @@ describe('EventKernel against a reference queue', () => {
   });
 });
 
+describe('EventKernel ladder tiers', () => {
+  /** The reference for long runs: pending events kept sorted by (time, scheduling order) with binary search. */
+  class SortedReference {
+    private readonly at: number[] = [];
+    private readonly ids: number[] = [];
+    schedule(time: number, id: number): void {
+      let lo = 0;
+      let hi = this.at.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (this.at[mid] <= time) lo = mid + 1;
+        else hi = mid;
+      }
+      this.at.splice(lo, 0, time);
+      this.ids.splice(lo, 0, id);
+    }
+    pop(): { at: number; id: number } | undefined {
+      if (this.at.length === 0) return undefined;
+      return { at: this.at.shift()!, id: this.ids.shift()! };
+    }
+  }
+
+  // Delays from every scale at once: ties, near events, far ones, and a few extremely far, so that buckets
+  // overflow into finer rungs, rungs run out, the bottom grows long and the top is spread again and again.
+  const delay = fc.oneof(
+    fc.constantFrom(0, 0, 1, 3),
+    fc.integer({ min: 0, max: 100 }),
+    fc.integer({ min: 0, max: 1_000_000 }),
+    fc.constantFrom(2 ** 20, 2 ** 33, 2 ** 45),
+  );
+
+  it('law: thousands of events over every time scale run exactly in (time, scheduling order), with run(until) pauses', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.array(delay, { maxLength: 3 }), { minLength: 1, maxLength: 64 }),
+        fc.array(fc.oneof(fc.constantFrom(0, 7, 7, 7), fc.integer({ min: 0, max: 10_000 })), { minLength: 1, maxLength: 600 }),
+        fc.array(fc.integer({ min: 0, max: 2_000_000 }), { maxLength: 4 }),
+        (childDelays, startTimes, pauses) => {
+          const limit = 4000;
+          const delaysOf = (id: number) => childDelays[(id * 7) % childDelays.length];
+          const reference = new SortedReference();
+          const expected: string[] = [];
+          let nextId = 0;
+          for (const at of startTimes) reference.schedule(at, nextId++);
+          for (let e = reference.pop(); e; e = reference.pop()) {
+            expected.push(`${e.at}:${e.id}`);
+            for (const d of delaysOf(e.id)) if (nextId < limit) reference.schedule(e.at + d, nextId++);
+          }
+
+          const k = new EventKernel(2);
+          const actual: string[] = [];
+          nextId = 0;
+          const type = k.on((id) => {
+            actual.push(`${k.now}:${id}`);
+            for (const d of delaysOf(id)) if (nextId < limit) k.schedule(k.now + d, type, nextId++);
+          });
+          for (const at of startTimes) k.schedule(at, type, nextId++);
+          for (const until of [...pauses].sort((x, y) => x - y)) {
+            k.run(until);
+            expect(k.now).toBeGreaterThanOrEqual(until);
+          }
+          k.run();
+          expect(actual).toEqual(expected);
+          expect(k.pending).toBe(0);
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
+  it('a cluster too dense for every rung is sorted at the deepest one', () => {
+    // 60 events within 30 ns and one 8e15 ns later: each finer rung still finds all 60 in one bucket, until the
+    // ladder is as deep as it may grow and the bucket is sorted as it is.
+    const k = new EventKernel(2);
+    const seen: number[] = [];
+    const t = k.on((i) => seen.push(i));
+    k.schedule(8e15, t, 60);
+    for (let i = 59; i >= 0; i--) k.schedule(Math.floor(i / 2), t, i);
+    k.run();
+    const expected = Array.from({ length: 30 }, (_, j) => [2 * j + 1, 2 * j]).flat();
+    expect(seen).toEqual([...expected, 60]);
+  });
+
+  it('a queue held at 20,000 pending events with spread-out delays stays in order (the benchmark\'s hold model)', () => {
+    const k = new EventKernel(16);
+    let state = 1;
+    const next = () => {
+      state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+      return state % 1_000_000;
+    };
+    let left = 200_000;
+    let last = -1;
+    let disorder = 0;
+    const type = k.on(() => {
+      if (k.now < last) disorder++;
+      last = k.now;
+      if (left-- > 0) k.schedule(k.now + next(), type);
+    });
+    for (let i = 0; i < 20_000; i++) k.schedule(next(), type);
+    k.run();
+    expect(disorder).toBe(0);
+    expect(k.eventsProcessed).toBe(220_000);
+  });
+});
+
 describe('toNanoseconds', () => {
   it('keeps decimal durations exact and rounds others up', () => {
     expect(toNanoseconds(0.0185)).toBe(18_500_000);
