@@ -246,9 +246,10 @@ export class EventKernel {
       const width = this.rungWidth[r];
       const bucketStart = this.rungStart[r] + b * width;
       this.rungCurrent[r] = b + 1;
-      this.rungCurrentStart[r] = bucketStart + width;
-      if (n > SORT_THRESHOLD && width > 1 && this.rungs < MAX_RUNGS) this.spread(list, n, bucketStart, bucketStart + width);
-      else this.sortIntoBottom(list, n);
+      // The last bucket also held every later time below the tier above: once it is taken, the rung takes no more.
+      this.rungCurrentStart[r] = b === this.rungBuckets[r] - 1 ? Infinity : bucketStart + width;
+      if (n <= SORT_THRESHOLD) this.sortIntoBottom(list, n);
+      else this.spreadOrSort(list, n);
     }
     return true;
   }
@@ -263,20 +264,42 @@ export class EventKernel {
     this.topCount = 0;
     this.topMin = Infinity;
     this.topMax = -Infinity;
-    if (n <= SORT_THRESHOLD || max === min) {
-      this.topStart = max + 1;
-      this.sortIntoBottom(list, n);
-    } else {
-      const end = this.spread(list, n, min, max + 1);
-      this.topStart = end;
+    this.topStart = max + 1;
+    if (n <= SORT_THRESHOLD) this.sortIntoBottom(list, n);
+    else this.spreadOrSort(list, n);
+  }
+
+  /**
+   * A list too long to sort by insertion: when all its events share one instant it is already in order and becomes
+   * the bottom as it is (a symmetric cluster has thousands of such events); otherwise it is spread over a new
+   * rung fitted to the times it holds, or sorted when the ladder is as deep as it may grow.
+   */
+  private spreadOrSort(list: number, n: number): void {
+    const time = this.time;
+    const next = this.next;
+    let min = time[list];
+    let max = min;
+    let last = list;
+    for (let slot = next[list]; slot !== NONE; slot = next[slot]) {
+      const t = time[slot];
+      if (t < min) min = t;
+      else if (t > max) max = t;
+      last = slot;
     }
+    if (min === max) {
+      this.bottomHead = list;
+      this.bottomTail = last;
+      this.bottomCount = n;
+    } else if (this.rungs < MAX_RUNGS) this.spread(list, n, min, max + 1);
+    else this.sortIntoBottom(list, n);
   }
 
   /**
    * Spreads a list of `n` events with times in [from, to) over a new lowest rung of about `n` buckets starting at
-   * `from`, keeping their order within each bucket; returns where the rung ends (at or after `to`).
+   * `from`, keeping their order within each bucket. The last bucket also takes every later time below the tier
+   * above (the range the rung's parent bucket had left), so the rung need not reach that far.
    */
-  private spread(list: number, n: number, from: number, to: number): number {
+  private spread(list: number, n: number, from: number, to: number): void {
     const r = this.rungs++;
     const width = Math.max(1, Math.ceil((to - from) / n));
     const buckets = Math.ceil((to - from) / width);
@@ -301,17 +324,16 @@ export class EventKernel {
       this.appendToBucket(r, slot, this.time[slot]);
       slot = following;
     }
-    return from + buckets * width;
   }
 
-  /** The bottom grew long: it becomes a new lowest rung, reaching up to where the tier above begins. */
+  /** The bottom grew long: it becomes a new lowest rung. */
   private bottomToRung(): void {
     const list = this.bottomHead;
     const n = this.bottomCount;
-    const upper = this.rungs > 0 ? this.rungCurrentStart[this.rungs - 1] : this.topStart;
+    const to = this.time[this.bottomTail] + 1;
     this.bottomHead = this.bottomTail = NONE;
     this.bottomCount = 0;
-    this.spread(list, n, this.time[list], upper);
+    this.spread(list, n, this.time[list], to);
   }
 
   /** Sorts a list (in scheduling order among equal times) into the empty bottom, stably by time. */

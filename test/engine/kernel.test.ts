@@ -203,17 +203,17 @@ describe('EventKernel ladder tiers', () => {
     );
   });
 
-  it('a cluster too dense for every rung is sorted at the deepest one', () => {
-    // 60 events within 30 ns and one 8e15 ns later: each finer rung still finds all 60 in one bucket, until the
-    // ladder is as deep as it may grow and the bucket is sorted as it is.
+  it('a ladder as deep as it may grow still runs in order', () => {
+    // 51 events at 0 and 1 ns, and one at each 61^k ns for k = 1..8: every rung is fitted to the times of its
+    // bucket, which then still holds the cluster and all but the largest of the far events, so each bucket opens a
+    // finer rung until the ladder is as deep as it may grow, and the last bucket is sorted as it is.
     const k = new EventKernel(2);
     const seen: number[] = [];
-    const t = k.on((i) => seen.push(i));
-    k.schedule(8e15, t, 60);
-    for (let i = 59; i >= 0; i--) k.schedule(Math.floor(i / 2), t, i);
+    const t = k.on(() => seen.push(k.now));
+    for (let j = 8; j >= 1; j--) k.schedule(61 ** j, t);
+    for (let i = 0; i < 51; i++) k.schedule(i % 2, t);
     k.run();
-    const expected = Array.from({ length: 30 }, (_, j) => [2 * j + 1, 2 * j]).flat();
-    expect(seen).toEqual([...expected, 60]);
+    expect(seen).toEqual([...Array(26).fill(0), ...Array(25).fill(1), ...Array.from({ length: 8 }, (_, j) => 61 ** (j + 1))]);
   });
 
   it('a queue held at 20,000 pending events with spread-out delays stays in order (the benchmark\'s hold model)', () => {
