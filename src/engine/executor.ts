@@ -52,10 +52,10 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
   const n = graph.count;
   const startNs = new Float64Array(n).fill(NOT_STARTED);
   const endNs = new Float64Array(n).fill(NOT_STARTED);
-  // Per operation: dependencies not yet ended, then (once it has started and needs no more) flows not yet done.
-  const depsLeft = new Int32Array(n);
-  const flowsLeft = depsLeft;
-  const lanesLeft = new Int32Array(n);
+  // Per operation, before it starts: dependencies not yet ended plus lanes where it is not yet the head, so it is
+  // ready when this reaches zero; once started (when it is zero and no longer needed): flows not yet done.
+  const waiting = new Int32Array(n);
+  const flowsLeft = waiting;
   // While an operation runs, `endNs` holds the earliest time it may end (start plus duration), encoded below
   // NOT_STARTED so that "has it ended?" stays `endNs >= 0`.
   const setEarliestEnd = (op: number, ns: number) => (endNs[op] = NOT_STARTED - 1 - ns);
@@ -66,8 +66,8 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
   let makespanNs = 0;
 
   const { dependents, lanesOf, program } = graph;
-  for (let i = 0; i < dependents.items.length; i++) depsLeft[dependents.items[i]]++;
-  for (let op = 0; op < n; op++) lanesLeft[op] = lanesOf.start[op + 1] - lanesOf.start[op];
+  for (let i = 0; i < dependents.items.length; i++) waiting[dependents.items[i]]++;
+  for (let op = 0; op < n; op++) waiting[op] += lanesOf.start[op + 1] - lanesOf.start[op];
 
   // Operations that became ready together, started in id order.
   let ready = new Int32Array(256);
@@ -117,7 +117,9 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
 
   function flowDone(op: number): void {
     if (--flowsLeft[op] > 0) return;
-    kernel.schedule(Math.max(kernel.now, earliestEnd(op)), finish, op);
+    const at = earliestEnd(op);
+    if (at <= kernel.now) end(op);
+    else kernel.schedule(at, finish, op);
   }
 
   function end(op: number): void {
@@ -132,12 +134,12 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
       const next = ++laneHead[lane];
       if (next < program.start[lane + 1] - program.start[lane]) {
         const head = program.items[program.start[lane] + next];
-        if (--lanesLeft[head] === 0 && depsLeft[head] === 0) makeReady(head);
+        if (--waiting[head] === 0) makeReady(head);
       }
     }
     for (let i = dependents.start[op]; i < dependents.start[op + 1]; i++) {
       const d = dependents.items[i];
-      if (--depsLeft[d] === 0 && lanesLeft[d] === 0) makeReady(d);
+      if (--waiting[d] === 0) makeReady(d);
     }
     drain();
   }
@@ -152,10 +154,10 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
 
   // Lane heads at time zero.
   for (let lane = 0; lane < graph.laneCount; lane++) {
-    if (program.start[lane + 1] > program.start[lane]) lanesLeft[program.items[program.start[lane]]]--;
+    if (program.start[lane + 1] > program.start[lane]) waiting[program.items[program.start[lane]]]--;
   }
   memory.snapshot(0);
-  for (let op = 0; op < n; op++) if (depsLeft[op] === 0 && lanesLeft[op] === 0) makeReady(op);
+  for (let op = 0; op < n; op++) if (waiting[op] === 0) makeReady(op);
   drain();
   kernel.run();
 
