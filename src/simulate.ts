@@ -71,7 +71,10 @@ function recordedLocations(plan: StepPlan, record: boolean | ReadonlySet<number>
 
 function describeBlocked(plan: StepPlan, execution: ExecutionResult): string {
   const g = plan.graph;
-  const name = (op: number) => `#${op} ${OP_KINDS[g.kind[op]]} (device ${g.device[op]}, stage ${g.stage[op]}, micro-batch ${g.microBatch[op]})`;
+  const name = (op: number) => {
+    const label = g.label[op];
+    return `#${op} ${OP_KINDS[g.labels.kind[label]]} (device ${g.device[op]}, stage ${g.labels.stage[label]}, micro-batch ${g.labels.microBatch[label]})`;
+  };
   const lines = execution.blocked.slice(0, 10).map((b) => {
     const waits = [
       ...b.waitingFor.slice(0, 3).map((d) => `waits for ${name(d)}`),

@@ -1,4 +1,4 @@
-import { buildCsr, transposeCsr, TypedList, type Csr } from './growable.js';
+import { buildCsr, grown, transposeCsr, TypedList, type Csr } from './growable.js';
 
 /**
  * The operation graph of one training step, stored as columns of typed arrays so
@@ -16,21 +16,21 @@ import { buildCsr, transposeCsr, TypedList, type Csr } from './growable.js';
  * - memory effects: bytes allocated (positive) or freed (negative) in a category
  *   of a memory location, at its start or at its end.
  *
- * The remaining columns (`kind`, `device`, `stage`, ...) are labels for reports and
- * traces; their meaning belongs to the layer that built the graph.
+ * The remaining columns are labels for reports and traces; their meaning belongs to
+ * the layer that built the graph. Each operation has its `device` and a `label`, a
+ * row of the label table (`kind`, `stage`, `microBatch`, ...), which the operations
+ * of one pass share across every replica and tensor-parallel rank: the table holds
+ * a few rows per pass where columns per operation would hold one per operation.
  */
 export interface OperationGraph {
   readonly count: number;
   readonly laneCount: number;
   readonly durationNs: Float64Array;
   readonly latencyNs: Float64Array;
-  readonly kind: Uint8Array;
   readonly device: Int32Array;
-  readonly stage: Int16Array;
-  readonly microBatch: Int32Array;
-  readonly chunk: Int16Array;
-  readonly layers: Int16Array;
-  readonly flops: Float64Array;
+  /** Each operation's row in `labels`. */
+  readonly label: Int32Array;
+  readonly labels: LabelTable;
   /** Operations each operation waits for (built on first use: the executor counts them from `dependents`). */
   readonly deps: Csr;
   /** Operations that wait for each operation. */
@@ -59,9 +59,21 @@ export interface OperationGraph {
   readonly memoryAtEnd: Uint8Array;
 }
 
+/** What operations are, for reports: columns indexed by label (see `OperationGraph.label`). */
+export interface LabelTable {
+  readonly count: number;
+  readonly kind: Uint8Array;
+  /** -1 where it does not apply, as for microBatch and chunk. */
+  readonly stage: Int16Array;
+  readonly microBatch: Int32Array;
+  readonly chunk: Int16Array;
+  readonly layers: Int16Array;
+  /** FLOPs of each operation with the label (not of all of them together). */
+  readonly flops: Float64Array;
+}
+
 export interface OperationLabels {
   kind: number;
-  device: number;
   stage?: number;
   microBatch?: number;
   chunk?: number;
@@ -74,21 +86,25 @@ export const AT_END = 1;
 
 /** Collects operations in any order and freezes them into an `OperationGraph`. */
 export class OperationGraphBuilder {
-  private readonly durations: TypedList<Float64Array>;
-  private readonly latencies: TypedList<Float64Array>;
-  private readonly kinds: TypedList<Uint8Array>;
-  private readonly devices: TypedList<Int32Array>;
-  private readonly stages: TypedList<Int16Array>;
-  private readonly microBatches: TypedList<Int32Array>;
-  private readonly chunks: TypedList<Int16Array>;
-  private readonly layerCounts: TypedList<Int16Array>;
-  private readonly flopCounts: TypedList<Float64Array>;
+  // Per operation, written directly under one capacity check: the hot path of building a step.
+  private ops = 0;
+  private durations: Float64Array;
+  private latencies: Float64Array;
+  private devices: Int32Array;
+  private labelOf: Int32Array;
+  /** Where each operation's lanes and flows start: they are added right after it, so already grouped. */
+  private laneStart: Int32Array;
+  private flowStart: Int32Array;
+  // The label table.
+  private readonly labelKind = new TypedList(Uint8Array, 256);
+  private readonly labelStage = new TypedList(Int16Array, 256);
+  private readonly labelMicroBatch = new TypedList(Int32Array, 256);
+  private readonly labelChunk = new TypedList(Int16Array, 256);
+  private readonly labelLayers = new TypedList(Int16Array, 256);
+  private readonly labelFlops = new TypedList(Float64Array, 256);
   private readonly depFrom: TypedList<Int32Array>;
   private readonly depTo: TypedList<Int32Array>;
-  /** Where each operation's lanes and flows start: they are added with the operation, so already grouped. */
-  private readonly laneStart: TypedList<Int32Array>;
   private readonly laneId: TypedList<Int32Array>;
-  private readonly flowStart: TypedList<Int32Array>;
   private readonly flowSrc: TypedList<Int32Array>;
   private readonly flowDst: TypedList<Int32Array>;
   private readonly flowSize: TypedList<Float64Array>;
@@ -107,21 +123,16 @@ export class OperationGraphBuilder {
     readonly laneCount: number,
     expectedOperations = 1024,
   ) {
-    const ops = expectedOperations;
-    this.durations = new TypedList(Float64Array, ops);
-    this.latencies = new TypedList(Float64Array, ops);
-    this.kinds = new TypedList(Uint8Array, ops);
-    this.devices = new TypedList(Int32Array, ops);
-    this.stages = new TypedList(Int16Array, ops);
-    this.microBatches = new TypedList(Int32Array, ops);
-    this.chunks = new TypedList(Int16Array, ops);
-    this.layerCounts = new TypedList(Int16Array, ops);
-    this.flopCounts = new TypedList(Float64Array, ops);
+    const ops = Math.max(16, Math.ceil(expectedOperations));
+    this.durations = new Float64Array(ops);
+    this.latencies = new Float64Array(ops);
+    this.devices = new Int32Array(ops);
+    this.labelOf = new Int32Array(ops);
+    this.laneStart = new Int32Array(ops + 1);
+    this.flowStart = new Int32Array(ops + 1);
     this.depFrom = new TypedList(Int32Array, 3 * ops);
     this.depTo = new TypedList(Int32Array, 3 * ops);
-    this.laneStart = new TypedList(Int32Array, ops + 1);
     this.laneId = new TypedList(Int32Array, 3 * ops);
-    this.flowStart = new TypedList(Int32Array, ops + 1);
     this.flowSrc = new TypedList(Int32Array, 2 * ops);
     this.flowDst = new TypedList(Int32Array, 2 * ops);
     this.flowSize = new TypedList(Float64Array, 2 * ops);
@@ -134,27 +145,47 @@ export class OperationGraphBuilder {
   }
 
   get count(): number {
-    return this.durations.length;
+    return this.ops;
   }
 
-  /** Adds an operation holding `lanes` (appended to each lane's program) and returns its id. */
-  add(labels: OperationLabels, durationNs: number, lanes: readonly number[], latencyNs = 0): number {
-    const id = this.durations.push(durationNs);
-    this.latencies.push(latencyNs);
-    this.kinds.push(labels.kind);
-    this.devices.push(labels.device);
-    this.stages.push(labels.stage ?? -1);
-    this.microBatches.push(labels.microBatch ?? -1);
-    this.chunks.push(labels.chunk ?? -1);
-    this.layerCounts.push(labels.layers ?? 0);
-    this.flopCounts.push(labels.flops ?? 0);
-    this.laneStart.push(this.laneId.length);
-    this.flowStart.push(this.flowSrc.length);
-    for (const lane of lanes) {
-      if (lane < 0 || lane >= this.laneCount) throw new RangeError(`lane ${lane} out of range`);
-      this.laneId.push(lane);
-    }
+  /** Adds a row to the label table and returns it, for any number of operations to share. */
+  label(labels: OperationLabels): number {
+    this.labelKind.push(labels.kind);
+    this.labelStage.push(labels.stage ?? -1);
+    this.labelMicroBatch.push(labels.microBatch ?? -1);
+    this.labelChunk.push(labels.chunk ?? -1);
+    this.labelLayers.push(labels.layers ?? 0);
+    return this.labelFlops.push(labels.flops ?? 0);
+  }
+
+  /**
+   * Adds an operation on `device` with a row of the label table and returns its id. The lanes it holds and the
+   * flows it moves are added next, with `lane()` and `flow()`.
+   */
+  operation(label: number, device: number, durationNs: number, latencyNs = 0): number {
+    const id = this.ops;
+    if (id === this.durations.length) this.growOperations();
+    this.durations[id] = durationNs;
+    this.latencies[id] = latencyNs;
+    this.devices[id] = device;
+    this.labelOf[id] = label;
+    this.laneStart[id] = this.laneId.length;
+    this.flowStart[id] = this.flowSrc.length;
+    this.ops = id + 1;
     return id;
+  }
+
+  /** The operation added last holds `lane` (and is appended to the lane's program). */
+  lane(lane: number): void {
+    if (lane < 0 || lane >= this.laneCount) throw new RangeError(`lane ${lane} out of range`);
+    this.laneId.push(lane);
+  }
+
+  /** An operation with a label of its own, holding `lanes`: for small graphs built by hand. */
+  add(labels: OperationLabels & { device: number }, durationNs: number, lanes: readonly number[], latencyNs = 0): number {
+    const op = this.operation(this.label(labels), labels.device, durationNs, latencyNs);
+    for (const lane of lanes) this.lane(lane);
+    return op;
   }
 
   /** `op` may not start before `dependency` has ended. */
@@ -168,7 +199,7 @@ export class OperationGraphBuilder {
    * counted. An operation's bytes are the sum of its flows.
    */
   flow(op: number, sourceVertex: number, targetVertex: number, bytes: number, timed = true): void {
-    if (op !== this.count - 1) throw new Error(`flows belong to the operation added last (${this.count - 1}), not ${op}`);
+    if (op !== this.ops - 1) throw new Error(`flows belong to the operation added last (${this.ops - 1}), not ${op}`);
     if (bytes <= 0 || sourceVertex === targetVertex) return;
     this.flowSrc.push(sourceVertex);
     this.flowDst.push(targetVertex);
@@ -186,10 +217,20 @@ export class OperationGraphBuilder {
     this.memWhen.push(when);
   }
 
-  /** Row starts of a per-operation list, closed with its total: `count + 1` entries. */
-  private frozenStarts(starts: TypedList<Int32Array>, total: number): Int32Array {
-    if (starts.length === this.count) starts.push(total);
-    return starts.view();
+  private growOperations(): void {
+    const n = this.durations.length * 2;
+    this.durations = grown(this.durations, n);
+    this.latencies = grown(this.latencies, n);
+    this.devices = grown(this.devices, n);
+    this.labelOf = grown(this.labelOf, n);
+    this.laneStart = grown(this.laneStart, n + 1);
+    this.flowStart = grown(this.flowStart, n + 1);
+  }
+
+  /** Row starts of a per-operation list, closed with its total: `count + 1` entries, without copying. */
+  private frozenStarts(starts: Int32Array, total: number): Int32Array {
+    starts[this.ops] = total;
+    return starts.subarray(0, this.ops + 1);
   }
 
   build(): OperationGraph {
@@ -201,6 +242,15 @@ export class OperationGraphBuilder {
     const laneId = this.laneId.view();
     const lanesOf: Csr = { start: this.frozenStarts(this.laneStart, laneId.length), items: laneId };
     const flowStart = this.frozenStarts(this.flowStart, this.flowSrc.length);
+    const labels: LabelTable = {
+      count: this.labelKind.length,
+      kind: this.labelKind.view(),
+      stage: this.labelStage.view(),
+      microBatch: this.labelMicroBatch.view(),
+      chunk: this.labelChunk.view(),
+      layers: this.labelLayers.view(),
+      flops: this.labelFlops.view(),
+    };
     // Memory effects are often added after later operations (a buffer freed by its consumer): chaining them per
     // operation costs two index arrays where grouping would copy every column.
     const memOp = this.memOp.view();
@@ -214,15 +264,11 @@ export class OperationGraphBuilder {
     return {
       count: n,
       laneCount: this.laneCount,
-      durationNs: this.durations.view(),
-      latencyNs: this.latencies.view(),
-      kind: this.kinds.view(),
-      device: this.devices.view(),
-      stage: this.stages.view(),
-      microBatch: this.microBatches.view(),
-      chunk: this.chunks.view(),
-      layers: this.layerCounts.view(),
-      flops: this.flopCounts.view(),
+      durationNs: this.durations.subarray(0, n),
+      latencyNs: this.latencies.subarray(0, n),
+      device: this.devices.subarray(0, n),
+      label: this.labelOf.subarray(0, n),
+      labels,
       get deps() {
         return (deps ??= buildCsr(n, depTo, depFrom, depFrom.length));
       },

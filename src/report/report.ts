@@ -142,7 +142,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
     const first = graph.flowStart[op];
     const last = graph.flowStart[op + 1];
     if (first === last) continue;
-    const kind = graph.kind[op];
+    const kind = graph.labels.kind[graph.label[op]];
     for (let i = first; i < last; i++) {
       const bytes = graph.flowBytes[i];
       const source = graph.flowSource[i];
@@ -166,7 +166,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
   const spanEnd = new Float64Array(layout.devices).fill(-Infinity);
   const spanBusy = new Float64Array(layout.devices);
   for (let op = 0; op < graph.count; op++) {
-    const kind = graph.kind[op];
+    const kind = graph.labels.kind[graph.label[op]];
     if (kind !== KIND.forward && kind !== KIND.backward && kind !== KIND.inputGrad && kind !== KIND.weightGrad) continue;
     const d = graph.device[op];
     spanStart[d] = Math.min(spanStart[d], execution.startNs[op]);

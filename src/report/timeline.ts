@@ -43,10 +43,11 @@ export function renderTimeline(sim: Simulation, options: TimelineOptions = {}): 
       const op = graph.program.items[i];
       const from = Math.round(execution.startNs[op] / quantum);
       const to = Math.max(from + 1, Math.round(execution.endNs[op] / quantum));
-      const kind = graph.kind[op];
-      let letter = kind === KIND.forward ? 'F' : kind === KIND.weightGrad ? 'W' : kind === KIND.optimizer ? 'O' : 'B';
-      if (graph.chunk[op] > 0) letter = letter.toLowerCase();
-      const label = kind === KIND.optimizer ? letter : `${letter}${graph.microBatch[op]}`;
+      const { kind, chunk, microBatch } = graph.labels;
+      const at = graph.label[op];
+      let letter = kind[at] === KIND.forward ? 'F' : kind[at] === KIND.weightGrad ? 'W' : kind[at] === KIND.optimizer ? 'O' : 'B';
+      if (chunk[at] > 0) letter = letter.toLowerCase();
+      const label = kind[at] === KIND.optimizer ? letter : `${letter}${microBatch[at]}`;
       for (let c = from; c < Math.min(to, width); c++) row[c] = c - from < label.length && to - from >= label.length ? label[c - from] : c === from ? letter : '-';
     }
     return `stage ${String(stage).padStart(2)} |${row.join('')}|`;

@@ -79,13 +79,16 @@ export function emitTrace(sim: Simulation, write: (text: string) => void, option
   for (let op = 0; op < graph.count; op++) {
     const start = execution.startNs[op];
     const end = execution.endNs[op];
-    const kind = graph.kind[op];
+    const { labels } = graph;
+    const label = graph.label[op];
+    const kind = labels.kind[label];
+    const microBatch = labels.microBatch[label];
     const args: Record<string, unknown> = { op, kind: OP_KINDS[kind] };
-    if (graph.stage[op] >= 0) args.stage = graph.stage[op];
-    if (graph.microBatch[op] >= 0) args.microBatch = graph.microBatch[op];
-    if (graph.chunk[op] >= 0) args.chunk = graph.chunk[op];
-    if (graph.layers[op] > 0) args.layers = graph.layers[op];
-    if (graph.flops[op] > 0) args.flops = graph.flops[op];
+    if (labels.stage[label] >= 0) args.stage = labels.stage[label];
+    if (microBatch >= 0) args.microBatch = microBatch;
+    if (labels.chunk[label] >= 0) args.chunk = labels.chunk[label];
+    if (labels.layers[label] > 0) args.layers = labels.layers[label];
+    if (labels.flops[label] > 0) args.flops = labels.flops[label];
     let bytes = 0;
     for (let i = graph.flowStart[op]; i < graph.flowStart[op + 1]; i++) bytes += graph.flowBytes[i];
     if (bytes > 0) args.bytes = bytes;
@@ -97,7 +100,7 @@ export function emitTrace(sim: Simulation, write: (text: string) => void, option
       const device = Math.floor(lane / lanesPerDevice);
       if (!included(device)) continue;
       const laneKind = lane % lanesPerDevice;
-      emit({ name: sliceName(kind, graph.microBatch[op], laneKind), cat, ph: 'X', pid: device + 1, tid: laneKind + 1, ts: us(start), dur: us(end - start), args });
+      emit({ name: sliceName(kind, microBatch, laneKind), cat, ph: 'X', pid: device + 1, tid: laneKind + 1, ts: us(start), dur: us(end - start), args });
     }
     if (kind === KIND.p2p && lanes.length === 2) {
       const [from, to] = lanes.map((l) => Math.floor(l / lanesPerDevice));

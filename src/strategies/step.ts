@@ -20,7 +20,7 @@ import {
 } from '../workload/transformer.js';
 import { getSchedule } from './pipeline/registry.js';
 import type { Pass, PassCosts, ScheduledPass } from './pipeline/schedule.js';
-import { CATEGORY, KIND, LANE, Layout, TIERS } from './layout.js';
+import { CATEGORY, KIND, LANE, Layout, OP_KINDS, TIERS } from './layout.js';
 import { placeModelStates } from './zero.js';
 
 /**
@@ -291,27 +291,29 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
   const g = new OperationGraphBuilder(layout.laneCount, expectedOperations);
   const stepLatency = cluster.collectiveStepLatencySeconds;
 
+  /** Where in the step an operation belongs, for its label. */
+  type Place = { stage?: number; microBatch?: number; chunk?: number };
+  const labelAt = (kind: number, place: Place) => g.label({ kind, stage: place.stage, microBatch: place.microBatch, chunk: place.chunk });
+
   /** Adds a point-to-point transfer, the most common operation, without building a collective plan. */
-  const p2pLanes = [0, 0];
-  const transfer = (from: number, to: number, bytes: number, sendLane: number, receiveLane: number, labels: { stage?: number; microBatch?: number; chunk?: number }, fixedSeconds?: number): number => {
-    p2pLanes[0] = layout.lane(from, sendLane);
-    p2pLanes[1] = layout.lane(to, receiveLane);
+  const transfer = (from: number, to: number, bytes: number, sendLane: number, receiveLane: number, label: number, fixedSeconds?: number): number => {
     const timed = fixedSeconds === undefined;
     const latencyNs = timed ? toNanoseconds(stepLatency + topology.pathLatencySeconds(from, to)) : 0;
-    const op = g.add({ kind: KIND.p2p, device: from, stage: labels.stage, microBatch: labels.microBatch, chunk: labels.chunk }, timed ? 0 : toNanoseconds(fixedSeconds), p2pLanes, latencyNs);
+    const op = g.operation(label, from, timed ? 0 : toNanoseconds(fixedSeconds), latencyNs);
+    g.lane(layout.lane(from, sendLane));
+    g.lane(layout.lane(to, receiveLane));
     g.flow(op, from, to, bytes, timed);
     return op;
   };
 
-  /** Adds a collective (or p2p) operation over `group` holding lane `laneKinds[i]` of member i. */
-  const collective = (kind: CollectiveKind, group: number[], bytes: number, repeat: number, laneKinds: number[], labels: { stage?: number; microBatch?: number; chunk?: number }, fixedSeconds?: number): number => {
+  /** Adds a collective operation over `group` holding lane `laneKind` of every member. */
+  const collective = (kind: CollectiveKind, group: number[], bytes: number, repeat: number, laneKind: number, label: number): number => {
     const plan = planCollective(kind, group, bytes, repeat);
     let maxPathLatency = 0;
     for (const f of plan.flows) maxPathLatency = Math.max(maxPathLatency, topology.pathLatencySeconds(f.source, f.target));
-    const lanes = group.map((device, i) => layout.lane(device, laneKinds[Math.min(i, laneKinds.length - 1)]));
-    const latencyNs = fixedSeconds === undefined ? toNanoseconds(plan.steps * (stepLatency + maxPathLatency)) : 0;
-    const op = g.add({ kind: KIND[kind], device: group[0], stage: labels.stage, microBatch: labels.microBatch, chunk: labels.chunk }, fixedSeconds === undefined ? 0 : toNanoseconds(fixedSeconds), lanes, latencyNs);
-    for (const f of plan.flows) g.flow(op, f.source, f.target, f.bytes, fixedSeconds === undefined);
+    const op = g.operation(label, group[0], 0, toNanoseconds(plan.steps * (stepLatency + maxPathLatency)));
+    for (const device of group) g.lane(layout.lane(device, laneKind));
+    for (const f of plan.flows) g.flow(op, f.source, f.target, f.bytes);
     return op;
   };
 
@@ -376,9 +378,10 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
   const shardRanks = zero >= 1 ? dp : 1;
   const hostVertex = (device: number, target: 'cpu' | 'nvme') => (target === 'cpu' ? topology.cpuVertex(layout.coordinates(device).node) : topology.nvmeVertex(layout.coordinates(device).node));
   /** A transfer between a device and its node's host memory or NVMe, on the device's offload lane. */
-  const offloadTransfer = (device: number, from: number, to: number, bytes: number, labels: { stage?: number; microBatch?: number }): number => {
+  const offloadTransfer = (device: number, from: number, to: number, bytes: number, label: number): number => {
     const latencyNs = toNanoseconds(topology.pathLatencySeconds(from, to));
-    const op = g.add({ kind: KIND.offload, device, stage: labels.stage, microBatch: labels.microBatch }, 0, [layout.lane(device, LANE.offload)], latencyNs);
+    const op = g.operation(label, device, 0, latencyNs);
+    g.lane(layout.lane(device, LANE.offload));
     g.flow(op, from, to, bytes);
     return op;
   };
@@ -417,17 +420,18 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
    * Reduces a gradient segment over the data-parallel group (all-reduce without ZeRO, reduce-scatter with it),
    * then sends this device's shard to the host when the optimizer lives there.
    */
-  const reduceGradients = (stage: number, tpRank: number, bytes: number, ready: number[], labels: { stage?: number; microBatch?: number; chunk?: number }) => {
+  const reduceGradients = (stage: number, tpRank: number, bytes: number, ready: number[], place: Place) => {
     const members = dpGroup(tpRank, stage);
     let reduced = -1;
     if (dp > 1) {
-      reduced = collective(zero === 0 ? 'allReduce' : 'reduceScatter', members, bytes, 1, [LANE.dp], labels);
+      const kind = zero === 0 ? 'allReduce' : 'reduceScatter';
+      reduced = collective(kind, members, bytes, 1, LANE.dp, labelAt(KIND[kind], place));
       for (const r of ready) g.dependOn(reduced, r);
     }
     members.forEach((device, d) => {
       let done = reduced >= 0 ? reduced : ready[d];
       if (optimizerOffloaded) {
-        const down = offloadTransfer(device, device, hostVertex(device, offload.optimizer === 'nvme' ? 'nvme' : 'cpu'), bytes / dp, labels);
+        const down = offloadTransfer(device, device, hostVertex(device, offload.optimizer === 'nvme' ? 'nvme' : 'cpu'), bytes / dp, labelAt(KIND.offload, { stage: place.stage, microBatch: place.microBatch }));
         g.dependOn(down, done);
         done = down;
       }
@@ -438,6 +442,7 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
   };
   /** Gradients leave the compute pass when there is a data-parallel group to reduce over or a host optimizer to feed. */
   const syncGradients = dp > 1 || optimizerOffloaded;
+  const passLabel = new Int32Array(OP_KINDS.length);
 
   // Build in program order: for each device position, its passes in order; within a pass, its segments; for each
   // segment, every data-parallel replica. Every lane then receives its operations in program order.
@@ -463,10 +468,14 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
           : finalGradient || reduceInline
             ? buckets[vs].map((b) => ({ ...b, tpAllReduces: pass === 'W' ? 0 : b.tpAllReduces }))
             : [{ fraction: 1, layers: v.layers, gradBytes: 0, params: v.parametersPerDevice, tpAllReduces: passAllReduces }];
-      const labels = { stage, microBatch: mb, chunk: entry.chunk };
+      const labels: Place = { stage, microBatch: mb, chunk: entry.chunk };
+      // One label per kind of operation in this pass, shared by every replica and rank.
+      passLabel.fill(-1);
+      const labelOf = (kind: number) => (passLabel[kind] >= 0 ? passLabel[kind] : (passLabel[kind] = labelAt(kind, labels)));
       const lastOps: number[][] = Array.from({ length: dp }, () => []);
 
       segments.forEach((segment, segIndex) => {
+        const computeLabel = g.label({ kind, stage, microBatch: mb, chunk: entry.chunk, layers: segment.layers, flops: passFlops * segment.fraction });
         const firstSegment = segIndex === 0;
         const lastSegment = segIndex === segments.length - 1;
         // ZeRO-3: gather this segment's parameters from every replica (fetching this device's shard from host
@@ -478,14 +487,14 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
             const members = dpGroup(tpRank, stage);
             const fetches = members.map((device) => {
               if (offload.params === 'none') return -1;
-              const fetch = offloadTransfer(device, hostVertex(device, offload.params), device, fullBytes / dp, labels);
+              const fetch = offloadTransfer(device, hostVertex(device, offload.params), device, fullBytes / dp, labelAt(KIND.offload, { stage, microBatch: mb }));
               g.memory(fetch, layout.hbm(device), CATEGORY.buffers, fullBytes / dp, AT_START);
               const history = computeHistory[device];
               const window = history.length - 1 - parallel.prefetchLayers;
               if (window >= 0) g.dependOn(fetch, history[window]);
               return fetch;
             });
-            const ag = collective('allGather', members, fullBytes, 1, [LANE.gather], labels);
+            const ag = collective('allGather', members, fullBytes, 1, LANE.gather, labelOf(KIND.allGather));
             members.forEach((device, d) => {
               const history = computeHistory[device];
               const window = history.length - 1 - parallel.prefetchLayers;
@@ -503,11 +512,8 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
         for (let dpRank = 0; dpRank < dp; dpRank++) {
           const group = Array.from({ length: tp }, (_, t) => layout.device(t, dpRank, stage));
           const computeOps = group.map((device, tpRank) => {
-            const op = g.add(
-              { kind, device, stage, microBatch: mb, chunk: entry.chunk, layers: segment.layers, flops: passFlops * segment.fraction },
-              vary(Math.round(passNs * segment.fraction), device),
-              [layout.lane(device, LANE.compute)],
-            );
+            const op = g.operation(computeLabel, device, vary(Math.round(passNs * segment.fraction), device));
+            g.lane(layout.lane(device, LANE.compute));
             if (lastBlocking[device] >= 0) g.dependOn(op, lastBlocking[device]);
             const k = key(tpRank, dpRank, vs, mb);
             const hbm = layout.hbm(device);
@@ -551,7 +557,7 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
           });
           let after = computeOps;
           if (segment.tpAllReduces > 0) {
-            const ar = collective('allReduce', group, hiddenBytes, segment.tpAllReduces, [LANE.tp], labels);
+            const ar = collective('allReduce', group, hiddenBytes, segment.tpAllReduces, LANE.tp, labelOf(KIND.allReduce));
             for (const op of computeOps) g.dependOn(ar, op);
             for (const device of group) lastBlocking[device] = ar;
             after = group.map(() => ar);
@@ -589,7 +595,7 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
           } else {
             // Each lane pair carries one sender's transfers to one receiver, in the sender's order.
             const next = (stage + 1) % pp === peerStage;
-            const sent = transfer(device, peer, hiddenBytes, next ? LANE.sendNext : LANE.sendPrev, next ? LANE.recvPrev : LANE.recvNext, labels, p2pSeconds);
+            const sent = transfer(device, peer, hiddenBytes, next ? LANE.sendNext : LANE.sendPrev, next ? LANE.recvPrev : LANE.recvNext, labelOf(KIND.p2p), p2pSeconds);
             g.dependOn(sent, lastOps[dpRank][tpRank]);
             g.memory(sent, layout.hbm(peer), CATEGORY.buffers, hiddenBytes, AT_START);
             inputs[direction][k] = sent;
@@ -619,7 +625,7 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
       for (let tpRank = 0; tpRank < tp; tpRank++) {
         const a = layout.device(tpRank, dpRank, deviceOfVs[0]);
         const b = layout.device(tpRank, dpRank, deviceOfVs[lastVs]);
-        const ar = collective('allReduce', [a, b], bytes, 1, [LANE.dp], { stage: deviceOfVs[0] });
+        const ar = collective('allReduce', [a, b], bytes, 1, LANE.dp, labelAt(KIND.allReduce, { stage: deviceOfVs[0] }));
         for (const device of [a, b]) {
           for (const sync of gradientSync[device]) g.dependOn(ar, sync);
           if (gradientSync[device].length === 0) g.dependOn(ar, lastOpOf[device]);
@@ -634,17 +640,20 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
   // states and parameters), or at the host's Adam rate when offloaded, streaming states through NVMe if they live
   // there. Then the updated fp16 parameters go back where they live, and ZeRO-1/2 gather them from every replica.
   const updated: number[] = new Array(layout.devices).fill(-1);
+  const optimizerLabel = stages.map((_, stage) => labelAt(KIND.optimizer, { stage }));
   for (let device = 0; device < layout.devices; device++) {
     const stage = layout.coordinates(device).pp;
     const shard = stages[stage].parametersPerDevice / shardRanks;
     let op: number;
     if (!optimizerOffloaded) {
       const seconds = costs?.optimizerSeconds ?? (shard * (gradBytes + 2 * optimizerBytes + paramBytes)) / memoryRate;
-      op = g.add({ kind: KIND.optimizer, device, stage }, vary(toNanoseconds(seconds), device), [layout.lane(device, LANE.compute)]);
+      op = g.operation(optimizerLabel[stage], device, vary(toNanoseconds(seconds), device));
+      g.lane(layout.lane(device, LANE.compute));
     } else {
       const rate = cluster.node.hostOptimizerParamsPerSecond / cluster.gpusPerNode;
       const seconds = costs?.optimizerSeconds ?? shard / rate;
-      op = g.add({ kind: KIND.optimizer, device, stage }, toNanoseconds(seconds), [layout.lane(device, LANE.host)]);
+      op = g.operation(optimizerLabel[stage], device, toNanoseconds(seconds));
+      g.lane(layout.lane(device, LANE.host));
       if (offload.optimizer === 'nvme') {
         const cpu = hostVertex(device, 'cpu');
         const nvme = hostVertex(device, 'nvme');
@@ -658,7 +667,7 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
     if (optimizerOffloaded && offload.params !== 'cpu') {
       // Updated fp16 parameters leave the host: to the GPU, or to NVMe where ZeRO-Infinity keeps them.
       const target = offload.params === 'nvme' ? hostVertex(device, 'nvme') : device;
-      const up = offloadTransfer(device, hostVertex(device, 'cpu'), target, shard * paramBytes, { stage });
+      const up = offloadTransfer(device, hostVertex(device, 'cpu'), target, shard * paramBytes, labelAt(KIND.offload, { stage }));
       g.dependOn(up, op);
       updated[device] = up;
     }
@@ -667,7 +676,7 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
     for (let stage = 0; stage < pp; stage++) {
       for (let tpRank = 0; tpRank < tp; tpRank++) {
         const members = dpGroup(tpRank, stage);
-        const ag = collective('allGather', members, stages[stage].parametersPerDevice * paramBytes, 1, [LANE.gather], { stage });
+        const ag = collective('allGather', members, stages[stage].parametersPerDevice * paramBytes, 1, LANE.gather, labelAt(KIND.allGather, { stage }));
         for (const device of members) g.dependOn(ag, updated[device]);
       }
     }
