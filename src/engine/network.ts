@@ -118,17 +118,24 @@ export class FlowNetwork {
     this.version[f]++;
     this.active++;
     let bound = false;
+    let alone = true;
+    let bottleneck = Infinity;
     const base = f * MAX_HOPS;
     for (let i = 0; i < hops; i++) {
       const link = path[i];
       this.pathLinks[base + i] = link;
       if (this.binding[link] === 0) continue;
       this.join(base + i, link);
-      this.pushSeed(link);
       bound = true;
+      if (this.linkFlows[link] > 1) alone = false;
+      if (this.capacity[link] < bottleneck) bottleneck = this.capacity[link];
     }
     // A path with no binding link (zero-length, or only non-binding fabric) delivers at once.
     if (!bound) this.kernel.schedule(this.kernel.now, this.completeType, f, this.version[f]);
+    // Alone on every link it crosses, the flow is its own component: max-min gives it its bottleneck's capacity,
+    // which is what progressive filling would compute, without the search. Otherwise its links seed a rebalance.
+    else if (alone) this.setRate(f, bottleneck, this.kernel.now);
+    else for (let i = 0; i < hops; i++) if (this.binding[path[i]] === 1) this.pushSeed(path[i]);
   }
 
   /** Recomputes rates of every component touched since the last call. */
@@ -238,7 +245,8 @@ export class FlowNetwork {
       this.linkBytes[link] += bytes;
       if (this.binding[link] === 0) continue;
       this.leave(base + j, link);
-      this.pushSeed(link);
+      // Only links that still carry flows have rates to recompute.
+      if (this.linkFlows[link] > 0) this.pushSeed(link);
     }
     this.remaining[f] = 0;
     this.version[f]++;
