@@ -443,6 +443,8 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
   /** Gradients leave the compute pass when there is a data-parallel group to reduce over or a host optimizer to feed. */
   const syncGradients = dp > 1 || optimizerOffloaded;
   const passLabel = new Int32Array(OP_KINDS.length);
+  const passLastOps = new Int32Array(dp * tp);
+  const ringGroup: number[] = new Array(tp).fill(0);
 
   // Build in program order: for each device position, its passes in order; within a pass, its segments; for each
   // segment, every data-parallel replica. Every lane then receives its operations in program order.
@@ -472,7 +474,8 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
       // One label per kind of operation in this pass, shared by every replica and rank.
       passLabel.fill(-1);
       const labelOf = (kind: number) => (passLabel[kind] >= 0 ? passLabel[kind] : (passLabel[kind] = labelAt(kind, labels)));
-      const lastOps: number[][] = Array.from({ length: dp }, () => []);
+      // The operation ending each replica's and rank's part of the pass (its compute, or the all-reduce after it).
+      const lastOps = passLastOps;
 
       segments.forEach((segment, segIndex) => {
         const computeLabel = g.label({ kind, stage, microBatch: mb, chunk: entry.chunk, layers: segment.layers, flops: passFlops * segment.fraction });
@@ -509,10 +512,12 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
           }
         }
         const segmentOps: number[][] = [];
+        const segmentNs = Math.round(passNs * segment.fraction);
         for (let dpRank = 0; dpRank < dp; dpRank++) {
-          const group = Array.from({ length: tp }, (_, t) => layout.device(t, dpRank, stage));
-          const computeOps = group.map((device, tpRank) => {
-            const op = g.operation(computeLabel, device, vary(Math.round(passNs * segment.fraction), device));
+          const firstDevice = layout.device(0, dpRank, stage);
+          for (let tpRank = 0; tpRank < tp; tpRank++) {
+            const device = firstDevice + tpRank;
+            const op = g.operation(computeLabel, device, vary(segmentNs, device));
             g.lane(layout.lane(device, LANE.compute));
             if (lastBlocking[device] >= 0) g.dependOn(op, lastBlocking[device]);
             const k = key(tpRank, dpRank, vs, mb);
@@ -553,24 +558,26 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
               g.memory(op, hbm, CATEGORY.activations, -freed, AT_END);
             }
             if (pass === 'B' && lastSegment) inputGradOp[k] = op;
-            return op;
-          });
-          let after = computeOps;
-          if (segment.tpAllReduces > 0) {
-            const ar = collective('allReduce', group, hiddenBytes, segment.tpAllReduces, LANE.tp, labelOf(KIND.allReduce));
-            for (const op of computeOps) g.dependOn(ar, op);
-            for (const device of group) lastBlocking[device] = ar;
-            after = group.map(() => ar);
-          } else {
-            for (const device of group) lastBlocking[device] = -1;
+            lastOps[dpRank * tp + tpRank] = op;
           }
-          lastOps[dpRank] = after;
-          group.forEach((device, tpRank) => (lastOpOf[device] = after[tpRank]));
-          segmentOps.push(after);
+          if (segment.tpAllReduces > 0) {
+            for (let tpRank = 0; tpRank < tp; tpRank++) ringGroup[tpRank] = firstDevice + tpRank;
+            const ar = collective('allReduce', ringGroup, hiddenBytes, segment.tpAllReduces, LANE.tp, labelOf(KIND.allReduce));
+            for (let tpRank = 0; tpRank < tp; tpRank++) {
+              g.dependOn(ar, lastOps[dpRank * tp + tpRank]);
+              lastOps[dpRank * tp + tpRank] = ar;
+            }
+          }
+          for (let tpRank = 0; tpRank < tp; tpRank++) {
+            const last = lastOps[dpRank * tp + tpRank];
+            lastBlocking[firstDevice + tpRank] = segment.tpAllReduces > 0 ? last : -1;
+            lastOpOf[firstDevice + tpRank] = last;
+          }
+          if (reduceInline || finalGradient) segmentOps.push(Array.from(lastOps.subarray(dpRank * tp, (dpRank + 1) * tp)));
           if (finalGradient) {
             const id = `${stage}:${entry.chunk}:${segIndex}`;
             const ready = bucketReady.get(id) ?? [];
-            ready.push(after);
+            ready.push(segmentOps[segmentOps.length - 1]);
             bucketReady.set(id, ready);
           }
         }
@@ -591,12 +598,12 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
           const k = key(tpRank, dpRank, peerVs, mb);
           const peer = layout.device(tpRank, dpRank, peerStage);
           if (peer === device) {
-            inputs[direction][k] = lastOps[dpRank][tpRank];
+            inputs[direction][k] = lastOps[dpRank * tp + tpRank];
           } else {
             // Each lane pair carries one sender's transfers to one receiver, in the sender's order.
             const next = (stage + 1) % pp === peerStage;
             const sent = transfer(device, peer, hiddenBytes, next ? LANE.sendNext : LANE.sendPrev, next ? LANE.recvPrev : LANE.recvNext, labelOf(KIND.p2p), p2pSeconds);
-            g.dependOn(sent, lastOps[dpRank][tpRank]);
+            g.dependOn(sent, lastOps[dpRank * tp + tpRank]);
             g.memory(sent, layout.hbm(peer), CATEGORY.buffers, hiddenBytes, AT_START);
             inputs[direction][k] = sent;
             viaTransfer[direction][k] = 1;
