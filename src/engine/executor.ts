@@ -65,8 +65,8 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
   let completed = 0;
   let makespanNs = 0;
 
-  const { dependents, lanesOf, program } = graph;
-  for (let i = 0; i < dependents.items.length; i++) waiting[dependents.items[i]]++;
+  const { dependentFirst, dependentNext, dependentOp, lanesOf, program } = graph;
+  for (let e = 0; e < dependentOp.length; e++) waiting[dependentOp[e]]++;
   for (let op = 0; op < n; op++) waiting[op] += lanesOf.start[op + 1] - lanesOf.start[op];
 
   // Operations that became ready together, started in id order.
@@ -137,8 +137,8 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
         if (--waiting[head] === 0) makeReady(head);
       }
     }
-    for (let i = dependents.start[op]; i < dependents.start[op + 1]; i++) {
-      const d = dependents.items[i];
+    for (let e = dependentFirst[op]; e >= 0; e = dependentNext[e]) {
+      const d = dependentOp[e];
       if (--waiting[d] === 0) makeReady(d);
     }
     drain();

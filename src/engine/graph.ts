@@ -31,10 +31,15 @@ export interface OperationGraph {
   /** Each operation's row in `labels`. */
   readonly label: Int32Array;
   readonly labels: LabelTable;
-  /** Operations each operation waits for (built on first use: the executor counts them from `dependents`). */
+  /** Operations each operation waits for (built on first use: the executor counts them from the dependents). */
   readonly deps: Csr;
-  /** Operations that wait for each operation. */
-  readonly dependents: Csr;
+  /**
+   * Operations that wait for each operation, chained as they were added: the first entry of each operation (-1 for
+   * none) and the next after each entry (-1 after the last); entry e's waiting operation is `dependentOp[e]`.
+   */
+  readonly dependentFirst: Int32Array;
+  readonly dependentNext: Int32Array;
+  readonly dependentOp: Int32Array;
   /** Lanes each operation holds. */
   readonly lanesOf: Csr;
   /** Each lane's operations in program order. */
@@ -102,14 +107,16 @@ export class OperationGraphBuilder {
   private readonly labelChunk = new TypedList(Int16Array, 256);
   private readonly labelLayers = new TypedList(Int16Array, 256);
   private readonly labelFlops = new TypedList(Float64Array, 256);
-  private readonly depFrom: TypedList<Int32Array>;
-  private readonly depTo: TypedList<Int32Array>;
+  private dependentFirst: Int32Array;
+  private memoryFirst: Int32Array;
+  private readonly dependentNext: TypedList<Int32Array>;
+  private readonly dependentOp: TypedList<Int32Array>;
   private readonly laneId: TypedList<Int32Array>;
   private readonly flowSrc: TypedList<Int32Array>;
   private readonly flowDst: TypedList<Int32Array>;
   private readonly flowSize: TypedList<Float64Array>;
   private readonly flowIsTimed: TypedList<Uint8Array>;
-  private readonly memOp: TypedList<Int32Array>;
+  private readonly memNext: TypedList<Int32Array>;
   private readonly memLoc: TypedList<Int32Array>;
   private readonly memCat: TypedList<Uint8Array>;
   private readonly memSize: TypedList<Float64Array>;
@@ -130,14 +137,16 @@ export class OperationGraphBuilder {
     this.labelOf = new Int32Array(ops);
     this.laneStart = new Int32Array(ops + 1);
     this.flowStart = new Int32Array(ops + 1);
-    this.depFrom = new TypedList(Int32Array, 3 * ops);
-    this.depTo = new TypedList(Int32Array, 3 * ops);
+    this.dependentFirst = new Int32Array(ops);
+    this.memoryFirst = new Int32Array(ops);
+    this.dependentNext = new TypedList(Int32Array, 3 * ops);
+    this.dependentOp = new TypedList(Int32Array, 3 * ops);
     this.laneId = new TypedList(Int32Array, 3 * ops);
     this.flowSrc = new TypedList(Int32Array, 2 * ops);
     this.flowDst = new TypedList(Int32Array, 2 * ops);
     this.flowSize = new TypedList(Float64Array, 2 * ops);
     this.flowIsTimed = new TypedList(Uint8Array, 2 * ops);
-    this.memOp = new TypedList(Int32Array, 2 * ops);
+    this.memNext = new TypedList(Int32Array, 2 * ops);
     this.memLoc = new TypedList(Int32Array, 2 * ops);
     this.memCat = new TypedList(Uint8Array, 2 * ops);
     this.memSize = new TypedList(Float64Array, 2 * ops);
@@ -169,6 +178,8 @@ export class OperationGraphBuilder {
     this.latencies[id] = latencyNs;
     this.devices[id] = device;
     this.labelOf[id] = label;
+    this.dependentFirst[id] = -1;
+    this.memoryFirst[id] = -1;
     this.laneStart[id] = this.laneId.length;
     this.flowStart[id] = this.flowSrc.length;
     this.ops = id + 1;
@@ -190,8 +201,9 @@ export class OperationGraphBuilder {
 
   /** `op` may not start before `dependency` has ended. */
   dependOn(op: number, dependency: number): void {
-    this.depFrom.push(dependency);
-    this.depTo.push(op);
+    // Chained onto the dependency's list as it comes: no pairs to group afterwards.
+    this.dependentNext.push(this.dependentFirst[dependency]);
+    this.dependentFirst[dependency] = this.dependentOp.push(op);
   }
 
   /**
@@ -210,7 +222,9 @@ export class OperationGraphBuilder {
   /** Allocates (bytes > 0) or frees (bytes < 0) memory when `op` starts or ends. */
   memory(op: number, location: number, category: number, bytes: number, when: typeof AT_START | typeof AT_END): void {
     if (bytes === 0) return;
-    this.memOp.push(op);
+    // Chained onto the operation's list (newest first until build() puts each list back in the order added).
+    this.memNext.push(this.memoryFirst[op]);
+    this.memoryFirst[op] = this.memLoc.length;
     this.memLoc.push(location);
     this.memCat.push(category);
     this.memSize.push(bytes);
@@ -223,6 +237,8 @@ export class OperationGraphBuilder {
     this.latencies = grown(this.latencies, n);
     this.devices = grown(this.devices, n);
     this.labelOf = grown(this.labelOf, n);
+    this.dependentFirst = grown(this.dependentFirst, n);
+    this.memoryFirst = grown(this.memoryFirst, n);
     this.laneStart = grown(this.laneStart, n + 1);
     this.flowStart = grown(this.flowStart, n + 1);
   }
@@ -235,8 +251,6 @@ export class OperationGraphBuilder {
 
   build(): OperationGraph {
     const n = this.count;
-    const depFrom = this.depFrom.view();
-    const depTo = this.depTo.view();
     // Columns are views of the builder's lists: nothing is copied that need not be. Lanes and flows are added with
     // their operation, so their row starts are already known.
     const laneId = this.laneId.view();
@@ -251,15 +265,23 @@ export class OperationGraphBuilder {
       layers: this.labelLayers.view(),
       flops: this.labelFlops.view(),
     };
-    // Memory effects are often added after later operations (a buffer freed by its consumer): chaining them per
-    // operation costs two index arrays where grouping would copy every column.
-    const memOp = this.memOp.view();
-    const memoryFirst = new Int32Array(n).fill(-1);
-    const memoryNext = new Int32Array(memOp.length);
-    for (let i = memOp.length - 1; i >= 0; i--) {
-      memoryNext[i] = memoryFirst[memOp[i]];
-      memoryFirst[memOp[i]] = i;
+    // Memory effects are often added after later operations (a buffer freed by its consumer), so they are chained per
+    // operation as they come, newest first; each chain is reversed here, in place, to the order they were added.
+    const memoryFirst = this.memoryFirst.subarray(0, n);
+    const memoryNext = this.memNext.view();
+    for (let op = 0; op < n; op++) {
+      let previous = -1;
+      for (let e = memoryFirst[op]; e >= 0; ) {
+        const next = memoryNext[e];
+        memoryNext[e] = previous;
+        previous = e;
+        e = next;
+      }
+      memoryFirst[op] = previous;
     }
+    const dependentFirst = this.dependentFirst.subarray(0, n);
+    const dependentNext = this.dependentNext.view();
+    const dependentOp = this.dependentOp.view();
     let deps: Csr | undefined;
     return {
       count: n,
@@ -270,9 +292,11 @@ export class OperationGraphBuilder {
       label: this.labelOf.subarray(0, n),
       labels,
       get deps() {
-        return (deps ??= buildCsr(n, depTo, depFrom, depFrom.length));
+        return (deps ??= dependenciesOf(n, dependentFirst, dependentNext, dependentOp));
       },
-      dependents: buildCsr(n, depFrom, depTo, depFrom.length),
+      dependentFirst,
+      dependentNext,
+      dependentOp,
       lanesOf,
       program: transposeCsr(lanesOf, this.laneCount),
       flowStart,
@@ -288,4 +312,11 @@ export class OperationGraphBuilder {
       memoryAtEnd: this.memWhen.view(),
     };
   }
+}
+
+/** Each operation's dependencies, in CSR form, from the chains of dependents. */
+function dependenciesOf(n: number, first: Int32Array, next: Int32Array, waiting: Int32Array): Csr {
+  const from = new Int32Array(waiting.length);
+  for (let op = 0; op < n; op++) for (let e = first[op]; e >= 0; e = next[e]) from[e] = op;
+  return buildCsr(n, waiting, from, waiting.length);
 }
