@@ -296,21 +296,33 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
   const labelAt = (kind: number, place: Place) => g.label({ kind, stage: place.stage, microBatch: place.microBatch, chunk: place.chunk });
 
   /** Adds a point-to-point transfer, the most common operation, without building a collective plan. */
+  // A send lane always reaches the same peer, so its latency is computed once.
+  const sendPeer = new Int32Array(layout.laneCount).fill(-1);
+  const sendLatencyNs = new Float64Array(layout.laneCount);
   const transfer = (from: number, to: number, bytes: number, sendLane: number, receiveLane: number, label: number, fixedSeconds?: number): number => {
     const timed = fixedSeconds === undefined;
-    const latencyNs = timed ? toNanoseconds(stepLatency + topology.pathLatencySeconds(from, to)) : 0;
-    const op = g.operation(label, from, timed ? 0 : toNanoseconds(fixedSeconds), latencyNs);
-    g.lane(layout.lane(from, sendLane));
+    const lane = layout.lane(from, sendLane);
+    if (timed && sendPeer[lane] !== to) {
+      sendPeer[lane] = to;
+      sendLatencyNs[lane] = toNanoseconds(stepLatency + topology.pathLatencySeconds(from, to));
+    }
+    const op = g.operation(label, from, timed ? 0 : toNanoseconds(fixedSeconds), timed ? sendLatencyNs[lane] : 0);
+    g.lane(lane);
     g.lane(layout.lane(to, receiveLane));
     g.flow(op, from, to, bytes, timed);
     return op;
   };
 
-  /** Adds a collective operation over `group` holding lane `laneKind` of every member. */
-  const collective = (kind: CollectiveKind, group: number[], bytes: number, repeat: number, laneKind: number, label: number): number => {
+  /** The longest path latency among a plan's flows, seconds. */
+  const longestPathLatency = (plan: ReturnType<typeof planCollective>) => {
+    let longest = 0;
+    for (const f of plan.flows) longest = Math.max(longest, topology.pathLatencySeconds(f.source, f.target));
+    return longest;
+  };
+  /** Adds a collective operation over `group` holding lane `laneKind` of every member; `pathLatency` if known. */
+  const collective = (kind: CollectiveKind, group: number[], bytes: number, repeat: number, laneKind: number, label: number, pathLatency?: number): number => {
     const plan = planCollective(kind, group, bytes, repeat);
-    let maxPathLatency = 0;
-    for (const f of plan.flows) maxPathLatency = Math.max(maxPathLatency, topology.pathLatencySeconds(f.source, f.target));
+    const maxPathLatency = pathLatency ?? longestPathLatency(plan);
     const op = g.operation(label, group[0], 0, toNanoseconds(plan.steps * (stepLatency + maxPathLatency)));
     for (const device of group) g.lane(layout.lane(device, laneKind));
     for (const f of plan.flows) g.flow(op, f.source, f.target, f.bytes);
@@ -445,6 +457,7 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
   const passLabel = new Int32Array(OP_KINDS.length);
   const passLastOps = new Int32Array(dp * tp);
   const ringGroup: number[] = new Array(tp).fill(0);
+  const tpRingLatency = new Float64Array(layout.devices).fill(-1);
 
   // Build in program order: for each device position, its passes in order; within a pass, its segments; for each
   // segment, every data-parallel replica. Every lane then receives its operations in program order.
@@ -562,7 +575,9 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
           }
           if (segment.tpAllReduces > 0) {
             for (let tpRank = 0; tpRank < tp; tpRank++) ringGroup[tpRank] = firstDevice + tpRank;
-            const ar = collective('allReduce', ringGroup, hiddenBytes, segment.tpAllReduces, LANE.tp, labelOf(KIND.allReduce));
+            // The group's ring is the same at every pass: its path latency is computed once.
+            if (tpRingLatency[firstDevice] < 0) tpRingLatency[firstDevice] = longestPathLatency(planCollective('allReduce', ringGroup, hiddenBytes));
+            const ar = collective('allReduce', ringGroup, hiddenBytes, segment.tpAllReduces, LANE.tp, labelOf(KIND.allReduce), tpRingLatency[firstDevice]);
             for (let tpRank = 0; tpRank < tp; tpRank++) {
               g.dependOn(ar, lastOps[dpRank * tp + tpRank]);
               lastOps[dpRank * tp + tpRank] = ar;
