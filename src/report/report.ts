@@ -138,6 +138,21 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
   const linkTypeIndex = Object.fromEntries(LINK_TYPES.map((t, i) => [t, i])) as Record<LinkType, number>;
   const sent = new Float64Array(layout.devices);
   let totalBytes = 0;
+  // Flows repeat the same few (source, target) pairs every micro-batch: a small direct-mapped cache of their path's
+  // link type saves a route per flow.
+  const CACHE = 4096;
+  const cachedSource = new Int32Array(CACHE).fill(-1);
+  const cachedTarget = new Int32Array(CACHE);
+  const cachedType = new Int32Array(CACHE);
+  const linkTypeOf = (source: number, target: number): number => {
+    const slot = (Math.imul(source, 40503) ^ target) & (CACHE - 1);
+    if (cachedSource[slot] !== source || cachedTarget[slot] !== target) {
+      cachedSource[slot] = source;
+      cachedTarget[slot] = target;
+      cachedType[slot] = linkTypeIndex[topology.pathType(source, target)];
+    }
+    return cachedType[slot];
+  };
   for (let op = 0; op < graph.count; op++) {
     const first = graph.flowStart[op];
     const last = graph.flowStart[op + 1];
@@ -148,7 +163,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
       const source = graph.flowSource[i];
       totalBytes += bytes;
       bytesByKind[kind] += bytes;
-      bytesByLinkType[linkTypeIndex[topology.pathType(source, graph.flowTarget[i])]] += bytes;
+      bytesByLinkType[linkTypeOf(source, graph.flowTarget[i])] += bytes;
       if (source < layout.devices) sent[source] += bytes;
     }
   }
