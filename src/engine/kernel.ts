@@ -49,6 +49,8 @@ export function toNanoseconds(seconds: number): number {
 const SORT_THRESHOLD = 50;
 /** Rungs at most; a bucket that cannot be split further is sorted whatever its size. */
 const MAX_RUNGS = 8;
+/** Events per bucket a new rung aims at: a few per bucket make fewer, fuller buckets to step over than one. */
+const EVENTS_PER_BUCKET = 4;
 const NONE = -1;
 
 export class EventKernel {
@@ -295,13 +297,13 @@ export class EventKernel {
   }
 
   /**
-   * Spreads a list of `n` events with times in [from, to) over a new lowest rung of about `n` buckets starting at
+   * Spreads a list of `n` events with times in [from, to) over a new lowest rung of about n / 4 buckets starting at
    * `from`, keeping their order within each bucket. The last bucket also takes every later time below the tier
    * above (the range the rung's parent bucket had left), so the rung need not reach that far.
    */
   private spread(list: number, n: number, from: number, to: number): void {
     const r = this.rungs++;
-    const width = Math.max(1, Math.ceil((to - from) / n));
+    const width = Math.max(1, Math.ceil((EVENTS_PER_BUCKET * (to - from)) / n));
     const buckets = Math.ceil((to - from) / width);
     if (this.bucketHead[r].length < buckets) {
       const size = Math.max(buckets, 2 * this.bucketHead[r].length);
