@@ -1,7 +1,8 @@
 /**
  * One measured simulation, in a process of its own so that its peak resident memory is its own:
- *   node dist/bench/run-scenario.js <scenario> [--set path=value]...
- * Prints one JSON line: wall seconds in total and per phase, operations, events and peak resident bytes.
+ *   node dist/bench/run-scenario.js <scenario> [--set path=value]... [--repeat N]
+ * Prints one JSON line: wall seconds in total and per phase, operations, events and peak resident bytes. With
+ * --repeat, simulate() runs N more times in the same process and `repeatSeconds` lists their wall times.
  */
 import { loadScenarioFile } from '../src/scenario/load.js';
 import { SIMULATION_PHASES, simulate, type SimulationPhase } from '../src/simulate.js';
@@ -14,11 +15,17 @@ export interface ScenarioMeasurement {
   events: number;
   devices: number;
   peakResidentBytes: number;
+  /** Wall seconds of each further simulate() in the same process (--repeat). */
+  repeatSeconds: number[];
 }
 
 const [file, ...rest] = process.argv.slice(2);
 const set: string[] = [];
-for (let i = 0; i < rest.length; i++) if (rest[i] === '--set') set.push(rest[++i]);
+let repeat = 0;
+for (let i = 0; i < rest.length; i++) {
+  if (rest[i] === '--set') set.push(rest[++i]);
+  else if (rest[i] === '--repeat') repeat = Number(rest[++i]);
+}
 
 const seconds = () => Number(process.hrtime.bigint()) / 1e9;
 const started = seconds();
@@ -32,13 +39,22 @@ const lap = (phase: SimulationPhase | 'load') => {
 const scenario = loadScenarioFile(file, scheduleContext, { set });
 lap('load');
 const { report } = simulate(scenario, { onPhase: lap });
+const wallSeconds = seconds() - started;
+// maxRSS is in kibibytes; taken before any repetition.
+const peakResidentBytes = process.resourceUsage().maxRSS * 1024;
+const repeatSeconds: number[] = [];
+for (let i = 0; i < repeat; i++) {
+  const again = seconds();
+  simulate(scenario);
+  repeatSeconds.push(seconds() - again);
+}
 const measurement: ScenarioMeasurement = {
-  wallSeconds: seconds() - started,
+  wallSeconds,
   phaseSeconds,
   operations: report.simulation.operations,
   events: report.simulation.events,
   devices: report.simulation.devices,
-  // maxRSS is in kibibytes.
-  peakResidentBytes: process.resourceUsage().maxRSS * 1024,
+  peakResidentBytes,
+  repeatSeconds,
 };
 process.stdout.write(`${JSON.stringify(measurement)}\n`);
