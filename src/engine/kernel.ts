@@ -80,8 +80,9 @@ export class EventKernel {
   private topMin = Infinity;
   private topMax = -Infinity;
 
-  // Rungs, 0 the coarsest. Rung r's bucket b covers [start + b·width, start + (b+1)·width); buckets before
-  // `current` have been taken, and the rung holds the events at or after `currentStart` (and before the rung above).
+  // Rungs, 0 the coarsest. Rung r's bucket b covers [start + b·width, start + (b+1)·width), and its last bucket
+  // every later time too; buckets before `current` have been taken, and the rung holds the events at or after
+  // `currentStart` and before the tier above (Infinity once its last bucket is taken: it takes no more).
   private rungs = 0;
   private readonly rungStart = new Float64Array(MAX_RUNGS);
   private readonly rungWidth = new Float64Array(MAX_RUNGS);
