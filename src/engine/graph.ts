@@ -189,6 +189,7 @@ export class OperationGraphBuilder {
   /** The operation added last holds `lane` (and is appended to the lane's program). */
   lane(lane: number): void {
     if (lane < 0 || lane >= this.laneCount) throw new RangeError(`lane ${lane} out of range`);
+    if (this.ops === 0) throw new Error('a lane belongs to the operation added last, and none has been added');
     this.laneId.push(lane);
   }
 
@@ -201,6 +202,7 @@ export class OperationGraphBuilder {
 
   /** `op` may not start before `dependency` has ended. */
   dependOn(op: number, dependency: number): void {
+    if (!(op >= 0 && op < this.ops && dependency >= 0 && dependency < this.ops)) throw new RangeError(`dependency ${dependency} -> ${op} names an operation not added`);
     // Chained onto the dependency's list as it comes: no pairs to group afterwards.
     this.dependentNext.push(this.dependentFirst[dependency]);
     this.dependentFirst[dependency] = this.dependentOp.push(op);

@@ -62,6 +62,43 @@ describe('execute', () => {
     expect(Array.from(graph.flowBytes)).toEqual([10, 20, 30]);
   });
 
+  it('shares labels between operations, chains dependents and memory effects in the order added, and refuses unknown operations', () => {
+    const g = new OperationGraphBuilder(2, 2);
+    expect(() => g.lane(0)).toThrow(/none has been added/);
+    const forward = g.label({ kind: 0, stage: 1, microBatch: 7, chunk: 0, layers: 3, flops: 1e9 });
+    const ops = [0, 1, 0, 1].map((device) => {
+      const op = g.operation(forward, device, 10);
+      g.lane(device);
+      return op;
+    });
+    const later = g.operation(g.label({ kind: 5 }), 0, 0, 100);
+    g.lane(0);
+    g.dependOn(later, ops[0]);
+    g.dependOn(later, ops[1]);
+    g.dependOn(ops[3], ops[0]);
+    g.memory(ops[0], 0, 3, 100, AT_START);
+    g.memory(later, 1, 4, 50, AT_START);
+    g.memory(ops[0], 0, 3, -100, AT_END);
+    g.memory(ops[0], 1, 4, -50, AT_END);
+    expect(() => g.dependOn(later, 99)).toThrow(/not added/);
+    const graph = g.build();
+    // Five operations past a reservation of two: the columns grew.
+    expect(graph.count).toBe(5);
+    expect(Array.from(graph.label)).toEqual([forward, forward, forward, forward, forward + 1]);
+    expect(graph.labels.count).toBe(2);
+    expect([graph.labels.kind[forward], graph.labels.stage[forward], graph.labels.microBatch[forward], graph.labels.layers[forward], graph.labels.flops[forward]]).toEqual([0, 1, 7, 3, 1e9]);
+    expect([graph.labels.stage[forward + 1], graph.labels.microBatch[forward + 1], graph.labels.chunk[forward + 1]]).toEqual([-1, -1, -1]);
+    const chain = (first: Int32Array, next: Int32Array, op: number) => {
+      const out: number[] = [];
+      for (let e = first[op]; e >= 0; e = next[e]) out.push(e);
+      return out;
+    };
+    expect(chain(graph.dependentFirst, graph.dependentNext, ops[0]).map((e) => graph.dependentOp[e]).sort()).toEqual([ops[3], later].sort());
+    expect(chain(graph.memoryFirst, graph.memoryNext, ops[0]).map((e) => graph.memoryBytes[e])).toEqual([100, -100, -50]);
+    expect(Array.from(graph.deps.items.subarray(graph.deps.start[later], graph.deps.start[later + 1])).sort()).toEqual([ops[0], ops[1]]);
+    expect(execute({ graph, links: noLinks, router: noRouter, memory: new MemoryTracker(2, 5, new Float64Array([1e3, 1e3])) }).makespanNs).toBe(120);
+  });
+
   it('applies memory at start and end, tracks the peak and its breakdown, and reports overflow without stopping', () => {
     const g = new OperationGraphBuilder(1);
     const a = g.add({ kind: 0, device: 0 }, 10, [0]);
