@@ -83,6 +83,41 @@ class ReferenceQueue {
   }
 }
 
+interface Queue {
+  schedule(at: number, id: number): void;
+  pop(): { at: number; id: number } | undefined;
+}
+
+/**
+ * Runs a program on a reference queue and on the kernel: events start at `startTimes`; each, when run, schedules
+ * children at now + `delaysOf(id)`, up to `limit` events in all. Returns both runs as "time:id" lists, the kernel
+ * paused at each of `pauses` on the way.
+ */
+function runBoth(reference: Queue, startTimes: number[], delaysOf: (id: number) => number[], limit: number, pauses: number[] = []) {
+  const expected: string[] = [];
+  let nextId = 0;
+  for (const at of startTimes) reference.schedule(at, nextId++);
+  for (let e = reference.pop(); e; e = reference.pop()) {
+    expected.push(`${e.at}:${e.id}`);
+    for (const d of delaysOf(e.id)) if (nextId < limit) reference.schedule(e.at + d, nextId++);
+  }
+  const k = new EventKernel(2);
+  const actual: string[] = [];
+  nextId = 0;
+  const type = k.on((id) => {
+    actual.push(`${k.now}:${id}`);
+    for (const d of delaysOf(id)) if (nextId < limit) k.schedule(k.now + d, type, nextId++);
+  });
+  for (const at of startTimes) k.schedule(at, type, nextId++);
+  for (const until of [...pauses].sort((x, y) => x - y)) {
+    k.run(until);
+    expect(k.now).toBeGreaterThanOrEqual(until);
+  }
+  k.run();
+  expect(k.pending).toBe(0);
+  return { expected, actual };
+}
+
 describe('EventKernel against a reference queue', () => {
   it('thousands of events at one instant still run in scheduling order', () => {
     const k = new EventKernel(2);
@@ -106,26 +141,7 @@ describe('EventKernel against a reference queue', () => {
     const starts = fc.array(fc.constantFrom(0, 1, 5, 7), { minLength: 1, maxLength: 20 });
     fc.assert(
       fc.property(children, starts, (childDelays, startTimes) => {
-        const delaysOf = (id: number) => childDelays[id % childDelays.length];
-
-        const reference = new ReferenceQueue();
-        const expected: string[] = [];
-        let nextId = 0;
-        for (const at of startTimes) reference.schedule(at, nextId++);
-        for (let e = reference.pop(); e; e = reference.pop()) {
-          expected.push(`${e.at}:${e.id}`);
-          for (const delay of delaysOf(e.id)) if (nextId < 2000) reference.schedule(e.at + delay, nextId++);
-        }
-
-        const k = new EventKernel(2);
-        const actual: string[] = [];
-        nextId = 0;
-        const type = k.on((id) => {
-          actual.push(`${k.now}:${id}`);
-          for (const delay of delaysOf(id)) if (nextId < 2000) k.schedule(k.now + delay, type, nextId++);
-        });
-        for (const at of startTimes) k.schedule(at, type, nextId++);
-        k.run();
+        const { expected, actual } = runBoth(new ReferenceQueue(), startTimes, (id) => childDelays[id % childDelays.length], 2000);
         expect(actual).toEqual(expected);
       }),
       { numRuns: 200 },
@@ -171,32 +187,8 @@ describe('EventKernel ladder tiers', () => {
         fc.array(fc.oneof(fc.constantFrom(0, 7, 7, 7), fc.integer({ min: 0, max: 10_000 })), { minLength: 1, maxLength: 600 }),
         fc.array(fc.integer({ min: 0, max: 2_000_000 }), { maxLength: 4 }),
         (childDelays, startTimes, pauses) => {
-          const limit = 4000;
-          const delaysOf = (id: number) => childDelays[(id * 7) % childDelays.length];
-          const reference = new SortedReference();
-          const expected: string[] = [];
-          let nextId = 0;
-          for (const at of startTimes) reference.schedule(at, nextId++);
-          for (let e = reference.pop(); e; e = reference.pop()) {
-            expected.push(`${e.at}:${e.id}`);
-            for (const d of delaysOf(e.id)) if (nextId < limit) reference.schedule(e.at + d, nextId++);
-          }
-
-          const k = new EventKernel(2);
-          const actual: string[] = [];
-          nextId = 0;
-          const type = k.on((id) => {
-            actual.push(`${k.now}:${id}`);
-            for (const d of delaysOf(id)) if (nextId < limit) k.schedule(k.now + d, type, nextId++);
-          });
-          for (const at of startTimes) k.schedule(at, type, nextId++);
-          for (const until of [...pauses].sort((x, y) => x - y)) {
-            k.run(until);
-            expect(k.now).toBeGreaterThanOrEqual(until);
-          }
-          k.run();
+          const { expected, actual } = runBoth(new SortedReference(), startTimes, (id) => childDelays[(id * 7) % childDelays.length], 4000, pauses);
           expect(actual).toEqual(expected);
-          expect(k.pending).toBe(0);
         },
       ),
       { numRuns: 150 },
