@@ -251,8 +251,7 @@ export class EventKernel {
       this.rungCurrent[r] = b + 1;
       // The last bucket also held every later time below the tier above: once it is taken, the rung takes no more.
       this.rungCurrentStart[r] = b === this.rungBuckets[r] - 1 ? Infinity : bucketStart + width;
-      if (n <= SORT_THRESHOLD) this.sortIntoBottom(list, n);
-      else this.spreadOrSort(list, n);
+      this.lower(list, n);
     }
     return true;
   }
@@ -268,6 +267,11 @@ export class EventKernel {
     this.topMin = Infinity;
     this.topMax = -Infinity;
     this.topStart = max + 1;
+    this.lower(list, n);
+  }
+
+  /** Moves a list taken from a bucket or the top one tier down: sorted into the bottom when short, else spread. */
+  private lower(list: number, n: number): void {
     if (n <= SORT_THRESHOLD) this.sortIntoBottom(list, n);
     else this.spreadOrSort(list, n);
   }

@@ -440,10 +440,11 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
       reduced = collective(kind, members, bytes, 1, LANE.dp, labelAt(KIND[kind], place));
       for (const r of ready) g.dependOn(reduced, r);
     }
+    const offloadLabel = optimizerOffloaded ? labelAt(KIND.offload, { stage: place.stage, microBatch: place.microBatch }) : -1;
     members.forEach((device, d) => {
       let done = reduced >= 0 ? reduced : ready[d];
       if (optimizerOffloaded) {
-        const down = offloadTransfer(device, device, hostVertex(device, offload.optimizer === 'nvme' ? 'nvme' : 'cpu'), bytes / dp, labelAt(KIND.offload, { stage: place.stage, microBatch: place.microBatch }));
+        const down = offloadTransfer(device, device, hostVertex(device, offload.optimizer === 'nvme' ? 'nvme' : 'cpu'), bytes / dp, offloadLabel);
         g.dependOn(down, done);
         done = down;
       }
@@ -499,11 +500,12 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
         const gathered: number[] = [];
         if (zero === 3) {
           const fullBytes = segment.params * paramBytes;
+          const fetchLabel = offload.params === 'none' ? -1 : labelAt(KIND.offload, { stage, microBatch: mb });
           for (let tpRank = 0; tpRank < tp; tpRank++) {
             const members = dpGroup(tpRank, stage);
             const fetches = members.map((device) => {
               if (offload.params === 'none') return -1;
-              const fetch = offloadTransfer(device, hostVertex(device, offload.params), device, fullBytes / dp, labelAt(KIND.offload, { stage, microBatch: mb }));
+              const fetch = offloadTransfer(device, hostVertex(device, offload.params), device, fullBytes / dp, fetchLabel);
               g.memory(fetch, layout.hbm(device), CATEGORY.buffers, fullBytes / dp, AT_START);
               const history = computeHistory[device];
               const window = history.length - 1 - parallel.prefetchLayers;
