@@ -132,41 +132,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
   const stepTime = stepNs / NANOSECONDS_PER_SECOND;
   const categories = CATEGORIES.length;
 
-  // Bytes by kind, link type and sender, summed by number and named at the end.
-  const bytesByKind = new Float64Array(OP_KINDS.length);
-  const bytesByLinkType = new Float64Array(LINK_TYPES.length);
-  const linkTypeIndex = Object.fromEntries(LINK_TYPES.map((t, i) => [t, i])) as Record<LinkType, number>;
-  const sent = new Float64Array(layout.devices);
-  let totalBytes = 0;
-  // Flows repeat the same few (source, target) pairs every micro-batch: a small direct-mapped cache of their path's
-  // link type saves a route per flow.
-  const CACHE = 4096;
-  const cachedSource = new Int32Array(CACHE).fill(-1);
-  const cachedTarget = new Int32Array(CACHE);
-  const cachedType = new Int32Array(CACHE);
-  const linkTypeOf = (source: number, target: number): number => {
-    const slot = (Math.imul(source, 40503) ^ target) & (CACHE - 1);
-    if (cachedSource[slot] !== source || cachedTarget[slot] !== target) {
-      cachedSource[slot] = source;
-      cachedTarget[slot] = target;
-      cachedType[slot] = linkTypeIndex[topology.pathType(source, target)];
-    }
-    return cachedType[slot];
-  };
-  for (let op = 0; op < graph.count; op++) {
-    const first = graph.flowStart[op];
-    const last = graph.flowStart[op + 1];
-    if (first === last) continue;
-    const kind = graph.labels.kind[graph.label[op]];
-    for (let i = first; i < last; i++) {
-      const bytes = graph.flowBytes[i];
-      const source = graph.flowSource[i];
-      totalBytes += bytes;
-      bytesByKind[kind] += bytes;
-      bytesByLinkType[linkTypeOf(source, graph.flowTarget[i])] += bytes;
-      if (source < layout.devices) sent[source] += bytes;
-    }
-  }
+  const { totalBytes, bytesByKind, bytesByLinkType, sent, spanStart, spanEnd, spanBusy } = sumOperations(graph, execution, topology, layout.devices);
   // The only compute operation with flows is a host optimizer streaming its states through NVMe: offload traffic.
   const byKind = zeroRecord(TRANSFER_KINDS);
   OP_KINDS.forEach((kind, i) => {
@@ -176,18 +142,6 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
   const byLinkType = zeroRecord(LINK_TYPES);
   LINK_TYPES.forEach((type, i) => (byLinkType[type] = bytesByLinkType[i]));
 
-  // Each device's span of forward and backward passes, and its compute time within it.
-  const spanStart = new Float64Array(layout.devices).fill(Infinity);
-  const spanEnd = new Float64Array(layout.devices).fill(-Infinity);
-  const spanBusy = new Float64Array(layout.devices);
-  for (let op = 0; op < graph.count; op++) {
-    const kind = graph.labels.kind[graph.label[op]];
-    if (kind !== KIND.forward && kind !== KIND.backward && kind !== KIND.inputGrad && kind !== KIND.weightGrad) continue;
-    const d = graph.device[op];
-    spanStart[d] = Math.min(spanStart[d], execution.startNs[op]);
-    spanEnd[d] = Math.max(spanEnd[d], execution.endNs[op]);
-    spanBusy[d] += execution.endNs[op] - execution.startNs[op];
-  }
   let pipelineBubbleRate = 0;
   for (let d = 0; d < layout.devices; d++) {
     const span = spanEnd[d] - spanStart[d];
@@ -316,6 +270,58 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
     warnings,
     simulation: { operations: graph.count, events: execution.eventsProcessed, devices: layout.devices },
   };
+}
+
+/**
+ * One pass over the operations: bytes by kind, by link type and by sender; each device's span of forward and
+ * backward passes and its compute time within it. A function of its own, not a loop inside buildReport, so that the
+ * JIT optimises it in a few milliseconds instead of compiling all of buildReport while the loop runs slowly.
+ */
+function sumOperations(graph: OperationGraph, execution: ExecutionResult, topology: Topology, devices: number) {
+  const bytesByKind = new Float64Array(OP_KINDS.length);
+  const bytesByLinkType = new Float64Array(LINK_TYPES.length);
+  const linkTypeIndex = new Map(LINK_TYPES.map((t, i) => [t, i]));
+  const sent = new Float64Array(devices);
+  let totalBytes = 0;
+  // Flows repeat the same few (source, target) pairs every micro-batch: a small direct-mapped cache of their path's
+  // link type saves a route per flow.
+  const CACHE = 4096;
+  const cachedSource = new Int32Array(CACHE).fill(-1);
+  const cachedTarget = new Int32Array(CACHE);
+  const cachedType = new Int32Array(CACHE);
+  const spanStart = new Float64Array(devices).fill(Infinity);
+  const spanEnd = new Float64Array(devices).fill(-Infinity);
+  const spanBusy = new Float64Array(devices);
+  const { flowStart, flowBytes, flowSource, flowTarget, label: labelOf, device: deviceOf } = graph;
+  const kindOf = graph.labels.kind;
+  const { startNs, endNs } = execution;
+  for (let op = 0; op < graph.count; op++) {
+    const kind = kindOf[labelOf[op]];
+    const last = flowStart[op + 1];
+    for (let i = flowStart[op]; i < last; i++) {
+      const bytes = flowBytes[i];
+      const source = flowSource[i];
+      const target = flowTarget[i];
+      totalBytes += bytes;
+      bytesByKind[kind] += bytes;
+      const slot = (Math.imul(source, 40503) ^ target) & (CACHE - 1);
+      if (cachedSource[slot] !== source || cachedTarget[slot] !== target) {
+        cachedSource[slot] = source;
+        cachedTarget[slot] = target;
+        cachedType[slot] = linkTypeIndex.get(topology.pathType(source, target))!;
+      }
+      bytesByLinkType[cachedType[slot]] += bytes;
+      if (source < devices) sent[source] += bytes;
+    }
+    if (kind !== KIND.forward && kind !== KIND.backward && kind !== KIND.inputGrad && kind !== KIND.weightGrad) continue;
+    const d = deviceOf[op];
+    const start = startNs[op];
+    const end = endNs[op];
+    if (start < spanStart[d]) spanStart[d] = start;
+    if (end > spanEnd[d]) spanEnd[d] = end;
+    spanBusy[d] += end - start;
+  }
+  return { totalBytes, bytesByKind, bytesByLinkType, sent, spanStart, spanEnd, spanBusy };
 }
 
 /**
