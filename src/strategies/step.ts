@@ -319,10 +319,10 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
     for (const f of plan.flows) longest = Math.max(longest, topology.pathLatencySeconds(f.source, f.target));
     return longest;
   };
-  /** Adds a collective operation over `group` holding lane `laneKind` of every member; `pathLatency` if known. */
-  const collective = (kind: CollectiveKind, group: number[], bytes: number, repeat: number, laneKind: number, label: number, pathLatency?: number): number => {
+  /** Adds a collective operation over `group` holding lane `laneKind` of every member. */
+  const collective = (kind: CollectiveKind, group: number[], bytes: number, repeat: number, laneKind: number, label: number): number => {
     const plan = planCollective(kind, group, bytes, repeat);
-    const maxPathLatency = pathLatency ?? longestPathLatency(plan);
+    const maxPathLatency = longestPathLatency(plan);
     const op = g.operation(label, group[0], 0, toNanoseconds(plan.steps * (stepLatency + maxPathLatency)));
     for (const device of group) g.lane(layout.lane(device, laneKind));
     for (const f of plan.flows) g.flow(op, f.source, f.target, f.bytes);
@@ -457,8 +457,26 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
   const syncGradients = dp > 1 || optimizerOffloaded;
   const passLabel = new Int32Array(OP_KINDS.length);
   const passLastOps = new Int32Array(dp * tp);
-  const ringGroup: number[] = new Array(tp).fill(0);
+  // A tensor-parallel group is `tp` consecutive ranks: its ring is planned once per repeat count over the offsets
+  // 0..tp-1 and shifted to each group, and its path latency is computed once per group.
+  const tpOffsets = Array.from({ length: tp }, (_, t) => t);
+  const tpPlans = new Map<number, ReturnType<typeof planCollective>>();
   const tpRingLatency = new Float64Array(layout.devices).fill(-1);
+  /** The blocking all-reduces after a pass of the tensor-parallel group starting at `firstDevice`, as one collective. */
+  const tpAllReduce = (firstDevice: number, repeat: number, label: number): number => {
+    let plan = tpPlans.get(repeat);
+    if (plan === undefined) tpPlans.set(repeat, (plan = planCollective('allReduce', tpOffsets, hiddenBytes, repeat)));
+    let pathLatency = tpRingLatency[firstDevice];
+    if (pathLatency < 0) {
+      pathLatency = 0;
+      for (const f of plan.flows) pathLatency = Math.max(pathLatency, topology.pathLatencySeconds(firstDevice + f.source, firstDevice + f.target));
+      tpRingLatency[firstDevice] = pathLatency;
+    }
+    const op = g.operation(label, firstDevice, 0, toNanoseconds(plan.steps * (stepLatency + pathLatency)));
+    for (let t = 0; t < tp; t++) g.lane(layout.lane(firstDevice + t, LANE.tp));
+    for (const f of plan.flows) g.flow(op, firstDevice + f.source, firstDevice + f.target, f.bytes);
+    return op;
+  };
 
   // Build in program order: for each device position, its passes in order; within a pass, its segments; for each
   // segment, every data-parallel replica. Every lane then receives its operations in program order.
@@ -576,10 +594,7 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
             lastOps[dpRank * tp + tpRank] = op;
           }
           if (segment.tpAllReduces > 0) {
-            for (let tpRank = 0; tpRank < tp; tpRank++) ringGroup[tpRank] = firstDevice + tpRank;
-            // The group's ring is the same at every pass: its path latency is computed once.
-            if (tpRingLatency[firstDevice] < 0) tpRingLatency[firstDevice] = longestPathLatency(planCollective('allReduce', ringGroup, hiddenBytes));
-            const ar = collective('allReduce', ringGroup, hiddenBytes, segment.tpAllReduces, LANE.tp, labelOf(KIND.allReduce), tpRingLatency[firstDevice]);
+            const ar = tpAllReduce(firstDevice, segment.tpAllReduces, labelOf(KIND.allReduce));
             for (let tpRank = 0; tpRank < tp; tpRank++) {
               g.dependOn(ar, lastOps[dpRank * tp + tpRank]);
               lastOps[dpRank * tp + tpRank] = ar;
