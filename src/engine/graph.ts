@@ -1,4 +1,15 @@
 import { buildCsr, grown, transposeCsr, TypedList, type Csr } from './growable.js';
+import { PageWarmer } from './page-warmer.js';
+
+type TypedArray = Float64Array | Int32Array | Uint8Array;
+type ColumnConstructor<T> = (new (length: number) => T) & (new (buffer: SharedArrayBuffer) => T) & { BYTES_PER_ELEMENT: number };
+
+/** Graphs expected to be this large get a page warmer: below, its thread would cost more than the faults it saves. */
+const WARM_FROM_OPERATIONS = 200_000;
+/** How far ahead of the builder the warmer touches, in operations' worth of each column. */
+const WARM_AHEAD_OPERATIONS = 1 << 15;
+/** The builder reports its progress every this many operations (a power of two). */
+const WARM_REPORT_EVERY = 1 << 12;
 
 /**
  * The operation graph of one training step, stored as columns of typed arrays so
@@ -122,35 +133,66 @@ export class OperationGraphBuilder {
   private readonly memSize: TypedList<Float64Array>;
   private readonly memWhen: TypedList<Uint8Array>;
 
+  /** Faults in the pages of a large graph's columns on a helper thread while they are written (see page-warmer.ts). */
+  private readonly warmer: PageWarmer | undefined;
+  /** The lists the warmer follows, by slot; the per-operation columns are followed by the operation count. */
+  private readonly warmedLists: { list: TypedList<TypedArray>; slot: number }[] = [];
+  private readonly warmedColumns: number[] = [];
+
   /**
    * `expectedOperations` reserves room (see growable.ts: reserved memory that is never written costs nothing, so
-   * a generous estimate is cheap and a low one costs a copy); the other columns are reserved in proportion.
+   * a generous estimate is cheap and a low one costs a copy); the other columns are reserved in proportion. From
+   * `WARM_FROM_OPERATIONS` expected operations (or with `warm: true`), a page warmer prepares the columns' memory.
    */
   constructor(
     readonly laneCount: number,
     expectedOperations = 1024,
+    options: { warm?: boolean } = {},
   ) {
     const ops = Math.max(16, Math.ceil(expectedOperations));
-    this.durations = new Float64Array(ops);
-    this.latencies = new Float64Array(ops);
-    this.devices = new Int32Array(ops);
-    this.labelOf = new Int32Array(ops);
-    this.laneStart = new Int32Array(ops + 1);
-    this.flowStart = new Int32Array(ops + 1);
-    this.dependentFirst = new Int32Array(ops);
-    this.memoryFirst = new Int32Array(ops);
-    this.dependentNext = new TypedList(Int32Array, 3 * ops);
-    this.dependentOp = new TypedList(Int32Array, 3 * ops);
-    this.laneId = new TypedList(Int32Array, 3 * ops);
-    this.flowSrc = new TypedList(Int32Array, 2 * ops);
-    this.flowDst = new TypedList(Int32Array, 2 * ops);
-    this.flowSize = new TypedList(Float64Array, 2 * ops);
-    this.flowIsTimed = new TypedList(Uint8Array, 2 * ops);
-    this.memNext = new TypedList(Int32Array, 2 * ops);
-    this.memLoc = new TypedList(Int32Array, 2 * ops);
-    this.memCat = new TypedList(Uint8Array, 2 * ops);
-    this.memSize = new TypedList(Float64Array, 2 * ops);
-    this.memWhen = new TypedList(Uint8Array, 2 * ops);
+    this.warmer = (options.warm ?? ops >= WARM_FROM_OPERATIONS) ? PageWarmer.start() : undefined;
+    const column = <T extends TypedArray>(make: ColumnConstructor<T>, length: number): T => {
+      if (this.warmer === undefined) return new make(length);
+      const { array, slot } = this.warmer.allocate(make, length, WARM_AHEAD_OPERATIONS);
+      this.warmedColumns.push(slot);
+      return array;
+    };
+    const list = <T extends TypedArray>(make: ColumnConstructor<T>, perOperation: number): TypedList<T> => {
+      if (this.warmer === undefined) return new TypedList(make, perOperation * ops);
+      const { array, slot } = this.warmer.allocate(make, perOperation * ops, perOperation * WARM_AHEAD_OPERATIONS);
+      const typed = new TypedList(make, perOperation * ops, array);
+      this.warmedLists.push({ list: typed, slot });
+      return typed;
+    };
+    this.durations = column(Float64Array, ops);
+    this.latencies = column(Float64Array, ops);
+    this.devices = column(Int32Array, ops);
+    this.labelOf = column(Int32Array, ops);
+    this.laneStart = column(Int32Array, ops + 1);
+    this.flowStart = column(Int32Array, ops + 1);
+    this.dependentFirst = column(Int32Array, ops);
+    this.memoryFirst = column(Int32Array, ops);
+    this.dependentNext = list(Int32Array, 3);
+    this.dependentOp = list(Int32Array, 3);
+    this.laneId = list(Int32Array, 3);
+    this.flowSrc = list(Int32Array, 2);
+    this.flowDst = list(Int32Array, 2);
+    this.flowSize = list(Float64Array, 2);
+    this.flowIsTimed = list(Uint8Array, 2);
+    this.memNext = list(Int32Array, 2);
+    this.memLoc = list(Int32Array, 2);
+    this.memCat = list(Uint8Array, 2);
+    this.memSize = list(Float64Array, 2);
+    this.memWhen = list(Uint8Array, 2);
+    this.warmer?.begin();
+  }
+
+  /** Tells the warmer how far each column is written. */
+  private reportProgress(): void {
+    const warmer = this.warmer!;
+    for (const slot of this.warmedColumns) warmer.filled(slot, this.ops);
+    for (const { list, slot } of this.warmedLists) warmer.filled(slot, list.length);
+    warmer.publish();
   }
 
   get count(): number {
@@ -174,6 +216,7 @@ export class OperationGraphBuilder {
   operation(label: number, device: number, durationNs: number, latencyNs = 0): number {
     const id = this.ops;
     if (id === this.durations.length) this.growOperations();
+    if ((id & (WARM_REPORT_EVERY - 1)) === 0 && this.warmer !== undefined) this.reportProgress();
     this.durations[id] = durationNs;
     this.latencies[id] = latencyNs;
     this.devices[id] = device;
@@ -252,6 +295,7 @@ export class OperationGraphBuilder {
   }
 
   build(): OperationGraph {
+    this.warmer?.stop();
     const n = this.count;
     // Columns are views of the builder's lists: nothing is copied that need not be. Lanes and flows are added with
     // their operation, so their row starts are already known.

@@ -21,8 +21,9 @@ export class TypedList<T extends TypedArray> {
   length = 0;
   private data: T;
 
-  constructor(make: TypedArrayConstructor<T>, reserve = 1024) {
-    this.data = new make(Math.max(16, Math.ceil(reserve)));
+  /** `storage`, if given, is the reservation (zeroed), allocated by the caller. */
+  constructor(make: TypedArrayConstructor<T>, reserve = 1024, storage?: T) {
+    this.data = storage ?? new make(Math.max(16, Math.ceil(reserve)));
   }
 
   /** Appends `value`; returns its index. */

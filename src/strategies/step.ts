@@ -122,6 +122,8 @@ interface Segment {
   tpAllReduces: number;
 }
 
+const segmentOf = (fraction: number, layers: number, gradBytes: number, params: number, tpAllReduces: number): Segment => ({ fraction, layers, gradBytes, params, tpAllReduces });
+
 const FORWARD = 0;
 const BACKWARD = 1;
 
@@ -292,8 +294,11 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
   const stepLatency = cluster.collectiveStepLatencySeconds;
 
   /** Where in the step an operation belongs, for its label. */
-  type Place = { stage?: number; microBatch?: number; chunk?: number };
-  const labelAt = (kind: number, place: Place) => g.label({ kind, stage: place.stage, microBatch: place.microBatch, chunk: place.chunk });
+  // Places and segments are made by one function each, so that every one has the same shape: the JIT's code for
+  // the passes then sees one object layout and is not thrown away and compiled again.
+  type Place = { stage: number; microBatch: number; chunk: number };
+  const place = (stage: number, microBatch = -1, chunk = -1): Place => ({ stage, microBatch, chunk });
+  const labelAt = (kind: number, at: Place) => g.label({ kind, stage: at.stage, microBatch: at.microBatch, chunk: at.chunk });
 
   /** Adds a point-to-point transfer, the most common operation, without building a collective plan. */
   // A send lane always reaches the same peer, so its latency is computed once.
@@ -342,9 +347,9 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
     const layerFlopsOf = forward ? perLayer.forward : perLayer.inputGrad + perLayer.weightGrad;
     const logitsFlopsOf = forward ? logits.forward : logits.inputGrad + logits.weightGrad;
     const layerAllReduces = v.layers === 0 ? 0 : forward ? (v.tpAllReducesForward - (first && v.tpAllReducesForward > 0 ? 1 : 0)) / v.layers : (v.tpAllReducesBackward - (last && v.tpAllReducesBackward > 0 ? 1 : 0)) / v.layers;
-    if (first) list.push({ fraction: 0, layers: 0, gradBytes: 0, params: embeddingParameters(model) / tp, tpAllReduces: forward && v.tpAllReducesForward > 0 ? 1 : 0 });
-    for (let i = 0; i < v.layers; i++) list.push({ fraction: layerFlopsOf / tp, layers: 1, gradBytes: 0, params: layerParameters(model) / tp, tpAllReduces: layerAllReduces });
-    if (last) list.push({ fraction: logitsFlopsOf / tp, layers: 0, gradBytes: 0, params: outputParams, tpAllReduces: !forward && v.tpAllReducesBackward > 0 ? 1 : 0 });
+    if (first) list.push(segmentOf(0, 0, 0, embeddingParameters(model) / tp, forward && v.tpAllReducesForward > 0 ? 1 : 0));
+    for (let i = 0; i < v.layers; i++) list.push(segmentOf(layerFlopsOf / tp, 1, 0, layerParameters(model) / tp, layerAllReduces));
+    if (last) list.push(segmentOf(logitsFlopsOf / tp, 0, 0, outputParams, !forward && v.tpAllReducesBackward > 0 ? 1 : 0));
     const total = list.reduce((a, u) => a + u.fraction, 0) || 1;
     for (const u of list) {
       u.fraction /= total;
@@ -358,7 +363,7 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
   const buckets: Segment[][] = virtualStages.map((v) => {
     const bucketBytes = dp > 1 || parallel.offload.optimizer !== 'none' ? parallel.gradientBucketBytes : Infinity;
     const out: Segment[] = [];
-    let cur: Segment = { fraction: 0, layers: 0, gradBytes: 0, params: 0, tpAllReduces: 0 };
+    let cur = segmentOf(0, 0, 0, 0, 0);
     for (const u of units(v, false)) {
       cur.fraction += u.fraction;
       cur.layers += u.layers;
@@ -367,7 +372,7 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
       cur.tpAllReduces += u.tpAllReduces;
       if (cur.gradBytes >= bucketBytes) {
         out.push(cur);
-        cur = { fraction: 0, layers: 0, gradBytes: 0, params: 0, tpAllReduces: 0 };
+        cur = segmentOf(0, 0, 0, 0, 0);
       }
     }
     if (cur.gradBytes > 0 || cur.fraction > 0 || out.length === 0) out.push(cur);
@@ -432,15 +437,15 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
    * Reduces a gradient segment over the data-parallel group (all-reduce without ZeRO, reduce-scatter with it),
    * then sends this device's shard to the host when the optimizer lives there.
    */
-  const reduceGradients = (stage: number, tpRank: number, bytes: number, ready: number[], place: Place) => {
+  const reduceGradients = (stage: number, tpRank: number, bytes: number, ready: number[], at: Place) => {
     const members = dpGroup(tpRank, stage);
     let reduced = -1;
     if (dp > 1) {
       const kind = zero === 0 ? 'allReduce' : 'reduceScatter';
-      reduced = collective(kind, members, bytes, 1, LANE.dp, labelAt(KIND[kind], place));
+      reduced = collective(kind, members, bytes, 1, LANE.dp, labelAt(KIND[kind], at));
       for (const r of ready) g.dependOn(reduced, r);
     }
-    const offloadLabel = optimizerOffloaded ? labelAt(KIND.offload, { stage: place.stage, microBatch: place.microBatch }) : -1;
+    const offloadLabel = optimizerOffloaded ? labelAt(KIND.offload, place(at.stage, at.microBatch)) : -1;
     members.forEach((device, d) => {
       let done = reduced >= 0 ? reduced : ready[d];
       if (optimizerOffloaded) {
@@ -496,13 +501,12 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
       const passFlops = pass === 'F' ? v.forwardFlops : pass === 'B' ? v.inputGradFlops : pass === 'W' ? v.weightGradFlops : v.inputGradFlops + v.weightGradFlops;
       const passAllReduces = pass === 'F' ? v.tpAllReducesForward : pass === 'W' ? 0 : v.tpAllReducesBackward;
       const kind = pass === 'F' ? KIND.forward : pass === 'B' ? KIND.inputGrad : pass === 'W' ? KIND.weightGrad : KIND.backward;
-      const segments: Segment[] =
-        zero === 3
-          ? units(v, isForward)
-          : finalGradient || reduceInline
-            ? buckets[vs].map((b) => ({ ...b, tpAllReduces: pass === 'W' ? 0 : b.tpAllReduces }))
-            : [{ fraction: 1, layers: v.layers, gradBytes: 0, params: v.parametersPerDevice, tpAllReduces: passAllReduces }];
-      const labels: Place = { stage, microBatch: mb, chunk: entry.chunk };
+      // Filled by push in every case: one array layout for the JIT (a literal and map()'s result differ).
+      const segments: Segment[] = [];
+      if (zero === 3) segments.push(...units(v, isForward));
+      else if (finalGradient || reduceInline) for (const b of buckets[vs]) segments.push(segmentOf(b.fraction, b.layers, b.gradBytes, b.params, pass === 'W' ? 0 : b.tpAllReduces));
+      else segments.push(segmentOf(1, v.layers, 0, v.parametersPerDevice, passAllReduces));
+      const labels = place(stage, mb, entry.chunk);
       // One label per kind of operation in this pass, shared by every replica and rank.
       passLabel.fill(-1);
       const labelOf = (kind: number) => (passLabel[kind] >= 0 ? passLabel[kind] : (passLabel[kind] = labelAt(kind, labels)));
@@ -518,7 +522,7 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
         const gathered: number[] = [];
         if (zero === 3) {
           const fullBytes = segment.params * paramBytes;
-          const fetchLabel = offload.params === 'none' ? -1 : labelAt(KIND.offload, { stage, microBatch: mb });
+          const fetchLabel = offload.params === 'none' ? -1 : labelAt(KIND.offload, place(stage, mb));
           for (let tpRank = 0; tpRank < tp; tpRank++) {
             const members = dpGroup(tpRank, stage);
             const fetches = members.map((device) => {
@@ -651,7 +655,7 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
         const vs = vsOf[stage][chunk];
         buckets[vs].forEach((bucket, segIndex) => {
           const ready = bucketReady.get(`${stage}:${chunk}:${segIndex}`) ?? [];
-          for (let tpRank = 0; tpRank < tp; tpRank++) reduceGradients(stage, tpRank, bucket.gradBytes, ready.map((ops) => ops[tpRank]), { stage, chunk });
+          for (let tpRank = 0; tpRank < tp; tpRank++) reduceGradients(stage, tpRank, bucket.gradBytes, ready.map((ops) => ops[tpRank]), place(stage, -1, chunk));
         });
       }
     }
@@ -664,7 +668,7 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
       for (let tpRank = 0; tpRank < tp; tpRank++) {
         const a = layout.device(tpRank, dpRank, deviceOfVs[0]);
         const b = layout.device(tpRank, dpRank, deviceOfVs[lastVs]);
-        const ar = collective('allReduce', [a, b], bytes, 1, LANE.dp, labelAt(KIND.allReduce, { stage: deviceOfVs[0] }));
+        const ar = collective('allReduce', [a, b], bytes, 1, LANE.dp, labelAt(KIND.allReduce, place(deviceOfVs[0])));
         for (const device of [a, b]) {
           for (const sync of gradientSync[device]) g.dependOn(ar, sync);
           if (gradientSync[device].length === 0) g.dependOn(ar, lastOpOf[device]);
@@ -679,7 +683,7 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
   // states and parameters), or at the host's Adam rate when offloaded, streaming states through NVMe if they live
   // there. Then the updated fp16 parameters go back where they live, and ZeRO-1/2 gather them from every replica.
   const updated: number[] = new Array(layout.devices).fill(-1);
-  const optimizerLabel = stages.map((_, stage) => labelAt(KIND.optimizer, { stage }));
+  const optimizerLabel = stages.map((_, stage) => labelAt(KIND.optimizer, place(stage)));
   for (let device = 0; device < layout.devices; device++) {
     const stage = layout.coordinates(device).pp;
     const shard = stages[stage].parametersPerDevice / shardRanks;
@@ -706,7 +710,7 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
     if (optimizerOffloaded && offload.params !== 'cpu') {
       // Updated fp16 parameters leave the host: to the GPU, or to NVMe where ZeRO-Infinity keeps them.
       const target = offload.params === 'nvme' ? hostVertex(device, 'nvme') : device;
-      const up = offloadTransfer(device, hostVertex(device, 'cpu'), target, shard * paramBytes, labelAt(KIND.offload, { stage }));
+      const up = offloadTransfer(device, hostVertex(device, 'cpu'), target, shard * paramBytes, labelAt(KIND.offload, place(stage)));
       g.dependOn(up, op);
       updated[device] = up;
     }
@@ -715,7 +719,7 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
     for (let stage = 0; stage < pp; stage++) {
       for (let tpRank = 0; tpRank < tp; tpRank++) {
         const members = dpGroup(tpRank, stage);
-        const ag = collective('allGather', members, stages[stage].parametersPerDevice * paramBytes, 1, LANE.gather, labelAt(KIND.allGather, { stage }));
+        const ag = collective('allGather', members, stages[stage].parametersPerDevice * paramBytes, 1, LANE.gather, labelAt(KIND.allGather, place(stage)));
         for (const device of members) g.dependOn(ag, updated[device]);
       }
     }
