@@ -1,6 +1,7 @@
 import { execute, type ExecutionResult } from './engine/executor.js';
 import { EventKernel } from './engine/kernel.js';
 import { MemoryTracker } from './engine/memory.js';
+import { PageWarmer } from './engine/page-warmer.js';
 import { SimulationError } from './errors.js';
 import { buildTopology, type Topology } from './hardware/topology.js';
 import { buildReport, type Report } from './report/report.js';
@@ -39,19 +40,39 @@ export type SimulationPhase = (typeof SIMULATION_PHASES)[number];
 
 export function simulate(scenario: Scenario, options: SimulateOptions = {}): Simulation {
   const phase = options.onPhase ?? (() => {});
-  const topology = buildTopology(scenario.cluster);
-  phase('topology');
-  const plan = buildStep(scenario, topology);
-  phase('step');
-  const memory = new MemoryTracker(plan.layout.locationCount, CATEGORIES.length, plan.capacities, { record: recordedLocations(plan, options.recordMemory ?? false) });
-  for (const b of plan.baseline) memory.change(b.location, b.category, b.bytes, 0);
-  const execution = execute({ graph: plan.graph, links: topology, router: topology, memory }, new EventKernel(1 << 14));
-  if (execution.blocked.length > 0) throw new SimulationError(describeBlocked(plan, execution));
-  if (memory.negative.size > 0) throw new Error(`memory went below zero at locations ${[...memory.negative].slice(0, 5).join(', ')}: a bug in the step builder`);
-  phase('execute');
-  const report = buildReport({ scenario, topology, plan, execution, memory });
-  phase('report');
-  return { scenario, topology, plan, execution, memory, report };
+  // A large step writes ~100 bytes of fresh memory per operation: a helper thread faults the pages in first (see
+  // engine/page-warmer.ts), starting with the executor's per-operation arrays while the step is planned.
+  const expected = roughOperations(scenario);
+  const warmer = expected >= WARM_FROM_OPERATIONS ? PageWarmer.start() : undefined;
+  const room = Math.ceil(expected * 1.25);
+  const space = warmer && { startNs: warmer.prepare(Float64Array, room), endNs: warmer.prepare(Float64Array, room), waiting: warmer.prepare(Int32Array, room) };
+  try {
+    const topology = buildTopology(scenario.cluster);
+    phase('topology');
+    const plan = buildStep(scenario, topology, { warmer });
+    phase('step');
+    const memory = new MemoryTracker(plan.layout.locationCount, CATEGORIES.length, plan.capacities, { record: recordedLocations(plan, options.recordMemory ?? false) });
+    for (const b of plan.baseline) memory.change(b.location, b.category, b.bytes, 0);
+    const execution = execute({ graph: plan.graph, links: topology, router: topology, memory, space }, new EventKernel(1 << 14));
+    if (execution.blocked.length > 0) throw new SimulationError(describeBlocked(plan, execution));
+    if (memory.negative.size > 0) throw new Error(`memory went below zero at locations ${[...memory.negative].slice(0, 5).join(', ')}: a bug in the step builder`);
+    phase('execute');
+    const report = buildReport({ scenario, topology, plan, execution, memory });
+    phase('report');
+    return { scenario, topology, plan, execution, memory, report };
+  } finally {
+    warmer?.stop();
+  }
+}
+
+/** Steps expected to have this many operations get a page warmer: for smaller ones its thread costs more than it saves. */
+const WARM_FROM_OPERATIONS = 200_000;
+
+/** Operations of a step, roughly: per pass of each pipeline stage and replica, each rank's compute and transfer and a collective. */
+function roughOperations(scenario: Scenario): number {
+  const { tp, pp, dp, chunks } = scenario.parallel;
+  const microBatches = scenario.training.globalBatch / (scenario.training.microBatch * dp);
+  return 2 * pp * chunks * microBatches * dp * (2 * tp + 1);
 }
 
 /** Which memory locations to keep a timeline of: all, none, or those of some ranks. */

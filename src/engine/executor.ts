@@ -15,6 +15,17 @@ export interface ExecutionInput {
   links: LinkSet;
   router: Router;
   memory: MemoryTracker;
+  /**
+   * Zeroed arrays to run in, used when they have room for every operation (a page warmer prepares them so that
+   * their pages are mapped before the run writes them); allocated otherwise. They become the result's times.
+   */
+  space?: ExecutionSpace;
+}
+
+export interface ExecutionSpace {
+  startNs: Float64Array;
+  endNs: Float64Array;
+  waiting: Int32Array;
 }
 
 /** An operation that never started, and what it was waiting for. */
@@ -50,11 +61,14 @@ const NOT_STARTED = -1;
 export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): ExecutionResult {
   const { graph, router, memory } = input;
   const n = graph.count;
-  const startNs = new Float64Array(n).fill(NOT_STARTED);
-  const endNs = new Float64Array(n).fill(NOT_STARTED);
+  // Zero until written: an operation that never starts is told apart at the end (it still waits, its end untouched).
+  const space = input.space;
+  const roomy = space !== undefined && space.startNs.length >= n && space.endNs.length >= n && space.waiting.length >= n;
+  const startNs = roomy ? space.startNs.subarray(0, n) : new Float64Array(n);
+  const endNs = roomy ? space.endNs.subarray(0, n) : new Float64Array(n);
   // Per operation, before it starts: dependencies not yet ended plus lanes where it is not yet the head, so it is
   // ready when this reaches zero; once started (when it is zero and no longer needed): flows not yet done.
-  const waiting = new Int32Array(n);
+  const waiting = roomy ? space.waiting.subarray(0, n) : new Int32Array(n);
   const flowsLeft = waiting;
   // While an operation runs, `endNs` holds the earliest time it may end (start plus duration), encoded below
   // NOT_STARTED so that "has it ended?" stays `endNs >= 0`.
@@ -161,8 +175,15 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
   drain();
   kernel.run();
 
-  // Operations that started and never ended (a flow starved forever) read as not ended.
-  if (completed !== n) for (let op = 0; op < n; op++) if (endNs[op] < 0) endNs[op] = NOT_STARTED;
+  // What did not end still waits (for dependencies or lanes, or for a flow starved forever). Of those, what never
+  // started reads as not started, what started as not ended.
+  if (completed !== n) {
+    for (let op = 0; op < n; op++) {
+      if (waiting[op] === 0 && endNs[op] >= 0) continue;
+      if (endNs[op] === 0) startNs[op] = NOT_STARTED;
+      endNs[op] = NOT_STARTED;
+    }
+  }
   return {
     startNs,
     endNs,

@@ -4,8 +4,6 @@ import { PageWarmer } from './page-warmer.js';
 type TypedArray = Float64Array | Int32Array | Uint8Array;
 type ColumnConstructor<T> = (new (length: number) => T) & (new (buffer: SharedArrayBuffer) => T) & { BYTES_PER_ELEMENT: number };
 
-/** Graphs expected to be this large get a page warmer: below, its thread would cost more than the faults it saves. */
-const WARM_FROM_OPERATIONS = 200_000;
 /** How far ahead of the builder the warmer touches, in operations' worth of each column. */
 const WARM_AHEAD_OPERATIONS = 1 << 15;
 /** The builder reports its progress every this many operations (a power of two). */
@@ -133,33 +131,33 @@ export class OperationGraphBuilder {
   private readonly memSize: TypedList<Float64Array>;
   private readonly memWhen: TypedList<Uint8Array>;
 
-  /** Faults in the pages of a large graph's columns on a helper thread while they are written (see page-warmer.ts). */
+  /** Faults in the pages of the columns on a helper thread while they are written (see page-warmer.ts). */
   private readonly warmer: PageWarmer | undefined;
-  /** The lists the warmer follows, by slot; the per-operation columns are followed by the operation count. */
+  /** The lists the warmer follows, with their slots; the per-operation columns are followed by the operation count. */
   private readonly warmedLists: { list: TypedList<TypedArray>; slot: number }[] = [];
   private readonly warmedColumns: number[] = [];
 
   /**
    * `expectedOperations` reserves room (see growable.ts: reserved memory that is never written costs nothing, so
-   * a generous estimate is cheap and a low one costs a copy); the other columns are reserved in proportion. From
-   * `WARM_FROM_OPERATIONS` expected operations (or with `warm: true`), a page warmer prepares the columns' memory.
+   * a generous estimate is cheap and a low one costs a copy); the other columns are reserved in proportion. With a
+   * `warmer`, the columns live on shared memory whose pages a helper thread faults in ahead of the writes.
    */
   constructor(
     readonly laneCount: number,
     expectedOperations = 1024,
-    options: { warm?: boolean } = {},
+    options: { warmer?: PageWarmer } = {},
   ) {
     const ops = Math.max(16, Math.ceil(expectedOperations));
-    this.warmer = (options.warm ?? ops >= WARM_FROM_OPERATIONS) ? PageWarmer.start() : undefined;
+    const warmer = (this.warmer = options.warmer);
     const column = <T extends TypedArray>(make: ColumnConstructor<T>, length: number): T => {
-      if (this.warmer === undefined) return new make(length);
-      const { array, slot } = this.warmer.allocate(make, length, WARM_AHEAD_OPERATIONS);
+      if (warmer === undefined) return new make(length);
+      const { array, slot } = warmer.follow(make, length, WARM_AHEAD_OPERATIONS);
       this.warmedColumns.push(slot);
       return array;
     };
     const list = <T extends TypedArray>(make: ColumnConstructor<T>, perOperation: number): TypedList<T> => {
-      if (this.warmer === undefined) return new TypedList(make, perOperation * ops);
-      const { array, slot } = this.warmer.allocate(make, perOperation * ops, perOperation * WARM_AHEAD_OPERATIONS);
+      if (warmer === undefined) return new TypedList(make, perOperation * ops);
+      const { array, slot } = warmer.follow(make, perOperation * ops, perOperation * WARM_AHEAD_OPERATIONS);
       const typed = new TypedList(make, perOperation * ops, array);
       this.warmedLists.push({ list: typed, slot });
       return typed;
@@ -184,7 +182,6 @@ export class OperationGraphBuilder {
     this.memCat = list(Uint8Array, 2);
     this.memSize = list(Float64Array, 2);
     this.memWhen = list(Uint8Array, 2);
-    this.warmer?.begin();
   }
 
   /** Tells the warmer how far each column is written. */
@@ -295,7 +292,11 @@ export class OperationGraphBuilder {
   }
 
   build(): OperationGraph {
-    this.warmer?.stop();
+    if (this.warmer !== undefined) {
+      for (const slot of this.warmedColumns) this.warmer.finished(slot);
+      for (const { slot } of this.warmedLists) this.warmer.finished(slot);
+      this.warmer.publish();
+    }
     const n = this.count;
     // Columns are views of the builder's lists: nothing is copied that need not be. Lanes and flows are added with
     // their operation, so their row starts are already known.

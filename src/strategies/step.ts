@@ -2,6 +2,7 @@ import seedrandom from 'seedrandom';
 import { planCollective, type CollectiveKind } from '../collectives/collectives.js';
 import { AT_END, AT_START, OperationGraphBuilder, type OperationGraph } from '../engine/graph.js';
 import { toNanoseconds } from '../engine/kernel.js';
+import type { PageWarmer } from '../engine/page-warmer.js';
 import { passSeconds, type ComputeModel } from '../hardware/compute.js';
 import type { Topology } from '../hardware/topology.js';
 import type { Scenario } from '../scenario/resolve.js';
@@ -127,7 +128,8 @@ const segmentOf = (fraction: number, layers: number, gradBytes: number, params: 
 const FORWARD = 0;
 const BACKWARD = 1;
 
-export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
+/** `warmer`: a page warmer to fault in the graph's columns ahead of the builder (see engine/page-warmer.ts). */
+export function buildStep(scenario: Scenario, topology: Topology, options: { warmer?: PageWarmer } = {}): StepPlan {
   const { cluster, model, training, parallel } = scenario;
   const { tp, pp, dp, chunks } = parallel;
   const layout = new Layout(cluster.nodes, cluster.gpusPerNode, tp, dp, pp);
@@ -290,7 +292,7 @@ export function buildStep(scenario: Scenario, topology: Topology): StepPlan {
   const segmentsPerPass = parallel.zero === 3 ? Math.max(...virtualStages.map((v) => v.layers)) + 2 : 1;
   // Capped, so that an enormous estimate reserves no more than 32M operations' worth; past that, lists double.
   const expectedOperations = Math.min(2 ** 25, 1.25 * (passesPerReplica * dp * (2 * tp + 1) * segmentsPerPass + 4 * layout.devices));
-  const g = new OperationGraphBuilder(layout.laneCount, expectedOperations);
+  const g = new OperationGraphBuilder(layout.laneCount, expectedOperations, { warmer: options.warmer });
   const stepLatency = cluster.collectiveStepLatencySeconds;
 
   /** Where in the step an operation belongs, for its label. */

@@ -144,6 +144,27 @@ describe('execute', () => {
     const blockedOps = r.blocked.map((x) => x.op);
     expect(blockedOps).toEqual([stuck, later]);
     expect(r.blocked[1].laneHeads).toEqual([{ lane: 0, head: stuck }]);
+    // Times: what ran has them (the first op at zero), what never started reads -1 for both.
+    expect([r.startNs[recv], r.endNs[recv], r.startNs[first], r.endNs[first]]).toEqual([0, 1, 1, 2]);
+    expect([r.startNs[stuck], r.endNs[stuck], r.startNs[later], r.endNs[later]]).toEqual([-1, -1, -1, -1]);
+  });
+
+  it('an operation whose flow is starved forever has started and not ended, in given space or its own', () => {
+    // One link of no capacity: the flow never moves a byte.
+    const links: LinkSet = { count: 1, capacityBytesPerSecond: new Float64Array([0]), binding: new Uint8Array([1]) };
+    const router = { route: (_s: number, _t: number, out: Int32Array): number => ((out[0] = 0), 1) };
+    for (const room of [0, 2, 8]) {
+      const g = new OperationGraphBuilder(1);
+      const ran = g.add({ kind: 0, device: 0 }, 0, [0]);
+      const send = g.add({ kind: 5, device: 0 }, 0, [0], 7);
+      g.flow(send, 0, 1, 100);
+      const space = { startNs: new Float64Array(room), endNs: new Float64Array(room), waiting: new Int32Array(room) };
+      const r = execute({ graph: g.build(), links, router, memory: memory(), space });
+      expect(r.completed).toBe(1);
+      expect([r.startNs[ran], r.endNs[ran], r.startNs[send], r.endNs[send]]).toEqual([0, 0, 0, -1]);
+      // Space with room for every operation holds the result; too little is not used.
+      expect(r.startNs.buffer === space.startNs.buffer).toBe(room >= 2);
+    }
   });
 
   const randomDag = fc

@@ -3,8 +3,8 @@ import { AT_END, AT_START, OperationGraphBuilder, type OperationGraph } from '..
 import { PageWarmer } from '../../src/engine/page-warmer.js';
 
 /** A deterministic pseudo-random graph: lanes, flows, dependencies and memory effects of every shape. */
-function buildGraph(operations: number, warm: boolean): OperationGraph {
-  const g = new OperationGraphBuilder(64, operations, { warm });
+function buildGraph(operations: number, warmer?: PageWarmer): OperationGraph {
+  const g = new OperationGraphBuilder(64, operations, { warmer });
   let state = 12345;
   const next = (n: number) => {
     state = (Math.imul(state, 1103515245) + 12345) >>> 0;
@@ -38,11 +38,13 @@ describe('page warmer', () => {
     expect(warmer).toBeDefined();
     await warmer!.online;
     const length = 4 << 20;
-    const { array, slot } = warmer!.allocate(Int32Array, length, 1 << 16);
-    const { array: floats, slot: floatSlot } = warmer!.allocate(Float64Array, length / 2, 1 << 15);
-    warmer!.begin();
+    const { array, slot } = warmer!.follow(Int32Array, length, 1 << 16);
+    const { array: floats, slot: floatSlot } = warmer!.follow(Float64Array, length / 2, 1 << 15);
+    // A prepared array is touched whole while the writer writes it from the end.
+    const prepared = warmer!.prepare(Int32Array, length);
     for (let i = 0; i < length; i++) {
       array[i] = i + 1;
+      prepared[length - 1 - i] = i + 1;
       if (i < length / 2) floats[i] = -(i + 0.5);
       if ((i & 4095) === 0) {
         warmer!.filled(slot, i);
@@ -52,14 +54,19 @@ describe('page warmer', () => {
     }
     warmer!.stop();
     let wrong = 0;
-    for (let i = 0; i < length; i++) if (array[i] !== i + 1 || (i < length / 2 && floats[i] !== -(i + 0.5))) wrong++;
+    for (let i = 0; i < length; i++) {
+      if (array[i] !== i + 1 || prepared[length - 1 - i] !== i + 1) wrong++;
+      if (i < length / 2 && floats[i] !== -(i + 0.5)) wrong++;
+    }
     expect(wrong).toBe(0);
   });
 
   it('a large graph built with the warmer equals the one built without it', () => {
     const operations = 300_000;
-    const plain = buildGraph(operations, false);
-    const warmed = buildGraph(operations, true);
+    const plain = buildGraph(operations);
+    const warmer = PageWarmer.start()!;
+    const warmed = buildGraph(operations, warmer);
+    warmer.stop();
     expect(warmed.count).toBe(operations);
     const a = columns(plain);
     const b = columns(warmed);
