@@ -74,12 +74,13 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
   // NOT_STARTED so that "has it ended?" stays `endNs >= 0`.
   const setEarliestEnd = (op: number, ns: number) => (endNs[op] = NOT_STARTED - 1 - ns);
   const earliestEnd = (op: number) => NOT_STARTED - 1 - endNs[op];
-  const laneHead = new Int32Array(graph.laneCount);
+  // The operation at the head of each lane (the next to run on it), -1 once the lane has run its program.
+  const laneHead = new Int32Array(graph.laneFirst);
   const laneBusyNs = new Float64Array(graph.laneCount);
   let completed = 0;
   let makespanNs = 0;
 
-  const { dependentFirst, dependentNext, dependentOp, lanesOf, program } = graph;
+  const { dependentFirst, dependentNext, dependentOp, lanesOf, laneNext } = graph;
   for (let e = 0; e < dependentOp.length; e++) waiting[dependentOp[e]]++;
   for (let op = 0; op < n; op++) waiting[op] += lanesOf.start[op + 1] - lanesOf.start[op];
 
@@ -145,11 +146,9 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
     for (let i = lanesOf.start[op]; i < lanesOf.start[op + 1]; i++) {
       const lane = lanesOf.items[i];
       laneBusyNs[lane] += now - startNs[op];
-      const next = ++laneHead[lane];
-      if (next < program.start[lane + 1] - program.start[lane]) {
-        const head = program.items[program.start[lane] + next];
-        if (--waiting[head] === 0) makeReady(head);
-      }
+      const next = laneNext[i];
+      laneHead[lane] = next;
+      if (next >= 0 && --waiting[next] === 0) makeReady(next);
     }
     for (let e = dependentFirst[op]; e >= 0; e = dependentNext[e]) {
       const d = dependentOp[e];
@@ -168,7 +167,7 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
 
   // Lane heads at time zero.
   for (let lane = 0; lane < graph.laneCount; lane++) {
-    if (program.start[lane + 1] > program.start[lane]) waiting[program.items[program.start[lane]]]--;
+    if (laneHead[lane] >= 0) waiting[laneHead[lane]]--;
   }
   memory.snapshot(0);
   for (let op = 0; op < n; op++) if (waiting[op] === 0) makeReady(op);
@@ -230,7 +229,7 @@ function describeBlocked(
     const laneHeads: { lane: number; head: number }[] = [];
     for (let i = graph.lanesOf.start[op]; i < graph.lanesOf.start[op + 1]; i++) {
       const lane = graph.lanesOf.items[i];
-      const head = graph.program.items[graph.program.start[lane] + laneHead[lane]];
+      const head = laneHead[lane];
       if (head !== op) laneHeads.push({ lane, head });
     }
     blocked.push({ op, waitingFor, laneHeads });

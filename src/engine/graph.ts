@@ -51,7 +51,13 @@ export interface OperationGraph {
   readonly dependentOp: Int32Array;
   /** Lanes each operation holds. */
   readonly lanesOf: Csr;
-  /** Each lane's operations in program order. */
+  /**
+   * Lane programs as chains, for running: each lane's first operation (-1 for none), and for each entry of
+   * `lanesOf.items` the operation after it on that lane (-1 after the last). Written as operations are added.
+   */
+  readonly laneFirst: Int32Array;
+  readonly laneNext: Int32Array;
+  /** Each lane's operations in program order (built on first use from the chains' source, `lanesOf`). */
   readonly program: Csr;
   /** Flows per operation: index ranges into the flow columns. */
   readonly flowStart: Int32Array;
@@ -121,6 +127,10 @@ export class OperationGraphBuilder {
   private readonly dependentNext: TypedList<Int32Array>;
   private readonly dependentOp: TypedList<Int32Array>;
   private readonly laneId: TypedList<Int32Array>;
+  private readonly laneNextOp: TypedList<Int32Array>;
+  private readonly laneFirstOp: Int32Array;
+  /** Each lane's last entry so far, whose successor the next operation on the lane becomes. */
+  private readonly laneLastEntry: Int32Array;
   private readonly flowSrc: TypedList<Int32Array>;
   private readonly flowDst: TypedList<Int32Array>;
   private readonly flowSize: TypedList<Float64Array>;
@@ -173,6 +183,9 @@ export class OperationGraphBuilder {
     this.dependentNext = list(Int32Array, 3);
     this.dependentOp = list(Int32Array, 3);
     this.laneId = list(Int32Array, 3);
+    this.laneNextOp = list(Int32Array, 3);
+    this.laneFirstOp = new Int32Array(laneCount).fill(-1);
+    this.laneLastEntry = new Int32Array(laneCount).fill(-1);
     this.flowSrc = list(Int32Array, 2);
     this.flowDst = list(Int32Array, 2);
     this.flowSize = list(Float64Array, 2);
@@ -230,7 +243,13 @@ export class OperationGraphBuilder {
   lane(lane: number): void {
     if (lane < 0 || lane >= this.laneCount) throw new RangeError(`lane ${lane} out of range`);
     if (this.ops === 0) throw new Error('a lane belongs to the operation added last, and none has been added');
-    this.laneId.push(lane);
+    const op = this.ops - 1;
+    const entry = this.laneId.push(lane);
+    this.laneNextOp.push(-1);
+    const last = this.laneLastEntry[lane];
+    if (last >= 0) this.laneNextOp.set(last, op);
+    else this.laneFirstOp[lane] = op;
+    this.laneLastEntry[lane] = entry;
   }
 
   /** An operation with a label of its own, holding `lanes`: for small graphs built by hand. */
@@ -330,6 +349,8 @@ export class OperationGraphBuilder {
     const dependentNext = this.dependentNext.view();
     const dependentOp = this.dependentOp.view();
     let deps: Csr | undefined;
+    let program: Csr | undefined;
+    const laneCount = this.laneCount;
     return {
       count: n,
       laneCount: this.laneCount,
@@ -345,7 +366,11 @@ export class OperationGraphBuilder {
       dependentNext,
       dependentOp,
       lanesOf,
-      program: transposeCsr(lanesOf, this.laneCount),
+      laneFirst: this.laneFirstOp,
+      laneNext: this.laneNextOp.view(),
+      get program() {
+        return (program ??= transposeCsr(lanesOf, laneCount));
+      },
       flowStart,
       flowSource: this.flowSrc.view(),
       flowTarget: this.flowDst.view(),

@@ -37,6 +37,11 @@ export class TypedList<T extends TypedArray> {
     return this.data[index];
   }
 
+  /** Overwrites an entry already pushed. */
+  set(index: number, value: number): void {
+    this.data[index] = value;
+  }
+
   /** The entries, without copying: later pushes may or may not show through, so take the view when done. */
   view(): T {
     return this.data.subarray(0, this.length) as T;

@@ -330,54 +330,63 @@ function sumOperations(graph: OperationGraph, execution: ExecutionResult, topolo
  *
  * A lane runs its program in order, one operation at a time, so each lane's intervals come already sorted and
  * disjoint: a merge of the device's communication lanes, minus the compute lane, in one pass and no allocation.
+ * Lanes are walked along the graph's lane chains.
  */
 function exposedCommunication(graph: OperationGraph, execution: ExecutionResult, devices: number, lanesPerDevice: number): Float64Array {
-  const { program } = graph;
+  const { laneFirst, laneNext } = graph;
+  const { start: lanesStart, items: lanesItems } = graph.lanesOf;
   const { startNs, endNs } = execution;
+  /** The operation after `op` on `lane` (-1 after the last). */
+  const next = (op: number, lane: number) => {
+    const last = lanesStart[op + 1];
+    for (let i = lanesStart[op]; i < last; i++) if (lanesItems[i] === lane) return laneNext[i];
+    return -1;
+  };
   const out = new Float64Array(devices);
-  const at = new Int32Array(lanesPerDevice);
+  // Each communication lane's current operation, and its start (cached so that picking the earliest reads one small array).
+  const current = new Int32Array(lanesPerDevice);
   const headStart = new Float64Array(lanesPerDevice);
   for (let d = 0; d < devices; d++) {
     const firstLane = d * lanesPerDevice;
-    for (let l = 0; l < lanesPerDevice; l++) at[l] = program.start[firstLane + l];
     const computeLane = firstLane + LANE.compute;
-    let c = program.start[computeLane];
-    const computeEnd = program.start[computeLane + 1];
+    let c = laneFirst[computeLane];
     let total = 0;
     let unionStart = -1;
     let unionEnd = -1;
     /** Adds [s, e) minus its overlap with compute; compute intervals before s are passed over for good. */
     const exposedPart = (s: number, e: number) => {
       let part = e - s;
-      while (c < computeEnd && endNs[program.items[c]] <= s) c++;
-      for (let k = c; k < computeEnd; k++) {
-        const op = program.items[k];
-        if (startNs[op] >= e) break;
-        part -= Math.min(e, endNs[op]) - Math.max(s, startNs[op]);
+      while (c >= 0 && endNs[c] <= s) c = next(c, computeLane);
+      for (let k = c; k >= 0; k = next(k, computeLane)) {
+        if (startNs[k] >= e) break;
+        part -= Math.min(e, endNs[k]) - Math.max(s, startNs[k]);
       }
       return part;
     };
-    // Each communication lane's next interval, cached so that picking the earliest reads one small array.
-    const advance = (l: number) => {
-      const lane = firstLane + l;
-      const end = program.start[lane + 1];
-      while (at[l] < end && endNs[program.items[at[l]]] <= startNs[program.items[at[l]]]) at[l]++;
-      headStart[l] = at[l] < end ? startNs[program.items[at[l]]] : Infinity;
+    /** Passes over the lane's empty intervals and caches the start of its next one. */
+    const settle = (l: number) => {
+      let op = current[l];
+      while (op >= 0 && endNs[op] <= startNs[op]) op = next(op, firstLane + l);
+      current[l] = op;
+      headStart[l] = op >= 0 ? startNs[op] : Infinity;
     };
-    for (let l = 0; l < lanesPerDevice; l++) headStart[l] = Infinity;
-    for (let l = 0; l < lanesPerDevice; l++) if (l !== LANE.compute) advance(l);
+    for (let l = 0; l < lanesPerDevice; l++) {
+      current[l] = l === LANE.compute ? -1 : laneFirst[firstLane + l];
+      settle(l);
+    }
     for (;;) {
-      let next = -1;
-      let nextStart = Infinity;
+      let lane = -1;
+      let earliest = Infinity;
       for (let l = 0; l < lanesPerDevice; l++) {
-        if (headStart[l] < nextStart) {
-          nextStart = headStart[l];
-          next = l;
+        if (headStart[l] < earliest) {
+          earliest = headStart[l];
+          lane = l;
         }
       }
-      if (next < 0) break;
-      const op = program.items[at[next]++];
-      advance(next);
+      if (lane < 0) break;
+      const op = current[lane];
+      current[lane] = next(op, firstLane + lane);
+      settle(lane);
       if (startNs[op] <= unionEnd) unionEnd = Math.max(unionEnd, endNs[op]);
       else {
         if (unionEnd > unionStart) total += exposedPart(unionStart, unionEnd);
@@ -390,3 +399,4 @@ function exposedCommunication(graph: OperationGraph, execution: ExecutionResult,
   }
   return out;
 }
+

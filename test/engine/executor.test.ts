@@ -178,6 +178,32 @@ describe('execute', () => {
       ops: seed.slice(0, n).map((s, i) => ({ duration: s.duration, lane: s.lane % lanes, deps: i === 0 ? [] : [...new Set(s.deps.map((d) => d % i))] })),
     }));
 
+  it('lane chains list each lane\'s operations in the order they were assigned, as the program does', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 6 }), fc.array(fc.array(fc.nat(), { minLength: 1, maxLength: 4 }), { minLength: 1, maxLength: 30 }), (lanes, ops) => {
+        const g = new OperationGraphBuilder(lanes);
+        const expected: number[][] = Array.from({ length: lanes }, () => []);
+        ops.forEach((held, op) => {
+          const distinct = [...new Set(held.map((l) => l % lanes))];
+          g.add({ kind: 0, device: 0 }, 1, distinct);
+          for (const l of distinct) expected[l].push(op);
+        });
+        const graph = g.build();
+        for (let lane = 0; lane < lanes; lane++) {
+          const walked: number[] = [];
+          for (let op = graph.laneFirst[lane]; op >= 0; ) {
+            walked.push(op);
+            let next = -1;
+            for (let i = graph.lanesOf.start[op]; i < graph.lanesOf.start[op + 1]; i++) if (graph.lanesOf.items[i] === lane) next = graph.laneNext[i];
+            op = next;
+          }
+          expect(walked).toEqual(expected[lane]);
+          expect(Array.from(graph.program.items.subarray(graph.program.start[lane], graph.program.start[lane + 1]))).toEqual(expected[lane]);
+        }
+      }),
+    );
+  });
+
   it('laws on random DAGs: dependencies and lane order respected, no overlap, critical path <= makespan <= sum', () => {
     fc.assert(
       fc.property(randomDag, ({ lanes, ops }) => {
