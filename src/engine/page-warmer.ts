@@ -23,10 +23,15 @@ import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 
 /** Arrays one warmer can hold. */
 const MAX_ARRAYS = 64;
-/** Shared Int32 slots: a stop flag, a generation the writer bumps to wake the helper, then per array its fill and its window (bytes). */
+/**
+ * Shared Int32 slots: a stop flag, a generation the writer bumps when it reports, whether the helper sleeps (waking
+ * it costs an interrupt between virtual CPUs, so only a sleeping helper is woken), then per array its fill and its
+ * window (bytes).
+ */
 const STOP = 0;
 const GENERATION = 1;
-const FILL = 2;
+const SLEEPING = 2;
+const FILL = 3;
 const WINDOW = FILL + MAX_ARRAYS;
 /** A window that covers any array: touch it all. */
 const WHOLE = 0x7fffffff;
@@ -76,7 +81,12 @@ for (;;) {
   }
   if (touched > 0) idleRounds = 0;
   // Abandoned without stop(): give up after ~2 s with nothing to do rather than keep a thread.
-  else if (Atomics.wait(p, ${GENERATION}, generation, 20) === 'timed-out' && ++idleRounds === 100) break;
+  else {
+    Atomics.store(p, ${SLEEPING}, 1);
+    const woke = Atomics.wait(p, ${GENERATION}, generation, 20);
+    Atomics.store(p, ${SLEEPING}, 0);
+    if (woke === 'timed-out' && ++idleRounds === 100) break;
+  }
 }
 port.close();
 `;
@@ -140,7 +150,7 @@ export class PageWarmer {
   /** Wakes the helper to read what was recorded since the last call. */
   publish(): void {
     Atomics.add(this.progress, GENERATION, 1);
-    Atomics.notify(this.progress, GENERATION);
+    if (Atomics.load(this.progress, SLEEPING) === 1) Atomics.notify(this.progress, GENERATION);
   }
 
   /** Stops the helper: nothing more to prepare. */
