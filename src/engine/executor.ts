@@ -96,10 +96,17 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
   const flowsStart = kernel.on((op) => startFlows(op));
   const finish = kernel.on((op) => end(op));
 
+  const { timing, flowSize } = graph;
+  const { durationNs, latencyNs } = graph.timings;
+  const { bytes: flowBytes, timed: flowTimed } = graph.flowSizes;
+  const { memoryFirst, memoryNext, memoryLocation, memoryAmount } = graph;
+  const { category: amountCategory, bytes: amountBytes, atEnd: amountAtEnd } = graph.memoryAmounts;
+
   function applyMemory(op: number, when: number): void {
-    for (let i = graph.memoryFirst[op]; i >= 0; i = graph.memoryNext[i]) {
-      if (graph.memoryAtEnd[i] !== when) continue;
-      memory.change(graph.memoryLocation[i], graph.memoryCategory[i], graph.memoryBytes[i], kernel.now);
+    for (let i = memoryFirst[op]; i >= 0; i = memoryNext[i]) {
+      const amount = memoryAmount[i];
+      if (amountAtEnd[amount] !== when) continue;
+      memory.change(memoryLocation[i], amountCategory[amount], amountBytes[amount], kernel.now);
     }
   }
 
@@ -107,25 +114,27 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
     startNs[op] = kernel.now;
     applyMemory(op, AT_START);
     // Without a latency, flows (or the compute's clock) start at once: no event needed.
-    if (graph.latencyNs[op] > 0) kernel.schedule(kernel.now + graph.latencyNs[op], flowsStart, op);
+    const latency = latencyNs[timing[op]];
+    if (latency > 0) kernel.schedule(kernel.now + latency, flowsStart, op);
     else startFlows(op);
   }
 
   function startFlows(op: number): void {
     const first = graph.flowStart[op];
     const last = graph.flowStart[op + 1];
-    setEarliestEnd(op, kernel.now + graph.durationNs[op]);
+    setEarliestEnd(op, kernel.now + durationNs[timing[op]]);
     let timed = 0;
-    for (let i = first; i < last; i++) timed += graph.flowTimed[i];
+    for (let i = first; i < last; i++) timed += flowTimed[flowSize[i]];
     if (timed === 0) {
       kernel.schedule(earliestEnd(op), finish, op);
       return;
     }
     flowsLeft[op] = timed;
     for (let i = first; i < last; i++) {
-      if (graph.flowTimed[i] === 0) continue;
+      const size = flowSize[i];
+      if (flowTimed[size] === 0) continue;
       const hops = router.route(graph.flowSource[i], graph.flowTarget[i], path);
-      network.start(path, graph.flowBytes[i], op, hops);
+      network.start(path, flowBytes[size], op, hops);
     }
     network.rebalance();
   }

@@ -15,8 +15,8 @@ const WARM_REPORT_EVERY = 1 << 12;
  *
  * An operation declares everything the executor needs, and the executor never
  * asks what kind of operation it is:
- * - `durationNs`: time it occupies its lanes when it moves no bytes (compute);
- * - `latencyNs`: a fixed delay before its flows start (link and algorithm latency);
+ * - a duration: time it occupies its lanes when it moves no bytes (compute);
+ * - a latency: a fixed delay before its flows start (link and algorithm latency);
  * - flows: (source vertex, destination vertex, bytes) moved over the network;
  *   the operation ends when its last flow ends (and not before `durationNs`);
  * - lanes: serial resources it holds from start to end; on each lane, operations
@@ -30,12 +30,15 @@ const WARM_REPORT_EVERY = 1 << 12;
  * row of the label table (`kind`, `stage`, `microBatch`, ...), which the operations
  * of one pass share across every replica and tensor-parallel rank: the table holds
  * a few rows per pass where columns per operation would hold one per operation.
+ * Durations and latencies, flow sizes and memory amounts are likewise rows of small
+ * tables that equal values share, found again as they are added (see `RowCache`).
  */
 export interface OperationGraph {
   readonly count: number;
   readonly laneCount: number;
-  readonly durationNs: Float64Array;
-  readonly latencyNs: Float64Array;
+  /** Each operation's row in `timings`. */
+  readonly timing: Int32Array;
+  readonly timings: { readonly count: number; readonly durationNs: Float64Array; readonly latencyNs: Float64Array };
   readonly device: Int32Array;
   /** Each operation's row in `labels`. */
   readonly label: Int32Array;
@@ -63,9 +66,10 @@ export interface OperationGraph {
   readonly flowStart: Int32Array;
   readonly flowSource: Int32Array;
   readonly flowTarget: Int32Array;
-  readonly flowBytes: Float64Array;
-  /** 1: the flow moves over the network and the operation waits for it; 0: counted only (its time is in the duration). */
-  readonly flowTimed: Uint8Array;
+  /** Each flow's row in `flowSizes`. */
+  readonly flowSize: Int32Array;
+  /** Bytes; timed 1: the flow moves over the network and the operation waits for it; 0: counted only (its time is in the duration). */
+  readonly flowSizes: { readonly count: number; readonly bytes: Float64Array; readonly timed: Uint8Array };
   /**
    * Memory effects per operation, in the order they were added: the first effect of each operation (-1 for none)
    * and the next effect of the same operation after each effect (-1 after the last), indices into the memory columns.
@@ -73,10 +77,10 @@ export interface OperationGraph {
   readonly memoryFirst: Int32Array;
   readonly memoryNext: Int32Array;
   readonly memoryLocation: Int32Array;
-  readonly memoryCategory: Uint8Array;
-  readonly memoryBytes: Float64Array;
-  /** 0: applied when the operation starts; 1: when it ends. */
-  readonly memoryAtEnd: Uint8Array;
+  /** Each effect's row in `memoryAmounts`. */
+  readonly memoryAmount: Int32Array;
+  /** Category, bytes (negative: freed), and atEnd 0: applied when the operation starts; 1: when it ends. */
+  readonly memoryAmounts: { readonly count: number; readonly category: Uint8Array; readonly bytes: Float64Array; readonly atEnd: Uint8Array };
 }
 
 /** What operations are, for reports: columns indexed by label (see `OperationGraph.label`). */
@@ -108,8 +112,7 @@ export const AT_END = 1;
 export class OperationGraphBuilder {
   // Per operation, written directly under one capacity check: the hot path of building a step.
   private ops = 0;
-  private durations: Float64Array;
-  private latencies: Float64Array;
+  private timingOf: Int32Array;
   private devices: Int32Array;
   private labelOf: Int32Array;
   /** Where each operation's lanes and flows start: they are added right after it, so already grouped. */
@@ -122,6 +125,17 @@ export class OperationGraphBuilder {
   private readonly labelChunk = new TypedList(Int16Array, 256);
   private readonly labelLayers = new TypedList(Int16Array, 256);
   private readonly labelFlops = new TypedList(Float64Array, 256);
+  // Tables of values many operations share, and the caches that find their rows again.
+  private readonly timingDuration = new TypedList(Float64Array, 256);
+  private readonly timingLatency = new TypedList(Float64Array, 256);
+  private readonly timingRows = new RowCache();
+  private readonly sizeBytes = new TypedList(Float64Array, 256);
+  private readonly sizeTimed = new TypedList(Uint8Array, 256);
+  private readonly sizeRows = new RowCache();
+  private readonly amountCategory = new TypedList(Uint8Array, 256);
+  private readonly amountBytes = new TypedList(Float64Array, 256);
+  private readonly amountAtEnd = new TypedList(Uint8Array, 256);
+  private readonly amountRows = new RowCache();
   private dependentFirst: Int32Array;
   private memoryFirst: Int32Array;
   private readonly dependentNext: TypedList<Int32Array>;
@@ -133,13 +147,10 @@ export class OperationGraphBuilder {
   private readonly laneLastEntry: Int32Array;
   private readonly flowSrc: TypedList<Int32Array>;
   private readonly flowDst: TypedList<Int32Array>;
-  private readonly flowSize: TypedList<Float64Array>;
-  private readonly flowIsTimed: TypedList<Uint8Array>;
+  private readonly flowSizeRow: TypedList<Int32Array>;
   private readonly memNext: TypedList<Int32Array>;
   private readonly memLoc: TypedList<Int32Array>;
-  private readonly memCat: TypedList<Uint8Array>;
-  private readonly memSize: TypedList<Float64Array>;
-  private readonly memWhen: TypedList<Uint8Array>;
+  private readonly memAmountRow: TypedList<Int32Array>;
 
   /** Faults in the pages of the columns on a helper thread while they are written (see page-warmer.ts). */
   private readonly warmer: PageWarmer | undefined;
@@ -172,8 +183,7 @@ export class OperationGraphBuilder {
       this.warmedLists.push({ list: typed, slot });
       return typed;
     };
-    this.durations = column(Float64Array, ops);
-    this.latencies = column(Float64Array, ops);
+    this.timingOf = column(Int32Array, ops);
     this.devices = column(Int32Array, ops);
     this.labelOf = column(Int32Array, ops);
     this.laneStart = column(Int32Array, ops + 1);
@@ -188,13 +198,10 @@ export class OperationGraphBuilder {
     this.laneLastEntry = new Int32Array(laneCount).fill(-1);
     this.flowSrc = list(Int32Array, 2);
     this.flowDst = list(Int32Array, 2);
-    this.flowSize = list(Float64Array, 2);
-    this.flowIsTimed = list(Uint8Array, 2);
+    this.flowSizeRow = list(Int32Array, 2);
     this.memNext = list(Int32Array, 2);
     this.memLoc = list(Int32Array, 2);
-    this.memCat = list(Uint8Array, 2);
-    this.memSize = list(Float64Array, 2);
-    this.memWhen = list(Uint8Array, 2);
+    this.memAmountRow = list(Int32Array, 2);
   }
 
   /** Tells the warmer how far each column is written. */
@@ -225,10 +232,15 @@ export class OperationGraphBuilder {
    */
   operation(label: number, device: number, durationNs: number, latencyNs = 0): number {
     const id = this.ops;
-    if (id === this.durations.length) this.growOperations();
+    if (id === this.devices.length) this.growOperations();
     if ((id & (WARM_REPORT_EVERY - 1)) === 0 && this.warmer !== undefined) this.reportProgress();
-    this.durations[id] = durationNs;
-    this.latencies[id] = latencyNs;
+    let timing = this.timingRows.lookup(durationNs, latencyNs);
+    if (timing < 0) {
+      timing = this.timingDuration.push(durationNs);
+      this.timingLatency.push(latencyNs);
+      this.timingRows.remember(durationNs, latencyNs, timing);
+    }
+    this.timingOf[id] = timing;
     this.devices[id] = device;
     this.labelOf[id] = label;
     this.dependentFirst[id] = -1;
@@ -274,10 +286,16 @@ export class OperationGraphBuilder {
   flow(op: number, sourceVertex: number, targetVertex: number, bytes: number, timed = true): void {
     if (op !== this.ops - 1) throw new Error(`flows belong to the operation added last (${this.ops - 1}), not ${op}`);
     if (bytes <= 0 || sourceVertex === targetVertex) return;
+    const isTimed = timed ? 1 : 0;
+    let size = this.sizeRows.lookup(bytes, isTimed);
+    if (size < 0) {
+      size = this.sizeBytes.push(bytes);
+      this.sizeTimed.push(isTimed);
+      this.sizeRows.remember(bytes, isTimed, size);
+    }
     this.flowSrc.push(sourceVertex);
     this.flowDst.push(targetVertex);
-    this.flowSize.push(bytes);
-    this.flowIsTimed.push(timed ? 1 : 0);
+    this.flowSizeRow.push(size);
   }
 
   /** Allocates (bytes > 0) or frees (bytes < 0) memory when `op` starts or ends. */
@@ -286,16 +304,21 @@ export class OperationGraphBuilder {
     // Chained onto the operation's list (newest first until build() puts each list back in the order added).
     this.memNext.push(this.memoryFirst[op]);
     this.memoryFirst[op] = this.memLoc.length;
+    const kind = category * 2 + when;
+    let amount = this.amountRows.lookup(bytes, kind);
+    if (amount < 0) {
+      amount = this.amountBytes.push(bytes);
+      this.amountCategory.push(category);
+      this.amountAtEnd.push(when);
+      this.amountRows.remember(bytes, kind, amount);
+    }
     this.memLoc.push(location);
-    this.memCat.push(category);
-    this.memSize.push(bytes);
-    this.memWhen.push(when);
+    this.memAmountRow.push(amount);
   }
 
   private growOperations(): void {
-    const n = this.durations.length * 2;
-    this.durations = grown(this.durations, n);
-    this.latencies = grown(this.latencies, n);
+    const n = this.devices.length * 2;
+    this.timingOf = grown(this.timingOf, n);
     this.devices = grown(this.devices, n);
     this.labelOf = grown(this.labelOf, n);
     this.dependentFirst = grown(this.dependentFirst, n);
@@ -354,8 +377,8 @@ export class OperationGraphBuilder {
     return {
       count: n,
       laneCount: this.laneCount,
-      durationNs: this.durations.subarray(0, n),
-      latencyNs: this.latencies.subarray(0, n),
+      timing: this.timingOf.subarray(0, n),
+      timings: { count: this.timingDuration.length, durationNs: this.timingDuration.view(), latencyNs: this.timingLatency.view() },
       device: this.devices.subarray(0, n),
       label: this.labelOf.subarray(0, n),
       labels,
@@ -374,15 +397,41 @@ export class OperationGraphBuilder {
       flowStart,
       flowSource: this.flowSrc.view(),
       flowTarget: this.flowDst.view(),
-      flowBytes: this.flowSize.view(),
-      flowTimed: this.flowIsTimed.view(),
+      flowSize: this.flowSizeRow.view(),
+      flowSizes: { count: this.sizeBytes.length, bytes: this.sizeBytes.view(), timed: this.sizeTimed.view() },
       memoryFirst,
       memoryNext,
       memoryLocation: this.memLoc.view(),
-      memoryCategory: this.memCat.view(),
-      memoryBytes: this.memSize.view(),
-      memoryAtEnd: this.memWhen.view(),
+      memoryAmount: this.memAmountRow.view(),
+      memoryAmounts: { count: this.amountBytes.length, category: this.amountCategory.view(), bytes: this.amountBytes.view(), atEnd: this.amountAtEnd.view() },
     };
+  }
+}
+
+/** Slots of a row cache: a power of two. */
+const CACHE_SLOTS = 1024;
+
+/**
+ * Finds again the row of a small table that holds a pair of values (a duration and a latency; bytes and a flag):
+ * a direct-mapped cache of recent rows. Equal values nearly always share a row, since a step repeats the same few
+ * values in every pass; a value the cache has forgotten only adds a duplicate row, never a wrong one.
+ */
+class RowCache {
+  private readonly first = new Float64Array(CACHE_SLOTS).fill(NaN);
+  private readonly second = new Float64Array(CACHE_SLOTS);
+  private readonly rows = new Int32Array(CACHE_SLOTS);
+  private slot = 0;
+
+  /** The row remembered for (x, y), or -1; a miss leaves the slot for `remember`. */
+  lookup(x: number, y: number): number {
+    const slot = (this.slot = (Math.imul(x | 0, 0x9e3779b1) ^ Math.imul(y | 0, 0x85ebca6b)) >>> 22);
+    return this.first[slot] === x && this.second[slot] === y ? this.rows[slot] : -1;
+  }
+
+  remember(x: number, y: number, row: number): void {
+    this.first[this.slot] = x;
+    this.second[this.slot] = y;
+    this.rows[this.slot] = row;
   }
 }
 

@@ -292,14 +292,15 @@ function sumOperations(graph: OperationGraph, execution: ExecutionResult, topolo
   const spanStart = new Float64Array(devices).fill(Infinity);
   const spanEnd = new Float64Array(devices).fill(-Infinity);
   const spanBusy = new Float64Array(devices);
-  const { flowStart, flowBytes, flowSource, flowTarget, label: labelOf, device: deviceOf } = graph;
+  const { flowStart, flowSize, flowSource, flowTarget, label: labelOf, device: deviceOf } = graph;
+  const sizeBytes = graph.flowSizes.bytes;
   const kindOf = graph.labels.kind;
   const { startNs, endNs } = execution;
   for (let op = 0; op < graph.count; op++) {
     const kind = kindOf[labelOf[op]];
     const last = flowStart[op + 1];
     for (let i = flowStart[op]; i < last; i++) {
-      const bytes = flowBytes[i];
+      const bytes = sizeBytes[flowSize[i]];
       const source = flowSource[i];
       const target = flowTarget[i];
       totalBytes += bytes;

@@ -90,7 +90,7 @@ export function emitTrace(sim: Simulation, write: (text: string) => void, option
     if (labels.layers[label] > 0) args.layers = labels.layers[label];
     if (labels.flops[label] > 0) args.flops = labels.flops[label];
     let bytes = 0;
-    for (let i = graph.flowStart[op]; i < graph.flowStart[op + 1]; i++) bytes += graph.flowBytes[i];
+    for (let i = graph.flowStart[op]; i < graph.flowStart[op + 1]; i++) bytes += graph.flowSizes.bytes[graph.flowSize[i]];
     if (bytes > 0) args.bytes = bytes;
     const lanes: number[] = [];
     for (let i = graph.lanesOf.start[op]; i < graph.lanesOf.start[op + 1]; i++) lanes.push(graph.lanesOf.items[i]);

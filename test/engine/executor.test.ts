@@ -59,7 +59,33 @@ describe('execute', () => {
     expect(Array.from(graph.program.start)).toEqual([0, 2, 4, 5]);
     expect(Array.from(graph.program.items)).toEqual([a, c, b, c, a]);
     expect(Array.from(graph.flowStart)).toEqual([0, 1, 1, 3]);
-    expect(Array.from(graph.flowBytes)).toEqual([10, 20, 30]);
+    expect(Array.from(graph.flowSize, (row) => graph.flowSizes.bytes[row])).toEqual([10, 20, 30]);
+  });
+
+  it('shares rows of timings, flow sizes and memory amounts between equal values, and keeps every value', () => {
+    const g = new OperationGraphBuilder(1);
+    const label = g.label({ kind: 0 });
+    const n = 5000;
+    // Two durations and latencies repeated, then values all different (as with jitter): those get rows of their own.
+    for (let op = 0; op < n; op++) {
+      const repeated = op < n / 2;
+      g.operation(label, 0, repeated ? 100 + (op % 2) : 1000 + op, repeated ? 7 : op % 3);
+      g.flow(op, 0, 1, repeated ? 64 : 64 + op, op % 2 === 0);
+      g.memory(op, 0, op % 2, repeated ? 32 : -op, op % 2 === 0 ? AT_START : AT_END);
+    }
+    const graph = g.build();
+    for (let op = 0; op < n; op++) {
+      const repeated = op < n / 2;
+      expect(graph.timings.durationNs[graph.timing[op]]).toBe(repeated ? 100 + (op % 2) : 1000 + op);
+      expect(graph.timings.latencyNs[graph.timing[op]]).toBe(repeated ? 7 : op % 3);
+      expect(graph.flowSizes.bytes[graph.flowSize[op]]).toBe(repeated ? 64 : 64 + op);
+      expect(graph.flowSizes.timed[graph.flowSize[op]]).toBe(op % 2 === 0 ? 1 : 0);
+      const amount = graph.memoryAmount[graph.memoryFirst[op]];
+      expect([graph.memoryAmounts.category[amount], graph.memoryAmounts.bytes[amount], graph.memoryAmounts.atEnd[amount]]).toEqual([op % 2, repeated ? 32 : -op, op % 2 === 0 ? AT_START : AT_END]);
+    }
+    expect(graph.timings.count).toBe(2 + n / 2);
+    expect(graph.flowSizes.count).toBe(2 + n / 2);
+    expect(graph.memoryAmounts.count).toBe(2 + n / 2);
   });
 
   it('shares labels between operations, chains dependents and memory effects in the order added, and refuses unknown operations', () => {
@@ -94,7 +120,7 @@ describe('execute', () => {
       return out;
     };
     expect(chain(graph.dependentFirst, graph.dependentNext, ops[0]).map((e) => graph.dependentOp[e]).sort()).toEqual([ops[3], later].sort());
-    expect(chain(graph.memoryFirst, graph.memoryNext, ops[0]).map((e) => graph.memoryBytes[e])).toEqual([100, -100, -50]);
+    expect(chain(graph.memoryFirst, graph.memoryNext, ops[0]).map((e) => graph.memoryAmounts.bytes[graph.memoryAmount[e]])).toEqual([100, -100, -50]);
     expect(Array.from(graph.deps.items.subarray(graph.deps.start[later], graph.deps.start[later + 1])).sort()).toEqual([ops[0], ops[1]]);
     expect(execute({ graph, links: noLinks, router: noRouter, memory: new MemoryTracker(2, 5, new Float64Array([1e3, 1e3])) }).makespanNs).toBe(120);
   });

@@ -148,7 +148,7 @@ describe('variability', () => {
     const sim = simulate(scenario(base));
     const g = sim.plan.graph;
     const forwards = new Set<number>();
-    for (let op = 0; op < g.count; op++) if (g.labels.kind[g.label[op]] === KIND.forward && g.labels.stage[g.label[op]] === 1) forwards.add(g.durationNs[op]);
+    for (let op = 0; op < g.count; op++) if (g.labels.kind[g.label[op]] === KIND.forward && g.labels.stage[g.label[op]] === 1) forwards.add(g.timings.durationNs[g.timing[op]]);
     expect(forwards.size).toBe(1);
   });
 
