@@ -64,9 +64,9 @@ function kernelEventsPerSecond(pending: number, events: number): number {
 }
 
 const runner = fileURLToPath(new URL('./run-scenario.js', import.meta.url));
-function measure(file: string, set: string[] = [], extra: { repeat?: number; env?: Record<string, string> } = {}): ScenarioMeasurement {
-  const argv = [runner, file, ...set.flatMap((s) => ['--set', s]), ...(extra.repeat ? ['--repeat', String(extra.repeat)] : [])];
-  const out = spawnSync(process.execPath, argv, { encoding: 'utf8', maxBuffer: 1 << 20, env: { ...process.env, ...extra.env } });
+function measure(file: string, set: string[] = [], extra: { noPageWarmer?: boolean } = {}): ScenarioMeasurement {
+  const argv = [runner, file, ...set.flatMap((s) => ['--set', s]), ...(extra.noPageWarmer ? ['--no-page-warmer'] : [])];
+  const out = spawnSync(process.execPath, argv, { encoding: 'utf8', maxBuffer: 1 << 20 });
   if (out.status !== 0) throw new Error(`benchmark run of ${file} failed:\n${out.stderr}`);
   return JSON.parse(out.stdout) as ScenarioMeasurement;
 }
@@ -145,16 +145,10 @@ say(
 say('\nmedian time per phase: load / topology / step building / execution / report');
 say(table(steps.map((m) => [m.label, phaseCell(m)]), ['scenario', 'phases']));
 
-// What (b) costs in computing alone: repeated in one process, with glibc keeping the memory freed between runs
-// (one arena, no returning memory to the system), no page is fresh after the first run. Not a target figure: it
-// shows how much of (b) is this machine's page faults.
-const keepMemory = { MALLOC_ARENA_MAX: '1', MALLOC_MMAP_THRESHOLD_: String(2 ** 32), MALLOC_TRIM_THRESHOLD_: String(2 ** 32), MALLOC_TOP_PAD_: String(2 ** 28) };
-if (!asJson) process.stderr.write(`measuring ${steps[1].file} without fresh memory...\n`);
-// The fastest of many runs, since this machine's noise comes in bursts of minutes.
-const warm = Array.from({ length: 3 }, () => measure(steps[1].file, [], { repeat: 4, env: keepMemory }));
-const computingAlone = Math.min(...warm.flatMap((m) => m.repeatSeconds.slice(1)));
-say(`\n(b) again in one process, glibc keeping freed memory so that no page is fresh: ${sec(computingAlone)} (fastest of ${warm.length * 3} runs)`);
-say('  what (b) costs in computing alone, where page faults are cheap; not a target figure (targets count fresh processes)');
+// What the page warmer buys: (b) with the main thread faulting in all its memory itself. Not a target figure.
+if (!asJson) process.stderr.write(`measuring ${steps[1].file} without the page warmer...\n`);
+const unwarmed = spread(Array.from({ length: 3 }, () => measure(steps[1].file, [], { noPageWarmer: true }).wallSeconds));
+say(`\n(b) without the page warmer (every page fault on the main thread): ${fmtSpread(unwarmed, sec)}, 3 runs; not a target figure`);
 
 // Targets (issue 5), on a 2-core machine with 24 GiB.
 const [, gpt3, llama] = steps;
@@ -192,4 +186,4 @@ if (flag('--growth')) {
   }
 }
 
-if (asJson) console.log(JSON.stringify({ machine: { cpus: cpus().length, model: cpus()[0]?.model, totalMemoryBytes: totalmem(), node: process.version, freshMemoryMsPer100MiB: freshMemory }, kernel, steps, computingAloneSeconds: { scenario: steps[1].file, seconds: computingAlone }, targets, growth }, null, 2));
+if (asJson) console.log(JSON.stringify({ machine: { cpus: cpus().length, model: cpus()[0]?.model, totalMemoryBytes: totalmem(), node: process.version, freshMemoryMsPer100MiB: freshMemory }, kernel, steps, withoutPageWarmerSeconds: { scenario: steps[1].file, ...unwarmed }, targets, growth }, null, 2));

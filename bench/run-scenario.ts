@@ -1,6 +1,6 @@
 /**
  * One measured simulation, in a process of its own so that its peak resident memory is its own:
- *   node dist/bench/run-scenario.js <scenario> [--set path=value]... [--repeat N]
+ *   node dist/bench/run-scenario.js <scenario> [--set path=value]... [--repeat N] [--no-page-warmer]
  * Prints one JSON line: wall seconds in total and per phase, operations, events and peak resident bytes. With
  * --repeat, simulate() runs N more times in the same process and `repeatSeconds` lists their wall times.
  */
@@ -22,9 +22,11 @@ export interface ScenarioMeasurement {
 const [file, ...rest] = process.argv.slice(2);
 const set: string[] = [];
 let repeat = 0;
+let pageWarmer = true;
 for (let i = 0; i < rest.length; i++) {
   if (rest[i] === '--set') set.push(rest[++i]);
   else if (rest[i] === '--repeat') repeat = Number(rest[++i]);
+  else if (rest[i] === '--no-page-warmer') pageWarmer = false;
 }
 
 const seconds = () => Number(process.hrtime.bigint()) / 1e9;
@@ -38,14 +40,14 @@ const lap = (phase: SimulationPhase | 'load') => {
 };
 const scenario = loadScenarioFile(file, scheduleContext, { set });
 lap('load');
-const { report } = simulate(scenario, { onPhase: lap });
+const { report } = simulate(scenario, { onPhase: lap, pageWarmer });
 const wallSeconds = seconds() - started;
 // maxRSS is in kibibytes; taken before any repetition.
 const peakResidentBytes = process.resourceUsage().maxRSS * 1024;
 const repeatSeconds: number[] = [];
 for (let i = 0; i < repeat; i++) {
   const again = seconds();
-  simulate(scenario);
+  simulate(scenario, { pageWarmer });
   repeatSeconds.push(seconds() - again);
 }
 const measurement: ScenarioMeasurement = {
