@@ -50,8 +50,9 @@ export function simulate(scenario: Scenario, options: SimulateOptions = {}): Sim
   // engine/page-warmer.ts), starting with the executor's per-operation arrays while the step is planned.
   const expected = roughOperations(scenario);
   const warmer = options.pageWarmer !== false && expected >= WARM_FROM_OPERATIONS ? PageWarmer.start() : undefined;
-  // A little more than expected: space too small is not used at all.
-  const room = Math.ceil(expected * 1.1);
+  // A little more than expected (space too small is not used at all), and no more than the graph builder would
+  // reserve: an estimate gone wild must not ask for gigabytes the step does not need.
+  const room = Math.min(Math.ceil(expected * 1.1), MAX_PREPARED_OPERATIONS);
   const space = warmer && { startNs: warmer.prepare(Float64Array, room), endNs: warmer.prepare(Float64Array, room), waiting: warmer.prepare(Int32Array, room) };
   try {
     const topology = buildTopology(scenario.cluster);
@@ -74,6 +75,8 @@ export function simulate(scenario: Scenario, options: SimulateOptions = {}): Sim
 
 /** Steps expected to have this many operations get a page warmer: for smaller ones its thread costs more than it saves. */
 const WARM_FROM_OPERATIONS = 200_000;
+/** The most operations the executor's space is prepared for (the graph builder reserves no more either). */
+const MAX_PREPARED_OPERATIONS = 2 ** 25;
 
 /**
  * Operations of a step, roughly, before its schedule is planned: per pass of each pipeline stage and replica, each
