@@ -61,7 +61,8 @@ export function simulate(scenario: Scenario, options: SimulateOptions = {}): Sim
     phase('step');
     const memory = new MemoryTracker(plan.layout.locationCount, CATEGORIES.length, plan.capacities, { record: recordedLocations(plan, options.recordMemory ?? false) });
     for (const b of plan.baseline) memory.change(b.location, b.category, b.bytes, 0);
-    const execution = execute({ graph: plan.graph, links: topology, router: topology, memory, space }, new EventKernel(1 << 14));
+    const exposure = plan.layout.communicationExposure();
+    const execution = execute({ graph: plan.graph, links: topology, router: topology, memory, space, exposure }, new EventKernel(1 << 14));
     if (execution.blocked.length > 0) throw new SimulationError(describeBlocked(plan, execution));
     if (memory.negative.size > 0) throw new Error(`memory went below zero at locations ${[...memory.negative].slice(0, 5).join(', ')}: a bug in the step builder`);
     phase('execute');

@@ -20,7 +20,25 @@ export interface ExecutionInput {
    * their pages are mapped before the run writes them); allocated otherwise. They become the result's times.
    */
   space?: ExecutionSpace;
+  /** Groups of lanes whose exposed time to measure while running (see `LaneExposure`). */
+  exposure?: LaneExposure;
 }
+
+/**
+ * Groups of lanes (a device's, say) whose exposed time the executor measures: per group, the time during which
+ * some counted lane holds an operation while no covering lane does (communication not hidden behind compute).
+ * Measured as lanes are taken and released, in whole nanoseconds, so it is exact.
+ */
+export interface LaneExposure {
+  groups: number;
+  /** Each lane's group, or -1 for none. */
+  group: Int32Array;
+  /** Each lane's role in its group: COUNTED or COVERING. */
+  role: Uint8Array;
+}
+
+export const COUNTED = 1;
+export const COVERING = 2;
 
 export interface ExecutionSpace {
   startNs: Float64Array;
@@ -47,6 +65,8 @@ export interface ExecutionResult {
   laneBusyNs: Float64Array;
   /** Bytes carried per link. */
   linkBytes: Float64Array;
+  /** Per group of `exposure`, ns during which a counted lane was busy and no covering lane was (empty without one). */
+  exposedNs: Float64Array;
   eventsProcessed: number;
   /** Empty when every operation ran. */
   blocked: BlockedOperation[];
@@ -79,6 +99,24 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
   const laneBusyNs = new Float64Array(graph.laneCount);
   let completed = 0;
   let makespanNs = 0;
+  // Exposure: per group, counted and covering lanes busy now, since when, and the exposed time so far.
+  const exposure = input.exposure;
+  const groups = exposure?.groups ?? 0;
+  const exposedNs = new Float64Array(groups);
+  const countedBusy = new Int32Array(groups);
+  const coveringBusy = new Int32Array(groups);
+  const busySince = new Float64Array(groups);
+  const laneGroup = exposure?.group;
+  const laneRole = exposure?.role;
+  /** A lane of a group is taken (+1) or released (-1) now: the time since the last change is exposed or not. */
+  const exposureChange = (lane: number, delta: number, now: number) => {
+    const group = laneGroup![lane];
+    if (group < 0) return;
+    if (countedBusy[group] > 0 && coveringBusy[group] === 0) exposedNs[group] += now - busySince[group];
+    busySince[group] = now;
+    if (laneRole![lane] === COVERING) coveringBusy[group] += delta;
+    else countedBusy[group] += delta;
+  };
 
   const { dependentFirst, dependentNext, dependentOp, lanesOf, laneNext } = graph;
   for (let e = 0; e < dependentOp.length; e++) waiting[dependentOp[e]]++;
@@ -112,6 +150,7 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
 
   function start(op: number): void {
     startNs[op] = kernel.now;
+    if (laneGroup !== undefined) for (let i = lanesOf.start[op]; i < lanesOf.start[op + 1]; i++) exposureChange(lanesOf.items[i], 1, kernel.now);
     applyMemory(op, AT_START);
     // Without a latency, flows (or the compute's clock) start at once: no event needed.
     const latency = latencyNs[timing[op]];
@@ -155,6 +194,7 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
     for (let i = lanesOf.start[op]; i < lanesOf.start[op + 1]; i++) {
       const lane = lanesOf.items[i];
       laneBusyNs[lane] += now - startNs[op];
+      if (laneGroup !== undefined) exposureChange(lane, -1, now);
       const next = laneNext[i];
       laneHead[lane] = next;
       if (next >= 0 && --waiting[next] === 0) makeReady(next);
@@ -199,6 +239,7 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
     completed,
     laneBusyNs,
     linkBytes: network.linkBytes,
+    exposedNs,
     eventsProcessed: kernel.eventsProcessed,
     blocked: completed === n ? [] : describeBlocked(graph, startNs, endNs, laneHead),
   };

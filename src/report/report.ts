@@ -4,7 +4,7 @@ import type { MemoryTracker } from '../engine/memory.js';
 import { LINK_TYPES, type LinkType, type Topology } from '../hardware/topology.js';
 import type { Scenario } from '../scenario/resolve.js';
 import type { OperationGraph } from '../engine/graph.js';
-import { CATEGORIES, KIND, LANE, LANES, OP_KINDS, TIERS, TRANSFER_KINDS, type Category, type Tier, type TransferKind } from '../strategies/layout.js';
+import { CATEGORIES, KIND, LANE, OP_KINDS, TIERS, TRANSFER_KINDS, type Category, type Tier, type TransferKind } from '../strategies/layout.js';
 import type { StepPlan } from '../strategies/step.js';
 import { VERSION } from '../version.js';
 
@@ -148,7 +148,9 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
     if (span > 0) pipelineBubbleRate = Math.max(pipelineBubbleRate, (span - spanBusy[d]) / span);
   }
 
-  const exposed = exposedCommunication(graph, execution, layout.devices, LANES.length);
+  // Measured by the executor on each device's lanes, as simulate() asks (layout.communicationExposure()).
+  const exposed = execution.exposedNs;
+  if (exposed.length !== layout.devices) throw new Error('the step was executed without measuring exposed communication per device');
 
   const devices: DeviceReport[] = [];
   let bubbleSum = 0;
@@ -325,79 +327,4 @@ function sumOperations(graph: OperationGraph, execution: ExecutionResult, topolo
   return { totalBytes, bytesByKind, bytesByLinkType, sent, spanStart, spanEnd, spanBusy };
 }
 
-/**
- * Per device, nanoseconds during which some communication or offload lane held an operation while the compute
- * lane held none: the communication the step could not hide behind compute.
- *
- * A lane runs its program in order, one operation at a time, so each lane's intervals come already sorted and
- * disjoint: a merge of the device's communication lanes, minus the compute lane, in one pass and no allocation.
- * Lanes are walked along the graph's lane chains.
- */
-function exposedCommunication(graph: OperationGraph, execution: ExecutionResult, devices: number, lanesPerDevice: number): Float64Array {
-  const { laneFirst, laneNext } = graph;
-  const { start: lanesStart, items: lanesItems } = graph.lanesOf;
-  const { startNs, endNs } = execution;
-  /** The operation after `op` on `lane` (-1 after the last). */
-  const next = (op: number, lane: number) => {
-    const last = lanesStart[op + 1];
-    for (let i = lanesStart[op]; i < last; i++) if (lanesItems[i] === lane) return laneNext[i];
-    return -1;
-  };
-  const out = new Float64Array(devices);
-  // Each communication lane's current operation, and its start (cached so that picking the earliest reads one small array).
-  const current = new Int32Array(lanesPerDevice);
-  const headStart = new Float64Array(lanesPerDevice);
-  for (let d = 0; d < devices; d++) {
-    const firstLane = d * lanesPerDevice;
-    const computeLane = firstLane + LANE.compute;
-    let c = laneFirst[computeLane];
-    let total = 0;
-    let unionStart = -1;
-    let unionEnd = -1;
-    /** Adds [s, e) minus its overlap with compute; compute intervals before s are passed over for good. */
-    const exposedPart = (s: number, e: number) => {
-      let part = e - s;
-      while (c >= 0 && endNs[c] <= s) c = next(c, computeLane);
-      for (let k = c; k >= 0; k = next(k, computeLane)) {
-        if (startNs[k] >= e) break;
-        part -= Math.min(e, endNs[k]) - Math.max(s, startNs[k]);
-      }
-      return part;
-    };
-    /** Passes over the lane's empty intervals and caches the start of its next one. */
-    const settle = (l: number) => {
-      let op = current[l];
-      while (op >= 0 && endNs[op] <= startNs[op]) op = next(op, firstLane + l);
-      current[l] = op;
-      headStart[l] = op >= 0 ? startNs[op] : Infinity;
-    };
-    for (let l = 0; l < lanesPerDevice; l++) {
-      current[l] = l === LANE.compute ? -1 : laneFirst[firstLane + l];
-      settle(l);
-    }
-    for (;;) {
-      let lane = -1;
-      let earliest = Infinity;
-      for (let l = 0; l < lanesPerDevice; l++) {
-        if (headStart[l] < earliest) {
-          earliest = headStart[l];
-          lane = l;
-        }
-      }
-      if (lane < 0) break;
-      const op = current[lane];
-      current[lane] = next(op, firstLane + lane);
-      settle(lane);
-      if (startNs[op] <= unionEnd) unionEnd = Math.max(unionEnd, endNs[op]);
-      else {
-        if (unionEnd > unionStart) total += exposedPart(unionStart, unionEnd);
-        unionStart = startNs[op];
-        unionEnd = endNs[op];
-      }
-    }
-    if (unionEnd > unionStart) total += exposedPart(unionStart, unionEnd);
-    out[d] = total;
-  }
-  return out;
-}
 

@@ -4,6 +4,7 @@
  * where each (tp, dp, pp) rank sits on the cluster.
  */
 import { COLLECTIVE_KINDS } from '../collectives/collectives.js';
+import { COUNTED, COVERING, type LaneExposure } from '../engine/executor.js';
 
 /** Serial lanes of every device, like CUDA streams: compute, then one per kind of communication. */
 export const LANES = ['compute', 'tp', 'dp', 'gather', 'pp-send-next', 'pp-recv-prev', 'pp-send-prev', 'pp-recv-next', 'offload', 'host'] as const;
@@ -77,6 +78,17 @@ export class Layout {
 
   get laneCount(): number {
     return this.devices * LANES.length;
+  }
+
+  /** Each device's lanes as a group whose communication lanes count and whose compute lane covers: exposed communication. */
+  communicationExposure(): LaneExposure {
+    const group = new Int32Array(this.laneCount);
+    const role = new Uint8Array(this.laneCount).fill(COUNTED);
+    for (let device = 0; device < this.devices; device++) {
+      group.fill(device, device * LANES.length, (device + 1) * LANES.length);
+      role[this.lane(device, LANE.compute)] = COVERING;
+    }
+    return { groups: this.devices, group, role };
   }
 
   /** Memory locations: each device's HBM, then each node's host memory, then each node's NVMe. */

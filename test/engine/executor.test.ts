@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { execute } from '../../src/engine/executor.js';
+import { COUNTED, COVERING, execute } from '../../src/engine/executor.js';
 import { AT_END, AT_START, OperationGraphBuilder } from '../../src/engine/graph.js';
 import { MemoryTracker } from '../../src/engine/memory.js';
 import type { LinkSet } from '../../src/engine/network.js';
@@ -203,6 +203,23 @@ describe('execute', () => {
       lanes,
       ops: seed.slice(0, n).map((s, i) => ({ duration: s.duration, lane: s.lane % lanes, deps: i === 0 ? [] : [...new Set(s.deps.map((d) => d % i))] })),
     }));
+
+  it('measures per group of lanes the time a counted lane is busy while no covering lane is', () => {
+    // Group 0: lane 0 covers, lanes 1 and 2 count; lane 3 belongs to no group; group 1: lane 4 counts alone.
+    const g = new OperationGraphBuilder(5);
+    g.add({ kind: 0, device: 0 }, 10, [0]); // covering [0, 10)
+    g.add({ kind: 0, device: 0 }, 15, [1]); // counted [0, 15)
+    const wait = g.add({ kind: 0, device: 0 }, 12, [3]); // no group [0, 12)
+    const late = g.add({ kind: 0, device: 0 }, 8, [2]); // counted [12, 20)
+    g.dependOn(late, wait);
+    g.add({ kind: 0, device: 1 }, 7, [4]); // group 1, counted [0, 7)
+    const exposure = { groups: 2, group: new Int32Array([0, 0, 0, -1, 1]), role: new Uint8Array([COVERING, COUNTED, COUNTED, COUNTED, COUNTED]) };
+    const graph = g.build();
+    const r = execute({ graph, links: noLinks, router: noRouter, memory: memory(), exposure });
+    // Group 0: counted busy over [0, 20), covered over [0, 10): 10 ns exposed.
+    expect(Array.from(r.exposedNs)).toEqual([10, 7]);
+    expect(execute({ graph, links: noLinks, router: noRouter, memory: memory() }).exposedNs.length).toBe(0);
+  });
 
   it('lane chains list each lane\'s operations in the order they were assigned, as the program does', () => {
     fc.assert(
