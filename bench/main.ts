@@ -71,7 +71,11 @@ function measure(file: string, set: string[] = [], extra: { noPageWarmer?: boole
   return JSON.parse(out.stdout) as ScenarioMeasurement;
 }
 function measureMany(file: string, count: number, set: string[] = []) {
-  const samples = Array.from({ length: count }, () => measure(file, set));
+  return summarise(file, set, Array.from({ length: count }, () => measure(file, set)));
+}
+/** Medians and spreads of one scenario's runs. */
+function summarise(file: string, set: string[], samples: ScenarioMeasurement[]) {
+  const count = samples.length;
   const phases = Object.fromEntries(Object.keys(samples[0].phaseSeconds).map((p) => [p, spread(samples.map((s) => s.phaseSeconds[p as keyof ScenarioMeasurement['phaseSeconds']])).median]));
   return {
     file,
@@ -129,11 +133,19 @@ const scenarios = [
   { label: '(b) GPT-3 175B, 1,024 A100', file: 'scenarios/gpt3-175b-1024-a100.yaml', runs },
   { label: '(c) Llama 3 405B, 16,384 H100', file: 'scenarios/llama3-405b-16k-h100.yaml', runs: Math.min(runs, 3) },
 ];
-const steps: (Measured & { label: string })[] = [];
-for (const s of scenarios) {
-  if (!asJson) process.stderr.write(`measuring ${s.file} (${s.runs} runs)...\n`);
-  steps.push({ label: s.label, ...measureMany(s.file, s.runs) });
+// Runs of the scenarios alternate (a, b, c, b without the page warmer, a, b, ...), so that each scenario's runs
+// spread over the whole measurement: this machine's noise comes in bursts of a minute or so, which would otherwise
+// take all the runs of one scenario.
+if (!asJson) process.stderr.write(`measuring ${scenarios.map((s) => `${s.file} (${s.runs} runs)`).join(', ')} and ${scenarios[1].file} without the page warmer (3 runs), alternating...\n`);
+const unwarmedSpec = { file: scenarios[1].file, runs: 3, noPageWarmer: true };
+const specs = [...scenarios.map((s) => ({ file: s.file, runs: s.runs, noPageWarmer: false })), unwarmedSpec];
+const samples: ScenarioMeasurement[][] = specs.map(() => []);
+for (let round = 0; round < Math.max(...specs.map((s) => s.runs)); round++) {
+  specs.forEach((spec, i) => {
+    if (round < spec.runs) samples[i].push(measure(spec.file, [], { noPageWarmer: spec.noPageWarmer }));
+  });
 }
+const steps: (Measured & { label: string })[] = scenarios.map((s, i) => ({ label: s.label, ...summarise(s.file, [], samples[i]) }));
 const phaseCell = (m: Measured) => ['load', 'topology', 'step', 'execute', 'report'].map((p) => sec(m.phaseSeconds[p])).join(' / ');
 say('\nwhole-step simulations (wall time includes loading the scenario)');
 say(
@@ -146,8 +158,7 @@ say('\nmedian time per phase: load / topology / step building / execution / repo
 say(table(steps.map((m) => [m.label, phaseCell(m)]), ['scenario', 'phases']));
 
 // What the page warmer buys: (b) with the main thread faulting in all its memory itself. Not a target figure.
-if (!asJson) process.stderr.write(`measuring ${steps[1].file} without the page warmer...\n`);
-const unwarmed = spread(Array.from({ length: 3 }, () => measure(steps[1].file, [], { noPageWarmer: true }).wallSeconds));
+const unwarmed = spread(samples[specs.length - 1].map((m) => m.wallSeconds));
 say(`\n(b) without the page warmer (every page fault on the main thread): ${fmtSpread(unwarmed, sec)}, 3 runs; not a target figure`);
 
 // Targets (issue 5), on a 2-core machine with 24 GiB.
