@@ -40,6 +40,7 @@ export interface LaneExposure {
 export const COUNTED = 1;
 export const COVERING = 2;
 
+/** Per-operation arrays for `execute` to run in (zeroed, at least one entry per operation). */
 export interface ExecutionSpace {
   startNs: Float64Array;
   endNs: Float64Array;
