@@ -77,7 +77,6 @@ export class EventKernel {
   private topHead = NONE;
   private topTail = NONE;
   private topCount = 0;
-  private topMin = Infinity;
   private topMax = -Infinity;
 
   // Rungs, 0 the coarsest. Rung r's bucket b covers [start + b·width, start + (b+1)·width), and its last bucket
@@ -151,7 +150,6 @@ export class EventKernel {
       else next[this.topTail] = slot;
       this.topTail = slot;
       this.topCount++;
-      if (at < this.topMin) this.topMin = at;
       if (at > this.topMax) this.topMax = at;
       return;
     }
@@ -260,11 +258,9 @@ export class EventKernel {
   private topToRung(): void {
     const list = this.topHead;
     const n = this.topCount;
-    const min = this.topMin;
     const max = this.topMax;
     this.topHead = this.topTail = NONE;
     this.topCount = 0;
-    this.topMin = Infinity;
     this.topMax = -Infinity;
     this.topStart = max + 1;
     this.lower(list, n);
