@@ -1,13 +1,12 @@
 import { execute, type ExecutionResult } from './engine/executor.js';
 import { EventKernel } from './engine/kernel.js';
 import { MemoryTracker } from './engine/memory.js';
-import { PageWarmer } from './engine/page-warmer.js';
+import { PageWarmer, pageWarmedAllocation } from './engine/page-warmer.js';
 import { SimulationError } from './errors.js';
 import { buildTopology, type Topology } from './hardware/topology.js';
 import { buildReport, type Report } from './report/report.js';
 import type { Scenario } from './scenario/resolve.js';
 import { CATEGORIES, OP_KINDS } from './strategies/layout.js';
-import { getSchedule } from './strategies/pipeline/registry.js';
 import { buildStep, type StepPlan } from './strategies/step.js';
 
 /**
@@ -35,8 +34,9 @@ export interface SimulateOptions {
    */
   onPhase?: (phase: SimulationPhase) => void;
   /**
-   * Fault in a large step's memory on a helper thread, ahead of the writes (see engine/page-warmer.ts): on by default
-   * for steps of 200,000 operations or more; false never starts the thread. Results are the same either way.
+   * Fault in the step's memory on a helper thread, ahead of the writes (see engine/page-warmer.ts): off unless asked,
+   * so that a library call starts no thread. Worth it for steps of a few hundred thousand operations or more on
+   * machines where page faults are dear. Results are the same either way.
    */
   pageWarmer?: boolean;
 }
@@ -46,23 +46,17 @@ export type SimulationPhase = (typeof SIMULATION_PHASES)[number];
 
 export function simulate(scenario: Scenario, options: SimulateOptions = {}): Simulation {
   const phase = options.onPhase ?? (() => {});
-  // A large step writes ~100 bytes of fresh memory per operation: a helper thread faults the pages in first (see
-  // engine/page-warmer.ts), starting with the executor's per-operation arrays while the step is planned.
-  const expected = roughOperations(scenario);
-  const warmer = options.pageWarmer !== false && expected >= WARM_FROM_OPERATIONS ? PageWarmer.start() : undefined;
-  // A little more than expected (space too small is not used at all), and no more than the graph builder would
-  // reserve: an estimate gone wild must not ask for gigabytes the step does not need.
-  const room = Math.min(Math.ceil(expected * 1.1), MAX_PREPARED_OPERATIONS);
-  const space = warmer && { startNs: warmer.prepare(Float64Array, room), endNs: warmer.prepare(Float64Array, room), waiting: warmer.prepare(Int32Array, room) };
+  const warmer = options.pageWarmer === true ? PageWarmer.start() : undefined;
+  const allocation = warmer && pageWarmedAllocation(warmer);
   try {
     const topology = buildTopology(scenario.cluster);
     phase('topology');
-    const plan = buildStep(scenario, topology, { warmer });
+    const plan = buildStep(scenario, topology, { allocation });
     phase('step');
     const memory = new MemoryTracker(plan.layout.locationCount, CATEGORIES.length, plan.capacities, { record: recordedLocations(plan, options.recordMemory ?? false) });
     for (const b of plan.baseline) memory.change(b.location, b.category, b.bytes, 0);
     const exposure = plan.layout.communicationExposure();
-    const execution = execute({ graph: plan.graph, links: topology, router: topology, memory, space, exposure }, new EventKernel(1 << 14));
+    const execution = execute({ graph: plan.graph, links: topology, router: topology, memory, allocation, exposure }, new EventKernel(1 << 14));
     if (execution.blocked.length > 0) throw new SimulationError(describeBlocked(plan, execution));
     if (memory.negative.size > 0) throw new Error(`memory went below zero at locations ${[...memory.negative].slice(0, 5).join(', ')}: a bug in the step builder`);
     phase('execute');
@@ -72,24 +66,6 @@ export function simulate(scenario: Scenario, options: SimulateOptions = {}): Sim
   } finally {
     warmer?.stop();
   }
-}
-
-/** Steps expected to have this many operations get a page warmer: for smaller ones its thread costs more than it saves. */
-const WARM_FROM_OPERATIONS = 200_000;
-/** The most operations the executor's space is prepared for (the graph builder reserves no more either). */
-const MAX_PREPARED_OPERATIONS = 2 ** 25;
-
-/**
- * Operations of a step, roughly, before its schedule is planned: per pass of each pipeline stage and replica, each
- * tensor-parallel rank's compute and transfer and one collective (a weight-gradient pass only computes), per
- * segment where ZeRO-3 cuts passes into layers. Within 5% for the bundled large scenarios.
- */
-function roughOperations(scenario: Scenario): number {
-  const { tp, pp, dp, chunks, zero, layersPerStage } = scenario.parallel;
-  const microBatches = scenario.training.globalBatch / (scenario.training.microBatch * dp);
-  const perPassAndReplica = 2 * (2 * tp + 1) + (getSchedule(scenario.parallel.schedule).splitBackward ? tp : 0);
-  const segments = zero === 3 ? Math.max(...layersPerStage) / chunks + 2 : 1;
-  return pp * chunks * microBatches * dp * perPassAndReplica * segments;
 }
 
 /** Which memory locations to keep a timeline of: all, none, or those of some ranks. */
@@ -111,7 +87,7 @@ function describeBlocked(plan: StepPlan, execution: ExecutionResult): string {
   const g = plan.graph;
   const name = (op: number) => {
     const label = g.label[op];
-    return `#${op} ${OP_KINDS[g.labels.kind[label]]} (device ${g.device[op]}, stage ${g.labels.stage[label]}, micro-batch ${g.labels.microBatch[label]})`;
+    return `#${op} ${OP_KINDS[plan.labels.kind[label]]} (device ${g.device[op]}, stage ${plan.labels.stage[label]}, micro-batch ${plan.labels.microBatch[label]})`;
   };
   const lines = execution.blocked.slice(0, 10).map((b) => {
     const waits = [

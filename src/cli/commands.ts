@@ -27,7 +27,7 @@ interface ScenarioArgs {
 const load = (args: ScenarioArgs) => loadScenarioFile(args.scenario, scheduleContext, { set: args.set ?? [], seed: args.seed });
 const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
 
-export function run(args: ScenarioArgs & { output?: string; trace?: string; 'trace-ranks'?: string; 'trace-pipeline'?: number; timeline?: boolean }, io: Io, log: Logger): number {
+export function run(args: ScenarioArgs & { output?: string; trace?: string; 'trace-ranks'?: string; 'trace-pipeline'?: number; timeline?: boolean; 'page-warmer'?: boolean }, io: Io, log: Logger): number {
   const scenario = load(args);
   log.info({ scenario: scenario.name, file: args.scenario }, 'scenario loaded');
   const ranks = traceRanks(args, scenario);
@@ -38,7 +38,7 @@ export function run(args: ScenarioArgs & { output?: string; trace?: string; 'tra
     log.debug({ phase, wallMs: Number(now - lap) / 1e6 }, 'phase done');
     lap = now;
   };
-  const sim = simulate(scenario, { recordMemory: args.trace === undefined ? false : (ranks ?? true), onPhase });
+  const sim = simulate(scenario, { recordMemory: args.trace === undefined ? false : (ranks ?? true), onPhase, pageWarmer: args['page-warmer'] === true });
   log.info({ operations: sim.report.simulation.operations, events: sim.report.simulation.events, wallMs: Number(process.hrtime.bigint() - started) / 1e6 }, 'step simulated');
   if (args.output) writeFileAtomic(args.output, json(sim.report));
   if (args.trace) {

@@ -1,3 +1,4 @@
+import type { AllocationHook } from './allocation.js';
 import { type OperationGraph, AT_END, AT_START } from './graph.js';
 import { EventKernel } from './kernel.js';
 import { MemoryTracker } from './memory.js';
@@ -15,11 +16,8 @@ export interface ExecutionInput {
   links: LinkSet;
   router: Router;
   memory: MemoryTracker;
-  /**
-   * Zeroed arrays to run in, used when they have room for every operation (a page warmer prepares them so that
-   * their pages are mapped before the run writes them); allocated otherwise. They become the result's times.
-   */
-  space?: ExecutionSpace;
+  /** Where the per-operation arrays come from (see allocation.ts); plain typed arrays without one. */
+  allocation?: AllocationHook;
   /** Groups of lanes whose exposed time to measure while running (see `LaneExposure`). */
   exposure?: LaneExposure;
 }
@@ -39,13 +37,6 @@ export interface LaneExposure {
 
 export const COUNTED = 1;
 export const COVERING = 2;
-
-/** Per-operation arrays for `execute` to run in (zeroed, at least one entry per operation). */
-export interface ExecutionSpace {
-  startNs: Float64Array;
-  endNs: Float64Array;
-  waiting: Int32Array;
-}
 
 /** An operation that never started, and what it was waiting for. */
 export interface BlockedOperation {
@@ -83,13 +74,13 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
   const { graph, router, memory } = input;
   const n = graph.count;
   // Zero until written: an operation that never starts is told apart at the end (it still waits, its end untouched).
-  const space = input.space;
-  const roomy = space !== undefined && space.startNs.length >= n && space.endNs.length >= n && space.waiting.length >= n;
-  const startNs = roomy ? space.startNs.subarray(0, n) : new Float64Array(n);
-  const endNs = roomy ? space.endNs.subarray(0, n) : new Float64Array(n);
+  const allocation = input.allocation;
+  const fresh = allocation?.perOperation === undefined;
+  const startNs = fresh ? new Float64Array(n) : allocation!.perOperation!(Float64Array, n);
+  const endNs = fresh ? new Float64Array(n) : allocation!.perOperation!(Float64Array, n);
   // Per operation, before it starts: dependencies not yet ended plus lanes where it is not yet the head, so it is
   // ready when this reaches zero; once started (when it is zero and no longer needed): flows not yet done.
-  const waiting = roomy ? space.waiting.subarray(0, n) : new Int32Array(n);
+  const waiting = fresh ? new Int32Array(n) : allocation!.perOperation!(Int32Array, n);
   const flowsLeft = waiting;
   // While an operation runs, `endNs` holds the earliest time it may end (start plus duration), encoded below
   // NOT_STARTED so that "has it ended?" stays `endNs >= 0`.

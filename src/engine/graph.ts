@@ -1,13 +1,10 @@
+import type { AllocationHook, ColumnConstructor, TypedArray } from './allocation.js';
 import { buildCsr, grown, transposeCsr, TypedList, type Csr } from './growable.js';
-import { PageWarmer } from './page-warmer.js';
 
-type TypedArray = Float64Array | Int32Array | Uint8Array;
-type ColumnConstructor<T> = (new (length: number) => T) & (new (buffer: SharedArrayBuffer) => T) & { BYTES_PER_ELEMENT: number };
-
-/** How far ahead of the builder the warmer touches, in operations' worth of each column. */
-const WARM_AHEAD_OPERATIONS = 1 << 15;
-/** The builder reports its progress every this many operations (a power of two). */
-const WARM_REPORT_EVERY = 1 << 12;
+/** How far ahead of the builder an allocation hook may prepare, in operations' worth of each column. */
+const PREPARE_AHEAD_OPERATIONS = 1 << 15;
+/** The builder reports its progress to an allocation hook every this many operations (a power of two). */
+const REPORT_EVERY = 1 << 12;
 
 /**
  * The operation graph of one training step, stored as columns of typed arrays so
@@ -25,12 +22,9 @@ const WARM_REPORT_EVERY = 1 << 12;
  * - memory effects: bytes allocated (positive) or freed (negative) in a category
  *   of a memory location, at its start or at its end.
  *
- * The remaining columns are labels for reports and traces; their meaning belongs to
- * the layer that built the graph. Each operation has its `device` and a `label`, a
- * row of the label table (`kind`, `stage`, `microBatch`, ...), which the operations
- * of one pass share across every replica and tensor-parallel rank: the table holds
- * a few rows per pass where columns per operation would hold one per operation.
- * Durations and latencies, flow sizes and memory amounts are likewise rows of small
+ * Each operation also has its `device` and a `label`: a number whose meaning belongs
+ * to the layer that built the graph (a row of its own label table, say), never read
+ * here. Durations and latencies, flow sizes and memory amounts are rows of small
  * tables that equal values share, found again as they are added (see `RowCache`).
  */
 export interface OperationGraph {
@@ -40,9 +34,8 @@ export interface OperationGraph {
   readonly timing: Int32Array;
   readonly timings: { readonly count: number; readonly durationNs: Float64Array; readonly latencyNs: Float64Array };
   readonly device: Int32Array;
-  /** Each operation's row in `labels`. */
+  /** Each operation's label: opaque here, meaningful to the graph's builder. */
   readonly label: Int32Array;
-  readonly labels: LabelTable;
   /** Operations each operation waits for (built on first use: the executor counts them from the dependents). */
   readonly deps: Csr;
   /**
@@ -83,28 +76,6 @@ export interface OperationGraph {
   readonly memoryAmounts: { readonly count: number; readonly category: Uint8Array; readonly bytes: Float64Array; readonly atEnd: Uint8Array };
 }
 
-/** What operations are, for reports: columns indexed by label (see `OperationGraph.label`). */
-export interface LabelTable {
-  readonly count: number;
-  readonly kind: Uint8Array;
-  /** -1 where it does not apply, as for microBatch and chunk. */
-  readonly stage: Int16Array;
-  readonly microBatch: Int32Array;
-  readonly chunk: Int16Array;
-  readonly layers: Int16Array;
-  /** FLOPs of each operation with the label (not of all of them together). */
-  readonly flops: Float64Array;
-}
-
-export interface OperationLabels {
-  kind: number;
-  stage?: number;
-  microBatch?: number;
-  chunk?: number;
-  layers?: number;
-  flops?: number;
-}
-
 export const AT_START = 0;
 export const AT_END = 1;
 
@@ -118,13 +89,6 @@ export class OperationGraphBuilder {
   /** Where each operation's lanes and flows start: they are added right after it, so already grouped. */
   private laneStart: Int32Array;
   private flowStart: Int32Array;
-  // The label table.
-  private readonly labelKind = new TypedList(Uint8Array, 256);
-  private readonly labelStage = new TypedList(Int16Array, 256);
-  private readonly labelMicroBatch = new TypedList(Int32Array, 256);
-  private readonly labelChunk = new TypedList(Int16Array, 256);
-  private readonly labelLayers = new TypedList(Int16Array, 256);
-  private readonly labelFlops = new TypedList(Float64Array, 256);
   // Tables of values many operations share, and the caches that find their rows again.
   private readonly timingDuration = new TypedList(Float64Array, 256);
   private readonly timingLatency = new TypedList(Float64Array, 256);
@@ -152,35 +116,36 @@ export class OperationGraphBuilder {
   private readonly memLoc: TypedList<Int32Array>;
   private readonly memAmountRow: TypedList<Int32Array>;
 
-  /** Faults in the pages of the columns on a helper thread while they are written (see page-warmer.ts). */
-  private readonly warmer: PageWarmer | undefined;
-  /** The lists the warmer follows, with their slots; the per-operation columns are followed by the operation count. */
-  private readonly warmedLists: { list: TypedList<TypedArray>; slot: number }[] = [];
-  private readonly warmedColumns: number[] = [];
+  /** Where the columns come from when not plain arrays (see allocation.ts), told of the builder's progress. */
+  private readonly allocation: AllocationHook | undefined;
+  /** The lists the hook follows, with their slots; the per-operation columns are followed by the operation count. */
+  private readonly followedLists: { list: TypedList<TypedArray>; slot: number }[] = [];
+  private readonly followedColumns: number[] = [];
 
   /**
    * `expectedOperations` reserves room (see growable.ts: reserved memory that is never written costs nothing, so
-   * a generous estimate is cheap and a low one costs a copy); the other columns are reserved in proportion. With a
-   * `warmer`, the columns live on shared memory whose pages a helper thread faults in ahead of the writes.
+   * a generous estimate is cheap and a low one costs a copy); the other columns are reserved in proportion. With an
+   * `allocation` hook, the columns come from it and it is told how far they are written.
    */
   constructor(
     readonly laneCount: number,
     expectedOperations = 1024,
-    options: { warmer?: PageWarmer } = {},
+    options: { allocation?: AllocationHook } = {},
   ) {
     const ops = Math.max(16, Math.ceil(expectedOperations));
-    const warmer = (this.warmer = options.warmer);
+    const allocation = (this.allocation = options.allocation);
+    allocation?.reserved?.(ops);
     const column = <T extends TypedArray>(make: ColumnConstructor<T>, length: number): T => {
-      if (warmer === undefined) return new make(length);
-      const { array, slot } = warmer.follow(make, length, WARM_AHEAD_OPERATIONS);
-      this.warmedColumns.push(slot);
+      if (allocation === undefined) return new make(length);
+      const { array, slot } = allocation.follow(make, length, PREPARE_AHEAD_OPERATIONS);
+      this.followedColumns.push(slot);
       return array;
     };
     const list = <T extends TypedArray>(make: ColumnConstructor<T>, perOperation: number): TypedList<T> => {
-      if (warmer === undefined) return new TypedList(make, perOperation * ops);
-      const { array, slot } = warmer.follow(make, perOperation * ops, perOperation * WARM_AHEAD_OPERATIONS);
+      if (allocation === undefined) return new TypedList(make, perOperation * ops);
+      const { array, slot } = allocation.follow(make, perOperation * ops, perOperation * PREPARE_AHEAD_OPERATIONS);
       const typed = new TypedList(make, perOperation * ops, array);
-      this.warmedLists.push({ list: typed, slot });
+      this.followedLists.push({ list: typed, slot });
       return typed;
     };
     this.timingOf = column(Int32Array, ops);
@@ -204,36 +169,26 @@ export class OperationGraphBuilder {
     this.memAmountRow = list(Int32Array, 2);
   }
 
-  /** Tells the warmer how far each column is written. */
+  /** Tells the allocation hook how far each column is written. */
   private reportProgress(): void {
-    const warmer = this.warmer!;
-    for (const slot of this.warmedColumns) warmer.filled(slot, this.ops);
-    for (const { list, slot } of this.warmedLists) warmer.filled(slot, list.length);
-    warmer.publish();
+    const allocation = this.allocation!;
+    for (const slot of this.followedColumns) allocation.filled(slot, this.ops);
+    for (const { list, slot } of this.followedLists) allocation.filled(slot, list.length);
+    allocation.publish();
   }
 
   get count(): number {
     return this.ops;
   }
 
-  /** Adds a row to the label table and returns it, for any number of operations to share. */
-  label(labels: OperationLabels): number {
-    this.labelKind.push(labels.kind);
-    this.labelStage.push(labels.stage ?? -1);
-    this.labelMicroBatch.push(labels.microBatch ?? -1);
-    this.labelChunk.push(labels.chunk ?? -1);
-    this.labelLayers.push(labels.layers ?? 0);
-    return this.labelFlops.push(labels.flops ?? 0);
-  }
-
   /**
-   * Adds an operation on `device` with a row of the label table and returns its id. The lanes it holds and the
+   * Adds an operation on `device` with a label (opaque to the graph) and returns its id. The lanes it holds and the
    * flows it moves are added next, with `lane()` and `flow()`.
    */
   operation(label: number, device: number, durationNs: number, latencyNs = 0): number {
     const id = this.ops;
     if (id === this.devices.length) this.growOperations();
-    if ((id & (WARM_REPORT_EVERY - 1)) === 0 && this.warmer !== undefined) this.reportProgress();
+    if ((id & (REPORT_EVERY - 1)) === 0 && this.allocation !== undefined) this.reportProgress();
     let timing = this.timingRows.lookup(durationNs, latencyNs);
     if (timing < 0) {
       timing = this.timingDuration.push(durationNs);
@@ -264,9 +219,9 @@ export class OperationGraphBuilder {
     this.laneLastEntry[lane] = entry;
   }
 
-  /** An operation with a label of its own, holding `lanes`: for small graphs built by hand. */
-  add(labels: OperationLabels & { device: number }, durationNs: number, lanes: readonly number[], latencyNs = 0): number {
-    const op = this.operation(this.label(labels), labels.device, durationNs, latencyNs);
+  /** An operation holding `lanes`, in one call: for small graphs built by hand. */
+  add(device: number, durationNs: number, lanes: readonly number[], latencyNs = 0, label = 0): number {
+    const op = this.operation(label, device, durationNs, latencyNs);
     for (const lane of lanes) this.lane(lane);
     return op;
   }
@@ -334,10 +289,11 @@ export class OperationGraphBuilder {
   }
 
   build(): OperationGraph {
-    if (this.warmer !== undefined) {
-      for (const slot of this.warmedColumns) this.warmer.finished(slot);
-      for (const { slot } of this.warmedLists) this.warmer.finished(slot);
-      this.warmer.publish();
+    const allocation = this.allocation;
+    if (allocation !== undefined) {
+      for (const slot of this.followedColumns) allocation.finished(slot);
+      for (const { slot } of this.followedLists) allocation.finished(slot);
+      allocation.publish();
     }
     const n = this.count;
     // Columns are views of the builder's lists: nothing is copied that need not be. Lanes and flows are added with
@@ -345,15 +301,6 @@ export class OperationGraphBuilder {
     const laneId = this.laneId.view();
     const lanesOf: Csr = { start: this.frozenStarts(this.laneStart, laneId.length), items: laneId };
     const flowStart = this.frozenStarts(this.flowStart, this.flowSrc.length);
-    const labels: LabelTable = {
-      count: this.labelKind.length,
-      kind: this.labelKind.view(),
-      stage: this.labelStage.view(),
-      microBatch: this.labelMicroBatch.view(),
-      chunk: this.labelChunk.view(),
-      layers: this.labelLayers.view(),
-      flops: this.labelFlops.view(),
-    };
     // Memory effects are often added after later operations (a buffer freed by its consumer), so they are chained per
     // operation as they come, newest first; each chain is reversed here, in place, to the order they were added.
     const memoryFirst = this.memoryFirst.subarray(0, n);
@@ -381,7 +328,6 @@ export class OperationGraphBuilder {
       timings: { count: this.timingDuration.length, durationNs: this.timingDuration.view(), latencyNs: this.timingLatency.view() },
       device: this.devices.subarray(0, n),
       label: this.labelOf.subarray(0, n),
-      labels,
       get deps() {
         return (deps ??= dependenciesOf(n, dependentFirst, dependentNext, dependentOp));
       },

@@ -1,4 +1,5 @@
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import type { AllocationHook, ColumnConstructor } from './allocation.js';
 
 /**
  * Faults in the pages of large arrays on a helper thread, ahead of the thread that writes them.
@@ -174,4 +175,27 @@ export class PageWarmer {
     this.publish();
     return slot;
   }
+}
+
+/**
+ * An allocation hook on a page warmer: the graph's columns are followed as they fill, and the executor's
+ * per-operation arrays are prepared whole as soon as the graph builder says how many operations it reserved room
+ * for, so that their pages are mapped while the step is still being built.
+ */
+export function pageWarmedAllocation(warmer: PageWarmer): AllocationHook {
+  const prepared: (Float64Array | Int32Array)[] = [];
+  return {
+    follow: (make, length, aheadElements) => warmer.follow(make, length, aheadElements),
+    filled: (slot, elements) => warmer.filled(slot, elements),
+    finished: (slot) => warmer.finished(slot),
+    publish: () => warmer.publish(),
+    reserved(operations) {
+      prepared.push(warmer.prepare(Float64Array, operations), warmer.prepare(Float64Array, operations), warmer.prepare(Int32Array, operations));
+    },
+    perOperation<T extends Float64Array | Int32Array>(make: ColumnConstructor<T>, length: number): T {
+      const at = prepared.findIndex((array) => array instanceof make && array.length >= length);
+      if (at < 0) return new make(length);
+      return prepared.splice(at, 1)[0].subarray(0, length) as T;
+    },
+  };
 }

@@ -132,7 +132,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
   const stepTime = stepNs / NANOSECONDS_PER_SECOND;
   const categories = CATEGORIES.length;
 
-  const { totalBytes, bytesByKind, bytesByLinkType, sent, spanStart, spanEnd, spanBusy } = sumOperations(graph, execution, topology, layout.devices);
+  const { totalBytes, bytesByKind, bytesByLinkType, sent, spanStart, spanEnd, spanBusy } = sumOperations(graph, plan.labels.kind, execution, topology, layout.devices);
   // The only compute operation with flows is a host optimizer streaming its states through NVMe: offload traffic.
   const byKind = zeroRecord(TRANSFER_KINDS);
   OP_KINDS.forEach((kind, i) => {
@@ -279,7 +279,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
  * backward passes and its compute time within it. A function of its own, not a loop inside buildReport, so that the
  * JIT optimises it in a few milliseconds instead of compiling all of buildReport while the loop runs slowly.
  */
-function sumOperations(graph: OperationGraph, execution: ExecutionResult, topology: Topology, devices: number) {
+function sumOperations(graph: OperationGraph, kindOf: Uint8Array, execution: ExecutionResult, topology: Topology, devices: number) {
   const bytesByKind = new Float64Array(OP_KINDS.length);
   const bytesByLinkType = new Float64Array(LINK_TYPES.length);
   const linkTypeIndex = new Map(LINK_TYPES.map((t, i) => [t, i]));
@@ -296,7 +296,6 @@ function sumOperations(graph: OperationGraph, execution: ExecutionResult, topolo
   const spanBusy = new Float64Array(devices);
   const { flowStart, flowSize, flowSource, flowTarget, label: labelOf, device: deviceOf } = graph;
   const sizeBytes = graph.flowSizes.bytes;
-  const kindOf = graph.labels.kind;
   const { startNs, endNs } = execution;
   for (let op = 0; op < graph.count; op++) {
     const kind = kindOf[labelOf[op]];

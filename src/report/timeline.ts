@@ -43,7 +43,7 @@ export function renderTimeline(sim: Simulation, options: TimelineOptions = {}): 
       const op = graph.program.items[i];
       const from = Math.round(execution.startNs[op] / quantum);
       const to = Math.max(from + 1, Math.round(execution.endNs[op] / quantum));
-      const { kind, chunk, microBatch } = graph.labels;
+      const { kind, chunk, microBatch } = plan.labels;
       const at = graph.label[op];
       let letter = kind[at] === KIND.forward ? 'F' : kind[at] === KIND.weightGrad ? 'W' : kind[at] === KIND.optimizer ? 'O' : 'B';
       if (chunk[at] > 0) letter = letter.toLowerCase();

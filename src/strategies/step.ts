@@ -2,7 +2,8 @@ import seedrandom from 'seedrandom';
 import { planCollective, type CollectiveKind } from '../collectives/collectives.js';
 import { AT_END, AT_START, OperationGraphBuilder, type OperationGraph } from '../engine/graph.js';
 import { toNanoseconds } from '../engine/kernel.js';
-import type { PageWarmer } from '../engine/page-warmer.js';
+import type { AllocationHook } from '../engine/allocation.js';
+import { LabelTableBuilder, type LabelTable } from '../lower/labels.js';
 import { passSeconds, type ComputeModel } from '../hardware/compute.js';
 import type { Topology } from '../hardware/topology.js';
 import type { Scenario } from '../scenario/resolve.js';
@@ -94,6 +95,8 @@ export interface StepPlan {
   scenario: Scenario;
   layout: Layout;
   graph: OperationGraph;
+  /** What each operation is: rows of this table, by `graph.label`. */
+  labels: LabelTable;
   /** Memory in use before the step starts (model states), by location and category. */
   baseline: MemoryEffect[];
   /** Capacity of each memory location, bytes. */
@@ -128,8 +131,8 @@ const segmentOf = (fraction: number, layers: number, gradBytes: number, params: 
 const FORWARD = 0;
 const BACKWARD = 1;
 
-/** `warmer`: a page warmer to fault in the graph's columns ahead of the builder (see engine/page-warmer.ts). */
-export function buildStep(scenario: Scenario, topology: Topology, options: { warmer?: PageWarmer } = {}): StepPlan {
+/** `allocation`: where the graph's columns come from (see engine/allocation.ts). */
+export function buildStep(scenario: Scenario, topology: Topology, options: { allocation?: AllocationHook } = {}): StepPlan {
   const { cluster, model, training, parallel } = scenario;
   const { tp, pp, dp, chunks } = parallel;
   const layout = new Layout(cluster.nodes, cluster.gpusPerNode, tp, dp, pp);
@@ -292,7 +295,8 @@ export function buildStep(scenario: Scenario, topology: Topology, options: { war
   const segmentsPerPass = parallel.zero === 3 ? Math.max(...virtualStages.map((v) => v.layers)) + 2 : 1;
   // Capped, so that an enormous estimate reserves no more than 32M operations' worth; past that, lists double.
   const expectedOperations = Math.min(2 ** 25, 1.25 * (passesPerReplica * dp * (2 * tp + 1) * segmentsPerPass + 4 * layout.devices));
-  const g = new OperationGraphBuilder(layout.laneCount, expectedOperations, { warmer: options.warmer });
+  const g = new OperationGraphBuilder(layout.laneCount, expectedOperations, { allocation: options.allocation });
+  const labelTable = new LabelTableBuilder();
   const stepLatency = cluster.collectiveStepLatencySeconds;
 
   /** Where in the step an operation belongs, for its label. */
@@ -300,7 +304,7 @@ export function buildStep(scenario: Scenario, topology: Topology, options: { war
   // the passes then sees one object layout and is not thrown away and compiled again.
   type Place = { stage: number; microBatch: number; chunk: number };
   const place = (stage: number, microBatch = -1, chunk = -1): Place => ({ stage, microBatch, chunk });
-  const labelAt = (kind: number, at: Place) => g.label({ kind, stage: at.stage, microBatch: at.microBatch, chunk: at.chunk });
+  const labelAt = (kind: number, at: Place) => labelTable.add({ kind, stage: at.stage, microBatch: at.microBatch, chunk: at.chunk });
 
   /** Adds a point-to-point transfer, the most common operation, without building a collective plan. */
   // A send lane always reaches the same peer, so its latency is computed once.
@@ -516,7 +520,7 @@ export function buildStep(scenario: Scenario, topology: Topology, options: { war
       const lastOps = passLastOps;
 
       segments.forEach((segment, segIndex) => {
-        const computeLabel = g.label({ kind, stage, microBatch: mb, chunk: entry.chunk, layers: segment.layers, flops: passFlops * segment.fraction });
+        const computeLabel = labelTable.add({ kind, stage, microBatch: mb, chunk: entry.chunk, layers: segment.layers, flops: passFlops * segment.fraction });
         const firstSegment = segIndex === 0;
         const lastSegment = segIndex === segments.length - 1;
         // ZeRO-3: gather this segment's parameters from every replica (fetching this device's shard from host
@@ -755,6 +759,7 @@ export function buildStep(scenario: Scenario, topology: Topology, options: { war
     scenario,
     layout,
     graph: g.build(),
+    labels: labelTable.build(),
     baseline,
     capacities,
     microBatches,

@@ -1,16 +1,18 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { AT_END, AT_START, OperationGraphBuilder, type OperationGraph } from '../../src/engine/graph.js';
-import { PageWarmer } from '../../src/engine/page-warmer.js';
+import { PageWarmer, pageWarmedAllocation } from '../../src/engine/page-warmer.js';
+import { simulate } from '../../src/simulate.js';
+import { scenario } from '../support/scenarios.js';
 
 /** A deterministic pseudo-random graph: lanes, flows, dependencies and memory effects of every shape. */
 function buildGraph(operations: number, warmer?: PageWarmer): OperationGraph {
-  const g = new OperationGraphBuilder(64, operations, { warmer });
+  const g = new OperationGraphBuilder(64, operations, { allocation: warmer && pageWarmedAllocation(warmer) });
   let state = 12345;
   const next = (n: number) => {
     state = (Math.imul(state, 1103515245) + 12345) >>> 0;
     return state % n;
   };
-  const label = g.label({ kind: 1, stage: 2, microBatch: 3 });
+  const label = 3;
   for (let op = 0; op < operations; op++) {
     g.operation(label, next(16), next(1000), next(3) === 0 ? next(50) : 0);
     for (let l = next(3); l >= 0; l--) g.lane(next(64));
@@ -73,5 +75,21 @@ describe('page warmer', () => {
     expect([...b.keys()].sort()).toEqual([...a.keys()].sort());
     expect(a.size).toBeGreaterThan(15);
     for (const [name, column] of a) expect(column.equals(b.get(name)!), name).toBe(true);
+  });
+});
+
+describe('page warmer in simulate()', () => {
+  it('starts no helper thread unless asked, and gives the same report when asked', () => {
+    const start = vi.spyOn(PageWarmer, 'start');
+    try {
+      const sc = scenario({ cluster: { nodes: 1, gpusPerNode: 4 }, parallel: { tp: 2, pp: 2, dp: 1 } });
+      const plain = simulate(sc);
+      expect(start).not.toHaveBeenCalled();
+      const warmed = simulate(sc, { pageWarmer: true });
+      expect(start).toHaveBeenCalledTimes(1);
+      expect(JSON.stringify(warmed.report)).toBe(JSON.stringify(plain.report));
+    } finally {
+      start.mockRestore();
+    }
   });
 });

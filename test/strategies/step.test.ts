@@ -133,7 +133,7 @@ describe('data-parallel buckets overlap the last backward', () => {
     let lastBackwardEnd = 0;
     for (let op = 0; op < g.count; op++) {
       if (g.device[op] !== 0) continue;
-      if (g.labels.kind[g.label[op]] === KIND.backward) lastBackwardEnd = Math.max(lastBackwardEnd, sim.execution.endNs[op]);
+      if (sim.plan.labels.kind[g.label[op]] === KIND.backward) lastBackwardEnd = Math.max(lastBackwardEnd, sim.execution.endNs[op]);
     }
     for (let lane = sim.plan.layout.lane(0, LANE.dp), i = g.program.start[lane]; i < g.program.start[lane + 1]; i++) dpOps.push(g.program.items[i]);
     expect(dpOps.length).toBeGreaterThan(3);
@@ -148,7 +148,7 @@ describe('variability', () => {
     const sim = simulate(scenario(base));
     const g = sim.plan.graph;
     const forwards = new Set<number>();
-    for (let op = 0; op < g.count; op++) if (g.labels.kind[g.label[op]] === KIND.forward && g.labels.stage[g.label[op]] === 1) forwards.add(g.timings.durationNs[g.timing[op]]);
+    for (let op = 0; op < g.count; op++) if (sim.plan.labels.kind[g.label[op]] === KIND.forward && sim.plan.labels.stage[g.label[op]] === 1) forwards.add(g.timings.durationNs[g.timing[op]]);
     expect(forwards.size).toBe(1);
   });
 

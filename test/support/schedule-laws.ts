@@ -84,8 +84,8 @@ export function checkStepLaws(sim: Simulation): void {
   // Each forward and backward of every (device, micro-batch, chunk) exactly once (backward may be split into bucket segments).
   const forwards = new Map<string, number>();
   for (let op = 0; op < g.count; op++) {
-    if (g.labels.kind[g.label[op]] !== KIND.forward) continue;
-    const key = `${g.device[op]}:${g.labels.chunk[g.label[op]]}:${g.labels.microBatch[g.label[op]]}`;
+    if (plan.labels.kind[g.label[op]] !== KIND.forward) continue;
+    const key = `${g.device[op]}:${plan.labels.chunk[g.label[op]]}:${plan.labels.microBatch[g.label[op]]}`;
     forwards.set(key, (forwards.get(key) ?? 0) + 1);
   }
   const devices = plan.layout.devices;
@@ -95,9 +95,9 @@ export function checkStepLaws(sim: Simulation): void {
   const backwardFlops = new Map<string, number>();
   const backwardKinds = new Set([KIND.backward, KIND.inputGrad, KIND.weightGrad]);
   for (let op = 0; op < g.count; op++) {
-    if (!backwardKinds.has(g.labels.kind[g.label[op]])) continue;
-    const key = `${g.device[op]}:${g.labels.chunk[g.label[op]]}:${g.labels.microBatch[g.label[op]]}`;
-    backwardFlops.set(key, (backwardFlops.get(key) ?? 0) + g.labels.flops[g.label[op]]);
+    if (!backwardKinds.has(plan.labels.kind[g.label[op]])) continue;
+    const key = `${g.device[op]}:${plan.labels.chunk[g.label[op]]}:${plan.labels.microBatch[g.label[op]]}`;
+    backwardFlops.set(key, (backwardFlops.get(key) ?? 0) + plan.labels.flops[g.label[op]]);
   }
   expect(backwardFlops.size).toBe(forwards.size);
   for (const [key, flops] of backwardFlops) {
@@ -122,7 +122,7 @@ export function inFlightPerStage(sim: Simulation): number[] {
   const { plan, execution } = sim;
   const g = plan.graph;
   const v = plan.scenario.parallel.chunks;
-  const split = Array.from(plan.graph.label).some((l) => plan.graph.labels.kind[l] === KIND.weightGrad);
+  const split = Array.from(plan.graph.label).some((l) => plan.labels.kind[l] === KIND.weightGrad);
   const releaseKind = split ? KIND.weightGrad : KIND.backward;
   return plan.stages.map((s) => {
     const device = plan.layout.device(0, 0, s.stage);
@@ -130,9 +130,9 @@ export function inFlightPerStage(sim: Simulation): number[] {
     const release = new Map<string, number>();
     for (let op = 0; op < g.count; op++) {
       if (g.device[op] !== device) continue;
-      if (g.labels.kind[g.label[op]] === KIND.forward) events.push([execution.startNs[op], 1 / v]);
-      if (g.labels.kind[g.label[op]] === releaseKind) {
-        const key = `${g.labels.chunk[g.label[op]]}:${g.labels.microBatch[g.label[op]]}`;
+      if (plan.labels.kind[g.label[op]] === KIND.forward) events.push([execution.startNs[op], 1 / v]);
+      if (plan.labels.kind[g.label[op]] === releaseKind) {
+        const key = `${plan.labels.chunk[g.label[op]]}:${plan.labels.microBatch[g.label[op]]}`;
         release.set(key, Math.max(release.get(key) ?? 0, execution.endNs[op]));
       }
     }
