@@ -6,7 +6,6 @@
  */
 import { loadScenarioFile } from '../src/scenario/load.js';
 import { SIMULATION_PHASES, simulate, type SimulationPhase } from '../src/simulate.js';
-import { scheduleContext } from '../src/strategies/pipeline/registry.js';
 
 export interface ScenarioMeasurement {
   wallSeconds: number;
@@ -38,7 +37,7 @@ const lap = (phase: SimulationPhase | 'load') => {
   phaseSeconds[phase] = now - last;
   last = now;
 };
-const scenario = loadScenarioFile(file, scheduleContext, { set });
+const scenario = loadScenarioFile(file, { set });
 lap('load');
 const { report } = simulate(scenario, { onPhase: lap, pageWarmer });
 const wallSeconds = seconds() - started;

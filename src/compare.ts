@@ -2,7 +2,7 @@ import { DtsimError, ScenarioError } from './errors.js';
 import type { Report } from './report/report.js';
 import { loadScenarioFile } from './scenario/load.js';
 import { simulate } from './simulate.js';
-import { SCHEDULES, scheduleContext } from './strategies/pipeline/registry.js';
+import { SCHEDULES } from './strategies/pipeline/registry.js';
 import { UsageError } from './errors.js';
 
 /**
@@ -54,7 +54,7 @@ export function compareVariants(file: string, variants: Variant[], base: { set?:
   return variants.map((variant) => {
     const set = [...(base.set ?? []), ...variant.set];
     try {
-      const scenario = loadScenarioFile(file, scheduleContext, { set, seed: base.seed });
+      const scenario = loadScenarioFile(file, { set, seed: base.seed });
       return { variant: variant.label, set: variant.set, report: simulate(scenario).report };
     } catch (error) {
       if (error instanceof ScenarioError) return { variant: variant.label, set: variant.set, error: error.issues.map((i) => `${i.path}: ${i.message}`).join('; ') };

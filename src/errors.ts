@@ -18,6 +18,12 @@ export class UsageError extends DtsimError {
   override readonly exitCode = 2;
 }
 
+/** A problem with a configuration, at a field path (`['parallel', 'tp']`), before it is placed in a file. */
+export interface PathIssue {
+  path: (string | number)[];
+  message: string;
+}
+
 /** One problem in a scenario, with where it is. */
 export interface ScenarioIssue {
   file: string;

@@ -1,8 +1,9 @@
 /** The library API: everything the CLI does is available here. */
-export { simulate, type Simulation, type SimulateOptions } from './simulate.js';
+export { simulate, pipelineRanks, type Simulation, type SimulateOptions } from './simulate.js';
 export { loadScenarioFile, parseScenario, type LoadOptions } from './scenario/load.js';
 export type { Scenario } from './scenario/resolve.js';
-export { scheduleContext, SCHEDULES } from './strategies/pipeline/registry.js';
+export { SCHEDULES } from './strategies/pipeline/registry.js';
+export { PASSES, type ParallelConfig } from './strategies/registry.js';
 export type { PipelineSchedule, ScheduledPass } from './strategies/pipeline/schedule.js';
 export type { Report, DeviceReport, StageReport } from './report/report.js';
 export { renderSummary } from './report/summary.js';

@@ -4,14 +4,16 @@ import { MemoryTracker } from './engine/memory.js';
 import { PageWarmer, pageWarmedAllocation } from './engine/page-warmer.js';
 import { SimulationError } from './errors.js';
 import { buildTopology, type Topology } from './hardware/topology.js';
+import { lowerStep, type StepPlan } from './lower/lower.js';
+import { CATEGORIES, OP_KINDS } from './lower/resources.js';
 import { buildReport, type Report } from './report/report.js';
 import type { Scenario } from './scenario/resolve.js';
-import { CATEGORIES, OP_KINDS } from './strategies/layout.js';
-import { buildStep, type StepPlan } from './strategies/step.js';
+import { buildProgram, meshOf } from './strategies/registry.js';
+import { buildWorkload } from './workload/registry.js';
 
 /**
- * The composition root: scenario -> topology -> operation graph -> execution ->
- * report. Everything a run needs is built here and nowhere else.
+ * The composition root: scenario -> workload -> step program (the parallelism passes) -> operation graph (the
+ * lowering) -> execution -> report. Everything a run needs is built here and nowhere else.
  */
 export interface Simulation {
   scenario: Scenario;
@@ -51,14 +53,18 @@ export function simulate(scenario: Scenario, options: SimulateOptions = {}): Sim
   try {
     const topology = buildTopology(scenario.cluster);
     phase('topology');
-    const plan = buildStep(scenario, topology, { allocation });
+    const { training } = scenario;
+    const workload = buildWorkload(scenario.model, { microBatch: training.microBatch, attention: training.flashAttention ? 'flash' : 'standard' });
+    const program = buildProgram(workload, scenario.parallel, { microBatches: training.globalBatch / (training.microBatch * scenario.parallel.dp) });
+    const plan = lowerStep(scenario, program, topology, { allocation });
     phase('step');
-    const memory = new MemoryTracker(plan.layout.locationCount, CATEGORIES.length, plan.capacities, { record: recordedLocations(plan, options.recordMemory ?? false) });
+    const { resources } = plan;
+    const memory = new MemoryTracker(resources.locationCount, CATEGORIES.length, plan.capacities, { record: recordedLocations(plan, options.recordMemory ?? false) });
     for (const b of plan.baseline) memory.change(b.location, b.category, b.bytes, 0);
-    const exposure = plan.layout.communicationExposure();
+    const exposure = resources.communicationExposure();
     const execution = execute({ graph: plan.graph, links: topology, router: topology, memory, allocation, exposure }, new EventKernel(1 << 14));
     if (execution.blocked.length > 0) throw new SimulationError(describeBlocked(plan, execution));
-    if (memory.negative.size > 0) throw new Error(`memory went below zero at locations ${[...memory.negative].slice(0, 5).join(', ')}: a bug in the step builder`);
+    if (memory.negative.size > 0) throw new Error(`memory went below zero at locations ${[...memory.negative].slice(0, 5).join(', ')}: a bug in the lowering`);
     phase('execute');
     const report = buildReport({ scenario, topology, plan, execution, memory });
     phase('report');
@@ -68,17 +74,23 @@ export function simulate(scenario: Scenario, options: SimulateOptions = {}): Sim
   }
 }
 
+/** The GPU ranks of one pipeline: every stage and tensor-parallel rank of data-parallel replica `replica`. */
+export function pipelineRanks(scenario: Scenario, replica: number): number[] {
+  const mesh = meshOf(scenario.parallel);
+  return Array.from({ length: mesh.size }, (_, rank) => rank).filter((rank) => mesh.coordinate(rank, 'dp') === replica);
+}
+
 /** Which memory locations to keep a timeline of: all, none, or those of some ranks. */
 function recordedLocations(plan: StepPlan, record: boolean | ReadonlySet<number>): boolean | Uint8Array {
   if (typeof record === 'boolean') return record;
-  const { layout } = plan;
-  const mask = new Uint8Array(layout.locationCount);
+  const { resources } = plan;
+  const mask = new Uint8Array(resources.locationCount);
   for (const rank of record) {
-    if (rank < 0 || rank >= layout.devices) continue;
-    const { node } = layout.coordinates(rank);
-    mask[layout.hbm(rank)] = 1;
-    mask[layout.cpu(node)] = 1;
-    mask[layout.nvme(node)] = 1;
+    if (rank < 0 || rank >= resources.devices) continue;
+    const node = resources.nodeOf(rank);
+    mask[resources.hbm(rank)] = 1;
+    mask[resources.cpu(node)] = 1;
+    mask[resources.nvme(node)] = 1;
   }
   return mask;
 }

@@ -9,12 +9,11 @@ import { renderTimeline } from '../report/timeline.js';
 import { renderSummary } from '../report/summary.js';
 import { writeTrace } from '../report/trace.js';
 import { loadScenarioFile } from '../scenario/load.js';
-import { simulate } from '../simulate.js';
-import { SCHEDULES, scheduleContext } from '../strategies/pipeline/registry.js';
+import { pipelineRanks, simulate } from '../simulate.js';
+import { SCHEDULES } from '../strategies/pipeline/registry.js';
 import { MODEL_PRESETS } from '../workload/presets.js';
-import { totalParameters } from '../workload/transformer.js';
+import { modelParameters } from '../workload/registry.js';
 import type { Scenario } from '../scenario/resolve.js';
-import { Layout } from '../strategies/layout.js';
 import type { Io } from './app.js';
 
 interface ScenarioArgs {
@@ -24,7 +23,7 @@ interface ScenarioArgs {
   json?: boolean;
 }
 
-const load = (args: ScenarioArgs) => loadScenarioFile(args.scenario, scheduleContext, { set: args.set ?? [], seed: args.seed });
+const load = (args: ScenarioArgs) => loadScenarioFile(args.scenario, { set: args.set ?? [], seed: args.seed });
 const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
 
 export function run(args: ScenarioArgs & { output?: string; trace?: string; 'trace-ranks'?: string; 'trace-pipeline'?: number; timeline?: boolean; 'page-warmer'?: boolean }, io: Io, log: Logger): number {
@@ -95,7 +94,7 @@ export function validate(args: ScenarioArgs, io: Io): number {
   io.stdout(
     `${args.scenario}: valid scenario "${scenario.name}"\n` +
       `  ${cluster.nodes * cluster.gpusPerNode} GPUs: ${cluster.nodes} x ${cluster.gpusPerNode} ${cluster.gpu.name} (${cluster.node.name})\n` +
-      `  model ${model.name}: ${model.layers} layers, hidden ${model.hidden}, ${model.heads} heads, ${(totalParameters(model) / 1e9).toFixed(2)}B parameters\n` +
+      `  model ${model.name}: ${model.layers} layers, hidden ${model.hidden}, ${model.heads} heads, ${(modelParameters(model) / 1e9).toFixed(2)}B parameters\n` +
       `  TP ${parallel.tp} x PP ${parallel.pp} x DP ${parallel.dp}, ${parallel.schedule}, layers per stage ${parallel.layersPerStage.join(',')}\n` +
       `  ${training.globalBatch / (training.microBatch * parallel.dp)} micro-batches of ${training.microBatch} per replica, ${training.precision}, recompute ${training.recompute}\n`,
   );
@@ -139,7 +138,7 @@ export function presets(args: { json?: boolean }, io: Io): number {
     table(Object.values(NODE_PRESETS).map((n) => ['  ' + n.name, `${n.gpusPerNode} x ${n.gpu}`, `${n.nics} x ${formatRate(n.nic.bandwidthBytesPerSecond)} IB`, `PCIe ${formatRate(n.pcie.bandwidthBytesPerSecond)}`, `host ${formatBytes(n.hostMemoryBytes)}`, `NVMe ${formatBytes(n.nvmeBytes)}`])),
     '',
     'models (model.preset):',
-    table(Object.entries(MODEL_PRESETS).map(([name, m]) => ['  ' + name, `${(totalParameters({ name, ...m }) / 1e9).toFixed(2)}B`, `${m.layers} layers`, `hidden ${m.hidden}`, `${m.heads} heads`, `seq ${m.seqLength}`])),
+    table(Object.entries(MODEL_PRESETS).map(([name, m]) => ['  ' + name, `${(modelParameters({ name, ...m }) / 1e9).toFixed(2)}B`, `${m.layers} layers`, `hidden ${m.hidden}`, `${m.heads} heads`, `seq ${m.seqLength}`])),
     '',
     'schedules (parallel.schedule):',
     table(schedules.map((s) => ['  ' + s.name, s.description])),
@@ -153,11 +152,9 @@ function traceRanks(args: { 'trace-ranks'?: string; 'trace-pipeline'?: number },
   let ranks = args['trace-ranks'] !== undefined ? parseRanks(args['trace-ranks']) : undefined;
   const replica = args['trace-pipeline'];
   if (replica !== undefined) {
-    const { tp, dp, pp } = scenario.parallel;
+    const { dp } = scenario.parallel;
     if (!Number.isInteger(replica) || replica < 0 || replica >= dp) throw new UsageError(`--trace-pipeline takes a data-parallel replica from 0 to ${dp - 1}; got ${replica}`);
-    const layout = new Layout(scenario.cluster.nodes, scenario.cluster.gpusPerNode, tp, dp, pp);
-    const pipeline = new Set<number>();
-    for (let stage = 0; stage < pp; stage++) for (let t = 0; t < tp; t++) pipeline.add(layout.device(t, replica, stage));
+    const pipeline = new Set(pipelineRanks(scenario, replica));
     ranks = ranks ? new Set([...ranks].filter((r) => pipeline.has(r))) : pipeline;
   }
   return ranks;

@@ -4,8 +4,8 @@ import type { MemoryTracker } from '../engine/memory.js';
 import { LINK_TYPES, type LinkType, type Topology } from '../hardware/topology.js';
 import type { Scenario } from '../scenario/resolve.js';
 import type { OperationGraph } from '../engine/graph.js';
-import { CATEGORIES, KIND, LANE, OP_KINDS, TIERS, TRANSFER_KINDS, type Category, type Tier, type TransferKind } from '../strategies/layout.js';
-import type { StepPlan } from '../strategies/step.js';
+import type { StepPlan } from '../lower/lower.js';
+import { CATEGORIES, KIND, LANE, OP_KINDS, TIERS, TRANSFER_KINDS, type Category, type Tier, type TransferKind } from '../lower/resources.js';
 import { VERSION } from '../version.js';
 
 /**
@@ -124,10 +124,15 @@ export interface ReportInput {
   memory: MemoryTracker;
 }
 
+/** A simulated step with its report: what traces and timelines are drawn from. */
+export interface SimulatedStep extends ReportInput {
+  report: Report;
+}
+
 const zeroRecord = <K extends string>(keys: readonly K[]) => Object.fromEntries(keys.map((k) => [k, 0])) as Record<K, number>;
 
 export function buildReport({ scenario, topology, plan, execution, memory }: ReportInput): Report {
-  const { layout, graph } = plan;
+  const { resources: layout, graph, mesh } = plan;
   const stepNs = execution.makespanNs;
   const stepTime = stepNs / NANOSECONDS_PER_SECOND;
   const categories = CATEGORIES.length;
@@ -148,7 +153,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
     if (span > 0) pipelineBubbleRate = Math.max(pipelineBubbleRate, (span - spanBusy[d]) / span);
   }
 
-  // Measured by the executor on each device's lanes, as simulate() asks (layout.communicationExposure()).
+  // Measured by the executor on each device's lanes, as simulate() asks (resources.communicationExposure()).
   const exposed = execution.exposedNs;
   if (exposed.length !== layout.devices) throw new Error('the step was executed without measuring exposed communication per device');
 
@@ -156,7 +161,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
   let bubbleSum = 0;
   let worstDevice = 0;
   for (let d = 0; d < layout.devices; d++) {
-    const c = layout.coordinates(d);
+    const node = layout.nodeOf(d);
     const busyNs = execution.laneBusyNs[layout.lane(d, LANE.compute)];
     const bubble = stepNs > 0 ? (stepNs - busyNs) / stepNs : 0;
     bubbleSum += bubble;
@@ -166,14 +171,14 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
     CATEGORIES.forEach((cat, i) => (breakdown[cat] = memory.peakByCategory[hbm * categories + i]));
     devices.push({
       rank: d,
-      node: c.node,
-      stage: c.pp,
-      tp: c.tp,
-      dp: c.dp,
+      node,
+      stage: mesh.coordinate(d, 'pp'),
+      tp: mesh.coordinate(d, 'tp'),
+      dp: mesh.coordinate(d, 'dp'),
       busyTime: busyNs / NANOSECONDS_PER_SECOND,
       idleTime: (stepNs - busyNs) / NANOSECONDS_PER_SECOND,
       bubbleFraction: bubble,
-      peakMemory: { hbm: memory.peak[hbm], cpu: memory.peak[layout.cpu(c.node)], nvme: memory.peak[layout.nvme(c.node)] },
+      peakMemory: { hbm: memory.peak[hbm], cpu: memory.peak[layout.cpu(node)], nvme: memory.peak[layout.nvme(node)] },
       memoryBreakdown: breakdown,
       sentBytes: sent[d],
       exposedCommunicationTime: exposed[d] / NANOSECONDS_PER_SECOND,
@@ -198,7 +203,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
   ) as Record<Tier, Record<Category, number>>;
   const overflows: OverflowReport[] = memory.overflows.map((o) => {
     const tier = layout.tierOf(o.location);
-    const where = tier === 'hbm' ? { device: o.location } : { node: o.location - layout.devices - (tier === 'nvme' ? layout.nodes : 0) };
+    const where = tier === 'hbm' ? { device: o.location } : { node: layout.nodeOfLocation(o.location) };
     return {
       tier,
       ...where,

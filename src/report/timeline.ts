@@ -1,5 +1,5 @@
-import type { Simulation } from '../simulate.js';
-import { KIND, LANE } from '../strategies/layout.js';
+import { KIND, LANE } from '../lower/resources.js';
+import type { SimulatedStep } from './report.js';
 
 /**
  * A text rendering of the compute lanes of one pipeline (tensor- and
@@ -16,17 +16,17 @@ export interface TimelineOptions {
   maxWidth?: number;
 }
 
-export function renderTimeline(sim: Simulation, options: TimelineOptions = {}): string {
+export function renderTimeline(sim: SimulatedStep, options: TimelineOptions = {}): string {
   const { plan, execution } = sim;
-  const { graph, layout } = plan;
+  const { graph, resources } = plan;
   const maxWidth = options.maxWidth ?? 120;
   const step = execution.makespanNs;
-  const devices = plan.stages.map((s) => layout.device(0, 0, s.stage));
+  const devices = plan.stages.map((s) => plan.mesh.rank({ pp: s.stage }));
 
   // One character per quantum: half the shortest compute pass, so that labels fit, or coarser when the row would be too wide.
   let shortest = Infinity;
   for (const device of devices) {
-    const lane = layout.lane(device, LANE.compute);
+    const lane = resources.lane(device, LANE.compute);
     for (let i = graph.program.start[lane]; i < graph.program.start[lane + 1]; i++) {
       const op = graph.program.items[i];
       const d = execution.endNs[op] - execution.startNs[op];
@@ -38,7 +38,7 @@ export function renderTimeline(sim: Simulation, options: TimelineOptions = {}): 
 
   const rows = devices.map((device, stage) => {
     const row = Array.from({ length: width }, () => '.');
-    const lane = layout.lane(device, LANE.compute);
+    const lane = resources.lane(device, LANE.compute);
     for (let i = graph.program.start[lane]; i < graph.program.start[lane + 1]; i++) {
       const op = graph.program.items[i];
       const from = Math.round(execution.startNs[op] / quantum);

@@ -1,7 +1,7 @@
-import type { Simulation } from '../simulate.js';
-import { CATEGORIES, KIND, LANE, LANES, OP_KINDS, isCommunication } from '../strategies/layout.js';
+import { CATEGORIES, KIND, LANE, LANES, OP_KINDS, isCommunication } from '../lower/resources.js';
 import { VERSION } from '../version.js';
 import { AtomicFileWriter } from './atomic.js';
+import type { SimulatedStep } from './report.js';
 
 /**
  * Chrome trace (JSON Object format, opens in ui.perfetto.dev and chrome://tracing).
@@ -20,7 +20,7 @@ export interface TraceOptions {
 
 const COUNTER_NAMES = { hbm: 'HBM bytes', cpu: 'host memory bytes', nvme: 'NVMe bytes' } as const;
 
-export function writeTrace(sim: Simulation, path: string, options: TraceOptions = {}): { events: number } {
+export function writeTrace(sim: SimulatedStep, path: string, options: TraceOptions = {}): { events: number } {
   const writer = new AtomicFileWriter(path);
   try {
     const events = emitTrace(sim, (text) => writer.write(text), options);
@@ -33,9 +33,9 @@ export function writeTrace(sim: Simulation, path: string, options: TraceOptions 
 }
 
 /** Streams the trace as text chunks; returns the number of trace events. */
-export function emitTrace(sim: Simulation, write: (text: string) => void, options: TraceOptions = {}): number {
+export function emitTrace(sim: SimulatedStep, write: (text: string) => void, options: TraceOptions = {}): number {
   const { plan, execution, memory, scenario } = sim;
-  const { layout, graph } = plan;
+  const { resources: layout, graph, mesh } = plan;
   const included = (device: number) => !options.ranks || options.ranks.has(device);
   const hostPid = (node: number) => layout.devices + 1 + node;
   const us = (ns: number) => ns / 1000;
@@ -61,9 +61,9 @@ export function emitTrace(sim: Simulation, write: (text: string) => void, option
   const nodes = new Set<number>();
   for (let d = 0; d < layout.devices; d++) {
     if (!included(d)) continue;
-    const c = layout.coordinates(d);
-    nodes.add(c.node);
-    emit({ ph: 'M', name: 'process_name', pid: d + 1, args: { name: `GPU ${d} (node ${c.node}, tp ${c.tp}, pp ${c.pp}, dp ${c.dp})` } });
+    const node = layout.nodeOf(d);
+    nodes.add(node);
+    emit({ ph: 'M', name: 'process_name', pid: d + 1, args: { name: `GPU ${d} (node ${node}, tp ${mesh.coordinate(d, 'tp')}, pp ${mesh.coordinate(d, 'pp')}, dp ${mesh.coordinate(d, 'dp')})` } });
     emit({ ph: 'M', name: 'process_sort_index', pid: d + 1, args: { sort_index: d } });
     LANES.forEach((lane, i) => {
       emit({ ph: 'M', name: 'thread_name', pid: d + 1, tid: i + 1, args: { name: lane } });
@@ -124,7 +124,7 @@ export function emitTrace(sim: Simulation, write: (text: string) => void, option
       if (!included(location)) continue;
       pid = location + 1;
     } else {
-      const node = location - layout.devices - (tier === 'nvme' ? layout.nodes : 0);
+      const node = layout.nodeOfLocation(location);
       if (!nodes.has(node)) continue;
       pid = hostPid(node);
     }

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { isMap, isSeq, LineCounter, parseDocument, parse as parseYaml, type Document, type Node as YamlNode } from 'yaml';
 import { ScenarioError, UsageError, type ScenarioIssue } from '../errors.js';
 import { allowedKeys, scenarioSchema } from './schema.js';
-import { resolveScenario, type PathIssue, type ResolveContext, type Scenario } from './resolve.js';
+import type { PathIssue } from '../errors.js';
+import { resolveScenario, type Scenario } from './resolve.js';
 
 /**
  * Loads a scenario: YAML or JSON text, `--set path=value` overrides, schema
@@ -16,7 +17,7 @@ export interface LoadOptions {
   seed?: number;
 }
 
-export function loadScenarioFile(file: string, context: ResolveContext, options: LoadOptions = {}): Scenario {
+export function loadScenarioFile(file: string, options: LoadOptions = {}): Scenario {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -24,10 +25,10 @@ export function loadScenarioFile(file: string, context: ResolveContext, options:
     const code = (error as NodeJS.ErrnoException).code;
     throw new UsageError(code === 'ENOENT' ? `scenario file not found: ${file}` : `cannot read scenario file ${file}: ${(error as Error).message}`);
   }
-  return parseScenario(text, file, context, options);
+  return parseScenario(text, file, options);
 }
 
-export function parseScenario(text: string, file: string, context: ResolveContext, options: LoadOptions = {}): Scenario {
+export function parseScenario(text: string, file: string, options: LoadOptions = {}): Scenario {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text.replace(/^\uFEFF/, ''), { lineCounter, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
@@ -75,7 +76,7 @@ export function parseScenario(text: string, file: string, context: ResolveContex
     }
     throw new ScenarioError(dedupe(issues));
   }
-  const { scenario, issues } = resolveScenario(parsed.data, context);
+  const { scenario, issues } = resolveScenario(parsed.data);
   if (!scenario) throw new ScenarioError(issues.map((i: PathIssue) => place(i.path, i.message)));
   return scenario;
 }

@@ -1,33 +1,16 @@
 import { z } from 'zod';
 import { COLLECTIVE_STEP_LATENCY, GPU_PRESETS, NODE_PRESETS } from '../hardware/presets.js';
 import { MODEL_PRESETS } from '../workload/presets.js';
-import { parseQuantity, UNIT_HELP, type Quantity } from './units.js';
+import { choice, count, fraction, quantity } from '../fields.js';
+import { parallelFields } from '../strategies/registry.js';
+import { OPTIMIZERS } from '../training/optimizer.js';
+import { PRECISIONS } from '../training/precision.js';
+import { RECOMPUTE_POLICIES } from '../training/recompute.js';
 
 /**
  * The scenario file's schema: strict (unknown keys are errors), with units parsed
  * and defaults filled. docs/scenario.md documents every field; keep them in step.
  */
-
-const quantity = (kind: Quantity, { allowZero = false } = {}) =>
-  z.union([z.number(), z.string()]).transform((value, ctx) => {
-    const parsed = parseQuantity(kind, value);
-    if (parsed === undefined) {
-      ctx.addIssue({ code: 'custom', message: `expected ${UNIT_HELP[kind]}` });
-      return z.NEVER;
-    }
-    if (allowZero ? parsed < 0 : parsed <= 0) {
-      ctx.addIssue({ code: 'custom', message: `must be ${allowZero ? 'zero or more' : 'greater than zero'}` });
-      return z.NEVER;
-    }
-    return parsed;
-  });
-
-const count = (what = 'a whole number of at least 1') => z.number({ error: `expected ${what}` }).int({ error: `expected ${what}` }).min(1, { error: `expected ${what}` });
-
-const fraction = (what: string) =>
-  z.number({ error: `expected ${what}` }).gt(0, { error: `expected ${what}` }).lte(1, { error: `expected ${what}` });
-
-const choice = <const T extends readonly [string, ...string[]]>(values: T) => z.enum(values, { error: `expected one of ${values.join(', ')}` });
 
 const presetName = (kind: string, presets: Record<string, unknown>) =>
   z.string({ error: 'expected a preset name' }).refine((name) => name in presets, { error: `unknown ${kind} preset; known presets: ${Object.keys(presets).join(', ')}` });
@@ -113,41 +96,22 @@ export const scenarioSchema = z
         mlp: choice(['gelu', 'swiglu']).optional(),
         tiedEmbeddings: z.boolean().optional(),
         positionEmbedding: choice(['learned', 'rope']).optional(),
+        causal: z.boolean({ error: 'expected true or false' }).optional(),
       })
       .strict(),
     training: z
       .object({
         globalBatch: count(),
         microBatch: count().default(1),
-        precision: choice(['fp32', 'fp16', 'bf16']).default('bf16'),
-        optimizer: choice(['adam', 'adamw', 'sgd']).default('adam'),
-        recompute: choice(['none', 'selective', 'full']).default('none'),
+        precision: choice(PRECISIONS).default('bf16'),
+        optimizer: choice(OPTIMIZERS).default('adam'),
+        recompute: choice(RECOMPUTE_POLICIES).default('none'),
         flashAttention: z.boolean().default(false),
         hostOverheadPerLayer: quantity('time', { allowZero: true }).optional(),
       })
       .strict(),
-    parallel: z
-      .object({
-        tp: count().default(1),
-        pp: count().default(1),
-        dp: count().optional(),
-        schedule: z.string().default('1f1b'),
-        chunks: count().default(1),
-        layersPerStage: z.array(count('a whole number of layers, at least 1')).optional(),
-        gradientBucket: quantity('size').optional(),
-        zero: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3)], { error: 'expected a ZeRO stage: 0, 1, 2 or 3' }).default(0),
-        prefetchLayers: z.number().int({ error: 'expected a whole number of layers, 0 or more' }).min(0, { error: 'expected a whole number of layers, 0 or more' }).default(1),
-        offload: z
-          .object({
-            optimizer: choice(['none', 'cpu', 'nvme']).default('none'),
-            params: choice(['none', 'cpu', 'nvme']).default('none'),
-            pinnedBuffer: quantity('size').default(2 ** 30),
-          })
-          .strict()
-          .default({ optimizer: 'none', params: 'none', pinnedBuffer: 2 ** 30 }),
-      })
-      .strict()
-      .default({ tp: 1, pp: 1, schedule: '1f1b', chunks: 1, zero: 0, prefetchLayers: 1, offload: { optimizer: 'none', params: 'none', pinnedBuffer: 2 ** 30 } }),
+    // Each parallelism pass owns its fields (src/strategies/registry.ts).
+    parallel: z.object(parallelFields).strict().prefault({}),
     costs: z
       .object({
         forward: perStageTime.optional(),
@@ -186,7 +150,7 @@ export function allowedKeys(path: readonly PropertyKey[]): string[] {
 function objectIn(schema: z.ZodType): z.ZodObject | undefined {
   for (let i = 0; i < 8; i++) {
     if (schema instanceof z.ZodObject) return schema;
-    if (schema instanceof z.ZodOptional || schema instanceof z.ZodDefault) schema = schema.unwrap() as z.ZodType;
+    if (schema instanceof z.ZodOptional || schema instanceof z.ZodDefault || schema instanceof z.ZodPrefault) schema = schema.unwrap() as z.ZodType;
     else if (schema instanceof z.ZodPipe) schema = schema.out as z.ZodType;
     else if (schema instanceof z.ZodUnion) {
       const found = (schema.options as z.ZodType[]).map(objectIn).find(Boolean);

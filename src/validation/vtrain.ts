@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseScenario } from '../scenario/load.js';
 import { simulate } from '../simulate.js';
-import { scheduleContext } from '../strategies/pipeline/registry.js';
 
 /**
  * Validation against measured step times: vTrain's single-node Megatron-DeepSpeed
@@ -65,7 +64,7 @@ export interface RowError {
 
 export function predictRows(rows: readonly MeasuredRow[], calibration: Calibration = {}): RowError[] {
   return rows.map((row) => {
-    const scenario = parseScenario(JSON.stringify(rowScenario(row, calibration)), 'vtrain', scheduleContext);
+    const scenario = parseScenario(JSON.stringify(rowScenario(row, calibration)), 'vtrain');
     const predictedSeconds = simulate(scenario).report.stepTime;
     return { row, predictedSeconds, error: (predictedSeconds - row.seconds) / row.seconds };
   });
@@ -127,7 +126,6 @@ export function predictMegatron(row: PublishedRow, calibration: Calibration = {}
   const scenario = parseScenario(
     JSON.stringify({ ...base, name: `megatron-${row.parameters}`, cluster: { ...base.cluster, nodes: row.gpus / 8, gpusPerNode: 8 }, model: { ...base.model, vocab: V }, training: { ...base.training, precision: 'bf16' } }),
     'megatron',
-    scheduleContext,
   );
   const stepTime = simulate(scenario).report.stepTime;
   const flops = 96 * row.globalBatch * s * row.layers * row.hidden ** 2 * (1 + s / (6 * row.hidden) + V / (16 * row.layers * row.hidden));

@@ -1,9 +1,9 @@
-import type { ModelSpec } from './transformer.js';
+import type { GptSpec } from './gpt.js';
 
-export type ModelShape = Omit<ModelSpec, 'name'>;
+export type ModelShape = Omit<GptSpec, 'name'>;
 type Preset = ModelShape;
 
-/** A GPT-style shape: FFN 4h, multi-head attention, GeLU, tied embeddings, learned positions. */
+/** A GPT-style shape: FFN 4h, multi-head attention, GeLU, tied embeddings, learned positions, causal attention. */
 export const gpt = (layers: number, hidden: number, heads: number, seqLength = 2048, vocab = 51200): ModelShape => ({
   layers,
   hidden,
@@ -15,6 +15,7 @@ export const gpt = (layers: number, hidden: number, heads: number, seqLength = 2
   mlp: 'gelu',
   tiedEmbeddings: true,
   positionEmbedding: 'learned',
+  causal: false,
 });
 
 /**
@@ -45,6 +46,7 @@ export const MODEL_PRESETS: Record<string, Preset> = {
     mlp: 'swiglu',
     tiedEmbeddings: false,
     positionEmbedding: 'rope',
+    causal: false,
   },
   'llama3-405b': {
     layers: 126,
@@ -57,5 +59,6 @@ export const MODEL_PRESETS: Record<string, Preset> = {
     mlp: 'swiglu',
     tiedEmbeddings: false,
     positionEmbedding: 'rope',
+    causal: false,
   },
 };

@@ -6,7 +6,7 @@ import { ScenarioError, SimulationError, UsageError } from '../../src/errors.js'
 import { parseScenario } from '../../src/scenario/load.js';
 import { allowedKeys } from '../../src/scenario/schema.js';
 import { simulate } from '../../src/simulate.js';
-import { SCHEDULES, scheduleContext } from '../../src/strategies/pipeline/registry.js';
+import { SCHEDULES } from '../../src/strategies/pipeline/registry.js';
 import { cli } from '../support/cli.js';
 
 // Docs are checked against the code so they cannot rot.
@@ -49,7 +49,7 @@ describe('docs/scenario.md', () => {
   it('every whole-scenario example validates', () => {
     const blocks = [...scenarioBlocks(scenarioDoc), ...scenarioBlocks(read('docs/tutorial.md'))];
     expect(blocks.length).toBeGreaterThanOrEqual(2);
-    for (const text of blocks) expect(() => parseScenario(text, 'doc.yaml', scheduleContext)).not.toThrow();
+    for (const text of blocks) expect(() => parseScenario(text, 'doc.yaml')).not.toThrow();
   });
 });
 
@@ -101,7 +101,7 @@ describe('outputs shown in docs/schedules.md and docs/zero.md', () => {
 describe('docs/report.md and docs/cli.md', () => {
   it('documents every report field and every device field', () => {
     const doc = read('docs/report.md');
-    const report = simulate(parseScenario(read('scenarios/small-gpt.yaml'), 'x.yaml', scheduleContext)).report;
+    const report = simulate(parseScenario(read('scenarios/small-gpt.yaml'), 'x.yaml')).report;
     const missing = [...Object.keys(report), ...Object.keys(report.devices[0]).map((k) => k)].filter((k) => !doc.includes(k));
     expect(missing).toEqual([]);
   });

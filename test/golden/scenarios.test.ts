@@ -4,11 +4,11 @@ import type { Report } from '../../src/report/report.js';
 import { emitTrace } from '../../src/report/trace.js';
 import { loadScenarioFile } from '../../src/scenario/load.js';
 import { simulate } from '../../src/simulate.js';
-import { SCHEDULES, scheduleContext } from '../../src/strategies/pipeline/registry.js';
+import { SCHEDULES } from '../../src/strategies/pipeline/registry.js';
 import { checkTrace } from '../support/trace-checker.js';
 
 const files = readdirSync('scenarios').filter((f) => /\.(ya?ml|json)$/.test(f)).sort();
-const load = (file: string) => loadScenarioFile(`scenarios/${file}`, scheduleContext);
+const load = (file: string) => loadScenarioFile(`scenarios/${file}`);
 
 /** The figures a golden file pins: enough to notice any change in the models. */
 function figures(r: Report) {
@@ -81,7 +81,7 @@ describe('GPT-3 175B on 1,024 A100 (TP 8, PP 16, DP 8, 1F1B, selective recompute
 describe('traces of every schedule', () => {
   it.each(Object.keys(SCHEDULES))('%s: the trace passes the checker, with B and W slices where the backward is split', (name) => {
     const chunks = SCHEDULES[name].preferredChunks;
-    const scenario = loadScenarioFile('scenarios/small-gpt.yaml', scheduleContext, { set: [`parallel.schedule=${name}`, `parallel.chunks=${chunks}`] });
+    const scenario = loadScenarioFile('scenarios/small-gpt.yaml', { set: [`parallel.schedule=${name}`, `parallel.chunks=${chunks}`] });
     const chunksOut: string[] = [];
     emitTrace(simulate(scenario, { recordMemory: true }), (text) => chunksOut.push(text));
     const trace = JSON.parse(chunksOut.join(''));

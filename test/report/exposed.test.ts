@@ -1,14 +1,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { simulate, type Simulation } from '../../src/simulate.js';
-import { LANE, LANES } from '../../src/strategies/layout.js';
+import { LANE, LANES } from '../../src/lower/resources.js';
 import { scenario } from '../support/scenarios.js';
 
 /** The oracle: every lane's intervals gathered, sorted and merged, then the communication union minus compute. */
 function exposedByIntervals(sim: Simulation): number[] {
   const { graph } = sim.plan;
   const { startNs, endNs } = sim.execution;
-  const devices = sim.plan.layout.devices;
+  const devices = sim.plan.resources.devices;
   const compute: [number, number][][] = Array.from({ length: devices }, () => []);
   const comm: [number, number][][] = Array.from({ length: devices }, () => []);
   for (let op = 0; op < graph.count; op++) {

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { parseScenario } from '../../src/scenario/load.js';
-import { scheduleContext } from '../../src/strategies/pipeline/registry.js';
 
 // The scenario keys that scripts and later issues rely on, exactly as the foundation issue fixes them.
 const CONTRACT = `name: gpt3-175b-1024-a100
@@ -39,7 +38,7 @@ costs:                  # optional profiled times, replace derived ones
 
 describe('the scenario contract', () => {
   it('accepts the contract example as written and resolves every key', () => {
-    const s = parseScenario(CONTRACT, 'contract.yaml', scheduleContext);
+    const s = parseScenario(CONTRACT, 'contract.yaml');
     expect(s.cluster.nodes * s.cluster.gpusPerNode).toBe(1024);
     expect(s.cluster.gpu.name).toBe('a100-80gb');
     expect(s.model).toMatchObject({ layers: 96, hidden: 12288, heads: 96, ffnHidden: 49152, vocab: 51200, seqLength: 2048 });

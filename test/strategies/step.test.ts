@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { simulate } from '../../src/simulate.js';
-import { KIND, LANE } from '../../src/strategies/layout.js';
-import { embeddingParameters, layerParameters, totalParameters } from '../../src/workload/transformer.js';
+import { KIND, LANE } from '../../src/lower/resources.js';
+import { embeddingParameters, layerParameters, totalParameters } from '../support/closed-forms.js';
 import { scenario } from '../support/scenarios.js';
 
 // Oracles from ../shared/REFERENCE.md: closed forms belong in tests, never in the simulator.
@@ -135,7 +135,7 @@ describe('data-parallel buckets overlap the last backward', () => {
       if (g.device[op] !== 0) continue;
       if (sim.plan.labels.kind[g.label[op]] === KIND.backward) lastBackwardEnd = Math.max(lastBackwardEnd, sim.execution.endNs[op]);
     }
-    for (let lane = sim.plan.layout.lane(0, LANE.dp), i = g.program.start[lane]; i < g.program.start[lane + 1]; i++) dpOps.push(g.program.items[i]);
+    for (let lane = sim.plan.resources.lane(0, LANE.dp), i = g.program.start[lane]; i < g.program.start[lane + 1]; i++) dpOps.push(g.program.items[i]);
     expect(dpOps.length).toBeGreaterThan(3);
     expect(sim.execution.startNs[dpOps[0]]).toBeLessThan(lastBackwardEnd);
   });

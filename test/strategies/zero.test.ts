@@ -2,7 +2,6 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ScenarioError } from '../../src/errors.js';
 import { simulate } from '../../src/simulate.js';
-import { placeModelStates } from '../../src/strategies/zero.js';
 import { scenario } from '../support/scenarios.js';
 
 // Oracles from the ZeRO paper (Rajbhandari et al., SC20), as REFERENCE.md collects them.
@@ -19,9 +18,9 @@ function modelStates(sim: ReturnType<typeof simulate>) {
   const gpus = sim.scenario.cluster.gpusPerNode;
   for (const b of sim.plan.baseline) {
     if (b.category > 2) continue; // params, grads, optimizer
-    const tier = sim.plan.layout.tierOf(b.location);
+    const tier = sim.plan.resources.tierOf(b.location);
     if (tier === 'hbm' && b.location !== 0) continue;
-    if (tier !== 'hbm' && b.location !== sim.plan.layout.cpu(0) && b.location !== sim.plan.layout.nvme(0)) continue;
+    if (tier !== 'hbm' && b.location !== sim.plan.resources.cpu(0) && b.location !== sim.plan.resources.nvme(0)) continue;
     tiers[tier] += tier === 'hbm' ? b.bytes : b.bytes / gpus;
   }
   return tiers;
@@ -63,9 +62,12 @@ describe('ZeRO model states', () => {
     }
   });
 
-  it('placement: ZeRO-Offload keeps only fp16 parameters on the GPU', () => {
-    const p = placeModelStates(1e9, { param: 2, grad: 2, optimizer: 12 }, { stage: 2, ranks: 1, offloadOptimizer: 'cpu', offloadParams: 'none' });
-    expect(p).toEqual({ hbm: { params: 2e9, grads: 0, optimizer: 0 }, cpu: { params: 0, grads: 2e9, optimizer: 12e9 }, nvme: { params: 0, grads: 0, optimizer: 0 } });
+  it('placement: ZeRO-Offload keeps only the 16-bit parameters on the GPU, the gradient and optimizer shards in host memory', () => {
+    const sim = simulate(scenario(base(1, 2, { offload: { optimizer: 'cpu' } })));
+    const psi = sim.plan.stages[0].parametersPerDevice;
+    expect(modelStates(sim)).toEqual({ hbm: 2 * psi, cpu: 14 * psi, nvme: 0 });
+    const { states } = sim.plan.program;
+    expect([states.params.tier, states.grads.tier, states.optimizer.tier]).toEqual(['hbm', 'cpu', 'cpu']);
   });
 });
 

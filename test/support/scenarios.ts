@@ -1,7 +1,6 @@
 import { stringify } from 'yaml';
 import { parseScenario } from '../../src/scenario/load.js';
 import type { Scenario } from '../../src/scenario/resolve.js';
-import { scheduleContext } from '../../src/strategies/pipeline/registry.js';
 
 type Tree = Record<string, unknown>;
 
@@ -27,7 +26,7 @@ export const BASE: Tree = {
 
 /** Builds a scenario through the real loader (YAML text), so tests see exactly what users get. */
 export function scenario(patch: Tree = {}, base: Tree = BASE): Scenario {
-  return parseScenario(stringify(merge(base, patch)), 'test.yaml', scheduleContext);
+  return parseScenario(stringify(merge(base, patch)), 'test.yaml');
 }
 
 /**

@@ -1,6 +1,6 @@
 import { expect } from 'vitest';
 import type { Simulation } from '../../src/simulate.js';
-import { KIND, OP_KINDS } from '../../src/strategies/layout.js';
+import { KIND, OP_KINDS } from '../../src/lower/resources.js';
 import type { PipelineSchedule, ScheduleParams } from '../../src/strategies/pipeline/schedule.js';
 
 /**
@@ -88,8 +88,8 @@ export function checkStepLaws(sim: Simulation): void {
     const key = `${g.device[op]}:${plan.labels.chunk[g.label[op]]}:${plan.labels.microBatch[g.label[op]]}`;
     forwards.set(key, (forwards.get(key) ?? 0) + 1);
   }
-  const devices = plan.layout.devices;
-  expect(forwards.size).toBe(devices * plan.microBatches * plan.scenario.parallel.chunks);
+  const devices = plan.resources.devices;
+  expect(forwards.size).toBe(devices * plan.microBatches * plan.config.parallel.chunks);
   for (const [key, n] of forwards) expect(n, `forward ${key}`).toBe(1);
   // Every backward's work done exactly once: B and W (or BW, possibly in bucket segments) add up to the virtual stage's FLOPs.
   const backwardFlops = new Map<string, number>();
@@ -102,15 +102,15 @@ export function checkStepLaws(sim: Simulation): void {
   expect(backwardFlops.size).toBe(forwards.size);
   for (const [key, flops] of backwardFlops) {
     const [device, chunk] = key.split(':').map(Number);
-    const stage = plan.layout.coordinates(device).pp;
+    const stage = plan.mesh.coordinate(device, "pp");
     const v = plan.virtualStages.find((x) => x.stage === stage && x.chunk === chunk)!;
     expect(flops / (v.inputGradFlops + v.weightGradFlops), `backward ${key}`).toBeCloseTo(1, 9);
   }
   // Memory never negative, and back to the baseline after the step.
   expect(memory.negative.size).toBe(0);
-  const baseline = new Float64Array(plan.layout.locationCount);
+  const baseline = new Float64Array(plan.resources.locationCount);
   for (const b of plan.baseline) baseline[b.location] += b.bytes;
-  for (let loc = 0; loc < plan.layout.locationCount; loc++) expect(memory.used[loc]).toBeCloseTo(baseline[loc], 0);
+  for (let loc = 0; loc < plan.resources.locationCount; loc++) expect(memory.used[loc]).toBeCloseTo(baseline[loc], 0);
   void OP_KINDS;
 }
 
@@ -121,11 +121,11 @@ export function checkStepLaws(sim: Simulation): void {
 export function inFlightPerStage(sim: Simulation): number[] {
   const { plan, execution } = sim;
   const g = plan.graph;
-  const v = plan.scenario.parallel.chunks;
+  const v = plan.config.parallel.chunks;
   const split = Array.from(plan.graph.label).some((l) => plan.labels.kind[l] === KIND.weightGrad);
   const releaseKind = split ? KIND.weightGrad : KIND.backward;
   return plan.stages.map((s) => {
-    const device = plan.layout.device(0, 0, s.stage);
+    const device = plan.mesh.rank({ pp: s.stage });
     const events: [number, number][] = [];
     const release = new Map<string, number>();
     for (let op = 0; op < g.count; op++) {

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { gpt as gptShape, MODEL_PRESETS } from '../../src/workload/presets.js';
-import { layerActivationBytes, layerFlops, layerParameters, totalParameters, type ModelSpec } from '../../src/workload/transformer.js';
+import { layerActivationBytes, layerFlops, layerParameters, totalParameters, type ModelSpec } from '../support/closed-forms.js';
 
 const gpt = (layers: number, hidden: number, heads: number, seqLength: number): ModelSpec => ({ name: 'gpt', ...gptShape(layers, hidden, heads, seqLength) });
 

@@ -1,4 +1,3 @@
-import type { PathIssue, ResolveContext, ScheduleShape } from '../../scenario/resolve.js';
 import { gpipe } from './gpipe.js';
 import { interleaved } from './interleaved.js';
 import { oneFOneB } from './one-f-one-b.js';
@@ -22,12 +21,3 @@ export function getSchedule(name: string): PipelineSchedule {
   if (!schedule) throw new Error(`unknown schedule ${name}`);
   return schedule;
 }
-
-/** What the scenario loader needs to know of schedules. */
-export const scheduleContext: ResolveContext = {
-  schedules: Object.keys(SCHEDULES),
-  checkSchedule(name: string, shape: ScheduleShape): PathIssue[] {
-    return getSchedule(name).check(shape);
-  },
-  splitsBackward: (name: string) => getSchedule(name).splitBackward,
-};

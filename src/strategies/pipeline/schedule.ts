@@ -1,4 +1,12 @@
-import type { PathIssue, ScheduleShape } from '../../scenario/resolve.js';
+import type { PathIssue } from '../../errors.js';
+
+/** What a schedule needs to judge a configuration. */
+export interface ScheduleShape {
+  pp: number;
+  chunks: number;
+  microBatches: number;
+  layersPerStage: number[];
+}
 
 /**
  * A pipeline schedule is a pure function from (stages, micro-batches, chunks,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseQuantity } from '../../src/scenario/units.js';
+import { parseQuantity } from '../src/units.js';
 
 describe('parseQuantity', () => {
   it.each([

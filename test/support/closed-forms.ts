@@ -1,30 +1,14 @@
 /**
- * GPT-style transformer: parameters, FLOPs and activation bytes per layer.
- *
- * Formulas from Narayanan et al. (SC21) and Korthikanti et al. (MLSys 2023), as
- * collected in ../shared/REFERENCE.md, generalised to any FFN width, grouped-query
- * attention (kvHeads < heads) and gated (SwiGLU) MLPs. With ffnHidden = 4h,
- * kvHeads = heads and a GeLU MLP they reduce exactly to the reference forms
- * (12h² + 13h parameters, 24bsh² + 4bs²h forward FLOPs, sbh(34 + 5as/h) bytes).
+ * Test oracles: the closed forms of a GPT-style transformer's parameters, FLOPs and activation bytes per layer,
+ * from Narayanan et al. (SC21) and Korthikanti et al. (MLSys 2023) as ../shared/REFERENCE.md collects them,
+ * generalised to any FFN width, grouped-query attention (kvHeads < heads) and gated (SwiGLU) MLPs. With
+ * ffnHidden = 4h, kvHeads = heads and a GeLU MLP they reduce exactly to the reference forms (12h² + 13h
+ * parameters, 24bsh² + 4bs²h forward FLOPs, sbh(34 + 5as/h) bytes). The simulator sums its workload's operations
+ * instead (src/workload/gpt.ts); the tests hold those sums to these forms.
  */
-export interface ModelSpec {
-  name: string;
-  layers: number;
-  hidden: number;
-  heads: number;
-  /** Key/value heads (grouped-query attention); equal to heads for multi-head attention. */
-  kvHeads: number;
-  ffnHidden: number;
-  vocab: number;
-  seqLength: number;
-  /** gelu: two FFN matrices; swiglu: three (gate, up, down). */
-  mlp: 'gelu' | 'swiglu';
-  /** Output logits reuse the input embedding matrix. */
-  tiedEmbeddings: boolean;
-  /** learned: a position-embedding table of seqLength x hidden; rope: no parameters. */
-  positionEmbedding: 'learned' | 'rope';
-}
+import type { ModelSpec } from '../../src/workload/registry.js';
 
+export type { ModelSpec };
 export type Recompute = 'none' | 'selective' | 'full';
 
 /** What activation memory depends on besides the model. */

@@ -1,17 +1,17 @@
 /**
- * Names shared by the strategies that build a step and the reports that read it:
- * the lanes of a device, the kinds of operation, memory tiers and categories, and
- * where each (tp, dp, pp) rank sits on the cluster.
+ * The resources a step's operations run on, and the names reports read them by: each device's lanes (serial
+ * resources, like CUDA streams), the kinds of operation, and the memory locations of each tier.
  */
 import { COLLECTIVE_KINDS } from '../collectives/collectives.js';
 import { COUNTED, COVERING, type LaneExposure } from '../engine/executor.js';
+import { MEMORY_TIERS, type Tier } from '../strategies/program.js';
 
 /** Serial lanes of every device, like CUDA streams: compute, then one per kind of communication. */
 export const LANES = ['compute', 'tp', 'dp', 'gather', 'pp-send-next', 'pp-recv-prev', 'pp-send-prev', 'pp-recv-next', 'offload', 'host'] as const;
 /**
- * compute: the GPU's kernels; tp: tensor-parallel all-reduces; dp: gradient all-reduces and reduce-scatters;
- * gather: ZeRO parameter all-gathers; pp-*: pipeline transfers to and from each neighbour; offload: transfers
- * between HBM, host memory and NVMe; host: the CPU optimizer working for this GPU.
+ * compute: the GPU's kernels; tp: the blocking collectives of tensor and sequence parallelism; dp: gradient
+ * all-reduces and reduce-scatters; gather: ZeRO parameter all-gathers; pp-*: pipeline transfers to and from each
+ * neighbour; offload: transfers between HBM, host memory and NVMe; host: the CPU optimizer working for this GPU.
  */
 export const LANE = { compute: 0, tp: 1, dp: 2, gather: 3, sendNext: 4, recvPrev: 5, sendPrev: 6, recvNext: 7, offload: 8, host: 9 } as const;
 
@@ -19,57 +19,33 @@ export const COMPUTE_KINDS = ['forward', 'backward', 'inputGrad', 'weightGrad', 
 /** Communication by kind: collectives and point-to-point transfers between GPUs, and offload transfers between HBM, host memory and NVMe. */
 export const TRANSFER_KINDS = [...COLLECTIVE_KINDS, 'offload'] as const;
 export type TransferKind = (typeof TRANSFER_KINDS)[number];
-/** Operation kinds, numbered in this order in the graph's `kind` column. */
+/** Operation kinds, numbered in this order in the label table's `kind` column. */
 export const OP_KINDS = [...COMPUTE_KINDS, ...TRANSFER_KINDS] as const;
 export type OpKind = (typeof OP_KINDS)[number];
 export const KIND = Object.fromEntries(OP_KINDS.map((k, i) => [k, i])) as Record<OpKind, number>;
 export const isCommunication = (kind: number) => kind >= COMPUTE_KINDS.length;
 
-export const TIERS = ['hbm', 'cpu', 'nvme'] as const;
-export type Tier = (typeof TIERS)[number];
+export const TIERS = MEMORY_TIERS;
+export type { Tier };
 export const CATEGORIES = ['params', 'grads', 'optimizer', 'activations', 'buffers'] as const;
 export type Category = (typeof CATEGORIES)[number];
 export const CATEGORY = Object.fromEntries(CATEGORIES.map((c, i) => [c, i])) as Record<Category, number>;
 
-export interface Coordinates {
-  rank: number;
-  node: number;
-  tp: number;
-  dp: number;
-  pp: number;
-}
-
-/**
- * Megatron's placement: tensor-parallel ranks vary fastest (inside a node), then
- * data-parallel, then pipeline stages.
- */
-export class Layout {
+/** Devices, their nodes, their lanes and the memory locations of a cluster. */
+export class StepResources {
   readonly devices: number;
   readonly locationCount: number;
 
   constructor(
     readonly nodes: number,
     readonly gpusPerNode: number,
-    readonly tp: number,
-    readonly dp: number,
-    readonly pp: number,
   ) {
     this.devices = nodes * gpusPerNode;
     this.locationCount = this.devices + 2 * nodes;
   }
 
-  device(tpRank: number, dpRank: number, stage: number): number {
-    return tpRank + this.tp * (dpRank + this.dp * stage);
-  }
-
-  coordinates(rank: number): Coordinates {
-    return {
-      rank,
-      node: Math.floor(rank / this.gpusPerNode),
-      tp: rank % this.tp,
-      dp: Math.floor(rank / this.tp) % this.dp,
-      pp: Math.floor(rank / (this.tp * this.dp)),
-    };
+  nodeOf(device: number): number {
+    return Math.floor(device / this.gpusPerNode);
   }
 
   lane(device: number, lane: number): number {
@@ -101,7 +77,16 @@ export class Layout {
   nvme(node: number): number {
     return this.devices + this.nodes + node;
   }
+  /** The location of `tier` that `device` uses. */
+  location(device: number, tier: Tier): number {
+    return tier === 'hbm' ? device : tier === 'cpu' ? this.cpu(this.nodeOf(device)) : this.nvme(this.nodeOf(device));
+  }
   tierOf(location: number): Tier {
     return location < this.devices ? 'hbm' : location < this.devices + this.nodes ? 'cpu' : 'nvme';
+  }
+  /** The node index of a host-memory or NVMe location. */
+  nodeOfLocation(location: number): number {
+    const tier = this.tierOf(location);
+    return tier === 'hbm' ? this.nodeOf(location) : location - this.devices - (tier === 'nvme' ? this.nodes : 0);
   }
 }

@@ -1,0 +1,50 @@
+import type { ClusterSpec } from '../hardware/topology.js';
+import type { ParallelConfig } from '../strategies/registry.js';
+import type { Optimizer } from '../training/optimizer.js';
+import type { Precision } from '../training/precision.js';
+import type { Recompute } from '../training/recompute.js';
+import type { ModelSpec } from '../workload/registry.js';
+
+/**
+ * Everything the lowering needs to build one step, as plain data in base units (bytes, seconds, bytes/s,
+ * FLOP/s). A resolved scenario is one (src/scenario/resolve.ts adds its name).
+ */
+export interface StepConfig {
+  seed: number;
+  cluster: ClusterSpec & { collectiveStepLatencySeconds: number };
+  model: ModelSpec;
+  training: TrainingConfig;
+  parallel: ParallelConfig;
+  /** Profiled times, seconds per micro-batch, one entry per stage: they replace the derived ones exactly. */
+  costs?: ProfiledCosts;
+  variability: VariabilityConfig;
+}
+
+export interface TrainingConfig {
+  globalBatch: number;
+  microBatch: number;
+  precision: Precision;
+  optimizer: Optimizer;
+  recompute: Recompute;
+  flashAttention: boolean;
+  /** Host time to issue one layer's forward kernels, seconds. */
+  hostOverheadPerLayerSeconds: number;
+}
+
+export interface ProfiledCosts {
+  forwardSeconds?: number[];
+  backwardSeconds?: number[];
+  weightGradSeconds?: number[];
+  p2pSeconds?: number;
+  optimizerSeconds?: number;
+}
+
+/** Seeded noise: per-operation jitter (relative standard deviation) and straggler devices slowed by a factor. */
+export interface VariabilityConfig {
+  jitter: number;
+  stragglers: number;
+  stragglerSlowdown: number;
+}
+
+/** Micro-batches each data-parallel replica runs per step. */
+export const microBatchesOf = (config: StepConfig): number => config.training.globalBatch / (config.training.microBatch * config.parallel.dp);

@@ -1,0 +1,422 @@
+import { planCollective } from '../collectives/collectives.js';
+import { estimateCollectiveNs, estimateTransferNs } from '../collectives/estimate.js';
+import type { AllocationHook } from '../engine/allocation.js';
+import { AT_END, AT_START, type OperationGraph } from '../engine/graph.js';
+import { toNanoseconds } from '../engine/kernel.js';
+import type { Topology } from '../hardware/topology.js';
+import type { DeviceMesh } from '../strategies/mesh.js';
+import { getSchedule } from '../strategies/pipeline/registry.js';
+import type { Pass, PassCosts, ScheduledPass } from '../strategies/pipeline/schedule.js';
+import type { StepProgram } from '../strategies/program.js';
+import { precisionSpec, peakFlopsPerSecond } from '../training/precision.js';
+import { modelParameters } from '../workload/registry.js';
+import { microBatchesOf, type StepConfig } from './config.js';
+import { StepEmitter } from './emitter.js';
+import type { LabelTable } from './labels.js';
+import { CATEGORY, KIND, LANE, OP_KINDS, StepResources } from './resources.js';
+import { blockSegments, gradientBuckets, groupCollectives, plannedOver, segmentOf, type CollectiveGroup, type Segment } from './segments.js';
+import { stageCosts, type VirtualStageModel } from './stage-costs.js';
+import { finishStep, type MemoryEffect } from './step-end.js';
+import { Variability } from './variability.js';
+
+/**
+ * The lowering: the step program, the schedule's order and the mesh become the operation graph the executor runs.
+ *
+ * The model is cut into p x v virtual stages; the schedule says which device and chunk holds each, and in which
+ * order each device runs its passes. A forward's output goes to the next virtual stage, over a transfer when that
+ * stage lives on another device; a backward's (or B's) input gradient goes to the previous one. Each pass of each
+ * rank is one compute operation, cut into segments where the program asks (segments.ts), each followed by its
+ * blocking collectives as one operation per kind, as Megatron's synchronous collectives block the next compute.
+ * Gradients leave as the program's gradient policy says; the step ends with the optimizer (step-end.ts).
+ */
+export interface StepPlan {
+  config: StepConfig;
+  program: StepProgram;
+  mesh: DeviceMesh;
+  resources: StepResources;
+  graph: OperationGraph;
+  /** What each operation is: rows of this table, by `graph.label`. */
+  labels: LabelTable;
+  /** Memory in use before the step starts (model states), by location and category. */
+  baseline: MemoryEffect[];
+  /** Capacity of each memory location, bytes. */
+  capacities: Float64Array;
+  microBatches: number;
+  stages: StageModel[];
+  virtualStages: VirtualStageModel[];
+  /** Each device position's pass order, as the schedule gave it. */
+  order: ScheduledPass[][];
+  /** Ψ. */
+  parameters: number;
+  /** FLOPs the model needs per step, all devices together. */
+  modelFlops: number;
+  /** FLOPs the hardware executes per step, including recomputation. */
+  hardwareFlops: number;
+  /** Peak dense FLOP/s of one device at the training precision. */
+  peakFlopsPerDevice: number;
+}
+
+/** A pipeline device position, all its chunks together. */
+export interface StageModel {
+  stage: number;
+  layers: number;
+  parametersPerDevice: number;
+  /** Activation bytes of one micro-batch through all of this device's chunks. */
+  activationBytes: number;
+  /** Backward FLOPs per micro-batch, all chunks, recompute included. */
+  backwardFlops: number;
+}
+
+const FORWARD = 0;
+const BACKWARD = 1;
+
+export function lowerStep(config: StepConfig, program: StepProgram, topology: Topology, options: { allocation?: AllocationHook } = {}): StepPlan {
+  const { cluster, training, parallel } = config;
+  const { mesh, gradients, states } = program;
+  const pp = mesh.sizeOf('pp');
+  const chunks = program.stages.length / pp;
+  const resources = new StepResources(cluster.nodes, cluster.gpusPerNode);
+  const microBatches = microBatchesOf(config);
+  const schedule = getSchedule(parallel.schedule);
+  const precision = precisionSpec(training.precision);
+  const gradBytes = precision.gradientBytes;
+  const paramBytes = precision.parameterBytes;
+  const costs = config.costs;
+  const stepLatency = cluster.collectiveStepLatencySeconds;
+  const perStage = mesh.ranksPerStage;
+  const firstRank = (stage: number) => stage * perStage;
+
+  const virtualStages = stageCosts(config, program);
+  const lastVs = virtualStages.length - 1;
+  const vsOf: number[][] = Array.from({ length: pp }, () => []);
+  for (const v of virtualStages) vsOf[v.stage][v.chunk] = v.virtualStage;
+  const stages: StageModel[] = parallel.layersPerStage.map((layers, stage) => {
+    const mine = vsOf[stage].map((vs) => virtualStages[vs]);
+    return {
+      stage,
+      layers,
+      parametersPerDevice: mine.reduce((a, v) => a + v.parametersPerDevice, 0),
+      activationBytes: mine.reduce((a, v) => a + v.activationBytes, 0),
+      backwardFlops: mine.reduce((a, v) => a + v.inputGradFlops + v.weightGradFlops, 0),
+    };
+  });
+
+  // The schedule, given the costs of each pass so that cost-aware schedules can plan with them: a pass plus the
+  // blocking collectives after it, and a stage-to-stage transfer, on an idle network.
+  const p2pEstimateNs = costs?.p2pSeconds !== undefined ? toNanoseconds(costs.p2pSeconds) : pp > 1 ? estimateTransferNs(topology, firstRank(0), firstRank(1), virtualStages[0].sendForwardBytes, stepLatency) : 0;
+  const blockingNs = (groups: CollectiveGroup[]) =>
+    groups.reduce((sum, c) => sum + estimateCollectiveNs(topology, planCollective(c.kind, mesh.group(0, [c.axis]), c.bytes, c.repeat), stepLatency), 0);
+  const forwardGroups = virtualStages.map((v) => groupCollectives(v.units.flatMap((u) => u.forwardCollectives)));
+  const backwardGroups = virtualStages.map((v) => groupCollectives(v.units.flatMap((u) => u.backwardCollectives)));
+  const passCosts: PassCosts = {
+    forward: virtualStages.map((v, vs) => v.forwardNs + blockingNs(forwardGroups[vs])),
+    inputGrad: virtualStages.map((v, vs) => v.inputGradNs + blockingNs(backwardGroups[vs])),
+    weightGrad: virtualStages.map((v) => v.weightGradNs),
+    p2p: p2pEstimateNs,
+  };
+  const passMemory = { activation: virtualStages.map((v) => v.activationBytes), weightGrad: virtualStages.map((v) => v.weightGradBytes) };
+  const order = schedule.order({ stages: pp, microBatches, chunks, costs: passCosts, memory: passMemory });
+
+  const variability = new Variability(config.seed, resources.devices, config.variability);
+
+  // Room for the graph: per pass of a device position, each replica's compute on every rank, a blocking collective
+  // per group and a transfer per rank, for every segment; a quarter more for everything else. Capped, so that an
+  // enormous estimate reserves no more than 32M operations' worth; past that, lists double.
+  const tp = mesh.sizeOf('tp');
+  const passesPerReplica = order.reduce((sum, stageOrder) => sum + stageOrder.length, 0);
+  const paramsSharded = states.params.shardAxes.length > 0;
+  const segmentsPerPass = paramsSharded ? Math.max(...virtualStages.map((v) => v.units.length)) : 1;
+  const expectedOperations = Math.min(2 ** 25, 1.25 * (passesPerReplica * (2 * perStage + perStage / tp) * segmentsPerPass + 4 * resources.devices));
+  const emit = new StepEmitter(resources, topology, expectedOperations, stepLatency, options.allocation);
+  const g = emit.graph;
+
+  /** Where in the step an operation belongs, for its label. */
+  // Made by one function, so that every one has the same shape for the JIT.
+  type Place = { stage: number; microBatch: number; chunk: number };
+  const place = (stage: number, microBatch = -1, chunk = -1): Place => ({ stage, microBatch, chunk });
+  const labelAt = (kind: number, at: Place) => emit.label({ kind, stage: at.stage, microBatch: at.microBatch, chunk: at.chunk });
+
+  // Gradients leave the compute pass when there is a group to reduce over or a host optimizer to feed.
+  const gradientGroupSize = gradients.axes.reduce((n, axis) => n * mesh.sizeOf(axis), 1);
+  const optimizerOffloaded = states.optimizer.tier !== 'hbm';
+  const syncGradients = gradientGroupSize > 1 || optimizerOffloaded;
+  const perMicroBatch = gradients.every === 'micro-batch';
+  const buckets: Segment[][] = virtualStages.map((v) => gradientBuckets(v, gradBytes, syncGradients ? gradients.bucketBytes : Infinity));
+  // Which entry of each device's order produces each chunk's gradients last: it is split into buckets.
+  const gradientPass: Pass = schedule.splitBackward ? 'W' : 'BW';
+  const finalGradientIndex = order.map((stageOrder) => {
+    const last = new Map<number, number>();
+    stageOrder.forEach((e, i) => {
+      if (e.pass === gradientPass) last.set(e.chunk, i);
+    });
+    return last;
+  });
+  // The groups gradients are reduced over and parameters gathered over, and each rank's group within its stage.
+  const gradientGroups = (stage: number) => stageGroups(mesh, stage, gradients.axes);
+  const gatherGroups = (stage: number) => stageGroups(mesh, stage, states.params.shardAxes);
+
+  const key = (local: number, vs: number, mb: number) => (vs * perStage + local) * microBatches + mb;
+  const slots = virtualStages.length * perStage * microBatches;
+  const forwardOp = new Int32Array(slots).fill(-1);
+  const inputGradOp = new Int32Array(slots).fill(-1);
+  // The producer delivering each pass's input (a transfer, or the producing op on the same device) and the compute
+  // consuming it. Whichever is created second links them.
+  const inputs = [new Int32Array(slots).fill(-1), new Int32Array(slots).fill(-1)];
+  const viaTransfer = [new Uint8Array(slots), new Uint8Array(slots)];
+  const consumers = [new Int32Array(slots).fill(-1), new Int32Array(slots).fill(-1)];
+  // A receive buffer holds what the neighbouring virtual stage sent: forward from the one before, backward from the one after.
+  const received = [virtualStages.map((v) => (v.virtualStage > 0 ? virtualStages[v.virtualStage - 1].sendForwardBytes : 0)), virtualStages.map((v) => (v.virtualStage < lastVs ? virtualStages[v.virtualStage + 1].sendBackwardBytes : 0))];
+  const linkInput = (direction: number, vs: number, k: number, device: number) => {
+    const producer = inputs[direction][k];
+    const consumer = consumers[direction][k];
+    if (producer < 0 || consumer < 0) return;
+    g.dependOn(consumer, producer);
+    // A receive buffer is freed once the compute that reads it has ended.
+    if (viaTransfer[direction][k]) g.memory(consumer, resources.hbm(device), CATEGORY.buffers, -received[direction][vs], AT_END);
+  };
+  /** Gradient buckets whose pass has been emitted, waiting for their reduction: per (stage, chunk, bucket), each rank's last op. */
+  const bucketReady = new Map<string, Int32Array>();
+  /** The collective after each device's latest compute, which its next compute must wait for. */
+  const lastBlocking = new Int32Array(resources.devices).fill(-1);
+  /** Each device's latest compute (or the collective that completes it). */
+  const lastOpOf = new Int32Array(resources.devices).fill(-1);
+  /** What each device's optimizer step waits for: gradient reductions and their transfers to the host. */
+  const gradientSync: number[][] = Array.from({ length: resources.devices }, () => []);
+  /** Sharded parameters: each device's compute ops in emission order, for the prefetch window of parameter gathers. */
+  const computeHistory: number[][] = Array.from({ length: resources.devices }, () => []);
+  const p2pSeconds = costs?.p2pSeconds;
+  const optimizerTier = states.optimizer.tier === 'nvme' ? 'nvme' : 'cpu';
+
+  /**
+   * Reduces a gradient segment over its group (all-reduce, or reduce-scatter when states are sharded), then sends
+   * each device's shard to the host when the optimizer lives there.
+   */
+  const reduceGradients = (members: number[], bytes: number, ready: ArrayLike<number>, at: Place) => {
+    let reduced = -1;
+    if (members.length > 1) {
+      reduced = emit.collective(gradients.collective, members, bytes, 1, LANE.dp, labelAt(KIND[gradients.collective], at));
+      for (let d = 0; d < members.length; d++) g.dependOn(reduced, ready[d]);
+    }
+    const offloadLabel = optimizerOffloaded ? labelAt(KIND.offload, place(at.stage, at.microBatch)) : -1;
+    members.forEach((device, d) => {
+      let done = reduced >= 0 ? reduced : ready[d];
+      if (optimizerOffloaded) {
+        const down = emit.offloadTransfer(device, device, emit.hostVertex(device, optimizerTier), bytes / members.length, offloadLabel);
+        g.dependOn(down, done);
+        done = down;
+      }
+      // Gradients reduced every micro-batch live in a full-size buffer only until they are reduced and sent on.
+      if (perMicroBatch) g.memory(done, resources.hbm(device), CATEGORY.buffers, -bytes, AT_END);
+      gradientSync[device].push(done);
+    });
+  };
+  const passLabel = new Int32Array(OP_KINDS.length);
+  const lastOps = new Int32Array(perStage);
+
+  // Build in program order: for each device position, its passes in order; within a pass, its segments; for each
+  // segment, every rank of the stage. Every lane then receives its operations in program order.
+  for (let stage = 0; stage < pp; stage++) {
+    const first = firstRank(stage);
+    const reduceGroups = gradientGroups(stage);
+    const fetchGroups = gatherGroups(stage);
+    order[stage].forEach((entry, index) => {
+      const vs = vsOf[stage][entry.chunk];
+      const v = virtualStages[vs];
+      const mb = entry.microBatch;
+      const pass = entry.pass;
+      const isForward = pass === 'F';
+      // Accumulated gradients are reduced after the last micro-batch, in buckets that overlap its backward; gradients
+      // reduced every micro-batch, after each gradient pass.
+      const isGradientPass = pass === gradientPass;
+      const finalGradient = syncGradients && !perMicroBatch && isGradientPass && finalGradientIndex[stage].get(entry.chunk) === index;
+      const reduceInline = syncGradients && perMicroBatch && isGradientPass;
+      const passNs = pass === 'F' ? v.forwardNs : pass === 'B' ? v.inputGradNs : pass === 'W' ? v.weightGradNs : v.backwardNs;
+      const passFlops = pass === 'F' ? v.forwardFlops : pass === 'B' ? v.inputGradFlops : pass === 'W' ? v.weightGradFlops : v.inputGradFlops + v.weightGradFlops;
+      const kind = pass === 'F' ? KIND.forward : pass === 'B' ? KIND.inputGrad : pass === 'W' ? KIND.weightGrad : KIND.backward;
+      // Filled by push in every case: one array layout for the JIT (a literal and map()'s result differ).
+      const segments: Segment[] = [];
+      if (paramsSharded) segments.push(...blockSegments(v, isForward, gradBytes));
+      else if (finalGradient || reduceInline) for (const b of buckets[vs]) segments.push(segmentOf(b.fraction, b.layers, b.gradBytes, b.params, pass === 'W' ? [] : b.collectives));
+      else segments.push(segmentOf(1, v.layers, 0, v.parametersPerDevice, isForward ? forwardGroups[vs] : pass === 'W' ? [] : backwardGroups[vs]));
+      const labels = place(stage, mb, entry.chunk);
+      // One label per kind of operation in this pass, shared by every rank.
+      passLabel.fill(-1);
+      const labelOf = (kind: number) => (passLabel[kind] >= 0 ? passLabel[kind] : (passLabel[kind] = labelAt(kind, labels)));
+
+      segments.forEach((segment, segIndex) => {
+        const computeLabel = emit.label({ kind, stage, microBatch: mb, chunk: entry.chunk, layers: segment.layers, flops: passFlops * segment.fraction });
+        const firstSegment = segIndex === 0;
+        const lastSegment = segIndex === segments.length - 1;
+        // Sharded parameters: gather this segment's from the group (fetching this device's shard from host memory or
+        // NVMe first, with ZeRO-Infinity), at most `prefetchBlocks` segments ahead of the compute.
+        const gathered: number[] = [];
+        if (paramsSharded) {
+          const fullBytes = segment.params * paramBytes;
+          const fetchFrom = states.params.tier;
+          const fetchLabel = fetchFrom === 'hbm' ? -1 : labelAt(KIND.offload, place(stage, mb));
+          for (const members of fetchGroups.groups) {
+            const shardBytes = fullBytes / members.length;
+            const fetches = members.map((device) => {
+              if (fetchFrom === 'hbm') return -1;
+              const fetch = emit.offloadTransfer(device, emit.hostVertex(device, fetchFrom), device, shardBytes, fetchLabel);
+              g.memory(fetch, resources.hbm(device), CATEGORY.buffers, shardBytes, AT_START);
+              const history = computeHistory[device];
+              const window = history.length - 1 - states.prefetchBlocks;
+              if (window >= 0) g.dependOn(fetch, history[window]);
+              return fetch;
+            });
+            const ag = emit.collective('allGather', members, fullBytes, 1, LANE.gather, labelOf(KIND.allGather));
+            members.forEach((device, d) => {
+              const history = computeHistory[device];
+              const window = history.length - 1 - states.prefetchBlocks;
+              if (window >= 0) g.dependOn(ag, history[window]);
+              if (fetches[d] >= 0) {
+                g.dependOn(ag, fetches[d]);
+                g.memory(ag, resources.hbm(device), CATEGORY.buffers, -shardBytes, AT_END);
+              }
+              g.memory(ag, resources.hbm(device), CATEGORY.buffers, fullBytes, AT_START);
+            });
+            gathered.push(ag);
+          }
+        }
+        const segmentNs = Math.round(passNs * segment.fraction);
+        const groupSize = segment.collectives.length > 0 ? mesh.sizeOf(segment.collectives[0].axis) : 1;
+        for (let groupStart = 0; groupStart < perStage; groupStart += groupSize) {
+          for (let local = groupStart; local < groupStart + groupSize; local++) {
+            const device = first + local;
+            const op = emit.compute(computeLabel, device, variability.vary(segmentNs, device));
+            if (lastBlocking[device] >= 0) g.dependOn(op, lastBlocking[device]);
+            const k = key(local, vs, mb);
+            const hbm = resources.hbm(device);
+            if (paramsSharded) {
+              g.dependOn(op, gathered[fetchGroups.groupOf[local]]);
+              // The gathered parameters are released once the segment's compute has used them.
+              g.memory(op, hbm, CATEGORY.buffers, -segment.params * paramBytes, AT_END);
+              computeHistory[device].push(op);
+            }
+            // Gradients reduced every micro-batch are double-buffered: a segment waits until the gradients of the
+            // segment before last have left, so a slow reduction or offload stalls the backward instead of piling up buffers.
+            if (reduceInline) {
+              g.memory(op, hbm, CATEGORY.buffers, segment.gradBytes, AT_START);
+              const sent = gradientSync[device];
+              if (sent.length >= 2) g.dependOn(op, sent[sent.length - 2]);
+            }
+            if (firstSegment) {
+              if (pass !== 'W') {
+                const direction = isForward ? FORWARD : BACKWARD;
+                consumers[direction][k] = op;
+                linkInput(direction, vs, k, device);
+              }
+              if (pass === 'B' || pass === 'BW') {
+                g.dependOn(op, forwardOp[k]);
+                if (v.recomputeBytes > 0) g.memory(op, hbm, CATEGORY.activations, v.recomputeBytes, AT_START);
+              }
+              if (pass === 'W') g.dependOn(op, inputGradOp[k]);
+              if (isForward) {
+                forwardOp[k] = op;
+                g.memory(op, hbm, CATEGORY.activations, v.activationBytes, AT_START);
+              }
+            }
+            if (!isForward && lastSegment) {
+              // B frees what W does not need; W frees the rest; a whole backward frees everything.
+              const freed = pass === 'B' ? v.activationBytes - v.weightGradBytes + v.recomputeBytes : pass === 'W' ? v.weightGradBytes : v.activationBytes + v.recomputeBytes;
+              g.memory(op, hbm, CATEGORY.activations, -freed, AT_END);
+            }
+            if (pass === 'B' && lastSegment) inputGradOp[k] = op;
+            lastOps[local] = op;
+          }
+          // The segment's blocking collectives over the group, one operation per kind, each after the one before.
+          let previous = -1;
+          for (const c of segment.collectives) {
+            const op = emit.consecutiveCollective(plannedOver(c, groupSize), c.kind, first + groupStart, groupSize, LANE.tp, labelOf(KIND[c.kind]));
+            if (previous >= 0) g.dependOn(op, previous);
+            else for (let local = groupStart; local < groupStart + groupSize; local++) g.dependOn(op, lastOps[local]);
+            previous = op;
+          }
+          for (let local = groupStart; local < groupStart + groupSize; local++) {
+            if (previous >= 0) lastOps[local] = previous;
+            lastBlocking[first + local] = previous;
+            lastOpOf[first + local] = lastOps[local];
+          }
+        }
+        if (finalGradient) bucketReady.set(`${stage}:${entry.chunk}:${segIndex}`, lastOps.slice());
+        // Gradients reduced every micro-batch go as soon as every member of the group has them.
+        if (reduceInline && segment.gradBytes > 0) for (const members of reduceGroups.groups) reduceGradients(members, segment.gradBytes, members.map((d) => lastOps[d - first]), labels);
+      });
+      if (pass === 'W') return;
+      // The pass's output goes to the neighbouring virtual stage: activations forward, input gradients backward.
+      const peerVs = isForward ? vs + 1 : vs - 1;
+      if (peerVs < 0 || peerVs > lastVs) return;
+      const peerStage = virtualStages[peerVs].stage;
+      const direction = isForward ? FORWARD : BACKWARD;
+      const bytes = isForward ? v.sendForwardBytes : v.sendBackwardBytes;
+      for (let local = 0; local < perStage; local++) {
+        const device = first + local;
+        const k = key(local, peerVs, mb);
+        const peer = firstRank(peerStage) + local;
+        if (peer === device) {
+          inputs[direction][k] = lastOps[local];
+        } else {
+          // Each lane pair carries one sender's transfers to one receiver, in the sender's order.
+          const next = (stage + 1) % pp === peerStage;
+          const sent = emit.transfer(device, peer, bytes, next ? LANE.sendNext : LANE.sendPrev, next ? LANE.recvPrev : LANE.recvNext, labelOf(KIND.p2p), p2pSeconds);
+          g.dependOn(sent, lastOps[local]);
+          g.memory(sent, resources.hbm(peer), CATEGORY.buffers, bytes, AT_START);
+          inputs[direction][k] = sent;
+          viaTransfer[direction][k] = 1;
+        }
+        linkInput(direction, peerVs, k, peer);
+      }
+    });
+    // The reduction of each gradient bucket of this device position, in the order the buckets become ready.
+    if (syncGradients && !perMicroBatch) {
+      const chunkOrder = [...finalGradientIndex[stage].entries()].sort((a, b) => a[1] - b[1]).map(([chunk]) => chunk);
+      for (const chunk of chunkOrder) {
+        const vs = vsOf[stage][chunk];
+        buckets[vs].forEach((bucket, segIndex) => {
+          const ready = bucketReady.get(`${stage}:${chunk}:${segIndex}`)!;
+          for (const members of reduceGroups.groups) reduceGradients(members, bucket.gradBytes, members.map((d) => ready[d - first]), place(stage, -1, chunk));
+        });
+      }
+    }
+  }
+
+  const end = finishStep({ config, program, emit, stages, virtualStages, variability, gradientSync, lastOpOf, labelAt: (kind, stage) => labelAt(kind, place(stage)) });
+  const peakFlopsPerDevice = peakFlopsPerSecond(cluster.gpu, training.precision);
+  const perReplicaModelFlops = virtualStages.reduce((sum, v) => sum + (v.forwardFlops + v.modelBackwardFlops) * tp, 0) * microBatches;
+  const perReplicaHardwareFlops = virtualStages.reduce((sum, v) => sum + (v.forwardFlops + v.inputGradFlops + v.weightGradFlops) * tp, 0) * microBatches;
+  const dp = mesh.sizeOf('dp');
+  return {
+    config,
+    program,
+    mesh,
+    resources,
+    graph: g.build(),
+    labels: emit.labels.build(),
+    baseline: end.baseline,
+    capacities: end.capacities,
+    microBatches,
+    stages,
+    virtualStages,
+    order,
+    parameters: modelParameters(config.model),
+    modelFlops: perReplicaModelFlops * dp,
+    hardwareFlops: perReplicaHardwareFlops * dp,
+    peakFlopsPerDevice,
+  };
+}
+
+/** The groups over `axes` among a stage's ranks, in order of their first member, and each rank's group by its place in the stage. */
+function stageGroups(mesh: DeviceMesh, stage: number, axes: readonly string[]): { groups: number[][]; groupOf: Int32Array } {
+  const perStage = mesh.ranksPerStage;
+  const first = stage * perStage;
+  const groupOf = new Int32Array(perStage).fill(-1);
+  const groups: number[][] = [];
+  for (let local = 0; local < perStage; local++) {
+    if (groupOf[local] >= 0) continue;
+    const members = mesh.group(first + local, axes as never);
+    for (const m of members) groupOf[m - first] = groups.length;
+    groups.push(members);
+  }
+  return { groups, groupOf };
+}

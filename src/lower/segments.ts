@@ -1,0 +1,90 @@
+import { planCollective, type CollectiveKind, type CollectivePlan } from '../collectives/collectives.js';
+import type { MeshAxis } from '../strategies/mesh.js';
+import type { CollectiveStep, UnitCosts, VirtualStageModel } from './stage-costs.js';
+
+/**
+ * How a pass of a virtual stage is cut into graph operations. One compute operation per pass is the default: the
+ * per-layer alternation of compute and blocking collectives gives the same time on a device, and a 1,024-GPU step
+ * stays under a million operations. A pass is cut finer where the program asks: at gradient buckets, so that
+ * data-parallel reductions overlap the rest of the backward, and at every block when parameters are gathered
+ * block by block (ZeRO-3).
+ */
+export interface CollectiveGroup {
+  kind: CollectiveKind;
+  axis: MeshAxis;
+  bytes: number;
+  /** Runs back to back, as one operation. */
+  repeat: number;
+}
+
+/** The collective planned over ranks 0 to size - 1, remembered on the group: a step emits the same groups many times. */
+export function plannedOver(group: CollectiveGroup & { planned?: CollectivePlan }, size: number): CollectivePlan {
+  return (group.planned ??= planCollective(group.kind, Array.from({ length: size }, (_, i) => i), group.bytes, group.repeat));
+}
+
+export interface Segment {
+  /** Share of the pass's time in this segment. */
+  fraction: number;
+  layers: number;
+  /** Gradient bytes of one device the segment produces. */
+  gradBytes: number;
+  /** Parameters of the segment's blocks on one device. */
+  params: number;
+  /** Blocking collectives after the segment's compute. */
+  collectives: CollectiveGroup[];
+}
+
+// Segments are made by one function, so that every one has the same shape for the JIT.
+export const segmentOf = (fraction: number, layers: number, gradBytes: number, params: number, collectives: CollectiveGroup[]): Segment => ({ fraction, layers, gradBytes, params, collectives });
+
+/** Collective steps as operations: one per kind, axis and size, repeated, in the order each first appears. */
+export function groupCollectives(steps: readonly CollectiveStep[]): CollectiveGroup[] {
+  const groups: CollectiveGroup[] = [];
+  for (const s of steps) {
+    const same = groups.find((g) => g.kind === s.kind && g.axis === s.axis && g.bytes === s.bytes);
+    if (same) same.repeat++;
+    else groups.push({ kind: s.kind, axis: s.axis, bytes: s.bytes, repeat: 1 });
+  }
+  return groups;
+}
+
+/**
+ * The blocks of a virtual stage as segments in pass order (the embedding first and the output head last in a
+ * forward; the reverse in a backward), each with its share of the pass's FLOPs, its parameters, gradient bytes and
+ * collectives.
+ */
+export function blockSegments(v: VirtualStageModel, forward: boolean, gradientBytes: number): Segment[] {
+  const list = v.units.map((u: UnitCosts) =>
+    segmentOf(forward ? u.forwardFlops : u.inputGradFlops + u.weightGradFlops, u.layers, u.parameters * gradientBytes, u.parameters, groupCollectives(forward ? u.forwardCollectives : u.backwardCollectives)),
+  );
+  const total = list.reduce((a, u) => a + u.fraction, 0) || 1;
+  for (const u of list) u.fraction /= total;
+  return forward ? list : list.reverse();
+}
+
+/**
+ * Gradient buckets of a virtual stage's last gradient pass, in backward order (last block first): whole blocks,
+ * grouped until a bucket holds at least `bucketBytes`.
+ */
+export function gradientBuckets(v: VirtualStageModel, gradientBytes: number, bucketBytes: number): Segment[] {
+  const out: Segment[] = [];
+  let steps: CollectiveStep[] = [];
+  let cur = segmentOf(0, 0, 0, 0, []);
+  const close = () => {
+    cur.collectives = groupCollectives(steps);
+    out.push(cur);
+    steps = [];
+    cur = segmentOf(0, 0, 0, 0, []);
+  };
+  const units = [...v.units].reverse();
+  for (const [i, u] of blockSegments(v, false, gradientBytes).entries()) {
+    cur.fraction += u.fraction;
+    cur.layers += u.layers;
+    cur.gradBytes += u.gradBytes;
+    cur.params += u.params;
+    steps.push(...units[i].backwardCollectives);
+    if (cur.gradBytes >= bucketBytes) close();
+  }
+  if (cur.gradBytes > 0 || cur.fraction > 0 || out.length === 0) close();
+  return out;
+}

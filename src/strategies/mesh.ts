@@ -1,0 +1,79 @@
+/**
+ * The device mesh: the GPUs as a grid with one named axis per kind of parallelism.
+ *
+ * Ranks follow Megatron's order: the tensor-parallel rank varies fastest (so a tensor-parallel group sits inside a
+ * node), then the sequence and context axes, then data-parallel replicas, then pipeline stages. A collective over
+ * some axes runs among the ranks that share every other coordinate: `group(rank, axes)`.
+ */
+export const MESH_AXES = ['tp', 'cp', 'sp', 'dap', 'ep', 'dp', 'pp'] as const;
+export type MeshAxis = (typeof MESH_AXES)[number];
+
+export type Coordinates = Partial<Record<MeshAxis, number>>;
+
+export class DeviceMesh {
+  /** The axes the mesh has (sizes above 1, and always tp, dp and pp), fastest first. */
+  readonly axes: readonly MeshAxis[];
+  readonly size: number;
+  private readonly sizes: Record<MeshAxis, number>;
+  private readonly strides: Record<MeshAxis, number>;
+
+  /** Axis sizes; an axis left out has size 1. */
+  constructor(sizes: Coordinates) {
+    this.sizes = Object.fromEntries(MESH_AXES.map((axis) => [axis, sizes[axis] ?? 1])) as Record<MeshAxis, number>;
+    this.axes = MESH_AXES.filter((axis) => axis === 'tp' || axis === 'dp' || axis === 'pp' || this.sizes[axis] > 1);
+    const strides = {} as Record<MeshAxis, number>;
+    let stride = 1;
+    for (const axis of MESH_AXES) {
+      if (!Number.isInteger(this.sizes[axis]) || this.sizes[axis] < 1) throw new RangeError(`mesh axis ${axis} has size ${this.sizes[axis]}`);
+      strides[axis] = stride;
+      stride *= this.sizes[axis];
+    }
+    this.strides = strides;
+    this.size = stride;
+  }
+
+  sizeOf(axis: MeshAxis): number {
+    return this.sizes[axis];
+  }
+
+  /** Distance in ranks between neighbours along `axis`. */
+  strideOf(axis: MeshAxis): number {
+    return this.strides[axis];
+  }
+
+  coordinate(rank: number, axis: MeshAxis): number {
+    return Math.floor(rank / this.strides[axis]) % this.sizes[axis];
+  }
+
+  /** The rank's coordinate on each of the mesh's axes. */
+  coordinates(rank: number): Coordinates {
+    const out: Coordinates = {};
+    for (const axis of this.axes) out[axis] = this.coordinate(rank, axis);
+    return out;
+  }
+
+  /** The rank at these coordinates (absent axes at 0). */
+  rank(coordinates: Coordinates): number {
+    let rank = 0;
+    for (const axis of MESH_AXES) rank += (coordinates[axis] ?? 0) * this.strides[axis];
+    return rank;
+  }
+
+  /** The ranks that share every coordinate of `rank` but those on `axes`, in rank order: a collective's members. */
+  group(rank: number, axes: readonly MeshAxis[]): number[] {
+    let base = rank;
+    for (const axis of axes) base -= this.coordinate(rank, axis) * this.strides[axis];
+    let members = [base];
+    for (const axis of axes) {
+      const next: number[] = [];
+      for (let i = 0; i < this.sizes[axis]; i++) for (const m of members) next.push(m + i * this.strides[axis]);
+      members = next;
+    }
+    return members.sort((a, b) => a - b);
+  }
+
+  /** Ranks per pipeline stage, which hold consecutive ranks: stage s has ranks s·n to (s+1)·n - 1. */
+  get ranksPerStage(): number {
+    return this.strides.pp;
+  }
+}

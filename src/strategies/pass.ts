@@ -1,0 +1,55 @@
+import type { z } from 'zod';
+import type { PathIssue } from '../errors.js';
+import type { Precision } from '../training/precision.js';
+import type { ModelSpec } from '../workload/registry.js';
+import type { Coordinates, DeviceMesh } from './mesh.js';
+import type { StepProgram } from './program.js';
+
+/**
+ * A parallelism pass: one file that owns its scenario fields under `parallel`, checks them against the rest of
+ * the configuration, and rewrites the step program. Passes run in the registry's order (registry.ts); adding one
+ * is a new file and a line there.
+ */
+export interface ParallelismPass<Fields extends z.ZodRawShape, Config extends object, Reads extends object = Config> {
+  name: string;
+  /** The fields it adds under `parallel` in a scenario file, with their defaults (docs/scenario.md documents each). */
+  fields: Fields;
+  /** Its resolved configuration from the parsed fields, with defaults that depend on the rest filled in. */
+  resolve(input: z.output<z.ZodObject<Fields>>, context: ResolveContext): Config;
+  /** The mesh axes it defines, with their sizes. */
+  axes?(config: Config): Coordinates;
+  /**
+   * Problems with the configuration, as scenario paths and messages: empty when it can run. `config` is the whole
+   * resolved `parallel` configuration; `Reads` names the other passes' fields this one reads.
+   */
+  check(config: Reads, context: CheckContext): PathIssue[];
+  /** The program rewritten for this parallelism. */
+  apply(program: StepProgram, config: Reads, context: ApplyContext): StepProgram;
+}
+
+/** What a pass may read besides its own fields. */
+export interface ConfigContext {
+  model: ModelSpec;
+  devices: number;
+  nodes: number;
+  gpusPerNode: number;
+  training: { globalBatch: number; microBatch: number; precision: Precision };
+}
+
+export interface ResolveContext extends ConfigContext {
+  /** Mesh axes the passes before this one defined. */
+  axesSoFar: Coordinates;
+  /** Reports a problem found while resolving. */
+  fail(path: (string | number)[], message: string): void;
+}
+
+export interface CheckContext extends ConfigContext {
+  mesh: DeviceMesh;
+  /** Micro-batches per data-parallel replica (maybe not whole when the batch does not divide). */
+  microBatches: number;
+}
+
+export interface ApplyContext {
+  mesh: DeviceMesh;
+  microBatches: number;
+}

@@ -1,0 +1,107 @@
+import type { BlockKind, Tensor, Workload, WorkloadOp } from '../workload/types.js';
+import type { DeviceMesh, MeshAxis } from './mesh.js';
+import type { OpLayout } from './sharding.js';
+
+/**
+ * The step program: what one training step does, per virtual stage, before it is expanded over ranks and
+ * micro-batches. It starts as the whole workload on one stage, with no sharding and model states whole on each
+ * GPU; each parallelism pass (registry.ts) rewrites it, and the lowering (src/lower) turns it, the schedule's order
+ * and the mesh into the operation graph.
+ *
+ * What the program holds:
+ * - per virtual stage, its blocks, each operation with its layout over the mesh (from which the lowering derives
+ *   the per-device costs and, by the rule in sharding.ts, the collectives between operations and the bytes of the
+ *   pipeline transfers);
+ * - how gradients leave the compute (reduced over which axes, with which collective, how often, in what buckets,
+ *   and to which memory tier);
+ * - where each kind of model state lives and over which axes it is sharded, from which the lowering derives the
+ *   parameter gathers, the optimizer's place and the state bytes before the step.
+ */
+export const MEMORY_TIERS = ['hbm', 'cpu', 'nvme'] as const;
+export type Tier = (typeof MEMORY_TIERS)[number];
+
+export interface ProgramOp {
+  op: WorkloadOp;
+  layout: OpLayout;
+}
+
+export interface ProgramBlock {
+  kind: BlockKind;
+  ops: readonly ProgramOp[];
+  /** Copies of tied parameters this block holds because the block owning them lives on another device. */
+  tiedCopies: readonly Tensor[];
+}
+
+export interface VirtualStage {
+  virtualStage: number;
+  /** The pipeline position (device along `pp`) holding it, and which of that device's chunks it is. */
+  stage: number;
+  chunk: number;
+  /** Transformer layers in it. */
+  layers: number;
+  blocks: readonly ProgramBlock[];
+}
+
+export interface GradientPolicy {
+  /** Mesh axes gradients are reduced over; empty for none. */
+  axes: readonly MeshAxis[];
+  collective: 'allReduce' | 'reduceScatter';
+  /**
+   * step: accumulated over micro-batches and reduced after the last, in buckets that overlap its backward;
+   * micro-batch: reduced after every micro-batch's gradient pass, living only until then (ZeRO-2 and 3).
+   */
+  every: 'step' | 'micro-batch';
+  /** Gradient bytes of one device per bucket. */
+  bucketBytes: number;
+}
+
+/** Where one kind of model state lives and the mesh axes it is sharded over (ZeRO). */
+export interface StatePlacement {
+  shardAxes: readonly MeshAxis[];
+  tier: Tier;
+}
+
+export interface ModelStates {
+  params: StatePlacement;
+  grads: StatePlacement;
+  optimizer: StatePlacement;
+  /** Sharded parameters are gathered for each block at most this many blocks ahead of the compute (ZeRO-3 prefetch). */
+  prefetchBlocks: number;
+  /** Pinned host memory each GPU keeps for transfers to and from host memory and NVMe, bytes (0 without offloading). */
+  pinnedHostBytes: number;
+}
+
+export interface StepProgram {
+  workload: Workload;
+  mesh: DeviceMesh;
+  /** By virtual stage. */
+  stages: readonly VirtualStage[];
+  /** Tied parameters copied onto two virtual stages on different devices: their gradients are summed between them. */
+  tied?: { tensor: Tensor; from: number; to: number };
+  gradients: GradientPolicy;
+  states: ModelStates;
+}
+
+/** The program before any pass: the whole workload on one stage, nothing sharded, every model state on the GPU. */
+export function initialProgram(workload: Workload, mesh: DeviceMesh): StepProgram {
+  const blocks = workload.blocks.map((block) => ({ kind: block.kind, ops: block.ops.map((op) => ({ op, layout: {} })), tiedCopies: [] }));
+  const onGpu: StatePlacement = { shardAxes: [], tier: 'hbm' };
+  return {
+    workload,
+    mesh,
+    stages: [{ virtualStage: 0, stage: 0, chunk: 0, layers: blocks.filter((b) => b.kind === 'layer').length, blocks }],
+    gradients: { axes: [], collective: 'allReduce', every: 'step', bucketBytes: Infinity },
+    states: { params: onGpu, grads: onGpu, optimizer: onGpu, prefetchBlocks: 1, pinnedHostBytes: 0 },
+  };
+}
+
+/** The program with `layout` merged into the layout of every operation `select` picks. */
+export function withLayout(program: StepProgram, select: (op: WorkloadOp) => boolean, layout: OpLayout): StepProgram {
+  return {
+    ...program,
+    stages: program.stages.map((stage) => ({
+      ...stage,
+      blocks: stage.blocks.map((block) => ({ ...block, ops: block.ops.map((p) => (select(p.op) ? { op: p.op, layout: { ...p.layout, ...layout } } : p)) })),
+    })),
+  };
+}

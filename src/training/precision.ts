@@ -1,0 +1,47 @@
+import type { GpuSpec } from '../hardware/presets.js';
+import type { ElementType } from '../workload/types.js';
+
+/**
+ * Training precisions: bytes per element of each kind of tensor, and which peak the GEMMs run at. Mixed
+ * precision (fp16, bf16) keeps 16-bit parameters, gradients and activations and an fp32 master copy of the
+ * parameters with the optimizer states (Micikevicius et al., ICLR 2018; the ZeRO paper's 2Ψ + 2Ψ + 12Ψ).
+ */
+export const PRECISIONS = ['fp32', 'fp16', 'bf16'] as const;
+export type Precision = (typeof PRECISIONS)[number];
+
+export interface PrecisionSpec {
+  /** Bytes of a parameter, a gradient and an activation element. */
+  parameterBytes: number;
+  gradientBytes: number;
+  activationBytes: number;
+  /** The optimizer keeps an fp32 copy of the parameters. */
+  masterCopy: boolean;
+  /** Which peak of the GPU the GEMMs run at. */
+  peak: 'half' | 'fp32';
+}
+
+const TABLE: Record<Precision, PrecisionSpec> = {
+  fp32: { parameterBytes: 4, gradientBytes: 4, activationBytes: 4, masterCopy: false, peak: 'fp32' },
+  fp16: { parameterBytes: 2, gradientBytes: 2, activationBytes: 2, masterCopy: true, peak: 'half' },
+  bf16: { parameterBytes: 2, gradientBytes: 2, activationBytes: 2, masterCopy: true, peak: 'half' },
+};
+
+export const precisionSpec = (precision: Precision): PrecisionSpec => TABLE[precision];
+
+/** Bytes of one element of a tensor of `element` type. Dropout masks are one byte in every precision. */
+export function elementBytes(element: ElementType, precision: Precision): number {
+  const spec = TABLE[precision];
+  switch (element) {
+    case 'activation':
+      return spec.activationBytes;
+    case 'parameter':
+      return spec.parameterBytes;
+    case 'fp32':
+      return 4;
+    case 'mask':
+      return 1;
+  }
+}
+
+/** The dense peak of one GPU at this precision, FLOP/s. */
+export const peakFlopsPerSecond = (gpu: GpuSpec, precision: Precision): number => (TABLE[precision].peak === 'fp32' ? gpu.fp32FlopsPerSecond : gpu.flopsPerSecond);

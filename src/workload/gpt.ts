@@ -1,0 +1,144 @@
+import type { SavedTensor, Shape, SiteTensor, Tensor, Workload, WorkloadBlock, WorkloadOp } from './types.js';
+
+/**
+ * The GPT-style transformer as a workload: an embedding, `layers` identical layers and an output head.
+ *
+ * Operations and their costs follow Narayanan et al. (SC21) and Korthikanti et al. (MLSys 2023), generalised to
+ * any FFN width, grouped-query attention (kvHeads < heads), gated MLPs (SwiGLU) and FlashAttention. With
+ * ffnHidden = 4h, kvHeads = heads and GeLU, the sums over a layer are the papers' closed forms: 12h² + 13h
+ * parameters, 24bsh² + 4bs²h forward FLOPs, sbh(34 + 5as/h) activation bytes (test/workload/gpt.test.ts).
+ */
+export interface GptSpec {
+  name: string;
+  layers: number;
+  hidden: number;
+  heads: number;
+  /** Key/value heads (grouped-query attention); equal to heads for multi-head attention. */
+  kvHeads: number;
+  ffnHidden: number;
+  vocab: number;
+  seqLength: number;
+  /** gelu: two FFN matrices; swiglu: three (gate, up, down). */
+  mlp: 'gelu' | 'swiglu';
+  /** Output logits reuse the input embedding matrix. */
+  tiedEmbeddings: boolean;
+  /** learned: a position-embedding table of seqLength x hidden; rope: no parameters. */
+  positionEmbedding: 'learned' | 'rope';
+  /**
+   * Each token attends only to earlier ones. A kernel that skips the masked blocks (FlashAttention) then computes
+   * half the attention scores; one that masks a full score matrix (Megatron's fused softmax) computes them all.
+   */
+  causal: boolean;
+}
+
+export interface GptBuildOptions {
+  /** Sequences per micro-batch. */
+  microBatch: number;
+  /** flash: FlashAttention-style kernels that never store the s x s scores and skip masked blocks when causal. */
+  attention: 'standard' | 'flash';
+}
+
+const tensor = (name: string, shape: Shape, element: Tensor['element'] = 'activation'): Tensor => ({ name, shape, element });
+const parameter = (name: string, shape: Shape): Tensor => tensor(name, shape, 'parameter');
+const site = (t: Tensor, where: SiteTensor['site']): SiteTensor => ({ ...t, site: where });
+
+/**
+ * The calibrated element-wise traffic model (docs/validation.md): an operation's element-wise kernels write each
+ * tensor it keeps for its backward once and read it once, in every pass. Listed per operation, so a parallelism
+ * that shards a tensor shards its traffic.
+ */
+const writtenAndRead = (saved: readonly SavedTensor[]) => saved.map((t) => ({ name: t.name, shape: t.shape, element: t.element, site: t.site, times: 2 }));
+
+function op(name: string, cls: WorkloadOp['class'], input: Tensor, output: Tensor, flops: WorkloadOp['flops'], saved: SavedTensor[], parameters: Tensor[], moved = writtenAndRead(saved)): WorkloadOp {
+  return { name, class: cls, input, output, flops, moved, saved, parameters };
+}
+
+const noFlops = { forward: 0, inputGrad: 0, weightGrad: 0 };
+/** A GEMM's FLOPs: the same again for the input gradients and for the weight gradients. */
+const gemmFlops = (forward: number) => ({ forward, inputGrad: forward, weightGrad: forward });
+
+export function buildGpt(m: GptSpec, options: GptBuildOptions): Workload {
+  const b = options.microBatch;
+  const s = m.seqLength;
+  const h = m.hidden;
+  const a = m.heads;
+  const headDim = h / a;
+  const F = m.ffnHidden;
+  const flash = options.attention === 'flash';
+  const hiddenState = tensor('hidden', { batch: b, seq: s, hidden: h });
+  const heads = tensor('heads', { batch: b, seq: s, heads: a, headDim });
+  const kv = { batch: b, seq: s, kvHeads: m.kvHeads, headDim };
+  const ffn = tensor('ffn', { batch: b, seq: s, ffn: F });
+  const scores = { batch: b, heads: a, seq: s, keys: s };
+
+  const norm = (name: string) =>
+    op(name, 'norm', hiddenState, hiddenState, noFlops, [{ ...site(hiddenState, 'input'), name: `${name}.input` }], [parameter(`${name}.weight`, { hidden: h }), parameter(`${name}.bias`, { hidden: h })]);
+  // Dropout after attention and after the MLP, with the residual add: it keeps its 1-byte mask.
+  const dropout = (name: string) => op(name, 'elementwise', hiddenState, hiddenState, noFlops, [{ ...tensor(`${name}.mask`, hiddenState.shape, 'mask'), site: 'own' }], []);
+  const linearInput = (name: string, input: Tensor): SavedTensor => ({ ...site(input, 'input'), name: `${name}.input`, weightGrad: true });
+
+  // Attention scores: QKᵀ and the product with V, 2bs²h FLOPs each; a causal kernel that skips masked blocks does half.
+  const scoreFlops = 4 * b * s * s * h * (m.causal && flash ? 0.5 : 1);
+  const scoreTensors: SavedTensor[] = flash
+    ? []
+    : [
+        { ...tensor('softmax', scores), site: 'own', selective: true },
+        { ...tensor('softmax.dropoutMask', scores, 'mask'), site: 'own', selective: true },
+        { ...tensor('softmax.dropout', scores), site: 'own', selective: true },
+      ];
+  const attention = op(
+    'attention',
+    'attention',
+    heads,
+    heads,
+    { forward: scoreFlops, inputGrad: 2 * scoreFlops, weightGrad: 0 },
+    [{ ...tensor('q', heads.shape), site: 'own' }, { ...tensor('k', kv), site: 'own' }, { ...tensor('v', kv), site: 'own' }, ...scoreTensors],
+    [],
+  );
+
+  const kvShare = m.kvHeads / a;
+  const qkv = op('qkv', 'gemm', hiddenState, heads, gemmFlops(2 * b * s * h * h * (1 + 2 * kvShare)), [linearInput('qkv', hiddenState)], [
+    parameter('qkv.q', { hidden: h, heads: a, headDim }),
+    parameter('qkv.k', { hidden: h, kvHeads: m.kvHeads, headDim }),
+    parameter('qkv.v', { hidden: h, kvHeads: m.kvHeads, headDim }),
+    parameter('qkv.qBias', { heads: a, headDim }),
+    parameter('qkv.kBias', { kvHeads: m.kvHeads, headDim }),
+    parameter('qkv.vBias', { kvHeads: m.kvHeads, headDim }),
+  ]);
+  const outProjection = op('out-proj', 'gemm', heads, hiddenState, gemmFlops(2 * b * s * h * h), [linearInput('out-proj', heads)], [parameter('out-proj.weight', { heads: a, headDim, hidden: h }), parameter('out-proj.bias', { hidden: h })]);
+
+  // The MLP: GeLU keeps its input (F wide); SwiGLU keeps the gate's and the up projection's outputs.
+  const gated = m.mlp === 'swiglu';
+  const fc1 = op('fc1', 'gemm', hiddenState, ffn, gemmFlops(2 * b * s * h * F * (gated ? 2 : 1)), [linearInput('fc1', hiddenState)], [
+    parameter('fc1.weight', { hidden: h, ffn: F * (gated ? 2 : 1) }),
+    parameter('fc1.bias', { ffn: F }),
+  ]);
+  const activationSaved: SavedTensor[] = gated ? [{ ...site(ffn, 'input'), name: 'swiglu.gate' }, { ...site(ffn, 'input'), name: 'swiglu.up' }] : [{ ...site(ffn, 'input'), name: 'gelu.input' }];
+  const activation = op(m.mlp, 'elementwise', ffn, ffn, noFlops, activationSaved, []);
+  const fc2 = op('fc2', 'gemm', ffn, hiddenState, gemmFlops(2 * b * s * h * F), [linearInput('fc2', ffn)], [parameter('fc2.weight', { ffn: F, hidden: h }), parameter('fc2.bias', { hidden: h })]);
+
+  const layer: WorkloadBlock = { kind: 'layer', ops: [norm('ln1'), qkv, attention, outProjection, dropout('dropout1'), norm('ln2'), fc1, activation, fc2, dropout('dropout2')] };
+
+  const wordEmbedding = parameter('embedding.word', { vocab: m.vocab, hidden: h });
+  const embedding: WorkloadBlock = {
+    kind: 'embedding',
+    ops: [
+      op('embedding', 'embedding', tensor('tokens', { batch: b, seq: s }), hiddenState, noFlops, [], [
+        wordEmbedding,
+        ...(m.positionEmbedding === 'learned' ? [parameter('embedding.position', { seq: s, hidden: h })] : []),
+      ]),
+    ],
+  };
+  // The output head: the logits GEMM (reusing the word embedding when tied) and the loss, which keeps the logits in
+  // fp32. The calibrated model counts no element-wise traffic for them.
+  const logitsShape = { batch: b, seq: s, vocab: m.vocab };
+  const head: WorkloadBlock = {
+    kind: 'head',
+    ops: [
+      op('logits', 'gemm', hiddenState, tensor('logits', logitsShape), gemmFlops(2 * b * s * h * m.vocab), [], m.tiedEmbeddings ? [] : [parameter('output.weight', { vocab: m.vocab, hidden: h })], []),
+      op('loss', 'loss', tensor('logits', logitsShape), tensor('loss', { batch: b, seq: s }, 'fp32'), noFlops, [{ ...tensor('logits.fp32', logitsShape, 'fp32'), site: 'input' }], [], []),
+    ],
+  };
+  const blocks = [embedding, ...Array.from({ length: m.layers }, () => layer), head];
+  return { name: m.name, blocks, ...(m.tiedEmbeddings ? { tied: { tensor: wordEmbedding, from: 0, to: blocks.length - 1 } } : {}) };
+}

@@ -1,0 +1,31 @@
+import { buildGpt, type GptBuildOptions, type GptSpec } from './gpt.js';
+import { elements, type Workload } from './types.js';
+
+/**
+ * Model kinds by name. A kind is a resolved specification and a function that builds its workload for a
+ * micro-batch; the lowering sees only the workload. Adding a kind is a new file and one line here.
+ */
+export const MODEL_KINDS = {
+  gpt: buildGpt,
+} as const;
+
+export type ModelKind = keyof typeof MODEL_KINDS;
+/** A resolved model: today every kind is GPT-shaped. */
+export type ModelSpec = GptSpec;
+export type WorkloadOptions = GptBuildOptions;
+
+export function buildWorkload(model: ModelSpec, options: WorkloadOptions): Workload {
+  return MODEL_KINDS.gpt(model, options);
+}
+
+/** Ψ: every parameter of a workload (shared tensors counted once). */
+export function workloadParameters(workload: Workload): number {
+  let sum = 0;
+  for (const block of workload.blocks) for (const op of block.ops) for (const p of op.parameters) sum += elements(p.shape);
+  return sum;
+}
+
+/** Ψ of a model, independent of the micro-batch. */
+export function modelParameters(model: ModelSpec): number {
+  return workloadParameters(buildWorkload(model, { microBatch: 1, attention: 'standard' }));
+}

@@ -1,0 +1,100 @@
+/**
+ * What a model computes before any parallelism: blocks of operations on tensors with named axes.
+ *
+ * A workload knows nothing of devices. Each operation states its own costs (FLOPs per pass, the tensors its
+ * element-wise kernels move through HBM, the tensors it saves for its backward, its parameters), so that a
+ * parallelism can shard them by axis, and the step's figures are sums over operations rather than closed forms of
+ * a whole layer. A model kind (gpt.ts, and later others) builds one for a micro-batch.
+ */
+
+/** Named tensor axes. `keys` is the second sequence axis of an attention score matrix. */
+export const TENSOR_AXES = ['batch', 'seq', 'keys', 'hidden', 'heads', 'kvHeads', 'headDim', 'ffn', 'vocab'] as const;
+export type TensorAxis = (typeof TENSOR_AXES)[number];
+
+/** A shape: the size of each axis the tensor has. */
+export type Shape = Readonly<Partial<Record<TensorAxis, number>>>;
+
+/**
+ * What sets an element's size: `activation` the training precision's activation type; `fp32` always 4 bytes
+ * (logits kept for the loss); `mask` 1 byte (dropout masks); `parameter` the precision's parameter type.
+ */
+export type ElementType = 'activation' | 'fp32' | 'mask' | 'parameter';
+
+export interface Tensor {
+  name: string;
+  shape: Shape;
+  element: ElementType;
+}
+
+/**
+ * A tensor an operation keeps or moves, and where it lies: `input` is the operation's input as it arrived (before
+ * any gather the operation's layout needs, as Megatron saves sequence-parallel inputs); `own` lies as the
+ * operation itself does.
+ */
+export interface SiteTensor extends Tensor {
+  site: 'input' | 'own';
+}
+
+export interface SavedTensor extends SiteTensor {
+  /** Still needed by the weight-gradient pass (W) after the input-gradient pass (B): a linear projection's input. */
+  weightGrad?: boolean;
+  /** Dropped and recomputed under selective recomputation (Korthikanti et al.): the attention scores. */
+  selective?: boolean;
+}
+
+/** Operation classes: what kind of kernel runs, for the cost model and for parallelisms to choose by. */
+export const OP_CLASSES = ['gemm', 'attention', 'elementwise', 'norm', 'embedding', 'loss'] as const;
+export type OpClass = (typeof OP_CLASSES)[number];
+
+/** FLOPs of one operation in each pass, per micro-batch, before any parallelism. */
+export interface PassFlops {
+  forward: number;
+  /** Input gradients (B). */
+  inputGrad: number;
+  /** Weight gradients (W). */
+  weightGrad: number;
+}
+
+export interface WorkloadOp {
+  name: string;
+  class: OpClass;
+  /** The activation it reads (the output of the operation before it) and the one it writes. */
+  input: Tensor;
+  output: Tensor;
+  flops: PassFlops;
+  /**
+   * Tensors its element-wise kernels move through HBM in each pass, each once per `times`: stated per operation.
+   * Matrix multiplications' operand traffic is not listed; it is inside their time at the compute roof.
+   */
+  moved: readonly (SiteTensor & { times: number })[];
+  /** Tensors kept from its forward until its backward. */
+  saved: readonly SavedTensor[];
+  parameters: readonly Tensor[];
+}
+
+/** Block kinds: a transformer layer can be recomputed whole; the embedding and the output head cannot. */
+export type BlockKind = 'embedding' | 'layer' | 'head';
+
+export interface WorkloadBlock {
+  kind: BlockKind;
+  /** Operations in forward order; each reads the output of the one before (the first, the block before's last). */
+  ops: readonly WorkloadOp[];
+}
+
+export interface Workload {
+  name: string;
+  /** Blocks in forward order: the pipeline cuts between blocks. */
+  blocks: readonly WorkloadBlock[];
+  /**
+   * Parameters two blocks share (tied input and output embeddings), by the name of the tensor in the first block:
+   * a pipeline that puts them on different devices keeps a copy on each and sums their gradients.
+   */
+  tied?: { tensor: Tensor; from: number; to: number };
+}
+
+/** Elements of a shape. */
+export function elements(shape: Shape): number {
+  let n = 1;
+  for (const size of Object.values(shape)) n *= size;
+  return n;
+}
