@@ -138,6 +138,9 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     }),
   );
 
+  // Blocks rebuilt whole for their backward, with the collectives their forward runs inside them.
+  const rebuilt = new Map<UnitCosts, CollectiveStep[]>();
+  for (const units of stages) for (const unit of units) if (recompute.rebuildsWhole(unit.kind)) rebuilt.set(unit, []);
   let weightGradKept = 0;
   chain.forEach(({ p, vs, unit: u, states }, i) => {
     const unit = stages[vs][u];
@@ -169,7 +172,12 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     // backward on the side that produces the gradient.
     const next = chain[i + 1];
     axes.forEach((axis, a) => {
-      if (next) unit.forwardCollectives.push(...collective(transition(states[a].output, next.states[a].input), axis, op.output, layout));
+      if (next) {
+        const steps = collective(transition(states[a].output, next.states[a].input), axis, op.output, layout);
+        unit.forwardCollectives.push(...steps);
+        // A block rebuilt for its backward repeats the collectives inside it, not the one handing its output on.
+        if (rebuilt.has(unit) && index < block.ops.length - 1) rebuilt.get(unit)!.push(...steps);
+      }
       if (i > 0) unit.backwardCollectives.push(...collective(transition(states[a].inputGrad, chain[i - 1].states[a].outputGrad), axis, op.input, layout));
     });
     if (index === block.ops.length - 1) {
@@ -178,8 +186,8 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
       weightGradKept = 0;
     }
   });
-  // A rebuilt block repeats its forward collectives before its backward ones.
-  for (const units of stages) for (const unit of units) if (recompute.rebuildsWhole(unit.kind)) unit.backwardCollectives = [...unit.forwardCollectives, ...unit.backwardCollectives];
+  // A rebuilt block runs its forward again, collectives included, before its backward.
+  for (const [unit, steps] of rebuilt) unit.backwardCollectives = [...steps, ...unit.backwardCollectives];
 
   const computeModel: ComputeModel = {
     peakFlopsPerSecond: peakFlopsPerSecond(cluster.gpu, precision),
