@@ -1,23 +1,25 @@
 import { planCollective } from '../collectives/collectives.js';
 import { estimateCollectiveNs, estimateTransferNs } from '../collectives/estimate.js';
 import type { AllocationHook } from '../engine/allocation.js';
-import { AT_END, AT_START, type OperationGraph } from '../engine/graph.js';
+import { AT_END, AT_START } from '../engine/graph.js';
 import { toNanoseconds } from '../engine/kernel.js';
 import type { Topology } from '../hardware/topology.js';
 import type { DeviceMesh } from '../strategies/mesh.js';
 import { getSchedule } from '../strategies/pipeline/registry.js';
-import type { Pass, PassCosts, ScheduledPass } from '../strategies/pipeline/schedule.js';
+import type { Pass, PassCosts } from '../strategies/pipeline/schedule.js';
 import type { StepProgram } from '../strategies/program.js';
 import { precisionSpec, peakFlopsPerSecond } from '../training/precision.js';
 import { modelParameters } from '../workload/registry.js';
 import { microBatchesOf, type StepConfig } from './config.js';
 import { StepEmitter } from './emitter.js';
-import type { LabelTable } from './labels.js';
 import { CATEGORY, KIND, LANE, OP_KINDS, StepResources } from './resources.js';
 import { blockSegments, gradientBuckets, groupCollectives, plannedOver, segmentOf, type CollectiveGroup, type Segment } from './segments.js';
-import { stageCosts, type VirtualStageModel } from './stage-costs.js';
-import { finishStep, type MemoryEffect } from './step-end.js';
+import { stageCosts } from './stage-costs.js';
+import { finishStep } from './step-end.js';
+import type { StageModel, StepPlan } from './plan.js';
 import { Variability } from './variability.js';
+
+export type { StageModel, StepPlan } from './plan.js';
 
 /**
  * The lowering: the step program, the schedule's order and the mesh become the operation graph the executor runs.
@@ -29,44 +31,6 @@ import { Variability } from './variability.js';
  * blocking collectives as one operation per kind, as Megatron's synchronous collectives block the next compute.
  * Gradients leave as the program's gradient policy says; the step ends with the optimizer (step-end.ts).
  */
-export interface StepPlan {
-  config: StepConfig;
-  program: StepProgram;
-  mesh: DeviceMesh;
-  resources: StepResources;
-  graph: OperationGraph;
-  /** What each operation is: rows of this table, by `graph.label`. */
-  labels: LabelTable;
-  /** Memory in use before the step starts (model states), by location and category. */
-  baseline: MemoryEffect[];
-  /** Capacity of each memory location, bytes. */
-  capacities: Float64Array;
-  microBatches: number;
-  stages: StageModel[];
-  virtualStages: VirtualStageModel[];
-  /** Each device position's pass order, as the schedule gave it. */
-  order: ScheduledPass[][];
-  /** Ψ. */
-  parameters: number;
-  /** FLOPs the model needs per step, all devices together. */
-  modelFlops: number;
-  /** FLOPs the hardware executes per step, including recomputation. */
-  hardwareFlops: number;
-  /** Peak dense FLOP/s of one device at the training precision. */
-  peakFlopsPerDevice: number;
-}
-
-/** A pipeline device position, all its chunks together. */
-export interface StageModel {
-  stage: number;
-  layers: number;
-  parametersPerDevice: number;
-  /** Activation bytes of one micro-batch through all of this device's chunks. */
-  activationBytes: number;
-  /** Backward FLOPs per micro-batch, all chunks, recompute included. */
-  backwardFlops: number;
-}
-
 const FORWARD = 0;
 const BACKWARD = 1;
 
