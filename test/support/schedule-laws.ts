@@ -1,6 +1,6 @@
 import { expect } from 'vitest';
 import type { Simulation } from '../../src/simulate.js';
-import { KIND, OP_KINDS } from '../../src/lower/resources.js';
+import { KIND } from '../../src/lower/resources.js';
 import type { PipelineSchedule, ScheduleParams } from '../../src/strategies/pipeline/schedule.js';
 
 /**
@@ -66,53 +66,7 @@ export function checkOrderLaws(schedule: PipelineSchedule, params: ScheduleParam
   expect(problems.slice(0, 5)).toEqual([]);
 }
 
-/** Laws on a simulated step. */
-export function checkStepLaws(sim: Simulation): void {
-  const { plan, execution, memory } = sim;
-  const g = plan.graph;
-  // Every operation ran, after its dependencies.
-  expect(execution.completed).toBe(g.count);
-  for (let op = 0; op < g.count; op++) {
-    for (let i = g.deps.start[op]; i < g.deps.start[op + 1]; i++) expect(execution.startNs[op]).toBeGreaterThanOrEqual(execution.endNs[g.deps.items[i]]);
-  }
-  // No overlap on a lane, in program order.
-  for (let lane = 0; lane < g.laneCount; lane++) {
-    for (let i = g.program.start[lane] + 1; i < g.program.start[lane + 1]; i++) {
-      expect(execution.startNs[g.program.items[i]]).toBeGreaterThanOrEqual(execution.endNs[g.program.items[i - 1]]);
-    }
-  }
-  // Each forward and backward of every (device, micro-batch, chunk) exactly once (backward may be split into bucket segments).
-  const forwards = new Map<string, number>();
-  for (let op = 0; op < g.count; op++) {
-    if (plan.labels.kind[g.label[op]] !== KIND.forward) continue;
-    const key = `${g.device[op]}:${plan.labels.chunk[g.label[op]]}:${plan.labels.microBatch[g.label[op]]}`;
-    forwards.set(key, (forwards.get(key) ?? 0) + 1);
-  }
-  const devices = plan.resources.devices;
-  expect(forwards.size).toBe(devices * plan.microBatches * plan.config.parallel.chunks);
-  for (const [key, n] of forwards) expect(n, `forward ${key}`).toBe(1);
-  // Every backward's work done exactly once: B and W (or BW, possibly in bucket segments) add up to the virtual stage's FLOPs.
-  const backwardFlops = new Map<string, number>();
-  const backwardKinds = new Set([KIND.backward, KIND.inputGrad, KIND.weightGrad]);
-  for (let op = 0; op < g.count; op++) {
-    if (!backwardKinds.has(plan.labels.kind[g.label[op]])) continue;
-    const key = `${g.device[op]}:${plan.labels.chunk[g.label[op]]}:${plan.labels.microBatch[g.label[op]]}`;
-    backwardFlops.set(key, (backwardFlops.get(key) ?? 0) + plan.labels.flops[g.label[op]]);
-  }
-  expect(backwardFlops.size).toBe(forwards.size);
-  for (const [key, flops] of backwardFlops) {
-    const [device, chunk] = key.split(':').map(Number);
-    const stage = plan.mesh.coordinate(device, "pp");
-    const v = plan.virtualStages.find((x) => x.stage === stage && x.chunk === chunk)!;
-    expect(flops / (v.inputGradFlops + v.weightGradFlops), `backward ${key}`).toBeCloseTo(1, 9);
-  }
-  // Memory never negative, and back to the baseline after the step.
-  expect(memory.negative.size).toBe(0);
-  const baseline = new Float64Array(plan.resources.locationCount);
-  for (const b of plan.baseline) baseline[b.location] += b.bytes;
-  for (let loc = 0; loc < plan.resources.locationCount; loc++) expect(memory.used[loc]).toBeCloseTo(baseline[loc], 0);
-  void OP_KINDS;
-}
+export { checkStepLaws } from './step-laws.js';
 
 /**
  * Most micro-batches each stage held between a forward's start and the end of its backward (W for split
