@@ -45,7 +45,7 @@ export function run(args: ScenarioArgs & { output?: string; trace?: string; 'tra
     log.info({ file: args.trace, events }, 'trace written');
   }
   if (args.json) io.stdout(json(sim.report));
-  else io.stdout(renderSummary(sim.report, scenario) + (args.timeline ? `\n${renderTimeline(sim)}` : ''));
+  else io.stdout(renderSummary(sim.report) + (args.timeline ? `\n${renderTimeline(sim)}` : ''));
   return 0;
 }
 

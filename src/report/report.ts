@@ -5,6 +5,7 @@ import { LINK_TYPES, type LinkType, type Topology } from '../hardware/topology.j
 import type { Scenario } from '../scenario/resolve.js';
 import type { OperationGraph } from '../engine/graph.js';
 import type { StepPlan } from '../lower/lower.js';
+import type { Coordinates } from '../strategies/mesh.js';
 import { CATEGORIES, KIND, LANE, OP_KINDS, TIERS, TRANSFER_KINDS, type Category, type Tier, type TransferKind } from '../lower/resources.js';
 import { VERSION } from '../version.js';
 
@@ -16,9 +17,8 @@ import { VERSION } from '../version.js';
 export interface DeviceReport {
   rank: number;
   node: number;
-  stage: number;
-  tp: number;
-  dp: number;
+  /** The GPU's place on each axis of the device mesh: tp, dp and pp always, and any other axis in use. */
+  coordinates: Coordinates;
   /** Seconds the compute lane ran operations. */
   busyTime: number;
   /** stepTime - busyTime, seconds. */
@@ -87,8 +87,23 @@ export interface Report {
     /** Hardware FLOPs (recompute included) / (stepTime x devices x peak). */
     hfu: number;
   };
-  model: { parameters: number; layers: number; hidden: number; heads: number; seqLength: number; vocab: number };
-  parallel: { tp: number; pp: number; dp: number; schedule: string; chunks: number; microBatches: number; microBatch: number; globalBatch: number };
+  /** What ran: enough to read the report without the scenario. */
+  cluster: { nodes: number; gpusPerNode: number; gpu: string; node: string; devices: number };
+  model: { name: string; parameters: number; layers: number; hidden: number; heads: number; seqLength: number; vocab: number };
+  parallel: {
+    tp: number;
+    pp: number;
+    dp: number;
+    /** Sizes of the device mesh's axes. */
+    mesh: Coordinates;
+    sequenceParallel: boolean;
+    zero: number;
+    schedule: string;
+    chunks: number;
+    microBatches: number;
+    microBatch: number;
+    globalBatch: number;
+  };
   memory: {
     /** Highest use of any location of each tier, bytes. */
     peak: Record<Tier, number>;
@@ -172,9 +187,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
     devices.push({
       rank: d,
       node,
-      stage: mesh.coordinate(d, 'pp'),
-      tp: mesh.coordinate(d, 'tp'),
-      dp: mesh.coordinate(d, 'dp'),
+      coordinates: mesh.coordinates(d),
       busyTime: busyNs / NANOSECONDS_PER_SECOND,
       idleTime: (stepNs - busyNs) / NANOSECONDS_PER_SECOND,
       bubbleFraction: bubble,
@@ -216,7 +229,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
 
   const activations = CATEGORIES.indexOf('activations');
   const stages: StageReport[] = plan.stages.map((s) => {
-    const members = devices.filter((d) => d.stage === s.stage);
+    const members = devices.filter((d) => d.coordinates.pp === s.stage);
     return {
       stage: s.stage,
       layers: s.layers,
@@ -252,11 +265,15 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
       mfu: deviceSeconds > 0 ? plan.modelFlops / (deviceSeconds * plan.peakFlopsPerDevice) : 0,
       hfu,
     },
-    model: { parameters: plan.parameters, layers: model.layers, hidden: model.hidden, heads: model.heads, seqLength: model.seqLength, vocab: model.vocab },
+    cluster: { nodes: scenario.cluster.nodes, gpusPerNode: scenario.cluster.gpusPerNode, gpu: scenario.cluster.gpu.name, node: scenario.cluster.node.name, devices: layout.devices },
+    model: { name: model.name, parameters: plan.parameters, layers: model.layers, hidden: model.hidden, heads: model.heads, seqLength: model.seqLength, vocab: model.vocab },
     parallel: {
       tp: parallel.tp,
       pp: parallel.pp,
       dp: parallel.dp,
+      mesh: Object.fromEntries(mesh.axes.map((axis) => [axis, mesh.sizeOf(axis)])),
+      sequenceParallel: parallel.sequenceParallel,
+      zero: parallel.zero,
       schedule: parallel.schedule,
       chunks: parallel.chunks,
       microBatches: plan.microBatches,

@@ -1,12 +1,11 @@
-import type { Scenario } from '../scenario/resolve.js';
 import { formatBytes, formatCount, formatSeconds, percent, table } from './format.js';
 import type { Report } from './report.js';
 
 const KIND_NAMES: Record<string, string> = { p2p: 'p2p', allReduce: 'all-reduce', reduceScatter: 'reduce-scatter', allGather: 'all-gather', allToAll: 'all-to-all', broadcast: 'broadcast', offload: 'offload' };
 
-/** The human summary `dtsim run` prints. */
-export function renderSummary(report: Report, scenario: Scenario): string {
-  const { cluster, model } = scenario;
+/** The human summary `dtsim run` prints: from the report alone. */
+export function renderSummary(report: Report): string {
+  const { cluster, model } = report;
   const p = report.parallel;
   const nonZero = (record: Record<string, number>, names: Record<string, string> = {}) =>
     Object.entries(record)
@@ -18,8 +17,8 @@ export function renderSummary(report: Report, scenario: Scenario): string {
   const b = worst.memoryBreakdown;
   const lines = [
     `dtsim ${report.version}: ${report.name} (seed ${report.seed})`,
-    `${report.simulation.devices} GPUs: ${cluster.nodes} x ${cluster.gpusPerNode} ${cluster.gpu.name} (${cluster.node.name}); ${model.name}, ${formatCount(report.model.parameters)} parameters, sequence ${model.seqLength}`,
-    `parallel: TP ${p.tp} x PP ${p.pp} x DP ${p.dp}, ${p.schedule}, ${p.microBatches} micro-batches of ${p.microBatch} per replica, global batch ${p.globalBatch}`,
+    `${cluster.devices} GPUs: ${cluster.nodes} x ${cluster.gpusPerNode} ${cluster.gpu} (${cluster.node}); ${model.name}, ${formatCount(model.parameters)} parameters, sequence ${model.seqLength}`,
+    `parallel: TP ${p.tp}${p.sequenceParallel ? ' (sequence parallel)' : ''} x PP ${p.pp} x DP ${p.dp}${p.zero > 0 ? ` (ZeRO-${p.zero})` : ''}, ${p.schedule}, ${p.microBatches} micro-batches of ${p.microBatch} per replica, global batch ${p.globalBatch}`,
     '',
     table([
       ['step time', formatSeconds(report.stepTime)],
@@ -30,7 +29,7 @@ export function renderSummary(report: Report, scenario: Scenario): string {
       ['  by link type', nonZero(report.communication.byLinkType)],
       ['  exposed', `${formatSeconds(report.exposedCommunicationTime)} per GPU of communication and offloading not hidden behind compute (mean)`],
       ['memory', report.memory.fits ? 'fits' : `DOES NOT FIT: ${report.memory.overflows.length} location(s) over capacity`],
-      ['  worst HBM', `GPU ${worst.rank} (stage ${worst.stage}): ${formatBytes(worst.peakMemory.hbm)} of ${formatBytes(report.memory.capacity.hbm)}`],
+      ['  worst HBM', `GPU ${worst.rank} (stage ${worst.coordinates.pp}): ${formatBytes(worst.peakMemory.hbm)} of ${formatBytes(report.memory.capacity.hbm)}`],
       ['  at its peak', `params ${formatBytes(b.params)}, grads ${formatBytes(b.grads)}, optimizer ${formatBytes(b.optimizer)}, activations ${formatBytes(b.activations)}, buffers ${formatBytes(b.buffers)}`],
       ['  host / NVMe', `${formatBytes(report.memory.peak.cpu)} of ${formatBytes(report.memory.capacity.cpu)} / ${formatBytes(report.memory.peak.nvme)} of ${formatBytes(report.memory.capacity.nvme)} per node`],
       ...(['cpu', 'nvme'] as const)

@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { renderSummary } from '../../src/report/summary.js';
 import { checkTrace } from '../support/trace-checker.js';
 import { cli } from '../support/cli.js';
 
@@ -30,9 +31,16 @@ describe('dtsim run', () => {
     expect(Object.keys(report.communication.byKind)).toEqual(['p2p', 'allReduce', 'reduceScatter', 'allGather', 'allToAll', 'broadcast', 'offload']);
     expect(Object.keys(report.communication.byLinkType)).toEqual(['nvlink', 'pcie', 'infiniband', 'nvme']);
     const d = report.devices[0];
-    expect(Object.keys(d)).toEqual(expect.arrayContaining(['rank', 'node', 'stage', 'busyTime', 'idleTime', 'bubbleFraction', 'peakMemory', 'memoryBreakdown', 'sentBytes']));
+    expect(Object.keys(d)).toEqual(expect.arrayContaining(['rank', 'node', 'coordinates', 'busyTime', 'idleTime', 'bubbleFraction', 'peakMemory', 'memoryBreakdown', 'sentBytes']));
+    expect(report.devices.map((x: { coordinates: object }) => x.coordinates).slice(0, 3)).toEqual([{ tp: 0, dp: 0, pp: 0 }, { tp: 1, dp: 0, pp: 0 }, { tp: 0, dp: 1, pp: 0 }]);
+    expect(report.parallel.mesh).toEqual({ tp: 2, dp: 4, pp: 2 });
     expect(Object.keys(d.memoryBreakdown)).toEqual(['params', 'grads', 'optimizer', 'activations', 'buffers']);
     expect(report.devices).toHaveLength(16);
+  });
+
+  it('the summary renders from a saved JSON report alone, as run prints it', async () => {
+    const [json, text] = await Promise.all([cli('run', SMALL, '--json'), cli('run', SMALL)]);
+    expect(renderSummary(JSON.parse(json.stdout))).toBe(text.stdout);
   });
 
   it('--seed and --set change the run', async () => {

@@ -57,7 +57,7 @@ describe('GPT-3 175B on 1,024 A100 (TP 8, PP 16, DP 8, 1F1B, selective recompute
   it('model states are 16 bytes per parameter of each device', () => {
     for (const d of [sim.report.devices[0], sim.report.devices[1000]]) {
       const b = d.memoryBreakdown;
-      expect((b.params + b.grads + b.optimizer) / sim.plan.stages[d.stage].parametersPerDevice).toBeCloseTo(16, 9);
+      expect((b.params + b.grads + b.optimizer) / sim.plan.stages[d.coordinates.pp!].parametersPerDevice).toBeCloseTo(16, 9);
     }
   });
 

@@ -14,9 +14,9 @@ describe('model states', () => {
     const sim = simulate(sc);
     const psi = totalParameters(sc.model);
     let replica = 0;
-    for (const d of sim.report.devices.filter((x) => x.dp === 0)) {
+    for (const d of sim.report.devices.filter((x) => x.coordinates.dp === 0)) {
       const b = d.memoryBreakdown;
-      expect(b.params).toBeCloseTo(2 * sim.plan.stages[d.stage].parametersPerDevice, 0);
+      expect(b.params).toBeCloseTo(2 * sim.plan.stages[d.coordinates.pp!].parametersPerDevice, 0);
       expect(b.grads).toBe(b.params);
       expect(b.optimizer).toBeCloseTo(6 * b.params, 0);
       replica += b.params + b.grads + b.optimizer;
