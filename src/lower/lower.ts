@@ -248,7 +248,9 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
         for (let groupStart = 0; groupStart < perStage; groupStart += groupSize) {
           for (let local = groupStart; local < groupStart + groupSize; local++) {
             const device = first + local;
-            const op = emit.compute(computeLabel, device, variability.vary(segmentNs, device));
+            // The graph's calls directly: this loop adds most of a large step's operations.
+            const op = g.operation(computeLabel, device, variability.vary(segmentNs, device));
+            g.lane(resources.lane(device, LANE.compute));
             if (lastBlocking[device] >= 0) g.dependOn(op, lastBlocking[device]);
             const k = key(local, vs, mb);
             const hbm = resources.hbm(device);

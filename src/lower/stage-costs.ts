@@ -2,11 +2,11 @@ import type { CollectiveKind } from '../collectives/collectives.js';
 import { toNanoseconds } from '../engine/kernel.js';
 import { passSeconds, type ComputeModel } from '../hardware/compute.js';
 import type { DeviceMesh, MeshAxis } from '../strategies/mesh.js';
-import type { ProgramOp, StepProgram } from '../strategies/program.js';
+import type { StepProgram } from '../strategies/program.js';
 import { isSplit, opStates, transition, type OpLayout, type OpStates } from '../strategies/sharding.js';
 import { elementBytes, peakFlopsPerSecond } from '../training/precision.js';
 import { recomputePlan } from '../training/recompute.js';
-import { elements, type BlockKind, type Shape, type Tensor } from '../workload/types.js';
+import { elements, type BlockKind, type Shape, type Tensor, type WorkloadOp } from '../workload/types.js';
 import type { StepConfig } from './config.js';
 
 /**
@@ -94,18 +94,23 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
   };
   const bytesOf = (t: Tensor, layout: OpLayout) => (elements(t.shape) * elementBytes(t.element, precision)) / share(t.shape, layout);
 
-  // Every operation in forward order, with its states along each axis and the layout its input arrives in.
-  const chain: { p: ProgramOp; vs: number; unit: number; states: OpStates[] }[] = [];
-  program.stages.forEach((stage, vs) => stage.blocks.forEach((block, unit) => block.ops.forEach((p) => chain.push({ p, vs, unit, states: axes.map((axis) => opStates(p.op, p.layout, axis)) }))));
-  const arrival = (i: number): OpLayout => {
-    if (i === 0) return chain[i].p.layout;
-    const layout: Record<string, unknown> = { ...chain[i].p.layout };
-    // An operation that gathers its input keeps it as it arrived, split (Megatron's sequence-parallel linears).
-    axes.forEach((axis, a) => {
-      if (transition(chain[i - 1].states[a].output, chain[i].states[a].input) === 'allGather') layout[axis] = chain[i - 1].p.layout[axis];
-    });
-    return layout as OpLayout;
-  };
+  // Every operation in forward order, with its states along each axis. A step repeats the same few operations in
+  // the same layouts (every layer alike), so states and each operation's share of its block are worked out once
+  // per distinct (operation, layout, neighbours, place in its block) and added up where they recur.
+  const layoutIds = new Map<string, number>();
+  const opIds = new Map<WorkloadOp, number>();
+  const idOf = <K>(ids: Map<K, number>, key: K) => ids.get(key) ?? (ids.set(key, ids.size), ids.size - 1);
+  const statesSeen = new Map<string, OpStates[]>();
+  const chain = program.stages.flatMap((stage, vs) =>
+    stage.blocks.flatMap((block, unit) =>
+      block.ops.map((p, index) => {
+        const id = `${idOf(opIds, p.op)}:${idOf(layoutIds, JSON.stringify(p.layout))}`;
+        let states = statesSeen.get(id);
+        if (states === undefined) statesSeen.set(id, (states = axes.map((axis) => opStates(p.op, p.layout, axis))));
+        return { p, vs, unit, index, id, states };
+      }),
+    ),
+  );
   const collective = (kind: CollectiveKind | undefined, axis: MeshAxis, t: Tensor, layout: OpLayout): CollectiveStep[] => {
     if (kind === undefined || profiled) return [];
     // The whole tensor along this axis, split along the others.
@@ -114,72 +119,91 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     return [{ kind, axis, bytes: kind === 'allToAll' ? whole / mesh.sizeOf(axis) : whole }];
   };
 
+  /** What operation `i` of the chain adds to its block. */
+  const contribution = (i: number) => {
+    const { p, vs, unit, index, states } = chain[i];
+    const { op, layout } = p;
+    const block = program.stages[vs].blocks[unit];
+    const previous = chain[i - 1];
+    const next = chain[i + 1];
+    // An operation that gathers its input keeps it as it arrived, split (Megatron's sequence-parallel linears).
+    let siteLayout = layout;
+    if (previous) {
+      const arrived: Record<string, unknown> = { ...layout };
+      axes.forEach((axis, a) => {
+        if (transition(previous.states[a].output, states[a].input) === 'allGather') arrived[axis] = previous.p.layout[axis];
+      });
+      siteLayout = arrived as OpLayout;
+    }
+    const layoutOf = (site: 'input' | 'own') => (site === 'input' ? siteLayout : layout);
+    // The operation's work divides over every axis that splits one of its tensors.
+    const work = Math.max(share(op.input.shape, layout), share(op.output.shape, layout), ...op.parameters.map((t) => share(t.shape, layout)));
+    const reruns = recompute.reruns(block.kind, op);
+    const whole = recompute.rebuildsWhole(block.kind);
+    const moved = op.moved.reduce((sum, t) => sum + t.times * bytesOf(t, layoutOf(t.site)), 0);
+    const c = { forward: op.flops.forward / work, inputGrad: op.flops.inputGrad / work, weightGrad: op.flops.weightGrad / work, recompute: reruns ? op.flops.forward / work : 0, moved, recomputeMoved: reruns && whole ? moved : 0 };
+    const saved = op.saved.map((t) => ({ bytes: bytesOf(t, layoutOf(t.site)), kept: recompute.keeps(block.kind, index, t), weightGrad: t.weightGrad === true }));
+    // Legacy: every parameter counted as split over tp (see docs/design.md).
+    const parameters = op.parameters.map((t) => elements(t.shape) / mesh.sizeOf('tp'));
+    // Collectives between this operation and the next, by the sharding rule: forward on the producer's side,
+    // backward on the side that produces the gradient. A block rebuilt for its backward repeats the collectives
+    // inside it, not the one handing its output on.
+    const forwardSteps: CollectiveStep[] = [];
+    const backwardSteps: CollectiveStep[] = [];
+    axes.forEach((axis, a) => {
+      if (next) forwardSteps.push(...collective(transition(states[a].output, next.states[a].input), axis, op.output, layout));
+      if (previous) backwardSteps.push(...collective(transition(states[a].inputGrad, previous.states[a].outputGrad), axis, op.input, layout));
+    });
+    const rebuiltSteps = whole && index < block.ops.length - 1 ? forwardSteps : [];
+    return { ...c, saved, parameters, forwardSteps, backwardSteps, rebuiltSteps };
+  };
+  const contributions = new Map<string, ReturnType<typeof contribution>>();
+
   const stages = program.stages.map((stage) =>
-    stage.blocks.map((block): UnitCosts => {
-      const rebuilt = recompute.rebuildsWhole(block.kind);
-      const unit: UnitCosts = {
-        kind: block.kind,
-        layers: block.kind === 'layer' ? 1 : 0,
-        parameters: 0,
-        forwardFlops: 0,
-        inputGradFlops: 0,
-        weightGradFlops: 0,
-        recomputeFlops: 0,
-        movedBytes: 0,
-        recomputeMovedBytes: 0,
-        activationBytes: 0,
-        weightGradBytes: 0,
-        rebuiltBytes: 0,
-        extraIssues: rebuilt ? recompute.extraIssues : 0,
-        forwardCollectives: [],
-        backwardCollectives: [],
-      };
-      return unit;
-    }),
+    stage.blocks.map((block): UnitCosts => ({
+      kind: block.kind,
+      layers: block.kind === 'layer' ? 1 : 0,
+      parameters: 0,
+      forwardFlops: 0,
+      inputGradFlops: 0,
+      weightGradFlops: 0,
+      recomputeFlops: 0,
+      movedBytes: 0,
+      recomputeMovedBytes: 0,
+      activationBytes: 0,
+      weightGradBytes: 0,
+      rebuiltBytes: 0,
+      extraIssues: recompute.rebuildsWhole(block.kind) ? recompute.extraIssues : 0,
+      forwardCollectives: [],
+      backwardCollectives: [],
+    })),
   );
 
   // Blocks rebuilt whole for their backward, with the collectives their forward runs inside them.
   const rebuilt = new Map<UnitCosts, CollectiveStep[]>();
   for (const units of stages) for (const unit of units) if (recompute.rebuildsWhole(unit.kind)) rebuilt.set(unit, []);
   let weightGradKept = 0;
-  chain.forEach(({ p, vs, unit: u, states }, i) => {
+  chain.forEach(({ vs, unit: u, index, id }, i) => {
     const unit = stages[vs][u];
     const block = program.stages[vs].blocks[u];
-    const { op, layout } = p;
-    const index = block.ops.indexOf(p);
-    const siteLayout = arrival(i);
-    const layoutOf = (site: 'input' | 'own') => (site === 'input' ? siteLayout : layout);
-    // The operation's work divides over every axis that splits one of its tensors.
-    const work = Math.max(share(op.input.shape, layout), share(op.output.shape, layout), ...op.parameters.map((t) => share(t.shape, layout)));
-    unit.forwardFlops += op.flops.forward / work;
-    unit.inputGradFlops += op.flops.inputGrad / work;
-    unit.weightGradFlops += op.flops.weightGrad / work;
-    const moved = op.moved.reduce((sum, t) => sum + t.times * bytesOf(t, layoutOf(t.site)), 0);
-    unit.movedBytes += moved;
-    if (recompute.reruns(block.kind, op)) {
-      unit.recomputeFlops += op.flops.forward / work;
-      if (recompute.rebuildsWhole(block.kind)) unit.recomputeMovedBytes += moved;
+    const key = `${chain[i - 1]?.id}|${id}|${chain[i + 1]?.id}|${block.kind}|${index}|${block.ops.length}`;
+    let c = contributions.get(key);
+    if (c === undefined) contributions.set(key, (c = contribution(i)));
+    unit.forwardFlops += c.forward;
+    unit.inputGradFlops += c.inputGrad;
+    unit.weightGradFlops += c.weightGrad;
+    unit.movedBytes += c.moved;
+    unit.recomputeFlops += c.recompute;
+    unit.recomputeMovedBytes += c.recomputeMoved;
+    for (const t of c.saved) {
+      if (t.kept) unit.activationBytes += t.bytes;
+      if (rebuilt.has(unit)) unit.rebuiltBytes += t.bytes;
+      if (t.weightGrad) weightGradKept += t.bytes;
     }
-    for (const t of op.saved) {
-      const bytes = bytesOf(t, layoutOf(t.site));
-      if (recompute.keeps(block.kind, index, t)) unit.activationBytes += bytes;
-      if (recompute.rebuildsWhole(block.kind)) unit.rebuiltBytes += bytes;
-      if (t.weightGrad) weightGradKept += bytes;
-    }
-    // Legacy: every parameter counted as split over tp (see docs/design.md).
-    for (const t of op.parameters) unit.parameters += (elements(t.shape) * 1) / mesh.sizeOf('tp');
-    // Collectives between this operation and the next, by the sharding rule: forward on the producer's side,
-    // backward on the side that produces the gradient.
-    const next = chain[i + 1];
-    axes.forEach((axis, a) => {
-      if (next) {
-        const steps = collective(transition(states[a].output, next.states[a].input), axis, op.output, layout);
-        unit.forwardCollectives.push(...steps);
-        // A block rebuilt for its backward repeats the collectives inside it, not the one handing its output on.
-        if (rebuilt.has(unit) && index < block.ops.length - 1) rebuilt.get(unit)!.push(...steps);
-      }
-      if (i > 0) unit.backwardCollectives.push(...collective(transition(states[a].inputGrad, chain[i - 1].states[a].outputGrad), axis, op.input, layout));
-    });
+    for (const n of c.parameters) unit.parameters += n;
+    unit.forwardCollectives.push(...c.forwardSteps);
+    unit.backwardCollectives.push(...c.backwardSteps);
+    rebuilt.get(unit)?.push(...c.rebuiltSteps);
     if (index === block.ops.length - 1) {
       for (const t of block.tiedCopies) unit.parameters += elements(t.shape) / mesh.sizeOf('tp');
       unit.weightGradBytes = Math.min(weightGradKept, unit.activationBytes);
