@@ -3,7 +3,7 @@ import { toNanoseconds } from '../engine/kernel.js';
 import { passSeconds, type ComputeModel } from '../hardware/compute.js';
 import type { DeviceMesh, MeshAxis } from '../strategies/mesh.js';
 import type { StepProgram } from '../strategies/program.js';
-import { isSplit, opStates, transition, type OpLayout, type OpStates } from '../strategies/sharding.js';
+import { isSplit, opStates, shards, transition, type OpLayout, type OpStates } from '../strategies/sharding.js';
 import { elementBytes, peakFlopsPerSecond } from '../training/precision.js';
 import { recomputePlan } from '../training/recompute.js';
 import { elements, type BlockKind, type Shape, type Tensor, type WorkloadOp } from '../workload/types.js';
@@ -87,11 +87,7 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
   const profiled = config.costs?.forwardSeconds !== undefined;
   // Mesh axes that split anything: those of more than one rank.
   const axes = mesh.axes.filter((axis) => mesh.sizeOf(axis) > 1);
-  const share = (shape: Shape, layout: OpLayout) => {
-    let divisor = 1;
-    for (const axis of axes) if (isSplit(shape, layout, axis)) divisor *= mesh.sizeOf(axis);
-    return divisor;
-  };
+  const share = (shape: Shape, layout: OpLayout) => shards(shape, layout, mesh);
   const bytesOf = (t: Tensor, layout: OpLayout) => (elements(t.shape) * elementBytes(t.element, precision)) / share(t.shape, layout);
 
   // Every operation in forward order, with its states along each axis. A step repeats the same few operations in
@@ -143,8 +139,8 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     const moved = op.moved.reduce((sum, t) => sum + t.times * bytesOf(t, layoutOf(t.site)), 0);
     const c = { forward: op.flops.forward / work, inputGrad: op.flops.inputGrad / work, weightGrad: op.flops.weightGrad / work, recompute: reruns ? op.flops.forward / work : 0, moved, recomputeMoved: reruns && whole ? moved : 0 };
     const saved = op.saved.map((t) => ({ bytes: bytesOf(t, layoutOf(t.site)), kept: recompute.keeps(block.kind, index, t), weightGrad: t.weightGrad === true }));
-    // Legacy: every parameter counted as split over tp (see docs/design.md).
-    const parameters = op.parameters.map((t) => elements(t.shape) / mesh.sizeOf('tp'));
+    // Split as the layout splits them; the others (norm weights, row-parallel biases, position embeddings) replicated.
+    const parameters = op.parameters.map((t) => elements(t.shape) / share(t.shape, layout));
     // Collectives between this operation and the next, by the sharding rule: forward on the producer's side,
     // backward on the side that produces the gradient. A block rebuilt for its backward repeats the collectives
     // inside it, not the one handing its output on.
@@ -205,7 +201,7 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     unit.backwardCollectives.push(...c.backwardSteps);
     rebuilt.get(unit)?.push(...c.rebuiltSteps);
     if (index === block.ops.length - 1) {
-      for (const t of block.tiedCopies) unit.parameters += elements(t.shape) / mesh.sizeOf('tp');
+      for (const t of block.tiedCopies) unit.parameters += elements(t.shape) / share(t.shape, block.ops[0].layout);
       unit.weightGradBytes = Math.min(weightGradKept, unit.activationBytes);
       weightGradKept = 0;
     }

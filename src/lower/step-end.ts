@@ -2,6 +2,7 @@ import { toNanoseconds } from '../engine/kernel.js';
 import type { StepProgram, StatePlacement } from '../strategies/program.js';
 import { optimizerStateBytes, optimizerStepBytes } from '../training/optimizer.js';
 import { precisionSpec } from '../training/precision.js';
+import { shards } from '../strategies/sharding.js';
 import { elements } from '../workload/types.js';
 import type { StepConfig } from './config.js';
 import type { StepEmitter } from './emitter.js';
@@ -47,7 +48,8 @@ export function finishStep({ config, program, emit, stages, virtualStages, varia
 
   // Tied parameters on two devices: their gradients are summed between the two.
   if (program.tied) {
-    const bytes = (elements(program.tied.tensor.shape) * gradBytes) / mesh.sizeOf('tp');
+    // Split as the embedding that owns them splits them.
+    const bytes = (elements(program.tied.tensor.shape) * gradBytes) / shards(program.tied.tensor.shape, program.stages[program.tied.from].blocks[0].ops[0].layout, mesh);
     const from = virtualStages[program.tied.from].stage;
     const to = virtualStages[program.tied.to].stage;
     for (let local = 0; local < perStage; local++) {

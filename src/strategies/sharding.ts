@@ -1,6 +1,6 @@
 import type { CollectiveKind } from '../collectives/collectives.js';
 import type { Shape, TensorAxis, WorkloadOp } from '../workload/types.js';
-import type { MeshAxis } from './mesh.js';
+import type { DeviceMesh, MeshAxis } from './mesh.js';
 
 /**
  * Sharding: how each operation's tensors lie over the mesh, and the one rule that turns a change of sharding
@@ -34,6 +34,13 @@ export function splitAxis(shape: Shape, split: readonly TensorAxis[] | undefined
 
 /** Whether `shape` is split along mesh axis `mesh` under `layout`. */
 export const isSplit = (shape: Shape, layout: OpLayout, mesh: MeshAxis): boolean => splitAxis(shape, layout[mesh]) !== undefined;
+
+/** Into how many parts `layout` splits a tensor of `shape` over `mesh`: a tensor no axis splits is replicated (1). */
+export function shards(shape: Shape, layout: OpLayout, mesh: DeviceMesh): number {
+  let n = 1;
+  for (const axis of mesh.axes) if (isSplit(shape, layout, axis)) n *= mesh.sizeOf(axis);
+  return n;
+}
 
 /** The states of an operation's input and output along `mesh` in its forward, and of their gradients in its backward. */
 export interface OpStates {
