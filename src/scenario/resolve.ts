@@ -72,7 +72,7 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
     mlp: m.mlp ?? base?.mlp ?? 'gelu',
     tiedEmbeddings: m.tiedEmbeddings ?? base?.tiedEmbeddings ?? true,
     positionEmbedding: m.positionEmbedding ?? base?.positionEmbedding ?? 'learned',
-    causal: m.causal ?? base?.causal ?? false,
+    causal: m.causal ?? base?.causal ?? true,
   };
   if (hidden % heads !== 0) fail(['model', 'hidden'], `hidden size ${hidden} must be divisible by heads (${heads})`);
   if (heads % model.kvHeads !== 0) fail(['model', 'kvHeads'], `heads (${heads}) must be divisible by kvHeads (${model.kvHeads})`);

@@ -15,7 +15,7 @@ export const gpt = (layers: number, hidden: number, heads: number, seqLength = 2
   mlp: 'gelu',
   tiedEmbeddings: true,
   positionEmbedding: 'learned',
-  causal: false,
+  causal: true,
 });
 
 /**
@@ -46,7 +46,7 @@ export const MODEL_PRESETS: Record<string, Preset> = {
     mlp: 'swiglu',
     tiedEmbeddings: false,
     positionEmbedding: 'rope',
-    causal: false,
+    causal: true,
   },
   'llama3-405b': {
     layers: 126,
@@ -59,6 +59,6 @@ export const MODEL_PRESETS: Record<string, Preset> = {
     mlp: 'swiglu',
     tiedEmbeddings: false,
     positionEmbedding: 'rope',
-    causal: false,
+    causal: true,
   },
 };
