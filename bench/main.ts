@@ -5,12 +5,15 @@
  *   npm run bench -- --runs 3         runs per scenario (default 5; the 16,384-GPU scenario runs at most 3)
  *   npm run bench -- --growth         also: how the cost grows with GPUs, micro-batches and layers
  *   npm run bench -- --json           one JSON document instead of tables
+ *   npm run bench -- --against DIR    only scenario (b) without the page warmer, this build against the build in DIR
+ *                                     (another checkout, built), in alternating fresh processes: old and new compared
  *
  * Every figure is the median of several runs, with the spread (min-max). Each scenario run is a fresh process,
  * so its peak resident memory is its own. Wall time counts loading the scenario and every phase of simulate().
  */
 import { spawnSync } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EventKernel } from '../src/engine/kernel.js';
 import { formatBytes, table } from '../src/report/format.js';
@@ -64,9 +67,10 @@ function kernelEventsPerSecond(pending: number, events: number): number {
 }
 
 const runner = fileURLToPath(new URL('./run-scenario.js', import.meta.url));
-function measure(file: string, set: string[] = [], extra: { noPageWarmer?: boolean } = {}): ScenarioMeasurement {
-  const argv = [runner, file, ...set.flatMap((s) => ['--set', s]), ...(extra.noPageWarmer ? ['--no-page-warmer'] : [])];
-  const out = spawnSync(process.execPath, argv, { encoding: 'utf8', maxBuffer: 1 << 20 });
+function measure(file: string, set: string[] = [], extra: { noPageWarmer?: boolean; root?: string } = {}): ScenarioMeasurement {
+  const script = extra.root === undefined ? runner : join(extra.root, 'dist', 'bench', 'run-scenario.js');
+  const argv = [script, file, ...set.flatMap((s) => ['--set', s]), ...(extra.noPageWarmer ? ['--no-page-warmer'] : [])];
+  const out = spawnSync(process.execPath, argv, { encoding: 'utf8', maxBuffer: 1 << 20, cwd: extra.root });
   if (out.status !== 0) throw new Error(`benchmark run of ${file} failed:\n${out.stderr}`);
   return JSON.parse(out.stdout) as ScenarioMeasurement;
 }
@@ -104,6 +108,35 @@ function freshMemoryMsPer100MiB(): number {
   const block = new Int32Array(25 * 2 ** 20);
   for (let i = 0; i < block.length; i += 1024) block[i] = i;
   return (seconds() - started) * 1000;
+}
+
+// --against DIR: this build and another, alternating fresh processes (their order swapped every round, so neither
+// always runs second), scenario (b) without the page warmer. Noise on these machines comes in bursts, so two builds
+// are compared only in the same minutes, never one figure against another day's.
+const againstAt = args.indexOf('--against');
+if (againstAt >= 0) {
+  const other = resolve(args[againstAt + 1] ?? '.');
+  const file = 'scenarios/gpt3-175b-1024-a100.yaml';
+  const rounds = option('--runs', 9);
+  const ours: ScenarioMeasurement[] = [];
+  const theirs: ScenarioMeasurement[] = [];
+  if (!asJson) process.stderr.write(`measuring ${file} without the page warmer, ${rounds} rounds, this build and ${other} alternating...\n`);
+  for (let round = 0; round < rounds; round++) {
+    const pair = [() => ours.push(measure(file, [], { noPageWarmer: true })), () => theirs.push(measure(resolve(other, file), [], { noPageWarmer: true, root: other }))];
+    if (round % 2 === 1) pair.reverse();
+    for (const run of pair) run();
+  }
+  const rows = [
+    { build: other, m: summarise(file, [], theirs) },
+    { build: 'this build', m: summarise(file, [], ours) },
+  ];
+  const ratio = rows[1].m.wallSeconds.median / rows[0].m.wallSeconds.median;
+  if (asJson) console.log(JSON.stringify({ file, rounds, other: rows[0].m, ours: rows[1].m, ratio }, null, 2));
+  else {
+    console.log(table(rows.map(({ build, m }) => [build, fmtSpread(m.wallSeconds, sec), ['load', 'topology', 'step', 'execute', 'report'].map((p) => sec(m.phaseSeconds[p])).join(' / ')]), ['build', 'wall time (median, min-max)', 'phases (medians)']));
+    console.log(`this build / other: ${ratio.toFixed(3)} (median wall time)`);
+  }
+  process.exit(0);
 }
 
 say(`dtsim benchmark on ${cpus().length} x ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${formatBytes(totalmem())}, Node ${process.version}`);

@@ -95,7 +95,7 @@ export function validate(args: ScenarioArgs, io: Io): number {
     `${args.scenario}: valid scenario "${scenario.name}"\n` +
       `  ${cluster.nodes * cluster.gpusPerNode} GPUs: ${cluster.nodes} x ${cluster.gpusPerNode} ${cluster.gpu.name} (${cluster.node.name})\n` +
       `  model ${model.name}: ${model.layers} layers, hidden ${model.hidden}, ${model.heads} heads, ${(modelParameters(model) / 1e9).toFixed(2)}B parameters\n` +
-      `  TP ${parallel.tp} x PP ${parallel.pp} x DP ${parallel.dp}, ${parallel.schedule}, layers per stage ${parallel.layersPerStage.join(',')}\n` +
+      `  TP ${parallel.tp}${parallel.sequenceParallel ? ' (sequence parallel)' : ''} x PP ${parallel.pp} x DP ${parallel.dp}${parallel.zero > 0 ? ` (ZeRO-${parallel.zero})` : ''}, ${parallel.schedule}, layers per stage ${parallel.layersPerStage.join(',')}\n` +
       `  ${training.globalBatch / (training.microBatch * parallel.dp)} micro-batches of ${training.microBatch} per replica, ${training.precision}, recompute ${training.recompute}\n`,
   );
   return 0;
