@@ -55,7 +55,7 @@ export function simulate(scenario: Scenario, options: SimulateOptions = {}): Sim
     phase('topology');
     const { training } = scenario;
     const workload = buildWorkload(scenario.model, { microBatch: training.microBatch, attention: training.flashAttention ? 'flash' : 'standard' });
-    const program = buildProgram(workload, scenario.parallel, { microBatches: training.globalBatch / (training.microBatch * scenario.parallel.dp) });
+    const program = buildProgram(workload, scenario.parallel);
     const plan = lowerStep(scenario, program, topology, { allocation });
     phase('step');
     const { resources } = plan;

@@ -1,4 +1,5 @@
 import type { ClusterSpec } from '../hardware/topology.js';
+import type { DeviceMesh } from '../strategies/mesh.js';
 import type { ParallelConfig } from '../strategies/registry.js';
 import type { Optimizer } from '../training/optimizer.js';
 import type { Precision } from '../training/precision.js';
@@ -47,4 +48,4 @@ export interface VariabilityConfig {
 }
 
 /** Micro-batches each data-parallel replica runs per step. */
-export const microBatchesOf = (config: StepConfig): number => config.training.globalBatch / (config.training.microBatch * config.parallel.dp);
+export const microBatchesOf = (config: StepConfig, mesh: DeviceMesh): number => config.training.globalBatch / (config.training.microBatch * mesh.sizeOf('dp'));

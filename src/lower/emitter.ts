@@ -19,10 +19,8 @@ export class StepEmitter {
   // A send lane always reaches the same peer, so its latency is computed once.
   private readonly sendPeer: Int32Array;
   private readonly sendLatencyNs: Float64Array;
-  // A group of consecutive ranks (a tensor-parallel group) has its path latency computed once per group: for rings
-  // (whatever their kind, they cross the same pairs) and for all-to-alls.
-  private readonly ringLatency: Float64Array;
-  private readonly allToAllLatency: Float64Array;
+  // A group's path latency is computed once per group: per stride, for rings and for all-to-alls, by first rank.
+  private readonly groupLatency = new Map<number, Float64Array>();
 
   constructor(
     readonly resources: StepResources,
@@ -35,8 +33,6 @@ export class StepEmitter {
     this.stepLatency = stepLatencySeconds;
     this.sendPeer = new Int32Array(resources.laneCount).fill(-1);
     this.sendLatencyNs = new Float64Array(resources.laneCount);
-    this.ringLatency = new Float64Array(resources.devices).fill(-1);
-    this.allToAllLatency = new Float64Array(resources.devices).fill(-1);
   }
 
   label(labels: OperationLabels): number {
@@ -78,21 +74,25 @@ export class StepEmitter {
   }
 
   /**
-   * A collective over the `size` consecutive ranks from `firstDevice`, on their `laneKind` lanes. `plan` is the
-   * collective planned over the offsets 0 to size - 1 (planned once, shifted to each group).
+   * A collective over the `size` ranks `firstDevice`, `firstDevice + stride`, ... (a tensor-parallel group is
+   * consecutive ranks), on their `laneKind` lanes. `plan` is the collective planned over the offsets 0 to size - 1:
+   * planned once, shifted to each group.
    */
-  consecutiveCollective(plan: CollectivePlan, kind: CollectiveKind, firstDevice: number, size: number, laneKind: number, label: number): number {
-    const latencies = kind === 'allToAll' ? this.allToAllLatency : this.ringLatency;
+  groupCollective(plan: CollectivePlan, kind: CollectiveKind, firstDevice: number, size: number, stride: number, laneKind: number, label: number): number {
+    // Rings of one group cross the same pairs whatever their kind; an all-to-all crosses every pair.
+    const tableKey = kind === 'allToAll' ? -stride : stride;
+    let latencies = this.groupLatency.get(tableKey);
+    if (latencies === undefined) this.groupLatency.set(tableKey, (latencies = new Float64Array(this.resources.devices).fill(-1)));
     let pathLatency = latencies[firstDevice];
     if (pathLatency < 0) {
       pathLatency = 0;
-      for (const f of plan.flows) pathLatency = Math.max(pathLatency, this.topology.pathLatencySeconds(firstDevice + f.source, firstDevice + f.target));
+      for (const f of plan.flows) pathLatency = Math.max(pathLatency, this.topology.pathLatencySeconds(firstDevice + f.source * stride, firstDevice + f.target * stride));
       latencies[firstDevice] = pathLatency;
     }
     const g = this.graph;
     const op = g.operation(label, firstDevice, 0, toNanoseconds(plan.steps * (this.stepLatency + pathLatency)));
-    for (let r = 0; r < size; r++) g.lane(this.resources.lane(firstDevice + r, laneKind));
-    for (const f of plan.flows) g.flow(op, firstDevice + f.source, firstDevice + f.target, f.bytes);
+    for (let r = 0; r < size; r++) g.lane(this.resources.lane(firstDevice + r * stride, laneKind));
+    for (const f of plan.flows) g.flow(op, firstDevice + f.source * stride, firstDevice + f.target * stride, f.bytes);
     return op;
   }
 

@@ -7,7 +7,7 @@ import { TypedList } from '../engine/growable.js';
  */
 export interface LabelTable {
   readonly count: number;
-  /** The operation kind (see OP_KINDS in lanes.ts). */
+  /** The operation kind (see OP_KINDS in resources.ts). */
   readonly kind: Uint8Array;
   /** Pipeline stage; -1 where it does not apply, as for microBatch and chunk. */
   readonly stage: Int16Array;

@@ -4,7 +4,7 @@ import type { AllocationHook } from '../engine/allocation.js';
 import { AT_END, AT_START } from '../engine/graph.js';
 import { toNanoseconds } from '../engine/kernel.js';
 import type { Topology } from '../hardware/topology.js';
-import type { DeviceMesh } from '../strategies/mesh.js';
+import type { DeviceMesh, MeshAxis } from '../strategies/mesh.js';
 import { getSchedule } from '../strategies/pipeline/registry.js';
 import type { Pass, PassCosts } from '../strategies/pipeline/schedule.js';
 import type { StepProgram } from '../strategies/program.js';
@@ -35,13 +35,13 @@ const FORWARD = 0;
 const BACKWARD = 1;
 
 export function lowerStep(config: StepConfig, program: StepProgram, topology: Topology, options: { allocation?: AllocationHook } = {}): StepPlan {
-  const { cluster, training, parallel } = config;
+  const { cluster, training } = config;
   const { mesh, gradients, states } = program;
   const pp = mesh.sizeOf('pp');
   const chunks = program.stages.length / pp;
   const resources = new StepResources(cluster.nodes, cluster.gpusPerNode);
-  const microBatches = microBatchesOf(config);
-  const schedule = getSchedule(parallel.schedule);
+  const microBatches = microBatchesOf(config, mesh);
+  const schedule = getSchedule(program.schedule);
   const precision = precisionSpec(training.precision);
   const gradBytes = precision.gradientBytes;
   const paramBytes = precision.parameterBytes;
@@ -54,11 +54,11 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
   const lastVs = virtualStages.length - 1;
   const vsOf: number[][] = Array.from({ length: pp }, () => []);
   for (const v of virtualStages) vsOf[v.stage][v.chunk] = v.virtualStage;
-  const stages: StageModel[] = parallel.layersPerStage.map((layers, stage) => {
-    const mine = vsOf[stage].map((vs) => virtualStages[vs]);
+  const stages: StageModel[] = vsOf.map((virtual, stage) => {
+    const mine = virtual.map((vs) => virtualStages[vs]);
     return {
       stage,
-      layers,
+      layers: mine.reduce((a, v) => a + v.layers, 0),
       parametersPerDevice: mine.reduce((a, v) => a + v.parametersPerDevice, 0),
       activationBytes: mine.reduce((a, v) => a + v.activationBytes, 0),
       backwardFlops: mine.reduce((a, v) => a + v.inputGradFlops + v.weightGradFlops, 0),
@@ -70,8 +70,8 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
   const p2pEstimateNs = costs?.p2pSeconds !== undefined ? toNanoseconds(costs.p2pSeconds) : pp > 1 ? estimateTransferNs(topology, firstRank(0), firstRank(1), virtualStages[0].sendForwardBytes, stepLatency) : 0;
   const blockingNs = (groups: CollectiveGroup[]) =>
     groups.reduce((sum, c) => sum + estimateCollectiveNs(topology, planCollective(c.kind, mesh.group(0, [c.axis]), c.bytes, c.repeat), stepLatency), 0);
-  const forwardGroups = virtualStages.map((v) => groupCollectives(v.units.flatMap((u) => u.forwardCollectives)));
-  const backwardGroups = virtualStages.map((v) => groupCollectives(v.units.flatMap((u) => u.backwardCollectives)));
+  const forwardGroups = virtualStages.map((v) => groupCollectives(v.blocks.flatMap((u) => u.forwardCollectives)));
+  const backwardGroups = virtualStages.map((v) => groupCollectives(v.blocks.flatMap((u) => u.backwardCollectives)));
   const passCosts: PassCosts = {
     forward: virtualStages.map((v, vs) => v.forwardNs + blockingNs(forwardGroups[vs])),
     inputGrad: virtualStages.map((v, vs) => v.inputGradNs + blockingNs(backwardGroups[vs])),
@@ -89,7 +89,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
   const tp = mesh.sizeOf('tp');
   const passesPerReplica = order.reduce((sum, stageOrder) => sum + stageOrder.length, 0);
   const paramsSharded = states.params.shardAxes.length > 0;
-  const segmentsPerPass = paramsSharded ? Math.max(...virtualStages.map((v) => v.units.length)) : 1;
+  const segmentsPerPass = paramsSharded ? Math.max(...virtualStages.map((v) => v.blocks.length)) : 1;
   const expectedOperations = Math.min(2 ** 25, 1.25 * (passesPerReplica * (2 * perStage + perStage / tp) * segmentsPerPass + 4 * resources.devices));
   const emit = new StepEmitter(resources, topology, expectedOperations, stepLatency, options.allocation);
   const g = emit.graph;
@@ -115,9 +115,6 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
     });
     return last;
   });
-  // The groups gradients are reduced over and parameters gathered over, and each rank's group within its stage.
-  const gradientGroups = (stage: number) => stageGroups(mesh, stage, gradients.axes);
-  const gatherGroups = (stage: number) => stageGroups(mesh, stage, states.params.shardAxes);
 
   const key = (local: number, vs: number, mb: number) => (vs * perStage + local) * microBatches + mb;
   const slots = virtualStages.length * perStage * microBatches;
@@ -176,13 +173,44 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
   };
   const passLabel = new Int32Array(OP_KINDS.length);
   const lastOps = new Int32Array(perStage);
+  // Groups of each stage over each mesh axis, worked out once; the whole stage, and each rank alone.
+  const groupCache = new Map<string, { groups: number[][]; groupOf: Int32Array }>();
+  const groupsOver = (stage: number, ...axes: MeshAxis[]) => {
+    const id = `${stage}:${axes.join(',')}`;
+    let found = groupCache.get(id);
+    if (found === undefined) groupCache.set(id, (found = stageGroups(mesh, stage, axes)));
+    return found;
+  };
+  let allRanks: number[] = [];
+  let eachRank: number[][] = [];
+  /**
+   * Blocking collectives over `members` after what each of them did last, one operation per kind, each after the one
+   * before; the members' next compute waits for the last.
+   */
+  const blockOn = (steps: CollectiveGroup[], members: number[], first: number, labelOf: (kind: number) => number) => {
+    let previous = -1;
+    for (const c of steps) {
+      const stride = members.length > 1 ? members[1] - members[0] : 1;
+      const op = emit.groupCollective(plannedOver(c, members.length), c.kind, members[0], members.length, stride, LANE.tp, labelOf(KIND[c.kind]));
+      if (previous >= 0) g.dependOn(op, previous);
+      else for (const device of members) g.dependOn(op, lastOps[device - first]);
+      previous = op;
+    }
+    for (const device of members) {
+      lastOps[device - first] = previous;
+      lastBlocking[device] = previous;
+      lastOpOf[device] = previous;
+    }
+  };
 
   // Build in program order: for each device position, its passes in order; within a pass, its segments; for each
   // segment, every rank of the stage. Every lane then receives its operations in program order.
   for (let stage = 0; stage < pp; stage++) {
     const first = firstRank(stage);
-    const reduceGroups = gradientGroups(stage);
-    const fetchGroups = gatherGroups(stage);
+    const reduceGroups = groupsOver(stage, ...gradients.axes);
+    const fetchGroups = groupsOver(stage, ...states.params.shardAxes);
+    allRanks = Array.from({ length: perStage }, (_, local) => first + local);
+    eachRank = allRanks.map((device) => [device]);
     order[stage].forEach((entry, index) => {
       const vs = vsOf[stage][entry.chunk];
       const v = virtualStages[vs];
@@ -244,10 +272,14 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
           }
         }
         const segmentNs = Math.round(passNs * segment.fraction);
-        const groupSize = segment.collectives.length > 0 ? mesh.sizeOf(segment.collectives[0].axis) : 1;
-        for (let groupStart = 0; groupStart < perStage; groupStart += groupSize) {
-          for (let local = groupStart; local < groupStart + groupSize; local++) {
-            const device = first + local;
+        // Each rank's compute, then the segment's blocking collectives: group by group when they all run over one
+        // mesh axis (a tensor-parallel group's compute and its collectives together), else after the whole stage.
+        const collectives = segment.collectives;
+        const axis = collectives.length > 0 && collectives.every((c) => c.axis === collectives[0].axis) ? collectives[0].axis : undefined;
+        const groups = axis === undefined ? (collectives.length > 0 ? [allRanks] : eachRank) : groupsOver(stage, axis).groups;
+        for (const members of groups) {
+          for (const device of members) {
+            const local = device - first;
             // The graph's calls directly: this loop adds most of a large step's operations.
             const op = g.operation(computeLabel, device, variability.vary(segmentNs, device));
             g.lane(resources.lane(device, LANE.compute));
@@ -290,20 +322,14 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
             }
             if (pass === 'B' && lastSegment) inputGradOp[k] = op;
             lastOps[local] = op;
+            lastBlocking[device] = -1;
+            lastOpOf[device] = op;
           }
-          // The segment's blocking collectives over the group, one operation per kind, each after the one before.
-          let previous = -1;
-          for (const c of segment.collectives) {
-            const op = emit.consecutiveCollective(plannedOver(c, groupSize), c.kind, first + groupStart, groupSize, LANE.tp, labelOf(KIND[c.kind]));
-            if (previous >= 0) g.dependOn(op, previous);
-            else for (let local = groupStart; local < groupStart + groupSize; local++) g.dependOn(op, lastOps[local]);
-            previous = op;
-          }
-          for (let local = groupStart; local < groupStart + groupSize; local++) {
-            if (previous >= 0) lastOps[local] = previous;
-            lastBlocking[first + local] = previous;
-            lastOpOf[first + local] = lastOps[local];
-          }
+          if (axis !== undefined) blockOn(collectives, members, first, labelOf);
+        }
+        if (collectives.length > 0 && axis === undefined) {
+          // Over several axes: each collective over each of its groups, after what each member did last.
+          for (const c of collectives) for (const members of groupsOver(stage, c.axis).groups) blockOn([c], members, first, labelOf);
         }
         if (finalGradient) bucketReady.set(`${stage}:${entry.chunk}:${segIndex}`, lastOps.slice());
         // Gradients reduced every micro-batch go as soon as every member of the group has them.
@@ -373,14 +399,14 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
 }
 
 /** The groups over `axes` among a stage's ranks, in order of their first member, and each rank's group by its place in the stage. */
-function stageGroups(mesh: DeviceMesh, stage: number, axes: readonly string[]): { groups: number[][]; groupOf: Int32Array } {
+function stageGroups(mesh: DeviceMesh, stage: number, axes: readonly MeshAxis[]): { groups: number[][]; groupOf: Int32Array } {
   const perStage = mesh.ranksPerStage;
   const first = stage * perStage;
   const groupOf = new Int32Array(perStage).fill(-1);
   const groups: number[][] = [];
   for (let local = 0; local < perStage; local++) {
     if (groupOf[local] >= 0) continue;
-    const members = mesh.group(first + local, axes as never);
+    const members = mesh.group(first + local, axes);
     for (const m of members) groupOf[m - first] = groups.length;
     groups.push(members);
   }

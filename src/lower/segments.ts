@@ -1,6 +1,6 @@
 import { planCollective, type CollectiveKind, type CollectivePlan } from '../collectives/collectives.js';
 import type { MeshAxis } from '../strategies/mesh.js';
-import type { CollectiveStep, UnitCosts, VirtualStageModel } from './stage-costs.js';
+import type { CollectiveStep, BlockCosts, VirtualStageModel } from './stage-costs.js';
 
 /**
  * How a pass of a virtual stage is cut into graph operations. One compute operation per pass is the default: the
@@ -54,7 +54,7 @@ export function groupCollectives(steps: readonly CollectiveStep[]): CollectiveGr
  * collectives.
  */
 export function blockSegments(v: VirtualStageModel, forward: boolean, gradientBytes: number): Segment[] {
-  const list = v.units.map((u: UnitCosts) =>
+  const list = v.blocks.map((u: BlockCosts) =>
     segmentOf(forward ? u.forwardFlops : u.inputGradFlops + u.weightGradFlops, u.layers, u.parameters * gradientBytes, u.parameters, groupCollectives(forward ? u.forwardCollectives : u.backwardCollectives)),
   );
   const total = list.reduce((a, u) => a + u.fraction, 0) || 1;
@@ -76,13 +76,13 @@ export function gradientBuckets(v: VirtualStageModel, gradientBytes: number, buc
     steps = [];
     cur = segmentOf(0, 0, 0, 0, []);
   };
-  const units = [...v.units].reverse();
+  const blocks = [...v.blocks].reverse();
   for (const [i, u] of blockSegments(v, false, gradientBytes).entries()) {
     cur.fraction += u.fraction;
     cur.layers += u.layers;
     cur.gradBytes += u.gradBytes;
     cur.params += u.params;
-    steps.push(...units[i].backwardCollectives);
+    steps.push(...blocks[i].backwardCollectives);
     if (cur.gradBytes >= bucketBytes) close();
   }
   if (cur.gradBytes > 0 || cur.fraction > 0 || out.length === 0) close();

@@ -1,8 +1,8 @@
 import type { CollectiveKind } from '../collectives/collectives.js';
 import { toNanoseconds } from '../engine/kernel.js';
 import { passSeconds, type ComputeModel } from '../hardware/compute.js';
-import type { DeviceMesh, MeshAxis } from '../strategies/mesh.js';
-import type { StepProgram } from '../strategies/program.js';
+import type { MeshAxis } from '../strategies/mesh.js';
+import { ownerLayout, type StepProgram } from '../strategies/program.js';
 import { isSplit, opStates, shards, transition, type OpLayout, type OpStates } from '../strategies/sharding.js';
 import { elementBytes, peakFlopsPerSecond } from '../training/precision.js';
 import { recomputePlan } from '../training/recompute.js';
@@ -21,7 +21,7 @@ export interface CollectiveStep {
   bytes: number;
 }
 
-export interface UnitCosts {
+export interface BlockCosts {
   kind: BlockKind;
   layers: number;
   /** Parameters one device holds, before any data-parallel sharding. */
@@ -53,7 +53,7 @@ export interface VirtualStageModel {
   stage: number;
   chunk: number;
   layers: number;
-  units: UnitCosts[];
+  blocks: BlockCosts[];
   /** Parameters held by each device. */
   parametersPerDevice: number;
   /** Per micro-batch and device, FLOPs. */
@@ -98,12 +98,12 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
   const idOf = <K>(ids: Map<K, number>, key: K) => ids.get(key) ?? (ids.set(key, ids.size), ids.size - 1);
   const statesSeen = new Map<string, OpStates[]>();
   const chain = program.stages.flatMap((stage, vs) =>
-    stage.blocks.flatMap((block, unit) =>
+    stage.blocks.flatMap((block, blockIndex) =>
       block.ops.map((p, index) => {
         const id = `${idOf(opIds, p.op)}:${idOf(layoutIds, JSON.stringify(p.layout))}`;
         let states = statesSeen.get(id);
         if (states === undefined) statesSeen.set(id, (states = axes.map((axis) => opStates(p.op, p.layout, axis))));
-        return { p, vs, unit, index, id, states };
+        return { p, vs, blockIndex, index, id, states };
       }),
     ),
   );
@@ -117,9 +117,9 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
 
   /** What operation `i` of the chain adds to its block. */
   const contribution = (i: number) => {
-    const { p, vs, unit, index, states } = chain[i];
+    const { p, vs, blockIndex, index, states } = chain[i];
     const { op, layout } = p;
-    const block = program.stages[vs].blocks[unit];
+    const block = program.stages[vs].blocks[blockIndex];
     const previous = chain[i - 1];
     const next = chain[i + 1];
     // An operation that gathers its input keeps it as it arrived, split (Megatron's sequence-parallel linears).
@@ -156,7 +156,7 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
   const contributions = new Map<string, ReturnType<typeof contribution>>();
 
   const stages = program.stages.map((stage) =>
-    stage.blocks.map((block): UnitCosts => ({
+    stage.blocks.map((block): BlockCosts => ({
       kind: block.kind,
       layers: block.kind === 'layer' ? 1 : 0,
       parameters: 0,
@@ -176,12 +176,12 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
   );
 
   // Blocks rebuilt whole for their backward, with the collectives their forward runs inside them.
-  const rebuilt = new Map<UnitCosts, CollectiveStep[]>();
-  for (const units of stages) for (const unit of units) if (recompute.rebuildsWhole(unit.kind)) rebuilt.set(unit, []);
+  const rebuilt = new Map<BlockCosts, CollectiveStep[]>();
+  for (const costs of stages) for (const block of costs) if (recompute.rebuildsWhole(block.kind)) rebuilt.set(block, []);
   let weightGradKept = 0;
-  chain.forEach(({ vs, unit: u, index, id }, i) => {
-    const unit = stages[vs][u];
-    const block = program.stages[vs].blocks[u];
+  chain.forEach(({ vs, blockIndex, index, id }, i) => {
+    const unit = stages[vs][blockIndex];
+    const block = program.stages[vs].blocks[blockIndex];
     const key = `${chain[i - 1]?.id}|${id}|${chain[i + 1]?.id}|${block.kind}|${index}|${block.ops.length}`;
     let c = contributions.get(key);
     if (c === undefined) contributions.set(key, (c = contribution(i)));
@@ -201,7 +201,7 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     unit.backwardCollectives.push(...c.backwardSteps);
     rebuilt.get(unit)?.push(...c.rebuiltSteps);
     if (index === block.ops.length - 1) {
-      for (const t of block.tiedCopies) unit.parameters += elements(t.shape) / share(t.shape, block.ops[0].layout);
+      for (const t of block.tiedCopies) unit.parameters += elements(t.shape) / share(t.shape, ownerLayout(program, program.tied!.owner, t));
       unit.weightGradBytes = Math.min(weightGradKept, unit.activationBytes);
       weightGradKept = 0;
     }
@@ -218,24 +218,26 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
   };
   const costs = config.costs;
   const lastVs = program.stages.length - 1;
+  // Profiled times are per pipeline stage: each of its chunks takes its share.
+  const chunks = program.stages.length / mesh.sizeOf('pp');
   return program.stages.map((stage, vs): VirtualStageModel => {
-    const units = stages[vs];
-    const sum = (f: (u: UnitCosts) => number) => units.reduce((a, u) => a + f(u), 0);
+    const blocks = stages[vs];
+    const sum = (f: (b: BlockCosts) => number) => blocks.reduce((a, b) => a + f(b), 0);
     const layers = stage.layers;
     const forwardFlops = sum((u) => u.forwardFlops);
     const recomputeFlops = sum((u) => u.recomputeFlops);
     const inputGradFlops = sum((u) => u.inputGradFlops) + recomputeFlops;
     const weightGradFlops = sum((u) => u.weightGradFlops);
     const traffic = sum((u) => u.movedBytes);
-    const issues = 1 + Math.max(0, ...units.map((u) => u.extraIssues));
+    const issues = 1 + Math.max(0, ...blocks.map((u) => u.extraIssues));
     const activationBytes = sum((u) => u.activationBytes);
     let forwardNs: number;
     let inputGradNs: number;
     let weightGradNs: number;
     if (profiled) {
-      forwardNs = toNanoseconds(costs!.forwardSeconds![stage.stage] / config.parallel.chunks);
-      inputGradNs = toNanoseconds(costs!.backwardSeconds![stage.stage] / config.parallel.chunks);
-      weightGradNs = toNanoseconds((costs!.weightGradSeconds?.[stage.stage] ?? 0) / config.parallel.chunks);
+      forwardNs = toNanoseconds(costs!.forwardSeconds![stage.stage] / chunks);
+      inputGradNs = toNanoseconds(costs!.backwardSeconds![stage.stage] / chunks);
+      weightGradNs = toNanoseconds((costs!.weightGradSeconds?.[stage.stage] ?? 0) / chunks);
     } else {
       forwardNs = toNanoseconds(passSeconds(computeModel, { flops: forwardFlops, bytes: traffic, layers, issues: 1 }));
       inputGradNs = toNanoseconds(passSeconds(computeModel, { flops: inputGradFlops, bytes: traffic + sum((u) => u.recomputeMovedBytes), layers, issues }));
@@ -252,7 +254,7 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
       stage: stage.stage,
       chunk: stage.chunk,
       layers,
-      units,
+      blocks,
       parametersPerDevice: sum((u) => u.parameters),
       forwardFlops,
       inputGradFlops,
@@ -264,7 +266,7 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
       backwardNs: inputGradNs + weightGradNs,
       activationBytes,
       weightGradBytes: Math.min(sum((u) => u.weightGradBytes), activationBytes),
-      recomputeBytes: Math.max(0, ...units.map((u) => u.rebuiltBytes)),
+      recomputeBytes: Math.max(0, ...blocks.map((u) => u.rebuiltBytes)),
       sendForwardBytes,
       sendBackwardBytes,
     };
@@ -280,4 +282,3 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
   }
 }
 
-export type { DeviceMesh };

@@ -2,6 +2,7 @@ import { toNanoseconds } from '../engine/kernel.js';
 import type { StepProgram, StatePlacement } from '../strategies/program.js';
 import { optimizerStateBytes, optimizerStepBytes } from '../training/optimizer.js';
 import { precisionSpec } from '../training/precision.js';
+import { ownerLayout } from '../strategies/program.js';
 import { shards } from '../strategies/sharding.js';
 import { elements } from '../workload/types.js';
 import type { StepConfig } from './config.js';
@@ -48,10 +49,11 @@ export function finishStep({ config, program, emit, stages, virtualStages, varia
 
   // Tied parameters on two devices: their gradients are summed between the two.
   if (program.tied) {
-    // Split as the embedding that owns them splits them.
-    const bytes = (elements(program.tied.tensor.shape) * gradBytes) / shards(program.tied.tensor.shape, program.stages[program.tied.from].blocks[0].ops[0].layout, mesh);
-    const from = virtualStages[program.tied.from].stage;
-    const to = virtualStages[program.tied.to].stage;
+    // Split as the operation that owns them splits them.
+    const { tensor, owner, copy } = program.tied;
+    const bytes = (elements(tensor.shape) * gradBytes) / shards(tensor.shape, ownerLayout(program, owner, tensor), mesh);
+    const from = virtualStages[owner].stage;
+    const to = virtualStages[copy].stage;
     for (let local = 0; local < perStage; local++) {
       const a = from * perStage + local;
       const b = to * perStage + local;
@@ -95,12 +97,14 @@ export function finishStep({ config, program, emit, stages, virtualStages, varia
     for (const sync of gradientSync[device]) g.dependOn(op, sync);
     if (lastOpOf[device] >= 0) g.dependOn(op, lastOpOf[device]);
     updated[device] = op;
-    if (optimizerOffloaded && states.params.tier !== 'cpu') {
-      // Updated parameters leave the host: to the GPU, or to NVMe where ZeRO-Infinity keeps them.
-      const target = states.params.tier === 'nvme' ? emit.hostVertex(device, 'nvme') : device;
-      const up = emit.offloadTransfer(device, emit.hostVertex(device, 'cpu'), target, shard * paramBytes, labelAt(KIND.offload, stage));
-      g.dependOn(up, op);
-      updated[device] = up;
+    // Updated parameters go where they live: from the host optimizer to the GPU or to NVMe (ZeRO-Infinity), or from
+    // the GPU's optimizer to a shard kept in host memory or on NVMe.
+    const from = optimizerOffloaded ? emit.hostVertex(device, 'cpu') : device;
+    const to = states.params.tier === 'hbm' ? device : emit.hostVertex(device, states.params.tier);
+    if (from !== to) {
+      const back = emit.offloadTransfer(device, from, to, shard * paramBytes, labelAt(KIND.offload, stage));
+      g.dependOn(back, op);
+      updated[device] = back;
     }
   }
   // Optimizer states sharded and parameters whole: every device gathers the updated parameters (ZeRO-1 and 2).

@@ -2,7 +2,7 @@ import seedrandom from 'seedrandom';
 import type { VariabilityConfig } from './config.js';
 
 /**
- * Seeded variability: straggler devices, chosen by a seeded shuffle, run every operation slower by a factor; with
+ * Seeded variability: straggler devices, chosen by a seeded shuffle, run their compute slower by a factor; with
  * jitter, every compute operation's duration is drawn around its nominal value (a Gaussian of relative standard
  * deviation `jitter`, at least 5% of it), one draw per operation in creation order. With variability off no random
  * number is drawn, so results are exact and independent of the seed.

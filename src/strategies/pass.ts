@@ -51,5 +51,4 @@ export interface CheckContext extends ConfigContext {
 
 export interface ApplyContext {
   mesh: DeviceMesh;
-  microBatches: number;
 }

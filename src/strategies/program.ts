@@ -76,8 +76,13 @@ export interface StepProgram {
   mesh: DeviceMesh;
   /** By virtual stage. */
   stages: readonly VirtualStage[];
-  /** Tied parameters copied onto two virtual stages on different devices: their gradients are summed between them. */
-  tied?: { tensor: Tensor; from: number; to: number };
+  /** The pipeline schedule that orders each device's passes (strategies/pipeline/registry.ts). */
+  schedule: string;
+  /**
+   * Tied parameters on two virtual stages of different devices: `owner` holds them, `copy` keeps a copy (in that
+   * block's `tiedCopies`), and their gradients are summed between the two.
+   */
+  tied?: { tensor: Tensor; owner: number; copy: number };
   gradients: GradientPolicy;
   states: ModelStates;
 }
@@ -90,9 +95,16 @@ export function initialProgram(workload: Workload, mesh: DeviceMesh): StepProgra
     workload,
     mesh,
     stages: [{ virtualStage: 0, stage: 0, chunk: 0, layers: blocks.filter((b) => b.kind === 'layer').length, blocks }],
+    schedule: '1f1b',
     gradients: { axes: [], collective: 'allReduce', every: 'step', bucketBytes: Infinity },
     states: { params: onGpu, grads: onGpu, optimizer: onGpu, prefetchBlocks: 1, pinnedHostBytes: 0 },
   };
+}
+
+/** The layout of the operation that owns a parameter tensor, on a virtual stage. */
+export function ownerLayout(program: StepProgram, virtualStage: number, tensor: Tensor): OpLayout {
+  for (const block of program.stages[virtualStage].blocks) for (const p of block.ops) if (p.op.parameters.includes(tensor)) return p.layout;
+  throw new Error(`no operation of virtual stage ${virtualStage} owns ${tensor.name}`);
 }
 
 /** The program with `layout` merged into the layout of every operation `select` picks. */

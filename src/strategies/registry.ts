@@ -5,7 +5,7 @@ import { dataParallel } from './data/data-parallel.js';
 import { offload } from './data/offload.js';
 import { zeroRedundancy } from './data/zero.js';
 import { DeviceMesh, type Coordinates } from './mesh.js';
-import type { ApplyContext, CheckContext, ConfigContext, ParallelismPass } from './pass.js';
+import type { CheckContext, ConfigContext, ParallelismPass } from './pass.js';
 import { pipelineParallel } from './pipeline/pipeline-parallel.js';
 import { initialProgram, type StepProgram } from './program.js';
 import { sequenceParallel } from './sequence/megatron-sp.js';
@@ -28,8 +28,12 @@ export type ParallelConfig = Intersection<ConfigOf<(typeof PASSES)[number]>>;
 type AnyPass = ParallelismPass<z.ZodRawShape, object, ParallelConfig>;
 const passes = PASSES as unknown as readonly AnyPass[];
 
-/** The scenario's `parallel` section: every pass's fields. */
-export const parallelFields: z.ZodRawShape = Object.assign({}, ...passes.map((p) => p.fields));
+/** The scenario's `parallel` section: every pass's fields, each owned by one pass. */
+export const parallelFields: z.ZodRawShape = {};
+for (const pass of passes) {
+  for (const field of Object.keys(pass.fields)) if (field in parallelFields) throw new Error(`parallelism passes: field parallel.${field} is declared twice (${pass.name})`);
+  Object.assign(parallelFields, pass.fields);
+}
 
 /** Resolves the parsed `parallel` section pass by pass, then checks it whole. */
 export function resolveParallel(input: Record<string, unknown>, context: ConfigContext): { parallel?: ParallelConfig; issues: PathIssue[] } {
@@ -65,9 +69,9 @@ export function meshOf(parallel: ParallelConfig): DeviceMesh {
 }
 
 /** The step program of a workload under a configuration: the initial program rewritten by every pass in turn. */
-export function buildProgram(workload: Workload, parallel: ParallelConfig, context: Omit<ApplyContext, 'mesh'>): StepProgram {
+export function buildProgram(workload: Workload, parallel: ParallelConfig): StepProgram {
   const mesh = meshOf(parallel);
   let program = initialProgram(workload, mesh);
-  for (const pass of passes) program = pass.apply(program, parallel, { ...context, mesh });
+  for (const pass of passes) program = pass.apply(program, parallel, { mesh });
   return program;
 }

@@ -35,10 +35,17 @@ export function splitAxis(shape: Shape, split: readonly TensorAxis[] | undefined
 /** Whether `shape` is split along mesh axis `mesh` under `layout`. */
 export const isSplit = (shape: Shape, layout: OpLayout, mesh: MeshAxis): boolean => splitAxis(shape, layout[mesh]) !== undefined;
 
-/** Into how many parts `layout` splits a tensor of `shape` over `mesh`: a tensor no axis splits is replicated (1). */
+/**
+ * Into how many distinct parts `layout` splits a tensor of `shape` over `mesh`: 1 for a tensor no axis splits
+ * (replicated). A tensor axis shorter than the mesh axis is split into its own length and replicated beyond it, as
+ * Megatron replicates key/value heads when tp exceeds them.
+ */
 export function shards(shape: Shape, layout: OpLayout, mesh: DeviceMesh): number {
   let n = 1;
-  for (const axis of mesh.axes) if (isSplit(shape, layout, axis)) n *= mesh.sizeOf(axis);
+  for (const axis of mesh.axes) {
+    const split = splitAxis(shape, layout[axis]);
+    if (split !== undefined) n *= Math.min(mesh.sizeOf(axis), shape[split]!);
+  }
   return n;
 }
 

@@ -67,6 +67,8 @@ export function buildGpt(m: GptSpec, options: GptBuildOptions): Workload {
   const flash = options.attention === 'flash';
   const hiddenState = tensor('hidden', { batch: b, seq: s, hidden: h });
   const heads = tensor('heads', { batch: b, seq: s, heads: a, headDim });
+  // Q, K and V together, as the fused projection writes them.
+  const qkvOut = tensor('qkv', { batch: b, seq: s, heads: a + 2 * m.kvHeads, headDim });
   const kv = { batch: b, seq: s, kvHeads: m.kvHeads, headDim };
   const ffn = tensor('ffn', { batch: b, seq: s, ffn: F });
   const scores = { batch: b, heads: a, seq: s, keys: s };
@@ -89,7 +91,7 @@ export function buildGpt(m: GptSpec, options: GptBuildOptions): Workload {
   const attention = op(
     'attention',
     'attention',
-    heads,
+    qkvOut,
     heads,
     { forward: scoreFlops, inputGrad: 2 * scoreFlops, weightGrad: 0 },
     [{ ...tensor('q', heads.shape), site: 'own' }, { ...tensor('k', kv), site: 'own' }, { ...tensor('v', kv), site: 'own' }, ...scoreTensors],
@@ -97,7 +99,7 @@ export function buildGpt(m: GptSpec, options: GptBuildOptions): Workload {
   );
 
   const kvShare = m.kvHeads / a;
-  const qkv = op('qkv', 'gemm', hiddenState, heads, gemmFlops(2 * b * s * h * h * (1 + 2 * kvShare)), [linearInput('qkv', hiddenState)], [
+  const qkv = op('qkv', 'gemm', hiddenState, qkvOut, gemmFlops(2 * b * s * h * h * (1 + 2 * kvShare)), [linearInput('qkv', hiddenState)], [
     parameter('qkv.q', { hidden: h, heads: a, headDim }),
     parameter('qkv.k', { hidden: h, kvHeads: m.kvHeads, headDim }),
     parameter('qkv.v', { hidden: h, kvHeads: m.kvHeads, headDim }),
@@ -125,7 +127,7 @@ export function buildGpt(m: GptSpec, options: GptBuildOptions): Workload {
     ops: [
       op('embedding', 'embedding', tensor('tokens', { batch: b, seq: s }), hiddenState, noFlops, [], [
         wordEmbedding,
-        ...(m.positionEmbedding === 'learned' ? [parameter('embedding.position', { seq: s, hidden: h })] : []),
+        ...(m.positionEmbedding === 'learned' ? [parameter('embedding.position', { positions: s, hidden: h })] : []),
       ]),
     ],
   };

@@ -18,7 +18,7 @@ export function buildWorkload(model: ModelSpec, options: WorkloadOptions): Workl
   return MODEL_KINDS.gpt(model, options);
 }
 
-/** Ψ: every parameter of a workload (shared tensors counted once). */
+/** Ψ: every parameter of a workload; a tied tensor is a parameter of its owner only, so it counts once. */
 export function workloadParameters(workload: Workload): number {
   let sum = 0;
   for (const block of workload.blocks) for (const op of block.ops) for (const p of op.parameters) sum += elements(p.shape);

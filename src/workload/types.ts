@@ -7,8 +7,11 @@
  * a whole layer. A model kind (gpt.ts, and later others) builds one for a micro-batch.
  */
 
-/** Named tensor axes. `keys` is the second sequence axis of an attention score matrix. */
-export const TENSOR_AXES = ['batch', 'seq', 'keys', 'hidden', 'heads', 'kvHeads', 'headDim', 'ffn', 'vocab'] as const;
+/**
+ * Named tensor axes. `keys` is the second sequence axis of an attention score matrix; `positions` the rows of a
+ * position-embedding table, named apart from `seq` so that splitting the sequence does not split the table.
+ */
+export const TENSOR_AXES = ['batch', 'seq', 'keys', 'positions', 'hidden', 'heads', 'kvHeads', 'headDim', 'ffn', 'vocab'] as const;
 export type TensorAxis = (typeof TENSOR_AXES)[number];
 
 /** A shape: the size of each axis the tensor has. */
@@ -86,8 +89,9 @@ export interface Workload {
   /** Blocks in forward order: the pipeline cuts between blocks. */
   blocks: readonly WorkloadBlock[];
   /**
-   * Parameters two blocks share (tied input and output embeddings), by the name of the tensor in the first block:
-   * a pipeline that puts them on different devices keeps a copy on each and sums their gradients.
+   * A parameter tensor two blocks use (tied input and output embeddings): block `from` owns it (it is among its
+   * operations' parameters), block `to` uses it too. A pipeline that puts them on different devices keeps a copy
+   * with the second and sums their gradients.
    */
   tied?: { tensor: Tensor; from: number; to: number };
 }

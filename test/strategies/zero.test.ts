@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ScenarioError } from '../../src/errors.js';
+import { KIND } from '../../src/lower/resources.js';
 import { simulate } from '../../src/simulate.js';
 import { scenario } from '../support/scenarios.js';
 
@@ -161,5 +162,26 @@ describe('ZeRO composition and bad input', () => {
     const sim = simulate(scenario({ ...base(4, 3, { offload: { optimizer: 'nvme', params: 'nvme' } }), cluster: { nodes: 1, gpusPerNode: 4, node: { preset: 'dgx-a100', nvme: { capacity: '100MB' } } } }));
     expect(sim.report.memory.fits).toBe(false);
     expect(sim.report.memory.overflows.find((o) => o.tier === 'nvme')).toMatchObject({ tier: 'nvme', node: 0, capacity: 100e6 });
+  });
+});
+
+describe('parameters kept off the GPU', () => {
+  it('with the optimizer on the GPU and the parameter shard in host memory, each device writes its updated shard back after its optimizer step', () => {
+    const sim = simulate(scenario(base(4, 3, { offload: { params: 'cpu' } })));
+    const { graph: g, labels, resources } = sim.plan;
+    const shardBytes = (2 * sim.plan.stages[0].parametersPerDevice) / 4;
+    const writtenBack = new Set<number>();
+    for (let op = 0; op < g.count; op++) {
+      if (labels.kind[g.label[op]] !== KIND.optimizer) continue;
+      for (let e = g.dependentFirst[op]; e >= 0; e = g.dependentNext[e]) {
+        const next = g.dependentOp[e];
+        if (labels.kind[g.label[next]] !== KIND.offload) continue;
+        const f = g.flowStart[next];
+        expect([g.flowSource[f], g.flowSizes.bytes[g.flowSize[f]]]).toEqual([g.device[op], shardBytes]);
+        expect(g.flowTarget[f]).toBe(sim.topology.cpuVertex(resources.nodeOf(g.device[op])));
+        writtenBack.add(g.device[op]);
+      }
+    }
+    expect(writtenBack.size).toBe(4);
   });
 });

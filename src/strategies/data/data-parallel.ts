@@ -38,5 +38,6 @@ export const dataParallel: ParallelismPass<typeof fields, DataConfig> = {
     }
     return issues;
   },
-  apply: (program, { gradientBucketBytes }) => ({ ...program, gradients: { axes: ['dp'], collective: 'allReduce', every: 'step', bucketBytes: gradientBucketBytes } }),
+  // Replicas along `dp` join the axes earlier passes already reduce gradients over.
+  apply: (program, { gradientBucketBytes }) => ({ ...program, gradients: { axes: [...program.gradients.axes, 'dp'], collective: 'allReduce', every: 'step', bucketBytes: gradientBucketBytes } }),
 };

@@ -65,6 +65,7 @@ export const pipelineParallel: ParallelismPass<typeof fields, PipelineConfig> = 
     // Layers fill the virtual stages in order; blocks before the first layer join the first, those after the last the last.
     const blocks = program.stages.flatMap((s) => s.blocks);
     const members: ProgramBlock[][] = Array.from({ length: count }, () => []);
+    const stageOfBlock: number[] = [];
     const layersOf = (vs: number) => layersPerStage[stageOf[vs]] / chunks;
     let vs = 0;
     let filled = 0;
@@ -76,17 +77,19 @@ export const pipelineParallel: ParallelismPass<typeof fields, PipelineConfig> = 
         }
         filled++;
       }
+      stageOfBlock.push(vs);
       members[vs].push(block);
     }
-    const last = count - 1;
+    // Tied parameters whose two blocks land on different devices: the second keeps a copy.
     const tied = program.workload.tied;
-    const copied = tied !== undefined && stageOf[0] !== stageOf[last];
+    const [owner, copy] = tied ? [stageOfBlock[tied.from], stageOfBlock[tied.to]] : [0, 0];
+    const copied = tied !== undefined && stageOf[owner] !== stageOf[copy];
     if (copied) {
-      const lastBlocks = members[last];
-      lastBlocks[lastBlocks.length - 1] = { ...lastBlocks[lastBlocks.length - 1], tiedCopies: [tied.tensor] };
+      const at = members[copy].indexOf(blocks[tied.to]);
+      members[copy][at] = { ...blocks[tied.to], tiedCopies: [...blocks[tied.to].tiedCopies, tied.tensor] };
     }
     const stages: VirtualStage[] = members.map((b, v) => ({ virtualStage: v, stage: stageOf[v], chunk: chunkOf[v], layers: layersOf(v), blocks: b }));
-    return { ...program, stages, ...(copied ? { tied: { tensor: tied.tensor, from: 0, to: last } } : {}) };
+    return { ...program, stages, schedule, ...(copied ? { tied: { tensor: tied.tensor, owner, copy } } : {}) };
   },
 };
 

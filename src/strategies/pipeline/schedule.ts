@@ -11,8 +11,8 @@ export interface ScheduleShape {
 /**
  * A pipeline schedule is a pure function from (stages, micro-batches, chunks,
  * and for cost-aware schedules the per-pass costs) to each device's order of
- * passes. Communication, memory and real costs are added later by the step
- * builder, so a schedule is only the order and where each model chunk lives.
+ * passes. Communication, memory and real costs are added later by the lowering
+ * (src/lower), so a schedule is only the order and where each model chunk lives.
  */
 export type Pass = 'F' | 'B' | 'W' | 'BW';
 
