@@ -70,9 +70,9 @@ export interface VirtualStageModel {
   backwardNs: number;
   /** Activation bytes a micro-batch keeps from forward to backward. */
   activationBytes: number;
-  /** Of those, bytes kept from B until W. */
+  /** Bytes kept from B until W: of the activations, or under full recomputation the rebuilt linear inputs. */
   weightGradBytes: number;
-  /** Extra bytes while a backward rebuilds a layer (full recompute). */
+  /** Extra bytes while a backward rebuilds a layer (full recompute): its activations but for the kept input. */
   recomputeBytes: number;
   /** Bytes each device sends to the next virtual stage after a forward, and to the previous one after B. */
   sendForwardBytes: number;
@@ -193,7 +193,8 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     unit.recomputeMovedBytes += c.recomputeMoved;
     for (const t of c.saved) {
       if (t.kept) unit.activationBytes += t.bytes;
-      if (rebuilt.has(unit)) unit.rebuiltBytes += t.bytes;
+      // A rebuilt block's activations live again during its backward, but for those it kept all along.
+      if (rebuilt.has(unit) && !t.kept) unit.rebuiltBytes += t.bytes;
       if (t.weightGrad) weightGradKept += t.bytes;
     }
     for (const n of c.parameters) unit.parameters += n;
@@ -202,7 +203,9 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     rebuilt.get(unit)?.push(...c.rebuiltSteps);
     if (index === block.ops.length - 1) {
       for (const t of block.tiedCopies) unit.parameters += elements(t.shape) / share(t.shape, ownerLayout(program, program.tied!.owner, t));
-      unit.weightGradBytes = Math.min(weightGradKept, unit.activationBytes);
+      // W needs the linear projections' inputs: kept ones (at most what the block keeps), or, in a block rebuilt for
+      // its backward, the rebuilt ones, which then live from B until W.
+      unit.weightGradBytes = rebuilt.has(unit) ? weightGradKept : Math.min(weightGradKept, unit.activationBytes);
       weightGradKept = 0;
     }
   });
@@ -265,7 +268,7 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
       weightGradNs,
       backwardNs: inputGradNs + weightGradNs,
       activationBytes,
-      weightGradBytes: Math.min(sum((u) => u.weightGradBytes), activationBytes),
+      weightGradBytes: sum((b) => b.weightGradBytes),
       recomputeBytes: Math.max(0, ...blocks.map((u) => u.rebuiltBytes)),
       sendForwardBytes,
       sendBackwardBytes,
