@@ -4,7 +4,7 @@ import type { AllocationHook } from '../engine/allocation.js';
 import { AT_END, AT_START } from '../engine/graph.js';
 import { toNanoseconds } from '../engine/kernel.js';
 import type { Topology } from '../hardware/topology.js';
-import type { DeviceMesh, MeshAxis } from '../strategies/mesh.js';
+import type { MeshAxis } from '../strategies/mesh.js';
 import { getSchedule } from '../strategies/pipeline/registry.js';
 import type { Pass, PassCosts } from '../strategies/pipeline/schedule.js';
 import type { StepProgram } from '../strategies/program.js';
@@ -178,7 +178,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
   const groupsOver = (stage: number, ...axes: MeshAxis[]) => {
     const id = `${stage}:${axes.join(',')}`;
     let found = groupCache.get(id);
-    if (found === undefined) groupCache.set(id, (found = stageGroups(mesh, stage, axes)));
+    if (found === undefined) groupCache.set(id, (found = mesh.groupsInStage(stage, axes)));
     return found;
   };
   let allRanks: number[] = [];
@@ -211,6 +211,9 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
     const fetchGroups = groupsOver(stage, ...states.params.shardAxes);
     allRanks = Array.from({ length: perStage }, (_, local) => first + local);
     eachRank = allRanks.map((device) => [device]);
+    // This stage's groups over one axis, looked up per segment without building a key.
+    const byAxis = new Map<MeshAxis, number[][]>();
+    const axisGroups = (axis: MeshAxis) => byAxis.get(axis) ?? (byAxis.set(axis, groupsOver(stage, axis).groups), byAxis.get(axis)!);
     order[stage].forEach((entry, index) => {
       const vs = vsOf[stage][entry.chunk];
       const v = virtualStages[vs];
@@ -276,7 +279,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
         // mesh axis (a tensor-parallel group's compute and its collectives together), else after the whole stage.
         const collectives = segment.collectives;
         const axis = collectives.length > 0 && collectives.every((c) => c.axis === collectives[0].axis) ? collectives[0].axis : undefined;
-        const groups = axis === undefined ? (collectives.length > 0 ? [allRanks] : eachRank) : groupsOver(stage, axis).groups;
+        const groups = axis === undefined ? (collectives.length > 0 ? [allRanks] : eachRank) : axisGroups(axis);
         for (const members of groups) {
           for (const device of members) {
             const local = device - first;
@@ -329,7 +332,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
         }
         if (collectives.length > 0 && axis === undefined) {
           // Over several axes: each collective over each of its groups, after what each member did last.
-          for (const c of collectives) for (const members of groupsOver(stage, c.axis).groups) blockOn([c], members, first, labelOf);
+          for (const c of collectives) for (const members of axisGroups(c.axis)) blockOn([c], members, first, labelOf);
         }
         if (finalGradient) bucketReady.set(`${stage}:${entry.chunk}:${segIndex}`, lastOps.slice());
         // Gradients reduced every micro-batch go as soon as every member of the group has them.
@@ -396,19 +399,4 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
     hardwareFlops: perReplicaHardwareFlops * dp,
     peakFlopsPerDevice,
   };
-}
-
-/** The groups over `axes` among a stage's ranks, in order of their first member, and each rank's group by its place in the stage. */
-function stageGroups(mesh: DeviceMesh, stage: number, axes: readonly MeshAxis[]): { groups: number[][]; groupOf: Int32Array } {
-  const perStage = mesh.ranksPerStage;
-  const first = stage * perStage;
-  const groupOf = new Int32Array(perStage).fill(-1);
-  const groups: number[][] = [];
-  for (let local = 0; local < perStage; local++) {
-    if (groupOf[local] >= 0) continue;
-    const members = mesh.group(first + local, axes);
-    for (const m of members) groupOf[m - first] = groups.length;
-    groups.push(members);
-  }
-  return { groups, groupOf };
 }

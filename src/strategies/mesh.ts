@@ -36,11 +36,6 @@ export class DeviceMesh {
     return this.sizes[axis];
   }
 
-  /** Distance in ranks between neighbours along `axis`. */
-  strideOf(axis: MeshAxis): number {
-    return this.strides[axis];
-  }
-
   coordinate(rank: number, axis: MeshAxis): number {
     return Math.floor(rank / this.strides[axis]) % this.sizes[axis];
   }
@@ -75,5 +70,23 @@ export class DeviceMesh {
   /** Ranks per pipeline stage, which hold consecutive ranks: stage s has ranks s·n to (s+1)·n - 1. */
   get ranksPerStage(): number {
     return this.strides.pp;
+  }
+
+  /**
+   * The groups over `axes` among a pipeline stage's ranks, in order of their first member, and each rank's group by
+   * its place in the stage.
+   */
+  groupsInStage(stage: number, axes: readonly MeshAxis[]): { groups: number[][]; groupOf: Int32Array } {
+    const perStage = this.ranksPerStage;
+    const first = stage * perStage;
+    const groupOf = new Int32Array(perStage).fill(-1);
+    const groups: number[][] = [];
+    for (let local = 0; local < perStage; local++) {
+      if (groupOf[local] >= 0) continue;
+      const members = this.group(first + local, axes);
+      for (const m of members) groupOf[m - first] = groups.length;
+      groups.push(members);
+    }
+    return { groups, groupOf };
   }
 }

@@ -36,6 +36,14 @@ describe('device mesh', () => {
     );
   });
 
+  it("groups a stage's ranks over axes in order of their first member, and knows each rank's group", () => {
+    const mesh = new DeviceMesh({ tp: 2, cp: 2, dp: 2, pp: 2 });
+    const { groups, groupOf } = mesh.groupsInStage(1, ['cp']);
+    expect(groups).toEqual([[8, 10], [9, 11], [12, 14], [13, 15]]);
+    expect(Array.from(groupOf)).toEqual([0, 1, 0, 1, 2, 3, 2, 3]);
+    expect(mesh.groupsInStage(0, []).groups).toEqual([[0], [1], [2], [3], [4], [5], [6], [7]]);
+  });
+
   it('lists only the axes it uses beyond tp, dp and pp', () => {
     expect(new DeviceMesh({ tp: 2, cp: 4, dp: 2, pp: 1 }).axes).toEqual(['tp', 'cp', 'dp', 'pp']);
     expect(new DeviceMesh({ tp: 1 }).axes).toEqual(['tp', 'dp', 'pp']);
