@@ -188,15 +188,18 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
    * before; the members' next compute waits for the last.
    */
   const blockOn = (steps: CollectiveGroup[], members: number[], first: number, labelOf: (kind: number) => number) => {
+    const size = members.length;
+    const stride = size > 1 ? members[1] - members[0] : 1;
     let previous = -1;
-    for (const c of steps) {
-      const stride = members.length > 1 ? members[1] - members[0] : 1;
-      const op = emit.groupCollective(plannedOver(c, members.length), c.kind, members[0], members.length, stride, LANE.tp, labelOf(KIND[c.kind]));
+    for (let i = 0; i < steps.length; i++) {
+      const c = steps[i];
+      const op = emit.groupCollective(plannedOver(c, size), c.kind, members[0], size, stride, LANE.tp, labelOf(KIND[c.kind]));
       if (previous >= 0) g.dependOn(op, previous);
-      else for (const device of members) g.dependOn(op, lastOps[device - first]);
+      else for (let m = 0; m < size; m++) g.dependOn(op, lastOps[members[m] - first]);
       previous = op;
     }
-    for (const device of members) {
+    for (let m = 0; m < size; m++) {
+      const device = members[m];
       lastOps[device - first] = previous;
       lastBlocking[device] = previous;
       lastOpOf[device] = previous;
@@ -280,8 +283,10 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
         const collectives = segment.collectives;
         const axis = collectives.length > 0 && collectives.every((c) => c.axis === collectives[0].axis) ? collectives[0].axis : undefined;
         const groups = axis === undefined ? (collectives.length > 0 ? [allRanks] : eachRank) : axisGroups(axis);
-        for (const members of groups) {
-          for (const device of members) {
+        for (let gi = 0; gi < groups.length; gi++) {
+          const members = groups[gi];
+          for (let m = 0; m < members.length; m++) {
+            const device = members[m];
             const local = device - first;
             // The graph's calls directly: this loop adds most of a large step's operations.
             const op = g.operation(computeLabel, device, variability.vary(segmentNs, device));
