@@ -4,7 +4,8 @@ import { GPU_PRESETS, NODE_PRESETS } from '../hardware/presets.js';
 import { buildTopology, summarizeTopology } from '../hardware/topology.js';
 import { writeFileAtomic } from '../report/atomic.js';
 import { compareVariants, fieldVariants, scheduleVariants } from '../compare.js';
-import { formatBytes, formatRate, formatSeconds, percent, table } from '../report/format.js';
+import { formatBytes, formatMesh, formatRate, formatSeconds, percent, table } from '../report/format.js';
+import { meshOf } from '../strategies/registry.js';
 import { renderTimeline } from '../report/timeline.js';
 import { renderSummary } from '../report/summary.js';
 import { writeTrace } from '../report/trace.js';
@@ -77,7 +78,7 @@ export function compare(args: ScenarioArgs & { schedules?: string; vary?: string
     ];
   });
   io.stdout(
-    `${base.name}: ${base.cluster.nodes * base.cluster.gpusPerNode} GPUs, TP ${base.parallel.tp} x PP ${base.parallel.pp} x DP ${base.parallel.dp}, ${base.training.globalBatch / (base.training.microBatch * base.parallel.dp)} micro-batches per replica\n\n` +
+    `${base.name}: ${base.cluster.nodes * base.cluster.gpusPerNode} GPUs, ${formatMesh(meshOf(base.parallel).sizes(), base.parallel)}, ${base.training.globalBatch / (base.training.microBatch * base.parallel.dp)} micro-batches per replica\n\n` +
       table(rows, ['variant', 'chunks', 'step time', 'bubble', 'in-span bubble', 'peak activations (worst stage)', 'peak HBM', 'pipeline bytes', 'fits']) +
       '\n',
   );
@@ -95,7 +96,7 @@ export function validate(args: ScenarioArgs, io: Io): number {
     `${args.scenario}: valid scenario "${scenario.name}"\n` +
       `  ${cluster.nodes * cluster.gpusPerNode} GPUs: ${cluster.nodes} x ${cluster.gpusPerNode} ${cluster.gpu.name} (${cluster.node.name})\n` +
       `  model ${model.name}: ${model.layers} layers, hidden ${model.hidden}, ${model.heads} heads, ${(modelParameters(model) / 1e9).toFixed(2)}B parameters\n` +
-      `  TP ${parallel.tp}${parallel.sequenceParallel ? ' (sequence parallel)' : ''} x PP ${parallel.pp} x DP ${parallel.dp}${parallel.zero > 0 ? ` (ZeRO-${parallel.zero})` : ''}, ${parallel.schedule}, layers per stage ${parallel.layersPerStage.join(',')}\n` +
+      `  ${formatMesh(meshOf(parallel).sizes(), parallel)}, ${parallel.schedule}, layers per stage ${parallel.layersPerStage.join(',')}\n` +
       `  ${training.globalBatch / (training.microBatch * parallel.dp)} micro-batches of ${training.microBatch} per replica, ${training.precision}, recompute ${training.recompute}\n`,
   );
   return 0;

@@ -52,3 +52,24 @@ export function table(rows: string[][], header?: string[]): string {
   const line = (r: string[]) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join('  ').trimEnd();
   return all.map(line).join('\n');
 }
+
+/** Names of mesh axes in summaries, in the order they are shown. */
+const AXIS_NAMES: [string, string][] = [
+  ['tp', 'TP'],
+  ['sp', 'Ulysses'],
+  ['cp', 'CP'],
+  ['dap', 'DAP'],
+  ['ep', 'EP'],
+  ['pp', 'PP'],
+  ['dp', 'DP'],
+];
+
+/** "TP 2 (sequence parallel) x Ulysses 4 x PP 2 x DP 4 (ZeRO-1)": the degrees of a device mesh, and what rides on them. */
+export function formatMesh(mesh: Readonly<Record<string, number | undefined>>, notes: { sequenceParallel?: boolean; zero?: number } = {}): string {
+  return AXIS_NAMES.filter(([axis]) => mesh[axis] !== undefined && (mesh[axis]! > 1 || axis === 'tp' || axis === 'pp' || axis === 'dp'))
+    .map(([axis, name]) => {
+      const note = axis === 'tp' && notes.sequenceParallel ? ' (sequence parallel)' : axis === 'dp' && notes.zero ? ` (ZeRO-${notes.zero})` : '';
+      return `${name} ${mesh[axis]}${note}`;
+    })
+    .join(' x ');
+}

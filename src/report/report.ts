@@ -271,7 +271,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
       tp: parallel.tp,
       pp: parallel.pp,
       dp: parallel.dp,
-      mesh: Object.fromEntries(mesh.axes.map((axis) => [axis, mesh.sizeOf(axis)])),
+      mesh: mesh.sizes(),
       sequenceParallel: parallel.sequenceParallel,
       zero: parallel.zero,
       schedule: parallel.schedule,

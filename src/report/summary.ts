@@ -1,4 +1,4 @@
-import { formatBytes, formatCount, formatSeconds, percent, table } from './format.js';
+import { formatBytes, formatCount, formatMesh, formatSeconds, percent, table } from './format.js';
 import type { Report } from './report.js';
 
 const KIND_NAMES: Record<string, string> = { p2p: 'p2p', allReduce: 'all-reduce', reduceScatter: 'reduce-scatter', allGather: 'all-gather', allToAll: 'all-to-all', broadcast: 'broadcast', offload: 'offload' };
@@ -18,7 +18,7 @@ export function renderSummary(report: Report): string {
   const lines = [
     `dtsim ${report.version}: ${report.name} (seed ${report.seed})`,
     `${cluster.devices} GPUs: ${cluster.nodes} x ${cluster.gpusPerNode} ${cluster.gpu} (${cluster.node}); ${model.name}, ${formatCount(model.parameters)} parameters, sequence ${model.seqLength}`,
-    `parallel: TP ${p.tp}${p.sequenceParallel ? ' (sequence parallel)' : ''} x PP ${p.pp} x DP ${p.dp}${p.zero > 0 ? ` (ZeRO-${p.zero})` : ''}, ${p.schedule}, ${p.microBatches} micro-batches of ${p.microBatch} per replica, global batch ${p.globalBatch}`,
+    `parallel: ${formatMesh(p.mesh, p)}, ${p.schedule}, ${p.microBatches} micro-batches of ${p.microBatch} per replica, global batch ${p.globalBatch}`,
     '',
     table([
       ['step time', formatSeconds(report.stepTime)],

@@ -14,30 +14,35 @@ export class DeviceMesh {
   /** The axes the mesh has (sizes above 1, and always tp, dp and pp), fastest first. */
   readonly axes: readonly MeshAxis[];
   readonly size: number;
-  private readonly sizes: Record<MeshAxis, number>;
+  private readonly axisSizes: Record<MeshAxis, number>;
   private readonly strides: Record<MeshAxis, number>;
 
   /** Axis sizes; an axis left out has size 1. */
   constructor(sizes: Coordinates) {
-    this.sizes = Object.fromEntries(MESH_AXES.map((axis) => [axis, sizes[axis] ?? 1])) as Record<MeshAxis, number>;
-    this.axes = MESH_AXES.filter((axis) => axis === 'tp' || axis === 'dp' || axis === 'pp' || this.sizes[axis] > 1);
+    this.axisSizes = Object.fromEntries(MESH_AXES.map((axis) => [axis, sizes[axis] ?? 1])) as Record<MeshAxis, number>;
+    this.axes = MESH_AXES.filter((axis) => axis === 'tp' || axis === 'dp' || axis === 'pp' || this.axisSizes[axis] > 1);
     const strides = {} as Record<MeshAxis, number>;
     let stride = 1;
     for (const axis of MESH_AXES) {
-      if (!Number.isInteger(this.sizes[axis]) || this.sizes[axis] < 1) throw new RangeError(`mesh axis ${axis} has size ${this.sizes[axis]}`);
+      if (!Number.isInteger(this.axisSizes[axis]) || this.axisSizes[axis] < 1) throw new RangeError(`mesh axis ${axis} has size ${this.axisSizes[axis]}`);
       strides[axis] = stride;
-      stride *= this.sizes[axis];
+      stride *= this.axisSizes[axis];
     }
     this.strides = strides;
     this.size = stride;
   }
 
+  /** The size of each of the mesh's axes. */
+  sizes(): Coordinates {
+    return Object.fromEntries(this.axes.map((axis) => [axis, this.axisSizes[axis]]));
+  }
+
   sizeOf(axis: MeshAxis): number {
-    return this.sizes[axis];
+    return this.axisSizes[axis];
   }
 
   coordinate(rank: number, axis: MeshAxis): number {
-    return Math.floor(rank / this.strides[axis]) % this.sizes[axis];
+    return Math.floor(rank / this.strides[axis]) % this.axisSizes[axis];
   }
 
   /** The rank's coordinate on each of the mesh's axes. */
@@ -61,7 +66,7 @@ export class DeviceMesh {
     let members = [base];
     for (const axis of axes) {
       const next: number[] = [];
-      for (let i = 0; i < this.sizes[axis]; i++) for (const m of members) next.push(m + i * this.strides[axis]);
+      for (let i = 0; i < this.axisSizes[axis]; i++) for (const m of members) next.push(m + i * this.strides[axis]);
       members = next;
     }
     return members.sort((a, b) => a - b);

@@ -21,6 +21,7 @@ const composition = fc
     offloadParams: fc.constantFrom('none', 'cpu', 'nvme'),
     recompute: fc.constantFrom('none', 'selective', 'full'),
     sequenceParallel: fc.boolean(),
+    ulysses: fc.constantFrom(1, 1, 2),
     flashAttention: fc.boolean(),
     tiedEmbeddings: fc.boolean(),
     microBatchesPerStage: fc.constantFrom(2, 3),
@@ -35,11 +36,13 @@ const composition = fc
     const schedule = zero === 3 && SCHEDULES[c.schedule].splitBackward ? '1f1b' : c.schedule;
     const optimizer = zero === 0 ? 'none' : c.offloadOptimizer === 'nvme' && zero !== 3 ? 'cpu' : c.offloadOptimizer;
     const params = zero === 3 ? c.offloadParams : 'none';
-    if (zero > 0 && c.dp === 1 && optimizer === 'none' && params === 'none') zero = 0;
-    const gpus = c.tp * c.dp * c.pp;
+    // gpt-tiny has 8 heads and key/value heads: tp x ulysses must divide them.
+    const sp = c.tp * c.ulysses <= 8 ? c.ulysses : 1;
+    if (zero > 0 && c.dp * sp === 1 && optimizer === 'none' && params === 'none') zero = 0;
+    const gpus = c.tp * sp * c.dp * c.pp;
     const nodes = gpus % c.nodes === 0 ? c.nodes : 1;
     return {
-      label: `tp ${c.tp} dp ${c.dp} pp ${c.pp} ${schedule} zero ${zero} offload ${optimizer}/${params} ${c.recompute}${c.sequenceParallel && c.tp > 1 ? ' sp' : ''}${c.flashAttention ? ' flash' : ''}`,
+      label: `tp ${c.tp} sp ${sp} dp ${c.dp} pp ${c.pp} ${schedule} zero ${zero} offload ${optimizer}/${params} ${c.recompute}${c.sequenceParallel && c.tp > 1 ? ' megatron-sp' : ''}${c.flashAttention ? ' flash' : ''}`,
       patch: {
         seed: c.seed,
         cluster: { nodes, gpusPerNode: gpus / nodes },
@@ -52,6 +55,7 @@ const composition = fc
           schedule,
           chunks: SCHEDULES[schedule].preferredChunks,
           sequenceParallel: c.sequenceParallel && c.tp > 1,
+          ulysses: sp,
           zero,
           offload: { optimizer, params },
           gradientBucket: '1MiB',

@@ -3,7 +3,6 @@ import type { PathIssue } from '../../errors.js';
 import type { ParallelismPass } from '../pass.js';
 import type { PipelineConfig } from '../pipeline/pipeline-parallel.js';
 import { getSchedule, SCHEDULES } from '../pipeline/registry.js';
-import type { DataConfig } from './data-parallel.js';
 import type { OffloadConfig } from './offload.js';
 
 /**
@@ -26,14 +25,16 @@ export interface ZeroConfig {
   prefetchLayers: number;
 }
 
-export const zeroRedundancy: ParallelismPass<typeof fields, ZeroConfig, ZeroConfig & DataConfig & PipelineConfig & OffloadConfig> = {
+export const zeroRedundancy: ParallelismPass<typeof fields, ZeroConfig, ZeroConfig & PipelineConfig & OffloadConfig> = {
   name: 'zero',
   fields,
   resolve: ({ zero, prefetchLayers }) => ({ zero, prefetchLayers }),
-  check({ zero, dp, pp, schedule, offload }) {
+  check({ zero, pp, schedule, offload }, { mesh }) {
     const issues: PathIssue[] = [];
     const offloading = offload.optimizer !== 'none' || offload.params !== 'none';
-    if (zero > 0 && dp === 1 && !offloading) {
+    // The ranks that hold the same weights: data-parallel replicas, and the ranks of a sequence split over.
+    const replicas = mesh.size / (mesh.sizeOf('tp') * mesh.sizeOf('pp'));
+    if (zero > 0 && replicas === 1 && !offloading) {
       issues.push({ path: ['parallel', 'zero'], message: `zero: ${zero} shards model states over the data-parallel group, but dp is 1, so there is nothing to shard; use zero: 0, more data-parallel replicas, or offload (parallel.offload)` });
     }
     if (zero >= 2 && pp > 1) {
