@@ -59,11 +59,14 @@ export function emitTrace(sim: SimulatedStep, write: (text: string) => void, opt
   );
 
   const nodes = new Set<number>();
+  // tp first, then the other axes in use, then pp and dp, as process names have always read.
+  const placeAxes = ['tp' as const, ...mesh.axes.filter((a) => a !== 'tp' && a !== 'pp' && a !== 'dp'), 'pp' as const, 'dp' as const];
   for (let d = 0; d < layout.devices; d++) {
     if (!included(d)) continue;
     const node = layout.nodeOf(d);
     nodes.add(node);
-    emit({ ph: 'M', name: 'process_name', pid: d + 1, args: { name: `GPU ${d} (node ${node}, tp ${mesh.coordinate(d, 'tp')}, pp ${mesh.coordinate(d, 'pp')}, dp ${mesh.coordinate(d, 'dp')})` } });
+    const place = placeAxes.map((axis) => `${axis} ${mesh.coordinate(d, axis)}`).join(', ');
+    emit({ ph: 'M', name: 'process_name', pid: d + 1, args: { name: `GPU ${d} (node ${node}, ${place})` } });
     emit({ ph: 'M', name: 'process_sort_index', pid: d + 1, args: { sort_index: d } });
     LANES.forEach((lane, i) => {
       emit({ ph: 'M', name: 'thread_name', pid: d + 1, tid: i + 1, args: { name: lane } });
