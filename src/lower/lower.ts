@@ -173,14 +173,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
   };
   const passLabel = new Int32Array(OP_KINDS.length);
   const lastOps = new Int32Array(perStage);
-  // Groups of each stage over each mesh axis, worked out once; the whole stage, and each rank alone.
-  const groupCache = new Map<string, { groups: number[][]; groupOf: Int32Array }>();
-  const groupsOver = (stage: number, ...axes: MeshAxis[]) => {
-    const id = `${stage}:${axes.join(',')}`;
-    let found = groupCache.get(id);
-    if (found === undefined) groupCache.set(id, (found = mesh.groupsInStage(stage, axes)));
-    return found;
-  };
+  // The whole stage, and each rank alone: the groups of a segment without a common collective axis.
   let allRanks: number[] = [];
   let eachRank: number[][] = [];
   /**
@@ -210,13 +203,13 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
   // segment, every rank of the stage. Every lane then receives its operations in program order.
   for (let stage = 0; stage < pp; stage++) {
     const first = firstRank(stage);
-    const reduceGroups = groupsOver(stage, ...gradients.axes);
-    const fetchGroups = groupsOver(stage, ...states.params.shardAxes);
+    const reduceGroups = mesh.groupsInStage(stage, gradients.axes);
+    const fetchGroups = mesh.groupsInStage(stage, states.params.shardAxes);
     allRanks = Array.from({ length: perStage }, (_, local) => first + local);
     eachRank = allRanks.map((device) => [device]);
     // This stage's groups over one axis, looked up per segment without building a key.
     const byAxis = new Map<MeshAxis, number[][]>();
-    const axisGroups = (axis: MeshAxis) => byAxis.get(axis) ?? (byAxis.set(axis, groupsOver(stage, axis).groups), byAxis.get(axis)!);
+    const axisGroups = (axis: MeshAxis) => byAxis.get(axis) ?? (byAxis.set(axis, mesh.groupsInStage(stage, [axis]).groups), byAxis.get(axis)!);
     order[stage].forEach((entry, index) => {
       const vs = vsOf[stage][entry.chunk];
       const v = virtualStages[vs];

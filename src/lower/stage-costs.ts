@@ -276,10 +276,12 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
   });
 
   /** Bytes of a tensor on one device when it lies in these states along the split axes. */
+  // As shards() splits a tensor: a split tensor axis shorter than the mesh axis is split into its own length.
   function inState(t: Tensor, states: readonly string[]): number {
     let divisor = 1;
     states.forEach((state, a) => {
-      if (state.startsWith('S:') && t.shape[state.slice(2) as keyof Shape] !== undefined) divisor *= mesh.sizeOf(axes[a]);
+      const length = state.startsWith('S:') ? t.shape[state.slice(2) as keyof Shape] : undefined;
+      if (length !== undefined) divisor *= Math.min(mesh.sizeOf(axes[a]), length);
     });
     return (elements(t.shape) * elementBytes(t.element, precision)) / divisor;
   }
