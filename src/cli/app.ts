@@ -42,7 +42,7 @@ function buildParser(argv: string[]) {
         .option('output', { type: 'string', describe: 'also write the JSON report to this file (atomically)' })
         .option('trace', { type: 'string', describe: 'write a Chrome trace JSON to this file (open in ui.perfetto.dev)' })
         .option('trace-ranks', { type: 'string', describe: 'keep only these GPU ranks in the trace, such as 0-7,64' })
-        .option('trace-pipeline', { type: 'number', describe: 'keep only one pipeline in the trace: every stage and tensor-parallel rank of this data-parallel replica' })
+        .option('trace-pipeline', { type: 'number', describe: 'keep only one pipeline in the trace: every stage and tensor-, context- and sequence-parallel rank of this data-parallel replica' })
         .option('timeline', { type: 'boolean', describe: 'also print a text timeline of one pipeline\'s compute lanes' })
         .option('page-warmer', { type: 'boolean', describe: 'fault the step\'s memory in on a second thread ahead of the writes: same results, sooner on large steps' }),
     )

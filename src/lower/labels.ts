@@ -17,6 +17,8 @@ export interface LabelTable {
   readonly layers: Int16Array;
   /** FLOPs of each operation with the label (not of all of them together). */
   readonly flops: Float64Array;
+  /** Of a compute operation, the Ring Attention step it runs; -1 for none. */
+  readonly ringStep: Int16Array;
 }
 
 export interface OperationLabels {
@@ -26,6 +28,7 @@ export interface OperationLabels {
   chunk?: number;
   layers?: number;
   flops?: number;
+  ringStep?: number;
 }
 
 export class LabelTableBuilder {
@@ -35,6 +38,7 @@ export class LabelTableBuilder {
   private readonly chunk = new TypedList(Int16Array, 256);
   private readonly layers = new TypedList(Int16Array, 256);
   private readonly flops = new TypedList(Float64Array, 256);
+  private readonly ringStep = new TypedList(Int16Array, 256);
 
   /** Adds a row and returns it, for any number of operations to share. */
   add(labels: OperationLabels): number {
@@ -43,6 +47,7 @@ export class LabelTableBuilder {
     this.microBatch.push(labels.microBatch ?? -1);
     this.chunk.push(labels.chunk ?? -1);
     this.layers.push(labels.layers ?? 0);
+    this.ringStep.push(labels.ringStep ?? -1);
     return this.flops.push(labels.flops ?? 0);
   }
 
@@ -55,6 +60,7 @@ export class LabelTableBuilder {
       chunk: this.chunk.view(),
       layers: this.layers.view(),
       flops: this.flops.view(),
+      ringStep: this.ringStep.view(),
     };
   }
 }

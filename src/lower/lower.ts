@@ -14,7 +14,7 @@ import { microBatchesOf, type StepConfig } from './config.js';
 import { StepEmitter } from './emitter.js';
 import { CATEGORY, KIND, LANE, OP_KINDS, StepResources } from './resources.js';
 import { blockSegments, gradientBuckets, groupCollectives, plannedOver, segmentOf, type CollectiveGroup, type Segment } from './segments.js';
-import { stageCosts } from './stage-costs.js';
+import { stageCosts, type VirtualStageModel } from './stage-costs.js';
 import { finishStep } from './step-end.js';
 import type { StageModel, StepPlan } from './plan.js';
 import { Variability } from './variability.js';
@@ -33,6 +33,16 @@ export type { StageModel, StepPlan } from './plan.js';
  */
 const FORWARD = 0;
 const BACKWARD = 1;
+
+/** Activation bytes the last segment of a pass frees: B what W does not need; W the rest; a whole backward all. */
+const freedBy = (v: VirtualStageModel, pass: Pass) =>
+  pass === 'B' ? v.activationBytes - v.weightGradBytes + v.recomputeBytes : pass === 'W' ? v.weightGradBytes : v.activationBytes + v.recomputeBytes;
+
+/** Of a pass's time, the share in attention (split into steps under context parallelism), by FLOPs. */
+function attentionShare(v: VirtualStageModel, pass: Pass): number {
+  const [attention, total] = pass === 'F' ? [v.attentionForwardFlops, v.forwardFlops] : pass === 'B' ? [v.attentionInputGradFlops, v.inputGradFlops] : pass === 'BW' ? [v.attentionInputGradFlops, v.inputGradFlops + v.weightGradFlops] : [0, 1];
+  return total > 0 ? attention / total : 0;
+}
 
 export function lowerStep(config: StepConfig, program: StepProgram, topology: Topology, options: { allocation?: AllocationHook } = {}): StepPlan {
   const { cluster, training } = config;
@@ -199,6 +209,69 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
     }
   };
 
+  // Context parallelism: attention in steps, each rank's work as the split loads it; with a ring, each step's
+  // key/value block goes on to the next rank while the attention of the one held runs.
+  const context = program.contextAttention;
+  const attentionSteps = context !== undefined && (context.steps > 1 || context.work.some((w) => w.some((x) => x !== 1)));
+  const ringSize = context ? mesh.sizeOf(context.axis) : 1;
+  const ringStride = context ? mesh.rank({ [context.axis]: 1 }) : 0;
+  const stepLast = new Int32Array(perStage);
+  let arrived = new Int32Array(perStage);
+  let arriving = new Int32Array(perStage);
+  /** The attention phase of a segment on every rank of the stage starting at `first`; returns each rank's last compute. */
+  const attentionPhase = (segment: Segment, passNs: number, kind: number, at: Place, forward: boolean, first: number): Int32Array => {
+    const { steps, work } = context!;
+    const stepNs = (passNs * segment.attention) / steps;
+    // A backward passes each block on with its gradient, and after the last step hands the gradient to its owner.
+    const bytes = segment.ringBytes * (forward ? 1 : 2);
+    const buffers = steps > 1 ? (2 * bytes) / Math.max(1, segment.layers) : 0;
+    const transferLabel = steps > 1 ? labelAt(KIND.ring, at) : -1;
+    const next = (device: number) => {
+      const c = mesh.coordinate(device, context!.axis);
+      return device + (((c + 1) % ringSize) - c) * ringStride;
+    };
+    for (let j = 0; j < steps; j++) {
+      const label = emit.label({ kind, stage: at.stage, microBatch: at.microBatch, chunk: at.chunk, ringStep: steps > 1 ? j : -1, flops: 0 });
+      for (let local = 0; local < perStage; local++) {
+        const device = first + local;
+        const ns = Math.round(stepNs * work[mesh.coordinate(device, context!.axis)][j]);
+        const op = g.operation(label, device, variability.vary(ns, device));
+        g.lane(resources.lane(device, LANE.compute));
+        if (j === 0) {
+          if (lastBlocking[device] >= 0) g.dependOn(op, lastBlocking[device]);
+          if (buffers > 0) g.memory(op, resources.hbm(device), CATEGORY.buffers, buffers, AT_START);
+        } else g.dependOn(op, arrived[local]);
+        if (j === steps - 1 && buffers > 0) g.memory(op, resources.hbm(device), CATEGORY.buffers, -buffers, AT_END);
+        // The block this rank holds in step j: its own after the compute before the phase, else the one received.
+        if (j < steps - 1) stepLast[local] = j === 0 ? lastOps[local] : arrived[local];
+        lastOps[local] = op;
+        lastBlocking[device] = -1;
+        lastOpOf[device] = op;
+      }
+      if (j === steps - 1) break;
+      for (let local = 0; local < perStage; local++) {
+        const device = first + local;
+        const to = next(device);
+        const sent = emit.transfer(device, to, bytes, LANE.ringSend, LANE.ringReceive, transferLabel);
+        g.dependOn(sent, stepLast[local]);
+        arriving[to - first] = sent;
+      }
+      [arrived, arriving] = [arriving, arrived];
+    }
+    const last = lastOps.slice();
+    if (!forward && steps > 1) {
+      for (let local = 0; local < perStage; local++) {
+        const device = first + local;
+        const to = next(device);
+        const sent = emit.transfer(device, to, segment.ringBytes, LANE.ringSend, LANE.ringReceive, transferLabel);
+        g.dependOn(sent, last[local]);
+        lastBlocking[to] = sent;
+        lastOpOf[to] = sent;
+      }
+    }
+    return last;
+  };
+
   // Build in program order: for each device position, its passes in order; within a pass, its segments; for each
   // segment, every rank of the stage. Every lane then receives its operations in program order.
   for (let stage = 0; stage < pp; stage++) {
@@ -227,8 +300,8 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
       // Filled by push in every case: one array layout for the JIT (a literal and map()'s result differ).
       const segments: Segment[] = [];
       if (paramsSharded) segments.push(...blockSegments(v, isForward, gradBytes));
-      else if (finalGradient || reduceInline) for (const b of buckets[vs]) segments.push(segmentOf(b.fraction, b.layers, b.gradBytes, b.params, pass === 'W' ? [] : b.collectives));
-      else segments.push(segmentOf(1, v.layers, 0, v.parametersPerDevice, isForward ? forwardGroups[vs] : pass === 'W' ? [] : backwardGroups[vs]));
+      else if (finalGradient || reduceInline) for (const b of buckets[vs]) segments.push(segmentOf(b.fraction, b.layers, b.gradBytes, b.params, pass === 'W' ? [] : b.collectives, pass === 'W' ? 0 : b.attention, b.ringBytes));
+      else segments.push(segmentOf(1, v.layers, 0, v.parametersPerDevice, isForward ? forwardGroups[vs] : pass === 'W' ? [] : backwardGroups[vs], attentionShare(v, pass), v.ringBytes));
       const labels = place(stage, mb, entry.chunk);
       // One label per kind of operation in this pass, shared by every rank.
       passLabel.fill(-1);
@@ -270,12 +343,15 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
             gathered.push(ag);
           }
         }
-        const segmentNs = Math.round(passNs * segment.fraction);
+        // Attention split into context-parallel steps runs as operations of its own after the rest of the segment.
+        const ring = attentionSteps && segment.attention > 0;
+        const segmentNs = Math.round(passNs * (ring ? segment.fraction - segment.attention : segment.fraction));
         // Each rank's compute, then the segment's blocking collectives: group by group when they all run over one
         // mesh axis (a tensor-parallel group's compute and its collectives together), else after the whole stage.
         const collectives = segment.collectives;
         const axis = collectives.length > 0 && collectives.every((c) => c.axis === collectives[0].axis) ? collectives[0].axis : undefined;
-        const groups = axis === undefined ? (collectives.length > 0 ? [allRanks] : eachRank) : axisGroups(axis);
+        const groups = ring || collectives.length === 0 ? eachRank : axis === undefined ? [allRanks] : axisGroups(axis);
+        const freesActivations = !isForward && lastSegment;
         for (let gi = 0; gi < groups.length; gi++) {
           const members = groups[gi];
           for (let m = 0; m < members.length; m++) {
@@ -316,17 +392,21 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
                 g.memory(op, hbm, CATEGORY.activations, v.activationBytes, AT_START);
               }
             }
-            if (!isForward && lastSegment) {
-              // B frees what W does not need; W frees the rest; a whole backward frees everything.
-              const freed = pass === 'B' ? v.activationBytes - v.weightGradBytes + v.recomputeBytes : pass === 'W' ? v.weightGradBytes : v.activationBytes + v.recomputeBytes;
-              g.memory(op, hbm, CATEGORY.activations, -freed, AT_END);
-            }
-            if (pass === 'B' && lastSegment) inputGradOp[k] = op;
+            if (freesActivations && !ring) g.memory(op, hbm, CATEGORY.activations, -freedBy(v, pass), AT_END);
+            if (pass === 'B' && lastSegment && !ring) inputGradOp[k] = op;
             lastOps[local] = op;
             lastBlocking[device] = -1;
             lastOpOf[device] = op;
           }
-          if (axis !== undefined) blockOn(collectives, members, first, labelOf);
+          if (axis !== undefined && !ring) blockOn(collectives, members, first, labelOf);
+        }
+        if (ring) {
+          const last = attentionPhase(segment, passNs, kind, labels, isForward, first);
+          for (let local = 0; local < perStage; local++) {
+            if (freesActivations) g.memory(last[local], resources.hbm(first + local), CATEGORY.activations, -freedBy(v, pass), AT_END);
+            if (pass === 'B' && lastSegment) inputGradOp[key(local, vs, mb)] = last[local];
+          }
+          if (axis !== undefined) for (const members of axisGroups(axis)) blockOn(collectives, members, first, labelOf);
         }
         if (collectives.length > 0 && axis === undefined) {
           // Over several axes: each collective over each of its groups, after what each member did last.
@@ -354,6 +434,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
           const next = (stage + 1) % pp === peerStage;
           const sent = emit.transfer(device, peer, bytes, next ? LANE.sendNext : LANE.sendPrev, next ? LANE.recvPrev : LANE.recvNext, labelOf(KIND.p2p), p2pSeconds);
           g.dependOn(sent, lastOps[local]);
+          if (lastBlocking[device] >= 0 && lastBlocking[device] !== lastOps[local]) g.dependOn(sent, lastBlocking[device]);
           g.memory(sent, resources.hbm(peer), CATEGORY.buffers, bytes, AT_START);
           inputs[direction][k] = sent;
           viaTransfer[direction][k] = 1;

@@ -7,17 +7,21 @@ import { COUNTED, COVERING, type LaneExposure } from '../engine/executor.js';
 import { MEMORY_TIERS, type Tier } from '../strategies/program.js';
 
 /** Serial lanes of every device, like CUDA streams: compute, then one per kind of communication. */
-export const LANES = ['compute', 'tp', 'dp', 'gather', 'pp-send-next', 'pp-recv-prev', 'pp-send-prev', 'pp-recv-next', 'offload', 'host'] as const;
+export const LANES = ['compute', 'tp', 'dp', 'gather', 'pp-send-next', 'pp-recv-prev', 'pp-send-prev', 'pp-recv-next', 'offload', 'host', 'cp-send', 'cp-recv'] as const;
 /**
- * compute: the GPU's kernels; tp: the blocking collectives of tensor and sequence parallelism; dp: gradient
+ * compute: the GPU's kernels; tp: the blocking collectives of tensor, sequence and context parallelism; dp: gradient
  * all-reduces and reduce-scatters; gather: ZeRO parameter all-gathers; pp-*: pipeline transfers to and from each
- * neighbour; offload: transfers between HBM, host memory and NVMe; host: the CPU optimizer working for this GPU.
+ * neighbour; offload: transfers between HBM, host memory and NVMe; host: the CPU optimizer working for this GPU;
+ * cp-*: Ring Attention's key/value blocks to the next rank of the ring and from the previous one.
  */
-export const LANE = { compute: 0, tp: 1, dp: 2, gather: 3, sendNext: 4, recvPrev: 5, sendPrev: 6, recvNext: 7, offload: 8, host: 9 } as const;
+export const LANE = { compute: 0, tp: 1, dp: 2, gather: 3, sendNext: 4, recvPrev: 5, sendPrev: 6, recvNext: 7, offload: 8, host: 9, ringSend: 10, ringReceive: 11 } as const;
 
 export const COMPUTE_KINDS = ['forward', 'backward', 'inputGrad', 'weightGrad', 'optimizer'] as const;
-/** Communication by kind: collectives and point-to-point transfers between GPUs, and offload transfers between HBM, host memory and NVMe. */
-export const TRANSFER_KINDS = [...COLLECTIVE_KINDS, 'offload'] as const;
+/**
+ * Communication by kind: collectives and point-to-point transfers between GPUs, offload transfers between HBM, host
+ * memory and NVMe, and Ring Attention's key/value blocks passed around the context-parallel ring.
+ */
+export const TRANSFER_KINDS = [...COLLECTIVE_KINDS, 'offload', 'ring'] as const;
 export type TransferKind = (typeof TRANSFER_KINDS)[number];
 /** Operation kinds, numbered in this order in the label table's `kind` column. */
 export const OP_KINDS = [...COMPUTE_KINDS, ...TRANSFER_KINDS] as const;

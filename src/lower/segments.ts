@@ -32,10 +32,22 @@ export interface Segment {
   params: number;
   /** Blocking collectives after the segment's compute. */
   collectives: CollectiveGroup[];
+  /** Of `fraction`, the share of the pass's time in attention that a context-parallel ring splits into steps. */
+  attention: number;
+  /** Keys and values of one device the ring passes on per step (in a forward). */
+  ringBytes: number;
 }
 
 // Segments are made by one function, so that every one has the same shape for the JIT.
-export const segmentOf = (fraction: number, layers: number, gradBytes: number, params: number, collectives: CollectiveGroup[]): Segment => ({ fraction, layers, gradBytes, params, collectives });
+export const segmentOf = (fraction: number, layers: number, gradBytes: number, params: number, collectives: CollectiveGroup[], attention = 0, ringBytes = 0): Segment => ({
+  fraction,
+  layers,
+  gradBytes,
+  params,
+  collectives,
+  attention,
+  ringBytes,
+});
 
 /** Collective steps as operations: one per kind, axis and size, repeated, in the order each first appears. */
 export function groupCollectives(steps: readonly CollectiveStep[]): CollectiveGroup[] {
@@ -55,10 +67,21 @@ export function groupCollectives(steps: readonly CollectiveStep[]): CollectiveGr
  */
 export function blockSegments(v: VirtualStageModel, forward: boolean, gradientBytes: number): Segment[] {
   const list = v.blocks.map((u: BlockCosts) =>
-    segmentOf(forward ? u.forwardFlops : u.inputGradFlops + u.weightGradFlops, u.layers, u.parameters * gradientBytes, u.parameters, groupCollectives(forward ? u.forwardCollectives : u.backwardCollectives)),
+    segmentOf(
+      forward ? u.forwardFlops : u.inputGradFlops + u.weightGradFlops,
+      u.layers,
+      u.parameters * gradientBytes,
+      u.parameters,
+      groupCollectives(forward ? u.forwardCollectives : u.backwardCollectives),
+      forward ? u.attentionForwardFlops : u.attentionInputGradFlops,
+      u.ringBytes,
+    ),
   );
   const total = list.reduce((a, u) => a + u.fraction, 0) || 1;
-  for (const u of list) u.fraction /= total;
+  for (const u of list) {
+    u.fraction /= total;
+    u.attention = Math.min(u.fraction, u.attention / total);
+  }
   return forward ? list : list.reverse();
 }
 
@@ -82,6 +105,8 @@ export function gradientBuckets(v: VirtualStageModel, gradientBytes: number, buc
     cur.layers += u.layers;
     cur.gradBytes += u.gradBytes;
     cur.params += u.params;
+    cur.attention += u.attention;
+    cur.ringBytes += u.ringBytes;
     steps.push(...blocks[i].backwardCollectives);
     if (cur.gradBytes >= bucketBytes) close();
   }

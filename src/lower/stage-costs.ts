@@ -3,10 +3,10 @@ import { toNanoseconds } from '../engine/kernel.js';
 import { passSeconds, type ComputeModel } from '../hardware/compute.js';
 import type { MeshAxis } from '../strategies/mesh.js';
 import { ownerLayout, type StepProgram } from '../strategies/program.js';
-import { isSplit, opStates, shards, transition, type OpLayout, type OpStates } from '../strategies/sharding.js';
+import { isSplit, opStates, shards, transition, withoutAxis, type OpLayout, type OpStates } from '../strategies/sharding.js';
 import { elementBytes, peakFlopsPerSecond } from '../training/precision.js';
 import { recomputePlan } from '../training/recompute.js';
-import { elements, type BlockKind, type Shape, type Tensor, type WorkloadOp } from '../workload/types.js';
+import { elements, type BlockKind, type SavedTensor, type Shape, type Tensor, type WorkloadOp } from '../workload/types.js';
 import type { StepConfig } from './config.js';
 
 /**
@@ -44,6 +44,11 @@ export interface BlockCosts {
   /** Blocking collectives after the block's compute: in the forward, and in the input-gradient pass. */
   forwardCollectives: CollectiveStep[];
   backwardCollectives: CollectiveStep[];
+  /** Of the FLOPs, those of attention, which a context-parallel ring splits into steps: forward, and input-gradient with any recomputation. */
+  attentionForwardFlops: number;
+  attentionInputGradFlops: number;
+  /** Keys and values of one device that a context-parallel ring passes on in each step of a forward. */
+  ringBytes: number;
 }
 
 /** One virtual stage: a run of blocks on one chunk of one pipeline device, as one device of it computes. */
@@ -77,6 +82,10 @@ export interface VirtualStageModel {
   /** Bytes each device sends to the next virtual stage after a forward, and to the previous one after B. */
   sendForwardBytes: number;
   sendBackwardBytes: number;
+  /** Attention FLOPs in the forward and in B (with recomputation), and ring bytes per step: sums of the blocks'. */
+  attentionForwardFlops: number;
+  attentionInputGradFlops: number;
+  ringBytes: number;
 }
 
 export function stageCosts(config: StepConfig, program: StepProgram): VirtualStageModel[] {
@@ -88,6 +97,7 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
   // Mesh axes that split anything: those of more than one rank.
   const axes = mesh.axes.filter((axis) => mesh.sizeOf(axis) > 1);
   const share = (shape: Shape, layout: OpLayout) => shards(shape, layout, mesh);
+  const context = program.contextAttention;
   const bytesOf = (t: Tensor, layout: OpLayout) => (elements(t.shape) * elementBytes(t.element, precision)) / share(t.shape, layout);
 
   // Every operation in forward order, with its states along each axis. A step repeats the same few operations in
@@ -138,7 +148,14 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     const whole = recompute.rebuildsWhole(block.kind);
     const moved = op.moved.reduce((sum, t) => sum + t.times * bytesOf(t, layoutOf(t.site)), 0);
     const c = { forward: op.flops.forward / work, inputGrad: op.flops.inputGrad / work, weightGrad: op.flops.weightGrad / work, recompute: reruns ? op.flops.forward / work : 0, moved, recomputeMoved: reruns && whole ? moved : 0 };
-    const saved = op.saved.map((t) => ({ bytes: bytesOf(t, layoutOf(t.site)), kept: recompute.keeps(block.kind, index, t), weightGrad: t.weightGrad === true }));
+    // Context parallelism: the keys and values the attention reads across the sequence, gathered whole and kept so
+    // (allgather), or passed around the ring block by block (ring).
+    const exchanged = context !== undefined && op.keyValue !== undefined ? op.keyValue : [];
+    const gathered = context?.exchange === 'allgather' ? exchanged : [];
+    const layoutFor = (t: SavedTensor) => (gathered.includes(t) ? withoutAxis(layoutOf(t.site), context!.axis) : layoutOf(t.site));
+    const saved = op.saved.map((t) => ({ bytes: bytesOf(t, layoutFor(t)), kept: recompute.keeps(block.kind, index, t), weightGrad: t.weightGrad === true }));
+    const ringBytes = context?.exchange === 'ring' ? exchanged.reduce((sum, t) => sum + bytesOf(t, layout), 0) : 0;
+    const ring = exchanged.length > 0 ? { forward: c.forward, inputGrad: c.inputGrad + c.recompute, bytes: ringBytes } : { forward: 0, inputGrad: 0, bytes: 0 };
     // Split as the layout splits them; the others (norm weights, row-parallel biases, position embeddings) replicated.
     const parameters = op.parameters.map((t) => elements(t.shape) / share(t.shape, layout));
     // Collectives between this operation and the next, by the sharding rule: forward on the producer's side,
@@ -146,12 +163,16 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     // inside it, not the one handing its output on.
     const forwardSteps: CollectiveStep[] = [];
     const backwardSteps: CollectiveStep[] = [];
+    for (const t of gathered) {
+      forwardSteps.push(...collective('allGather', context!.axis, t, layout));
+      backwardSteps.push(...collective('reduceScatter', context!.axis, t, layout));
+    }
     axes.forEach((axis, a) => {
       if (next) forwardSteps.push(...collective(transition(states[a].output, next.states[a].input), axis, op.output, layout));
       if (previous) backwardSteps.push(...collective(transition(states[a].inputGrad, previous.states[a].outputGrad), axis, op.input, layout));
     });
     const rebuiltSteps = whole && index < block.ops.length - 1 ? forwardSteps : [];
-    return { ...c, saved, parameters, forwardSteps, backwardSteps, rebuiltSteps };
+    return { ...c, saved, parameters, forwardSteps, backwardSteps, rebuiltSteps, ring };
   };
   const contributions = new Map<string, ReturnType<typeof contribution>>();
 
@@ -172,6 +193,9 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
       extraIssues: recompute.rebuildsWhole(block.kind) ? recompute.extraIssues : 0,
       forwardCollectives: [],
       backwardCollectives: [],
+      attentionForwardFlops: 0,
+      attentionInputGradFlops: 0,
+      ringBytes: 0,
     })),
   );
 
@@ -191,6 +215,9 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     unit.movedBytes += c.moved;
     unit.recomputeFlops += c.recompute;
     unit.recomputeMovedBytes += c.recomputeMoved;
+    unit.attentionForwardFlops += c.ring.forward;
+    unit.attentionInputGradFlops += c.ring.inputGrad;
+    unit.ringBytes += c.ring.bytes;
     for (const t of c.saved) {
       if (t.kept) unit.activationBytes += t.bytes;
       // A rebuilt block's activations live again during its backward, but for those it kept all along.
@@ -272,6 +299,9 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
       recomputeBytes: Math.max(0, ...blocks.map((u) => u.rebuiltBytes)),
       sendForwardBytes,
       sendBackwardBytes,
+      attentionForwardFlops: sum((u) => u.attentionForwardFlops),
+      attentionInputGradFlops: sum((u) => u.attentionInputGradFlops),
+      ringBytes: sum((u) => u.ringBytes),
     };
   });
 

@@ -119,7 +119,7 @@ export interface Report {
   communication: {
     /** All bytes sent, bytes. */
     bytes: number;
-    /** By operation: collectives, pipeline p2p, and offload transfers between HBM, host memory and NVMe. */
+    /** By operation: collectives, pipeline p2p, offload transfers between HBM, host memory and NVMe, and Ring Attention's key/value blocks (ring). */
     byKind: Record<TransferKind, number>;
     /** Each transfer's bytes under the widest-reaching link type its path crosses. */
     byLinkType: Record<LinkType, number>;

@@ -1,7 +1,7 @@
 import { formatBytes, formatCount, formatMesh, formatSeconds, percent, table } from './format.js';
 import type { Report } from './report.js';
 
-const KIND_NAMES: Record<string, string> = { p2p: 'p2p', allReduce: 'all-reduce', reduceScatter: 'reduce-scatter', allGather: 'all-gather', allToAll: 'all-to-all', broadcast: 'broadcast', offload: 'offload' };
+const KIND_NAMES: Record<string, string> = { p2p: 'p2p', allReduce: 'all-reduce', reduceScatter: 'reduce-scatter', allGather: 'all-gather', allToAll: 'all-to-all', broadcast: 'broadcast', offload: 'offload', ring: 'ring' };
 
 /** The human summary `dtsim run` prints: from the report alone. */
 export function renderSummary(report: Report): string {

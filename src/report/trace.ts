@@ -92,6 +92,8 @@ export function emitTrace(sim: SimulatedStep, write: (text: string) => void, opt
     if (labels.chunk[label] >= 0) args.chunk = labels.chunk[label];
     if (labels.layers[label] > 0) args.layers = labels.layers[label];
     if (labels.flops[label] > 0) args.flops = labels.flops[label];
+    const ringStep = labels.ringStep[label];
+    if (ringStep >= 0) args.ringStep = ringStep;
     let bytes = 0;
     for (let i = graph.flowStart[op]; i < graph.flowStart[op + 1]; i++) bytes += graph.flowSizes.bytes[graph.flowSize[i]];
     if (bytes > 0) args.bytes = bytes;
@@ -103,13 +105,14 @@ export function emitTrace(sim: SimulatedStep, write: (text: string) => void, opt
       const device = Math.floor(lane / lanesPerDevice);
       if (!included(device)) continue;
       const laneKind = lane % lanesPerDevice;
-      emit({ name: sliceName(kind, microBatch, laneKind), cat, ph: 'X', pid: device + 1, tid: laneKind + 1, ts: us(start), dur: us(end - start), args });
+      emit({ name: sliceName(kind, microBatch, laneKind) + (ringStep >= 0 ? ` attention ${ringStep + 1}` : ''), cat, ph: 'X', pid: device + 1, tid: laneKind + 1, ts: us(start), dur: us(end - start), args });
     }
-    if (kind === KIND.p2p && lanes.length === 2) {
+    if ((kind === KIND.p2p || kind === KIND.ring) && lanes.length === 2) {
       const [from, to] = lanes.map((l) => Math.floor(l / lanesPerDevice));
       if (included(from) && included(to)) {
-        emit({ name: 'p2p', cat: 'flow', ph: 's', id: op, pid: from + 1, tid: (lanes[0] % lanesPerDevice) + 1, ts: us(start) });
-        emit({ name: 'p2p', cat: 'flow', ph: 'f', bp: 'e', id: op, pid: to + 1, tid: (lanes[1] % lanesPerDevice) + 1, ts: us(start) });
+        const name = OP_KINDS[kind];
+        emit({ name, cat: 'flow', ph: 's', id: op, pid: from + 1, tid: (lanes[0] % lanesPerDevice) + 1, ts: us(start) });
+        emit({ name, cat: 'flow', ph: 'f', bp: 'e', id: op, pid: to + 1, tid: (lanes[1] % lanesPerDevice) + 1, ts: us(start) });
       }
     }
   }

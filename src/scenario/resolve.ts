@@ -84,7 +84,7 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
     devices,
     nodes: input.cluster.nodes,
     gpusPerNode,
-    training: { globalBatch: t.globalBatch, microBatch: t.microBatch, precision: t.precision },
+    training: { globalBatch: t.globalBatch, microBatch: t.microBatch, precision: t.precision, flashAttention: t.flashAttention },
   });
   issues.push(...resolved.issues);
   const pp = typeof input.parallel.pp === 'number' ? input.parallel.pp : 1;

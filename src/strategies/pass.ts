@@ -33,7 +33,7 @@ export interface ConfigContext {
   devices: number;
   nodes: number;
   gpusPerNode: number;
-  training: { globalBatch: number; microBatch: number; precision: Precision };
+  training: { globalBatch: number; microBatch: number; precision: Precision; flashAttention: boolean };
 }
 
 export interface ResolveContext extends ConfigContext {

@@ -71,6 +71,20 @@ export interface ModelStates {
   pinnedHostBytes: number;
 }
 
+/**
+ * How attention reads keys and values split over a mesh axis (context parallelism): gathered whole before it
+ * (`allgather`, Llama 3), or passed around the ring in `steps` steps, each transfer overlapping the attention of the
+ * block held (`ring`). `work[c][j]` is the attention work of the rank at coordinate c of the axis in step j, as a
+ * multiple of an even share (1 when every rank and step does the same): a causal mask on a contiguous split loads
+ * the ranks unevenly.
+ */
+export interface ContextAttention {
+  axis: MeshAxis;
+  exchange: 'ring' | 'allgather';
+  steps: number;
+  work: readonly (readonly number[])[];
+}
+
 export interface StepProgram {
   workload: Workload;
   mesh: DeviceMesh;
@@ -85,6 +99,8 @@ export interface StepProgram {
   tied?: { tensor: Tensor; owner: number; copy: number };
   gradients: GradientPolicy;
   states: ModelStates;
+  /** Attention split along the sequence over a context-parallel axis, when there is one. */
+  contextAttention?: ContextAttention;
 }
 
 /** The program before any pass: the whole workload on one stage, nothing sharded, every model state on the GPU. */

@@ -8,6 +8,7 @@ import { DeviceMesh, type Coordinates } from './mesh.js';
 import type { CheckContext, ConfigContext, ParallelismPass } from './pass.js';
 import { pipelineParallel } from './pipeline/pipeline-parallel.js';
 import { initialProgram, type StepProgram } from './program.js';
+import { contextParallel } from './sequence/context-parallel.js';
 import { sequenceParallel } from './sequence/megatron-sp.js';
 import { ulysses } from './sequence/ulysses.js';
 import { tensorParallel } from './tensor/megatron-tp.js';
@@ -18,7 +19,7 @@ import { tensorParallel } from './tensor/megatron-tp.js';
  * configuration joins `ParallelConfig`. A pass that defines a mesh axis comes before `dataParallel`, whose degree
  * defaults to what the others leave.
  */
-export const PASSES = [tensorParallel, sequenceParallel, ulysses, pipelineParallel, dataParallel, zeroRedundancy, offload] as const;
+export const PASSES = [tensorParallel, sequenceParallel, contextParallel, ulysses, pipelineParallel, dataParallel, zeroRedundancy, offload] as const;
 
 type ConfigOf<P> = P extends ParallelismPass<z.ZodRawShape, infer C, object> ? C : never;
 type Intersection<U> = (U extends unknown ? (x: U) => void : never) extends (x: infer I) => void ? I : never;

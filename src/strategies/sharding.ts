@@ -32,6 +32,12 @@ export function splitAxis(shape: Shape, split: readonly TensorAxis[] | undefined
   return undefined;
 }
 
+/** The layout with nothing split over mesh axis `mesh`. */
+export function withoutAxis(layout: OpLayout, mesh: MeshAxis): OpLayout {
+  const { [mesh]: _dropped, ...rest } = layout;
+  return rest;
+}
+
 /** Whether `shape` is split along mesh axis `mesh` under `layout`. */
 export const isSplit = (shape: Shape, layout: OpLayout, mesh: MeshAxis): boolean => splitAxis(shape, layout[mesh]) !== undefined;
 

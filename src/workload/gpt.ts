@@ -88,15 +88,12 @@ export function buildGpt(m: GptSpec, options: GptBuildOptions): Workload {
         { ...tensor('softmax.dropoutMask', scores, 'mask'), site: 'own', selective: true },
         { ...tensor('softmax.dropout', scores), site: 'own', selective: true },
       ];
-  const attention = op(
-    'attention',
-    'attention',
-    qkvOut,
-    heads,
-    { forward: scoreFlops, inputGrad: 2 * scoreFlops, weightGrad: 0 },
-    [{ ...tensor('q', heads.shape), site: 'own' }, { ...tensor('k', kv), site: 'own' }, { ...tensor('v', kv), site: 'own' }, ...scoreTensors],
-    [],
-  );
+  const keyValue: SavedTensor[] = [{ ...tensor('k', kv), site: 'own' }, { ...tensor('v', kv), site: 'own' }];
+  const attention: WorkloadOp = {
+    ...op('attention', 'attention', qkvOut, heads, { forward: scoreFlops, inputGrad: 2 * scoreFlops, weightGrad: 0 }, [{ ...tensor('q', heads.shape), site: 'own' }, ...keyValue, ...scoreTensors], []),
+    keyValue,
+    causal: m.causal && flash,
+  };
 
   const kvShare = m.kvHeads / a;
   const qkv = op('qkv', 'gemm', hiddenState, qkvOut, gemmFlops(2 * b * s * h * h * (1 + 2 * kvShare)), [linearInput('qkv', hiddenState)], [

@@ -73,6 +73,13 @@ export interface WorkloadOp {
   /** Tensors kept from its forward until its backward. */
   saved: readonly SavedTensor[];
   parameters: readonly Tensor[];
+  /**
+   * An attention's keys and values, which every query position reads across the whole sequence: what context
+   * parallelism gathers or passes around its ring. They are among its saved tensors.
+   */
+  keyValue?: readonly SavedTensor[];
+  /** An attention that skips the blocks a causal mask hides, so that later query positions do more work. */
+  causal?: boolean;
 }
 
 /** Block kinds: a transformer layer can be recomputed whole; the embedding and the output head cannot. */

@@ -28,7 +28,7 @@ describe('dtsim run', () => {
     expect(Object.keys(report)).toEqual(expect.arrayContaining(['name', 'seed', 'stepTime', 'bubbleFraction', 'throughput', 'model', 'memory', 'communication', 'devices']));
     expect(Object.keys(report.throughput)).toEqual(expect.arrayContaining(['tokensPerSecond', 'tflopsPerDevice', 'mfu']));
     expect(Object.keys(report.memory.peak)).toEqual(['hbm', 'cpu', 'nvme']);
-    expect(Object.keys(report.communication.byKind)).toEqual(['p2p', 'allReduce', 'reduceScatter', 'allGather', 'allToAll', 'broadcast', 'offload']);
+    expect(Object.keys(report.communication.byKind)).toEqual(['p2p', 'allReduce', 'reduceScatter', 'allGather', 'allToAll', 'broadcast', 'offload', 'ring']);
     expect(Object.keys(report.communication.byLinkType)).toEqual(['nvlink', 'pcie', 'infiniband', 'nvme']);
     const d = report.devices[0];
     expect(Object.keys(d)).toEqual(expect.arrayContaining(['rank', 'node', 'coordinates', 'busyTime', 'idleTime', 'bubbleFraction', 'peakMemory', 'memoryBreakdown', 'sentBytes']));
