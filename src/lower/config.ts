@@ -2,7 +2,7 @@ import type { ClusterSpec } from '../hardware/topology.js';
 import type { DeviceMesh } from '../strategies/mesh.js';
 import type { ParallelConfig } from '../strategies/registry.js';
 import type { Optimizer } from '../training/optimizer.js';
-import type { Precision } from '../training/precision.js';
+import type { GradientAccumulation, Precision } from '../training/precision.js';
 import type { Recompute } from '../training/recompute.js';
 import type { ModelSpec } from '../workload/registry.js';
 
@@ -25,6 +25,8 @@ export interface TrainingConfig {
   globalBatch: number;
   microBatch: number;
   precision: Precision;
+  /** The type gradients accumulate and are reduced in. */
+  gradAccumulation: GradientAccumulation;
   optimizer: Optimizer;
   recompute: Recompute;
   flashAttention: boolean;

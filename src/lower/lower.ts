@@ -8,7 +8,7 @@ import type { MeshAxis } from '../strategies/mesh.js';
 import { getSchedule } from '../strategies/pipeline/registry.js';
 import type { Pass, PassCosts } from '../strategies/pipeline/schedule.js';
 import type { StepProgram } from '../strategies/program.js';
-import { precisionSpec, peakFlopsPerSecond } from '../training/precision.js';
+import { gradientBytes, precisionSpec, peakFlopsPerSecond } from '../training/precision.js';
 import { modelParameters } from '../workload/registry.js';
 import { microBatchesOf, type StepConfig } from './config.js';
 import { StepEmitter } from './emitter.js';
@@ -53,7 +53,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
   const microBatches = microBatchesOf(config, mesh);
   const schedule = getSchedule(program.schedule);
   const precision = precisionSpec(training.precision);
-  const gradBytes = precision.gradientBytes;
+  const gradBytes = gradientBytes(training.precision, training.gradAccumulation);
   const paramBytes = precision.parameterBytes;
   const costs = config.costs;
   const stepLatency = cluster.collectiveStepLatencySeconds;
@@ -89,7 +89,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
     p2p: p2pEstimateNs,
   };
   const passMemory = { activation: virtualStages.map((v) => v.activationBytes), weightGrad: virtualStages.map((v) => v.weightGradBytes) };
-  const order = schedule.order({ stages: pp, microBatches, chunks, costs: passCosts, memory: passMemory });
+  const order = schedule.order({ stages: pp, microBatches, chunks, costs: passCosts, memory: passMemory, microBatchGroup: program.microBatchGroup });
 
   const variability = new Variability(config.seed, resources.devices, config.variability);
 

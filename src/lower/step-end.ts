@@ -1,7 +1,7 @@
 import { toNanoseconds } from '../engine/kernel.js';
 import type { StepProgram, StatePlacement } from '../strategies/program.js';
 import { optimizerStateBytes, optimizerStepBytes } from '../training/optimizer.js';
-import { precisionSpec } from '../training/precision.js';
+import { gradientBytes, precisionSpec } from '../training/precision.js';
 import { ownerLayout } from '../strategies/program.js';
 import { shards } from '../strategies/sharding.js';
 import { elements } from '../workload/types.js';
@@ -41,7 +41,7 @@ export function finishStep({ config, program, emit, stages, virtualStages, varia
   const { resources } = emit;
   const g = emit.graph;
   const precision = precisionSpec(training.precision);
-  const gradBytes = precision.gradientBytes;
+  const gradBytes = gradientBytes(training.precision, training.gradAccumulation);
   const paramBytes = precision.parameterBytes;
   const optimizerBytes = optimizerStateBytes(training.optimizer, training.precision);
   const perStage = mesh.ranksPerStage;
@@ -81,7 +81,7 @@ export function finishStep({ config, program, emit, stages, virtualStages, varia
     const shard = stages[stage].parametersPerDevice / optimizerShards;
     let op: number;
     if (!optimizerOffloaded) {
-      const seconds = costs?.optimizerSeconds ?? (shard * optimizerStepBytes(training.optimizer, training.precision)) / memoryRate;
+      const seconds = costs?.optimizerSeconds ?? (shard * optimizerStepBytes(training.optimizer, training.precision, training.gradAccumulation)) / memoryRate;
       op = emit.compute(optimizerLabel[stage], device, variability.vary(toNanoseconds(seconds), device));
     } else {
       const rate = cluster.node.hostOptimizerParamsPerSecond / cluster.gpusPerNode;

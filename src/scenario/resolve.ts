@@ -139,6 +139,7 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
         globalBatch: t.globalBatch,
         microBatch: t.microBatch,
         precision: t.precision,
+        gradAccumulation: t.gradAccumulation,
         optimizer: t.optimizer,
         recompute: t.recompute,
         flashAttention: t.flashAttention,

@@ -4,7 +4,7 @@ import { MODEL_PRESETS } from '../workload/presets.js';
 import { choice, count, fraction, quantity } from '../fields.js';
 import { parallelFields } from '../strategies/registry.js';
 import { OPTIMIZERS } from '../training/optimizer.js';
-import { PRECISIONS } from '../training/precision.js';
+import { GRADIENT_ACCUMULATIONS, PRECISIONS } from '../training/precision.js';
 import { RECOMPUTE_POLICIES } from '../training/recompute.js';
 
 /**
@@ -104,6 +104,7 @@ export const scenarioSchema = z
         globalBatch: count(),
         microBatch: count().default(1),
         precision: choice(PRECISIONS).default('bf16'),
+        gradAccumulation: choice(GRADIENT_ACCUMULATIONS).default('precision'),
         optimizer: choice(OPTIMIZERS).default('adam'),
         recompute: choice(RECOMPUTE_POLICIES).default('none'),
         flashAttention: z.boolean().default(false),

@@ -92,6 +92,8 @@ export interface StepProgram {
   stages: readonly VirtualStage[];
   /** The pipeline schedule that orders each device's passes (strategies/pipeline/registry.ts). */
   schedule: string;
+  /** Interleaved schedule: consecutive micro-batches each chunk runs before the next chunk's. */
+  microBatchGroup?: number;
   /**
    * Tied parameters on two virtual stages of different devices: `owner` holds them, `copy` keeps a copy (in that
    * block's `tiedCopies`), and their gradients are summed between the two.

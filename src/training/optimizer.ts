@@ -1,4 +1,4 @@
-import { precisionSpec, type Precision } from './precision.js';
+import { gradientBytes, precisionSpec, type GradientAccumulation, type Precision } from './precision.js';
 
 /**
  * Optimizers: the state each keeps per parameter, and what its step moves through memory.
@@ -19,7 +19,6 @@ export function optimizerStateBytes(optimizer: Optimizer, precision: Precision):
  * Bytes one optimizer step moves through the memory holding it, per parameter: it reads the gradient, reads and
  * writes the states, and writes the parameter. The step is memory-bound on a GPU.
  */
-export function optimizerStepBytes(optimizer: Optimizer, precision: Precision): number {
-  const p = precisionSpec(precision);
-  return p.gradientBytes + 2 * optimizerStateBytes(optimizer, precision) + p.parameterBytes;
+export function optimizerStepBytes(optimizer: Optimizer, precision: Precision, accumulation: GradientAccumulation = 'precision'): number {
+  return gradientBytes(precision, accumulation) + 2 * optimizerStateBytes(optimizer, precision) + precisionSpec(precision).parameterBytes;
 }

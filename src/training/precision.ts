@@ -28,6 +28,16 @@ const TABLE: Record<Precision, PrecisionSpec> = {
 
 export const precisionSpec = (precision: Precision): PrecisionSpec => TABLE[precision];
 
+/**
+ * Where gradients accumulate over micro-batches and are reduced: in the training precision's gradient type, or in
+ * fp32 buffers (Megatron's main_grad, its default with bf16: --accumulate-allreduce-grads-in-fp32).
+ */
+export const GRADIENT_ACCUMULATIONS = ['precision', 'fp32'] as const;
+export type GradientAccumulation = (typeof GRADIENT_ACCUMULATIONS)[number];
+
+/** Bytes of an accumulated gradient element. */
+export const gradientBytes = (precision: Precision, accumulation: GradientAccumulation): number => (accumulation === 'fp32' ? 4 : TABLE[precision].gradientBytes);
+
 /** Bytes of one element of a tensor of `element` type. Dropout masks are one byte in every precision. */
 export function elementBytes(element: ElementType, precision: Precision): number {
   const spec = TABLE[precision];

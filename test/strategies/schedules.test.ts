@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { simulate } from '../../src/simulate.js';
 import { SCHEDULES } from '../../src/strategies/pipeline/registry.js';
 import { checkOrderLaws, checkStepLaws, inFlightPerStage, SCHEDULE_EXPECTATIONS } from '../support/schedule-laws.js';
-import { pipelineScenario } from '../support/scenarios.js';
+import { pipelineScenario, scenario } from '../support/scenarios.js';
 
 const names = Object.keys(SCHEDULES);
 const us = (xs: number[]) => xs.map((x) => `${x}us`);
@@ -128,5 +128,41 @@ describe('schedules against each other', () => {
       }),
       { numRuns: 60 },
     );
+  });
+});
+
+describe('pipelines as Llama 3 lays them out', () => {
+  it('law: the interleaved schedule with any group of at least pp consecutive micro-batches runs every pass once, without deadlock, and memory returns to baseline', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 2, max: 6 }), fc.integer({ min: 0, max: 6 }), fc.integer({ min: 1, max: 3 }), fc.integer({ min: 2, max: 3 }), (p, extra, groups, chunks) => {
+        const group = p + extra;
+        const m = group * groups;
+        checkOrderLaws(SCHEDULES.interleaved, { stages: p, microBatches: m, chunks, microBatchGroup: group });
+        const sim = simulate(pipelineScenario({ p, m, chunks, schedule: 'interleaved', forward: '10us', backward: '20us', p2p: 2e-6, microBatchGroup: group }));
+        checkStepLaws(sim);
+      }),
+      { numRuns: 80 },
+    );
+  });
+
+  it('with the default group of pp it is Megatron\'s order; a larger group holds more micro-batches in flight on the first stage', () => {
+    const run = (microBatchGroup?: number) => simulate(pipelineScenario({ p: 4, m: 16, chunks: 2, schedule: 'interleaved', forward: '10us', backward: '20us', microBatchGroup }));
+    expect(run(4).plan.order).toEqual(run().plan.order);
+    expect(inFlightPerStage(run(8))[0]).toBeGreaterThan(inFlightPerStage(run(4))[0]);
+  });
+
+  it('a stage whose layers the chunks do not divide gives the chunks holding the embedding and the output layer one fewer', () => {
+    const base = pipelineScenario({ p: 4, m: 8, chunks: 2, schedule: 'interleaved', forward: '10us', backward: '20us' });
+    const sim = simulate({ ...base, model: { ...base.model, layers: 46 }, parallel: { ...base.parallel, layersPerStage: [11, 12, 12, 11] } });
+    const layers = sim.plan.virtualStages.map((v) => [v.stage, v.chunk, v.layers]);
+    // Virtual stage 0 (device 0, chunk 0) holds the embedding, the last (device 3, chunk 1) the output layer.
+    expect(layers).toEqual([[0, 0, 5], [1, 0, 6], [2, 0, 6], [3, 0, 6], [0, 1, 6], [1, 1, 6], [2, 1, 6], [3, 1, 5]]);
+    checkStepLaws(sim);
+  });
+
+  it('bad input: a micro-batch group on another schedule, or one that does not divide the micro-batches, exits 3', () => {
+    expect(() => scenario({ model: { layers: 8 }, parallel: { schedule: 'interleaved', chunks: 2, microBatchGroup: 2 } })).toThrow(/parallel\.microBatchGroup: the interleaved schedule needs groups of at least pp = 4 consecutive micro-batches, got 2/);
+    expect(() => scenario({ parallel: { microBatchGroup: 2 } })).toThrow(/parallel\.microBatchGroup: groups micro-batches for the interleaved schedule only, but the schedule is 1f1b/);
+    expect(() => scenario({ model: { layers: 8 }, parallel: { schedule: 'interleaved', chunks: 2, microBatchGroup: 5 } })).toThrow(/training\.globalBatch: the interleaved schedule runs micro-batches in groups of parallel\.microBatchGroup = 5, but each replica has 8; make globalBatch \/ \(microBatch x dp\) a multiple of 5/);
   });
 });

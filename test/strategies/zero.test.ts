@@ -138,6 +138,35 @@ describe('ZeRO composition and bad input', () => {
     expect(sim.report.communication.byKind.allGather).toBeGreaterThan(0);
   });
 
+  it('law: ZeRO-2 with a pipeline keeps 2Ψ + 14Ψ/N per device of each stage and reduce-scatters every micro-batch\'s gradients over the stage\'s group', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(2, 4), fc.integer({ min: 2, max: 6 }), (N, m) => {
+        const sim = simulate(scenario({ cluster: { nodes: 1, gpusPerNode: 2 * N }, model: { preset: 'gpt-tiny', layers: 4, tiedEmbeddings: false }, training: { globalBatch: m * N }, parallel: { tp: 1, pp: 2, dp: N, zero: 2 } }));
+        sim.plan.stages.forEach((stage, s) => {
+          const psi = stage.parametersPerDevice;
+          const b = sim.report.devices[sim.plan.mesh.rank({ pp: s })].memoryBreakdown;
+          expect((b.params + b.grads + b.optimizer) / (2 * psi + (14 * psi) / N)).toBeCloseTo(1, 9);
+        });
+        // Per micro-batch, each stage's gradients once, reduce-scattered: (N-1)/N of them sent per rank.
+        const psiAll = sim.plan.stages.reduce((a, s) => a + s.parametersPerDevice, 0);
+        expect(sim.report.communication.byKind.reduceScatter / (m * N * 2 * psiAll * ((N - 1) / N))).toBeCloseTo(1, 6);
+      }),
+      { numRuns: 6 },
+    );
+  });
+
+  it('law: fp32 gradient accumulation holds 4 bytes a gradient and doubles the bf16 reductions', () => {
+    const run = (gradAccumulation: string, zero: number) => simulate(scenario({ cluster: { nodes: 1, gpusPerNode: 4 }, model: { preset: 'gpt-tiny', layers: 4 }, training: { globalBatch: 8, gradAccumulation }, parallel: { tp: 1, pp: 2, dp: 2, zero } }));
+    for (const zero of [0, 1, 2]) {
+      const half = run('precision', zero).report;
+      const full = run('fp32', zero).report;
+      expect(full.devices[0].memoryBreakdown.grads / half.devices[0].memoryBreakdown.grads).toBeCloseTo(2, 9);
+      const reduced = (r: typeof half) => r.communication.byKind.allReduce + r.communication.byKind.reduceScatter;
+      // The tied-embedding sum between the first and last stage is a gradient reduction too.
+      expect(reduced(full) / reduced(half)).toBeCloseTo(2, 9);
+    }
+  });
+
   const bad = (patch: Record<string, unknown>, message: RegExp) => {
     try {
       scenario(patch);
@@ -155,7 +184,8 @@ describe('ZeRO composition and bad input', () => {
     bad(base(4, 2, { offload: { optimizer: 'nvme' } }), /parallel\.offload\.optimizer: optimizer states on NVMe are ZeRO-Infinity, which needs ZeRO-3/);
     bad(base(4, 0, { offload: { optimizer: 'cpu' } }), /parallel\.offload\.optimizer: offloading the optimizer \(cpu\) builds on ZeRO/);
     bad(base(4, 3, { offload: { optimizer: 'disk' } }), /parallel\.offload\.optimizer: expected one of none, cpu, nvme, got "disk"/);
-    bad({ cluster: { nodes: 1, gpusPerNode: 4 }, model: { preset: 'gpt-tiny' }, training: { globalBatch: 4 }, parallel: { tp: 1, pp: 2, dp: 2, zero: 2 } }, /zero: 2 with pipeline parallelism \(pp = 2\) is not modelled/);
+    bad({ cluster: { nodes: 1, gpusPerNode: 4 }, model: { preset: 'gpt-tiny' }, training: { globalBatch: 4 }, parallel: { tp: 1, pp: 2, dp: 2, zero: 3 } }, /zero: 3 with pipeline parallelism \(pp = 2\) .* is not modelled.*use zero: 2/);
+    bad({ cluster: { nodes: 1, gpusPerNode: 4 }, model: { preset: 'gpt-tiny' }, training: { globalBatch: 4, gradAccumulation: 'fp16' }, parallel: { dp: 4 } }, /training\.gradAccumulation: expected one of precision, fp32, got "fp16"/);
   });
 
   it('NVMe too small is an answer: does not fit, naming the tier and shortfall', () => {

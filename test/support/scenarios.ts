@@ -44,6 +44,7 @@ export function pipelineScenario(opts: {
   weightGrad?: number | number[] | string[];
   p2p?: number;
   optimizer?: number;
+  microBatchGroup?: number;
 }): Scenario {
   const chunks = opts.chunks ?? 1;
   return scenario({
@@ -52,7 +53,7 @@ export function pipelineScenario(opts: {
     // The same model for every schedule (12 layers per stage divide into 1 to 4 chunks), and a tiny vocabulary keeps
     // the stages uniform: the papers' memory laws assume the logits are small next to the layers.
     model: { preset: 'gpt-tiny', layers: opts.p * 12, vocab: 64, tiedEmbeddings: false },
-    parallel: { tp: 1, pp: opts.p, dp: 1, schedule: opts.schedule, chunks },
+    parallel: { tp: 1, pp: opts.p, dp: 1, schedule: opts.schedule, chunks, ...(opts.microBatchGroup !== undefined ? { microBatchGroup: opts.microBatchGroup } : {}) },
     costs: { forward: opts.forward, backward: opts.backward, ...(opts.weightGrad !== undefined ? { weightGrad: opts.weightGrad } : {}), p2p: opts.p2p ?? 0, optimizer: opts.optimizer ?? 0 },
   });
 }

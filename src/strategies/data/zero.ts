@@ -12,6 +12,10 @@ import type { OffloadConfig } from './offload.js';
  * stage 2 on after every micro-batch, since a device keeps only its shard; stage 3 gathers each block's parameters
  * before each pass, at most `prefetchLayers` blocks ahead; stages 1 and 2 gather the updated parameters after the
  * optimizer step.
+ *
+ * With pipeline parallelism each stage's data-parallel group shards its own states: stage 1 is Megatron's
+ * distributed optimizer, stage 2 what Llama 3's FSDP does with its pipeline (parameters kept whole through the
+ * step, gradients reduce-scattered after each micro-batch's backward).
  */
 const fields = {
   zero: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3)], { error: 'expected a ZeRO stage: 0, 1, 2 or 3' }).default(0),
@@ -37,8 +41,8 @@ export const zeroRedundancy: ParallelismPass<typeof fields, ZeroConfig, ZeroConf
     if (zero > 0 && replicas === 1 && !offloading) {
       issues.push({ path: ['parallel', 'zero'], message: `zero: ${zero} shards model states over the data-parallel group, but dp is 1, so there is nothing to shard; use zero: 0, more data-parallel replicas, or offload (parallel.offload)` });
     }
-    if (zero >= 2 && pp > 1) {
-      issues.push({ path: ['parallel', 'zero'], message: `zero: ${zero} with pipeline parallelism (pp = ${pp}) is not modelled, as DeepSpeed does not support it either; use zero: 1 (Megatron's distributed optimizer), or pp: 1` });
+    if (zero === 3 && pp > 1) {
+      issues.push({ path: ['parallel', 'zero'], message: `zero: 3 with pipeline parallelism (pp = ${pp}) would gather every layer's parameters for each of its micro-batches; it is not modelled, as DeepSpeed does not support it either; use zero: 2 (sharded gradients and optimizer states, as Llama 3's FSDP keeps parameters whole through the step), zero: 1 (Megatron's distributed optimizer), or pp: 1` });
     }
     if (zero === 3 && schedule in SCHEDULES && getSchedule(schedule).splitBackward) {
       issues.push({ path: ['parallel', 'schedule'], message: `zero: 3 gathers each layer's parameters for its forward and backward; with pp = 1 a split backward gains nothing, so the ${schedule} schedule is not modelled with it; use 1f1b or gpipe` });

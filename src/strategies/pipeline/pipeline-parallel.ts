@@ -15,6 +15,7 @@ const fields = {
   schedule: z.string().default('1f1b'),
   chunks: count().default(1),
   layersPerStage: z.array(count('a whole number of layers, at least 1')).optional(),
+  microBatchGroup: count().optional(),
 };
 
 export interface PipelineConfig {
@@ -24,12 +25,14 @@ export interface PipelineConfig {
   chunks: number;
   /** Transformer layers on each pipeline stage. */
   layersPerStage: number[];
+  /** Interleaved schedule: consecutive micro-batches each chunk runs before the next chunk's (default pp). */
+  microBatchGroup: number;
 }
 
 export const pipelineParallel: ParallelismPass<typeof fields, PipelineConfig> = {
   name: 'pipeline',
   fields,
-  resolve({ pp, schedule, chunks, layersPerStage: given }, { model, fail }) {
+  resolve({ pp, schedule, chunks, layersPerStage: given, microBatchGroup }, { model, fail }) {
     if (!(schedule in SCHEDULES)) fail(['parallel', 'schedule'], `unknown schedule ${JSON.stringify(schedule)}; registered schedules: ${Object.keys(SCHEDULES).join(', ')}`);
     let layersPerStage: number[];
     if (given) {
@@ -41,16 +44,17 @@ export const pipelineParallel: ParallelismPass<typeof fields, PipelineConfig> = 
       if (model.layers < pp) fail(['parallel', 'pp'], `pp = ${pp} is more stages than the model's ${model.layers} layers`);
       layersPerStage = splitEvenly(model.layers, pp);
     }
-    return { pp, schedule, chunks, layersPerStage };
+    if (microBatchGroup !== undefined && schedule !== 'interleaved') fail(['parallel', 'microBatchGroup'], `groups micro-batches for the interleaved schedule only, but the schedule is ${schedule}; remove it or use schedule: interleaved`);
+    return { pp, schedule, chunks, layersPerStage, microBatchGroup: microBatchGroup ?? pp };
   },
   axes: ({ pp }) => ({ pp }),
-  check({ pp, schedule, chunks, layersPerStage }, { microBatches, model }) {
+  check({ pp, schedule, chunks, layersPerStage, microBatchGroup }, { microBatches, model }) {
     // The schedule judges only a configuration that is otherwise whole.
     const whole = Number.isInteger(microBatches) && layersPerStage.length === pp && layersPerStage.reduce((a, b) => a + b, 0) === model.layers;
     if (!(schedule in SCHEDULES) || !whole) return [];
-    return getSchedule(schedule).check({ pp, chunks, microBatches, layersPerStage });
+    return getSchedule(schedule).check({ pp, chunks, microBatches, layersPerStage, microBatchGroup });
   },
-  apply(program, { pp, schedule, chunks, layersPerStage }) {
+  apply(program, { pp, schedule, chunks, layersPerStage, microBatchGroup }) {
     const placement = getSchedule(schedule);
     const count = pp * chunks;
     const stageOf = new Int32Array(count);
@@ -66,7 +70,8 @@ export const pipelineParallel: ParallelismPass<typeof fields, PipelineConfig> = 
     const blocks = program.stages.flatMap((s) => s.blocks);
     const members: ProgramBlock[][] = Array.from({ length: count }, () => []);
     const stageOfBlock: number[] = [];
-    const layersOf = (vs: number) => layersPerStage[stageOf[vs]] / chunks;
+    const chunkLayers = layersOfChunks(layersPerStage, chunks, (device, chunk) => placement.virtualStage(device, chunk, pp, chunks), count);
+    const layersOf = (vs: number) => chunkLayers[stageOf[vs]][chunkOf[vs]];
     let vs = 0;
     let filled = 0;
     for (const block of blocks) {
@@ -89,9 +94,29 @@ export const pipelineParallel: ParallelismPass<typeof fields, PipelineConfig> = 
       members[copy][at] = { ...blocks[tied.to], tiedCopies: [...blocks[tied.to].tiedCopies, tied.tensor] };
     }
     const stages: VirtualStage[] = members.map((b, v) => ({ virtualStage: v, stage: stageOf[v], chunk: chunkOf[v], layers: layersOf(v), blocks: b }));
-    return { ...program, stages, schedule, ...(copied ? { tied: { tensor: tied.tensor, owner, copy } } : {}) };
+    return { ...program, stages, schedule, microBatchGroup, ...(copied ? { tied: { tensor: tied.tensor, owner, copy } } : {}) };
   },
 };
+
+/**
+ * Each device's layers over its chunks: evenly, and where the chunks do not divide them, the chunks holding the
+ * embedding (virtual stage 0) or the output head (the last) take the shortfall, as Llama 3 gives its first and last
+ * stage one layer fewer for them.
+ */
+export function layersOfChunks(layersPerStage: readonly number[], chunks: number, virtualStage: (device: number, chunk: number) => number, count: number): number[][] {
+  return layersPerStage.map((layers, device) => {
+    const base = Math.floor(layers / chunks);
+    let extra = layers % chunks;
+    const atEnd = (chunk: number) => {
+      const vs = virtualStage(device, chunk);
+      return vs === 0 || vs === count - 1;
+    };
+    const order = Array.from({ length: chunks }, (_, chunk) => chunk).sort((a, b) => Number(atEnd(a)) - Number(atEnd(b)) || a - b);
+    const out = new Array<number>(chunks).fill(base);
+    for (const chunk of order) if (extra-- > 0) out[chunk]++;
+    return out;
+  });
+}
 
 /** Megatron's default split: equal layers per stage, the remainder on the first stages. */
 export function splitEvenly(layers: number, stages: number): number[] {

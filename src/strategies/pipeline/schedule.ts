@@ -6,6 +6,8 @@ export interface ScheduleShape {
   chunks: number;
   microBatches: number;
   layersPerStage: number[];
+  /** Consecutive micro-batches each chunk runs before the next chunk's (the interleaved schedule). */
+  microBatchGroup: number;
 }
 
 /**
@@ -46,6 +48,8 @@ export interface ScheduleParams {
   microBatches: number;
   /** Model chunks per device (v); the model has stages x chunks virtual stages. */
   chunks: number;
+  /** Consecutive micro-batches each chunk runs before the next chunk's (interleaved; p when absent). */
+  microBatchGroup?: number;
   /** Per virtual stage; schedules that search for a good order use them. */
   costs?: PassCosts;
   memory?: PassMemory;
@@ -71,15 +75,18 @@ export function roundRobin(device: number, chunk: number, stages: number): numbe
   return chunk * stages + device;
 }
 
-/** Checks shared by schedules: chunk count, and chunks dividing each stage's layers. */
+/**
+ * Checks shared by schedules: chunk count, and at least a layer per chunk on every stage. A stage whose layers the
+ * chunks do not divide is split as evenly as it goes (pipeline-parallel.ts says which chunks hold fewer).
+ */
 export function checkChunks(name: string, shape: ScheduleShape, allowed: (chunks: number) => boolean, what: string): PathIssue[] {
   if (!allowed(shape.chunks)) return [{ path: ['parallel', 'chunks'], message: `the ${name} schedule needs ${what}, got chunks: ${shape.chunks}` }];
-  const uneven = shape.layersPerStage.findIndex((layers) => layers % shape.chunks !== 0);
-  if (uneven >= 0) {
+  const short = shape.layersPerStage.findIndex((layers) => layers < shape.chunks);
+  if (short >= 0) {
     return [
       {
         path: ['parallel', 'chunks'],
-        message: `chunks: ${shape.chunks} must divide the layers of every stage, but stage ${uneven} has ${shape.layersPerStage[uneven]}; use a chunk count that divides ${shape.layersPerStage.join(', ')}, or set parallel.layersPerStage`,
+        message: `chunks: ${shape.chunks} needs at least one layer per chunk, but stage ${short} has ${shape.layersPerStage[short]}; use at most ${Math.min(...shape.layersPerStage)} chunks, or set parallel.layersPerStage`,
       },
     ];
   }
