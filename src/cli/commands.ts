@@ -61,8 +61,10 @@ export function compare(args: ScenarioArgs & { schedules?: string; vary?: string
     io.stdout(json(results));
     return 0;
   }
+  const header = ['variant', 'chunks', 'step time', 'bubble', 'in-span bubble', 'exposed comm', 'communication', 'pipeline bytes', 'peak activations (worst stage)', 'peak HBM', 'fits'];
   const rows = results.map((r) => {
-    if (!r.report) return [r.variant, '-', 'cannot run:', r.error ?? '', '', '', '', '', ''];
+    // Why a variant cannot run goes last, where a long message widens no column.
+    if (!r.report) return [r.variant, ...header.slice(1, -1).map(() => '-'), `cannot run: ${r.error ?? ''}`];
     const x = r.report;
     const worst = x.stages.reduce((a, s) => (s.peakActivations > a.peakActivations ? s : a), x.stages[0]);
     return [
@@ -71,15 +73,17 @@ export function compare(args: ScenarioArgs & { schedules?: string; vary?: string
       formatSeconds(x.stepTime),
       percent(x.bubbleFraction),
       percent(x.pipelineBubbleRate),
+      formatSeconds(x.exposedCommunicationTime),
+      formatBytes(x.communication.bytes),
+      formatBytes(x.communication.byKind.p2p),
       `${formatBytes(worst.peakActivations)} (stage ${worst.stage})`,
       formatBytes(x.memory.peak.hbm),
-      formatBytes(x.communication.byKind.p2p),
       x.memory.fits ? 'yes' : 'NO',
     ];
   });
   io.stdout(
     `${base.name}: ${base.cluster.nodes * base.cluster.gpusPerNode} GPUs, ${formatMesh(meshOf(base.parallel).sizes(), base.parallel)}, ${base.training.globalBatch / (base.training.microBatch * base.parallel.dp)} micro-batches per replica\n\n` +
-      table(rows, ['variant', 'chunks', 'step time', 'bubble', 'in-span bubble', 'peak activations (worst stage)', 'peak HBM', 'pipeline bytes', 'fits']) +
+      table(rows, header) +
       '\n',
   );
   return 0;

@@ -457,9 +457,9 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
 
   const end = finishStep({ config, program, emit, stages, virtualStages, variability, gradientSync, lastOpOf, labelAt: (kind, stage) => labelAt(kind, place(stage)) });
   const peakFlopsPerDevice = peakFlopsPerSecond(cluster.gpu, training.precision);
-  const perReplicaModelFlops = virtualStages.reduce((sum, v) => sum + (v.forwardFlops + v.modelBackwardFlops) * tp, 0) * microBatches;
-  const perReplicaHardwareFlops = virtualStages.reduce((sum, v) => sum + (v.forwardFlops + v.inputGradFlops + v.weightGradFlops) * tp, 0) * microBatches;
-  const dp = mesh.sizeOf('dp');
+  // Every rank of a stage (tensor, sequence, context and data-parallel) runs its share of each micro-batch.
+  const modelFlops = virtualStages.reduce((sum, v) => sum + (v.forwardFlops + v.modelBackwardFlops) * perStage, 0) * microBatches;
+  const hardwareFlops = virtualStages.reduce((sum, v) => sum + (v.forwardFlops + v.inputGradFlops + v.weightGradFlops) * perStage, 0) * microBatches;
   return {
     config,
     program,
@@ -474,8 +474,8 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
     virtualStages,
     order,
     parameters: modelParameters(config.model),
-    modelFlops: perReplicaModelFlops * dp,
-    hardwareFlops: perReplicaHardwareFlops * dp,
+    modelFlops,
+    hardwareFlops,
     peakFlopsPerDevice,
   };
 }

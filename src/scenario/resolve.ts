@@ -73,6 +73,7 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
     tiedEmbeddings: m.tiedEmbeddings ?? base?.tiedEmbeddings ?? true,
     positionEmbedding: m.positionEmbedding ?? base?.positionEmbedding ?? 'learned',
     causal: m.causal ?? base?.causal ?? true,
+    dropout: m.dropout ?? base?.dropout ?? true,
   };
   if (hidden % heads !== 0) fail(['model', 'hidden'], `hidden size ${hidden} must be divisible by heads (${heads})`);
   if (heads % model.kvHeads !== 0) fail(['model', 'kvHeads'], `heads (${heads}) must be divisible by kvHeads (${model.kvHeads})`);

@@ -97,6 +97,7 @@ export const scenarioSchema = z
         tiedEmbeddings: z.boolean().optional(),
         positionEmbedding: choice(['learned', 'rope']).optional(),
         causal: z.boolean({ error: 'expected true or false' }).optional(),
+        dropout: z.boolean({ error: 'expected true or false' }).optional(),
       })
       .strict(),
     training: z

@@ -29,6 +29,8 @@ export interface GptSpec {
    * half the attention scores; one that masks a full score matrix (Megatron's fused softmax) computes them all.
    */
   causal: boolean;
+  /** Dropout after attention, after the MLP and on the attention probabilities, keeping its masks (GPT); Llama has none. */
+  dropout: boolean;
 }
 
 export interface GptBuildOptions {
@@ -75,8 +77,8 @@ export function buildGpt(m: GptSpec, options: GptBuildOptions): Workload {
 
   const norm = (name: string) =>
     op(name, 'norm', hiddenState, hiddenState, noFlops, [{ ...site(hiddenState, 'input'), name: `${name}.input` }], [parameter(`${name}.weight`, { hidden: h }), parameter(`${name}.bias`, { hidden: h })]);
-  // Dropout after attention and after the MLP, with the residual add: it keeps its 1-byte mask.
-  const dropout = (name: string) => op(name, 'elementwise', hiddenState, hiddenState, noFlops, [{ ...tensor(`${name}.mask`, hiddenState.shape, 'mask'), site: 'own' }], []);
+  // Dropout after attention and after the MLP, with the residual add: it keeps its 1-byte mask (none without dropout).
+  const dropout = (name: string) => op(name, 'elementwise', hiddenState, hiddenState, noFlops, m.dropout ? [{ ...tensor(`${name}.mask`, hiddenState.shape, 'mask'), site: 'own' }] : [], []);
   const linearInput = (name: string, input: Tensor): SavedTensor => ({ ...site(input, 'input'), name: `${name}.input`, weightGrad: true });
 
   // Attention scores: QKᵀ and the product with V, 2bs²h FLOPs each; a causal kernel that skips masked blocks does half.
@@ -85,8 +87,12 @@ export function buildGpt(m: GptSpec, options: GptBuildOptions): Workload {
     ? []
     : [
         { ...tensor('softmax', scores), site: 'own', selective: true },
-        { ...tensor('softmax.dropoutMask', scores, 'mask'), site: 'own', selective: true },
-        { ...tensor('softmax.dropout', scores), site: 'own', selective: true },
+        ...(m.dropout
+          ? [
+              { ...tensor('softmax.dropoutMask', scores, 'mask'), site: 'own' as const, selective: true },
+              { ...tensor('softmax.dropout', scores), site: 'own' as const, selective: true },
+            ]
+          : []),
       ];
   const keyValue: SavedTensor[] = [{ ...tensor('k', kv), site: 'own' }, { ...tensor('v', kv), site: 'own' }];
   const attention: WorkloadOp = {

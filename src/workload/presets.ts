@@ -3,7 +3,7 @@ import type { GptSpec } from './gpt.js';
 export type ModelShape = Omit<GptSpec, 'name'>;
 type Preset = ModelShape;
 
-/** A GPT-style shape: FFN 4h, multi-head attention, GeLU, tied embeddings, learned positions, causal attention. */
+/** A GPT-style shape: FFN 4h, multi-head attention, GeLU, tied embeddings, learned positions, causal attention, dropout. */
 export const gpt = (layers: number, hidden: number, heads: number, seqLength = 2048, vocab = 51200): ModelShape => ({
   layers,
   hidden,
@@ -16,6 +16,7 @@ export const gpt = (layers: number, hidden: number, heads: number, seqLength = 2
   tiedEmbeddings: true,
   positionEmbedding: 'learned',
   causal: true,
+  dropout: true,
 });
 
 /**
@@ -47,6 +48,7 @@ export const MODEL_PRESETS: Record<string, Preset> = {
     tiedEmbeddings: false,
     positionEmbedding: 'rope',
     causal: true,
+    dropout: false,
   },
   'llama3-405b': {
     layers: 126,
@@ -60,5 +62,6 @@ export const MODEL_PRESETS: Record<string, Preset> = {
     tiedEmbeddings: false,
     positionEmbedding: 'rope',
     causal: true,
+    dropout: false,
   },
 };

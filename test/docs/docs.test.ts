@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { ScenarioError, SimulationError, UsageError } from '../../src/errors.js';
 import { parseScenario } from '../../src/scenario/load.js';
 import { allowedKeys } from '../../src/scenario/schema.js';
+import { formatBytes, formatSeconds } from '../../src/report/format.js';
 import { simulate } from '../../src/simulate.js';
 import { SCHEDULES } from '../../src/strategies/pipeline/registry.js';
 import { cli } from '../support/cli.js';
@@ -84,7 +85,7 @@ describe('outputs shown in docs/schedules.md and docs/zero.md', () => {
   // Each single-command block followed by an output block: the output must be what dtsim prints today (a doc may
   // show only the tail of it: timelines, or a table without its heading).
   const pairsOf = (file: string) => [...read(file).matchAll(/```sh\nnpx dtsim ([^\n]+)\n```\n\n```\n([\s\S]*?)```/g)].map((m) => [file, m[1], m[2]] as const);
-  const pairs = [...pairsOf('docs/schedules.md'), ...pairsOf('docs/zero.md')];
+  const pairs = [...pairsOf('docs/schedules.md'), ...pairsOf('docs/zero.md'), ...pairsOf('docs/sequence.md')];
 
   it('schedules.md shows a timeline for every registered schedule', () => {
     for (const name of Object.keys(SCHEDULES)) expect(read('docs/schedules.md')).toContain(`--set parallel.schedule=${name} `);
@@ -95,6 +96,30 @@ describe('outputs shown in docs/schedules.md and docs/zero.md', () => {
     const r = await cli(...command.split(/\s+/));
     expect(r.code).toBe(0);
     expect(r.stdout.endsWith(expected)).toBe(true);
+  });
+});
+
+describe('docs/sequence.md', () => {
+  // Its tables quote the bundled scenarios' figures, which the golden files pin (test/golden keeps those current).
+  const rows = read('docs/sequence.md')
+    .split('\n')
+    .map((line) => line.match(/^\| `scenarios\/([^`]+)\.yaml` \|(.*)\|$/))
+    .filter((m): m is RegExpMatchArray => m !== null);
+
+  it('quotes every bundled sequence scenario', () => {
+    expect(rows.map((m) => m[1]).sort()).toEqual(
+      ['esm2-15b-tp-sp-2node', 'gpt-7b-128k-ulysses-8node', 'gpt-7b-256k-ulysses-32node', 'gpt-7b-ring-128k-a100', 'gpt-7b-ring-16k-a100', 'llama3-405b-128k-cp16-h100', 'llama3-405b-16k-h100', 'llama3-405b-8k-h100'].sort(),
+    );
+  });
+
+  it.each(rows.map((m) => [m[1], m[2]]))('its row for %s shows the simulated step time, peak HBM, fit and throughput', (name, rest) => {
+    const figures = JSON.parse(read(`test/golden/__golden__/${name}.json`));
+    const cells = rest.split('|').map((c) => c.trim());
+    expect(cells).toContain(formatSeconds(figures.stepTime));
+    expect(cells).toContain(formatBytes(figures.memory.peak.hbm));
+    expect(cells.at(-1)).toBe(figures.memory.fits ? 'yes' : 'no');
+    // The Llama 3 table has the published TFLOP/s per GPU, then the simulated.
+    if (name.startsWith('llama3')) expect(cells).toContain(String(Math.round(figures.throughput.tflopsPerDevice)));
   });
 });
 

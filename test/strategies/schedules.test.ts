@@ -132,10 +132,9 @@ describe('schedules against each other', () => {
 });
 
 describe('pipelines as Llama 3 lays them out', () => {
-  it('law: the interleaved schedule with any group of at least pp consecutive micro-batches runs every pass once, without deadlock, and memory returns to baseline', () => {
+  it('law: the interleaved schedule with any group of consecutive micro-batches (below pp too, as Llama 3 runs it) runs every pass once, without deadlock, and memory returns to baseline', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 2, max: 6 }), fc.integer({ min: 0, max: 6 }), fc.integer({ min: 1, max: 3 }), fc.integer({ min: 2, max: 3 }), (p, extra, groups, chunks) => {
-        const group = p + extra;
+      fc.property(fc.integer({ min: 2, max: 6 }), fc.integer({ min: 1, max: 10 }), fc.integer({ min: 1, max: 3 }), fc.integer({ min: 2, max: 3 }), (p, group, groups, chunks) => {
         const m = group * groups;
         checkOrderLaws(SCHEDULES.interleaved, { stages: p, microBatches: m, chunks, microBatchGroup: group });
         const sim = simulate(pipelineScenario({ p, m, chunks, schedule: 'interleaved', forward: '10us', backward: '20us', p2p: 2e-6, microBatchGroup: group }));
@@ -145,10 +144,12 @@ describe('pipelines as Llama 3 lays them out', () => {
     );
   });
 
-  it('with the default group of pp it is Megatron\'s order; a larger group holds more micro-batches in flight on the first stage', () => {
+  it('with the default group of pp it is Megatron\'s order; a larger group holds more micro-batches in flight on the first stage, a smaller one fewer', () => {
     const run = (microBatchGroup?: number) => simulate(pipelineScenario({ p: 4, m: 16, chunks: 2, schedule: 'interleaved', forward: '10us', backward: '20us', microBatchGroup }));
     expect(run(4).plan.order).toEqual(run().plan.order);
     expect(inFlightPerStage(run(8))[0]).toBeGreaterThan(inFlightPerStage(run(4))[0]);
+    // Below pp, Megatron's warm-up bound with the smaller group: fewer micro-batches in flight still.
+    expect(inFlightPerStage(run(2))[0]).toBeLessThan(inFlightPerStage(run(4))[0]);
   });
 
   it('a stage whose layers the chunks do not divide gives the chunks holding the embedding and the output layer one fewer', () => {
@@ -161,7 +162,6 @@ describe('pipelines as Llama 3 lays them out', () => {
   });
 
   it('bad input: a micro-batch group on another schedule, or one that does not divide the micro-batches, exits 3', () => {
-    expect(() => scenario({ model: { layers: 8 }, parallel: { schedule: 'interleaved', chunks: 2, microBatchGroup: 2 } })).toThrow(/parallel\.microBatchGroup: the interleaved schedule needs groups of at least pp = 4 consecutive micro-batches, got 2/);
     expect(() => scenario({ parallel: { microBatchGroup: 2 } })).toThrow(/parallel\.microBatchGroup: groups micro-batches for the interleaved schedule only, but the schedule is 1f1b/);
     expect(() => scenario({ model: { layers: 8 }, parallel: { schedule: 'interleaved', chunks: 2, microBatchGroup: 5 } })).toThrow(/training\.globalBatch: the interleaved schedule runs micro-batches in groups of parallel\.microBatchGroup = 5, but each replica has 8; make globalBatch \/ \(microBatch x dp\) a multiple of 5/);
   });

@@ -38,6 +38,7 @@ const arbSpec: fc.Arbitrary<GptSpec> = fc
       tiedEmbeddings: r.tied,
       positionEmbedding: r.positions,
       causal: false,
+      dropout: true,
     };
   });
 
@@ -49,6 +50,16 @@ const bytes = (t: Tensor) => elements(t.shape) * elementBytes(t.element, 'bf16')
 const close = (actual: number, expected: number) => (expected === 0 ? expect(actual).toBe(0) : expect(actual / expected).toBeCloseTo(1, 12));
 
 describe('GPT workload: sums over operations equal the closed forms', () => {
+  it('law: without dropout a layer keeps 2sbh fewer bytes (two 1-byte masks), and without FlashAttention also the 3as²b bytes of the attention dropout', () => {
+    fc.assert(
+      fc.property(arbSpec, fc.boolean(), (m, flash) => {
+        const saved = (dropout: boolean) => sumOps(layerOf(buildGpt({ ...m, dropout }, { microBatch: 1, attention: flash ? 'flash' : 'standard' })), (op) => op.saved.reduce((a, t) => a + bytes(t), 0));
+        const { seqLength: s, hidden: h, heads: a } = m;
+        close(saved(true) - saved(false), 2 * s * h + (flash ? 0 : 3 * a * s * s));
+      }),
+    );
+  });
+
   it('law: a layer has the reference parameter count (12h² + 13h for GPT shapes), and Ψ adds the embeddings and the output matrix', () => {
     fc.assert(
       fc.property(arbSpec, (m) => {
