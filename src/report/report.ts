@@ -123,6 +123,8 @@ export interface Report {
     byKind: Record<TransferKind, number>;
     /** Each transfer's bytes under the widest-reaching link type its path crosses. */
     byLinkType: Record<LinkType, number>;
+    /** byKind split by link type, as byLinkType counts them. */
+    byKindAndLinkType: Record<TransferKind, Record<LinkType, number>>;
   };
   stages: StageReport[];
   devices: DeviceReport[];
@@ -152,12 +154,14 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
   const stepTime = stepNs / NANOSECONDS_PER_SECOND;
   const categories = CATEGORIES.length;
 
-  const { totalBytes, bytesByKind, bytesByLinkType, sent, spanStart, spanEnd, spanBusy } = sumOperations(graph, plan.labels.kind, execution, topology, layout.devices);
+  const { totalBytes, bytesByKind, bytesByKindAndLinkType, bytesByLinkType, sent, spanStart, spanEnd, spanBusy } = sumOperations(graph, plan.labels.kind, execution, topology, layout.devices);
   // The only compute operation with flows is a host optimizer streaming its states through NVMe: offload traffic.
   const byKind = zeroRecord(TRANSFER_KINDS);
+  const byKindAndLinkType = Object.fromEntries(TRANSFER_KINDS.map((kind) => [kind, zeroRecord(LINK_TYPES)])) as Record<TransferKind, Record<LinkType, number>>;
   OP_KINDS.forEach((kind, i) => {
     const named = (TRANSFER_KINDS as readonly string[]).includes(kind) ? (kind as TransferKind) : 'offload';
     byKind[named] += bytesByKind[i];
+    LINK_TYPES.forEach((type, t) => (byKindAndLinkType[named][type] += bytesByKindAndLinkType[i * LINK_TYPES.length + t]));
   });
   const byLinkType = zeroRecord(LINK_TYPES);
   LINK_TYPES.forEach((type, i) => (byLinkType[type] = bytesByLinkType[i]));
@@ -288,7 +292,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
       breakdown,
       overflows,
     },
-    communication: { bytes: totalBytes, byKind, byLinkType },
+    communication: { bytes: totalBytes, byKind, byLinkType, byKindAndLinkType },
     stages,
     devices,
     warnings,
@@ -304,6 +308,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
 function sumOperations(graph: OperationGraph, kindOf: Uint8Array, execution: ExecutionResult, topology: Topology, devices: number) {
   const bytesByKind = new Float64Array(OP_KINDS.length);
   const bytesByLinkType = new Float64Array(LINK_TYPES.length);
+  const bytesByKindAndLinkType = new Float64Array(OP_KINDS.length * LINK_TYPES.length);
   const linkTypeIndex = new Map(LINK_TYPES.map((t, i) => [t, i]));
   const sent = new Float64Array(devices);
   let totalBytes = 0;
@@ -335,6 +340,7 @@ function sumOperations(graph: OperationGraph, kindOf: Uint8Array, execution: Exe
         cachedType[slot] = linkTypeIndex.get(topology.pathType(source, target))!;
       }
       bytesByLinkType[cachedType[slot]] += bytes;
+      bytesByKindAndLinkType[kind * LINK_TYPES.length + cachedType[slot]] += bytes;
       if (source < devices) sent[source] += bytes;
     }
     if (kind !== KIND.forward && kind !== KIND.backward && kind !== KIND.inputGrad && kind !== KIND.weightGrad) continue;
@@ -345,7 +351,7 @@ function sumOperations(graph: OperationGraph, kindOf: Uint8Array, execution: Exe
     if (end > spanEnd[d]) spanEnd[d] = end;
     spanBusy[d] += end - start;
   }
-  return { totalBytes, bytesByKind, bytesByLinkType, sent, spanStart, spanEnd, spanBusy };
+  return { totalBytes, bytesByKind, bytesByKindAndLinkType, bytesByLinkType, sent, spanStart, spanEnd, spanBusy };
 }
 
 

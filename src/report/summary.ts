@@ -25,7 +25,7 @@ export function renderSummary(report: Report): string {
       ['throughput', `${formatCount(report.throughput.tokensPerSecond)} tokens/s, ${report.throughput.tflopsPerDevice.toFixed(1)} TFLOP/s per GPU, MFU ${percent(report.throughput.mfu)} (HFU ${percent(report.throughput.hfu)})`],
       ['bubble', `${percent(report.bubbleFraction)} of the step idle on compute (mean over GPUs)`],
       ['communication', `${formatBytes(report.communication.bytes)} sent`],
-      ['  by kind', nonZero(report.communication.byKind, KIND_NAMES)],
+      ['  by kind', byKindAndLink(report)],
       ['  by link type', nonZero(report.communication.byLinkType)],
       ['  exposed', `${formatSeconds(report.exposedCommunicationTime)} per GPU of communication and offloading not hidden behind compute (mean)`],
       ['memory', report.memory.fits ? 'fits' : `DOES NOT FIT: ${report.memory.overflows.length} location(s) over capacity`],
@@ -53,4 +53,22 @@ export function renderSummary(report: Report): string {
     ),
   );
   return lines.join('\n') + '\n';
+}
+
+/** Each kind of communication by bytes, with the link types it crossed: "ring 320 GiB over infiniband". */
+function byKindAndLink(report: Report): string {
+  const { byKind, byKindAndLinkType } = report.communication;
+  const kinds = Object.entries(byKind)
+    .filter(([, v]) => v > 0)
+    .sort((a, b) => b[1] - a[1]);
+  if (kinds.length === 0) return 'none';
+  return kinds
+    .map(([kind, bytes]) => {
+      const links = Object.entries(byKindAndLinkType[kind as keyof typeof byKind])
+        .filter(([, v]) => v > 0)
+        .sort((a, b) => b[1] - a[1]);
+      const over = links.length === 1 ? ` over ${links[0][0]}` : ` (${links.map(([link, v]) => `${link} ${formatBytes(v)}`).join(', ')})`;
+      return `${KIND_NAMES[kind] ?? kind} ${formatBytes(bytes)}${links.length === 0 ? '' : over}`;
+    })
+    .join(', ');
 }

@@ -18,7 +18,7 @@ function figures(r: Report) {
     throughput: r.throughput,
     parameters: r.model.parameters,
     memory: { peak: r.memory.peak, fits: r.memory.fits, overflows: r.memory.overflows.length, worstDevice: r.memory.worstDevice },
-    communication: r.communication,
+    communication: { bytes: r.communication.bytes, byKind: r.communication.byKind, byLinkType: r.communication.byLinkType },
     stages: r.stages,
     warnings: r.warnings,
     simulation: r.simulation,
@@ -30,12 +30,15 @@ describe('bundled scenarios', () => {
     expect(files).toEqual(expect.arrayContaining(['small-gpt.yaml', 'gpt3-175b-1024-a100.yaml', 'profiled-costs.yaml']));
   });
 
-  it.each(files)('%s validates, runs and matches its golden figures; bytes by kind and by link type add up', async (file) => {
+  it.each(files)('%s validates, runs and matches its golden figures; bytes by kind, by link type and by kind and link type add up', async (file) => {
     const r = simulate(load(file)).report;
     const total = r.communication.bytes;
     const sum = (record: Record<string, number>) => Object.values(record).reduce((a, b) => a + b, 0);
     expect(Math.abs(sum(r.communication.byKind) - total)).toBeLessThanOrEqual(total * 1e-12);
     expect(Math.abs(sum(r.communication.byLinkType) - total)).toBeLessThanOrEqual(total * 1e-12);
+    for (const [kind, byLink] of Object.entries(r.communication.byKindAndLinkType)) {
+      expect(Math.abs(sum(byLink) - r.communication.byKind[kind as keyof typeof r.communication.byKind])).toBeLessThanOrEqual(total * 1e-12);
+    }
     await expect(JSON.stringify(figures(r), null, 2) + '\n').toMatchFileSnapshot(`__golden__/${file.replace(/\.\w+$/, '')}.json`);
   });
 });

@@ -37,6 +37,8 @@ describe('context parallelism', () => {
       const kv = 2 * (s / P) * 4 * (h / heads) * 2;
       const perDevice = sim.report.communication.byKind.ring / P;
       expect(perDevice).toBeCloseTo(2 * layers * kv * ((P - 1) + 2 * (P - 1) + 1), -3);
+      // One GPU a node: every block crosses InfiniBand, as the report's split by link type says.
+      expect(sim.report.communication.byKindAndLinkType.ring.infiniband).toBe(sim.report.communication.byKind.ring);
     }
   });
 

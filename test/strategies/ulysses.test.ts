@@ -27,6 +27,8 @@ describe('DeepSpeed-Ulysses', () => {
         const { layers, hidden: h, seqLength: s } = sim.scenario.model;
         const N = 2 * s; // tokens per micro-batch
         const perDevice = sim.report.communication.byKind.allToAll / P;
+        // Inside one node: all of it over NVLink.
+        expect(sim.report.communication.byKindAndLinkType.allToAll.nvlink).toBe(sim.report.communication.byKind.allToAll);
         // Forward and backward, 2 bytes an element.
         expect(perDevice / (2 * layers * 4 * N * h * 2 * ((P - 1) / P ** 2))).toBeCloseTo(1, 9);
         const megatron = run(1, { tp: P, sequenceParallel: true }).report.communication.byKind;
