@@ -198,7 +198,14 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
       const c = steps[i];
       const op = emit.groupCollective(plannedOver(c, size), c.kind, members[0], size, stride, LANE.tp, labelOf(KIND[c.kind]));
       if (previous >= 0) g.dependOn(op, previous);
-      else for (let m = 0; m < size; m++) g.dependOn(op, lastOps[members[m] - first]);
+      else {
+        for (let m = 0; m < size; m++) {
+          const local = members[m] - first;
+          g.dependOn(op, lastOps[local]);
+          // A transfer the member must also wait for (a ring's last gradient hop into it).
+          if (lastBlocking[members[m]] >= 0 && lastBlocking[members[m]] !== lastOps[local]) g.dependOn(op, lastBlocking[members[m]]);
+        }
+      }
       previous = op;
     }
     for (let m = 0; m < size; m++) {
@@ -216,13 +223,16 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
   const ringSize = context ? mesh.sizeOf(context.axis) : 1;
   const ringStride = context ? mesh.rank({ [context.axis]: 1 }) : 0;
   const stepLast = new Int32Array(perStage);
+  const thisStep = new Int32Array(perStage);
+  const previousStep = new Int32Array(perStage);
   let arrived = new Int32Array(perStage);
   let arriving = new Int32Array(perStage);
   /** The attention phase of a segment on every rank of the stage starting at `first`; returns each rank's last compute. */
   const attentionPhase = (segment: Segment, passNs: number, kind: number, at: Place, forward: boolean, first: number): Int32Array => {
     const { steps, work } = context!;
     const stepNs = (passNs * segment.attention) / steps;
-    // A backward passes each block on with its gradient, and after the last step hands the gradient to its owner.
+    // A backward passes each block on with the gradient of the block before, and after the last step hands the
+    // last gradient to its owner.
     const bytes = segment.ringBytes * (forward ? 1 : 2);
     const buffers = steps > 1 ? (2 * bytes) / Math.max(1, segment.layers) : 0;
     const transferLabel = steps > 1 ? labelAt(KIND.ring, at) : -1;
@@ -232,6 +242,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
     };
     for (let j = 0; j < steps; j++) {
       const label = emit.label({ kind, stage: at.stage, microBatch: at.microBatch, chunk: at.chunk, ringStep: steps > 1 ? j : -1, flops: 0 });
+      previousStep.set(thisStep);
       for (let local = 0; local < perStage; local++) {
         const device = first + local;
         const ns = Math.round(stepNs * work[mesh.coordinate(device, context!.axis)][j]);
@@ -244,6 +255,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
         if (j === steps - 1 && buffers > 0) g.memory(op, resources.hbm(device), CATEGORY.buffers, -buffers, AT_END);
         // The block this rank holds in step j: its own after the compute before the phase, else the one received.
         if (j < steps - 1) stepLast[local] = j === 0 ? lastOps[local] : arrived[local];
+        thisStep[local] = op;
         lastOps[local] = op;
         lastBlocking[device] = -1;
         lastOpOf[device] = op;
@@ -254,6 +266,9 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
         const to = next(device);
         const sent = emit.transfer(device, to, bytes, LANE.ringSend, LANE.ringReceive, transferLabel);
         g.dependOn(sent, stepLast[local]);
+        // In a backward the block travels with the gradient of the one before, computed in the step before (one
+        // step behind, as Transformer Engine sends it, so that transfers still overlap the attention).
+        if (!forward && j > 0) g.dependOn(sent, previousStep[local]);
         arriving[to - first] = sent;
       }
       [arrived, arriving] = [arriving, arrived];

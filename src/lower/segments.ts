@@ -68,7 +68,8 @@ export function groupCollectives(steps: readonly CollectiveStep[]): CollectiveGr
 export function blockSegments(v: VirtualStageModel, forward: boolean, gradientBytes: number): Segment[] {
   const list = v.blocks.map((u: BlockCosts) =>
     segmentOf(
-      forward ? u.forwardFlops : u.inputGradFlops + u.weightGradFlops,
+      // The backward's share includes what it recomputes, as its time does.
+      forward ? u.forwardFlops : u.inputGradFlops + u.recomputeFlops + u.weightGradFlops,
       u.layers,
       u.parameters * gradientBytes,
       u.parameters,

@@ -51,7 +51,8 @@ export function finishStep({ config, program, emit, stages, virtualStages, varia
   if (program.tied) {
     // Split as the operation that owns them splits them.
     const { tensor, owner, copy } = program.tied;
-    const bytes = (elements(tensor.shape) * gradBytes) / shards(tensor.shape, ownerLayout(program, owner, tensor), mesh);
+    // With sharded gradients (ZeRO-2) each device sums only its shard.
+    const bytes = (elements(tensor.shape) * gradBytes) / shards(tensor.shape, ownerLayout(program, owner, tensor), mesh) / shardsOf(states.grads);
     const from = virtualStages[owner].stage;
     const to = virtualStages[copy].stage;
     for (let local = 0; local < perStage; local++) {

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ScenarioError } from '../../src/errors.js';
+import { KIND } from '../../src/lower/resources.js';
 import { simulate } from '../../src/simulate.js';
 import { scenario } from '../support/scenarios.js';
 
@@ -137,5 +138,29 @@ describe('context parallelism', () => {
     expect(error).toBeInstanceOf(ScenarioError);
     expect((error as ScenarioError).exitCode).toBe(3);
     expect((error as ScenarioError).message).toMatch(pattern);
+  });
+});
+
+describe('Ring Attention in the operation graph', () => {
+  it('law: every key/value transfer is waited for (the next step, the next transfer, or after the last gradient hop the owner\'s next compute, collective or pipeline send), with tensor and sequence parallelism too', () => {
+    for (const parallel of [{ tp: 1 }, { tp: 2, sequenceParallel: true }, { tp: 2, sequenceParallel: true, pp: 2, schedule: 'interleaved', chunks: 2 }]) {
+      const gpus = 2 * (parallel.tp ?? 1) * ((parallel as { pp?: number }).pp ?? 1);
+      const sim = simulate(
+        scenario({
+          cluster: { nodes: 1, gpusPerNode: gpus },
+          model: { ...model, layers: 4, seqLength: 4096 },
+          training: { globalBatch: 4, microBatch: 1, flashAttention: true },
+          parallel: { pp: 1, dp: 1, cp: 2, ...parallel },
+        }),
+      );
+      const { graph: g, labels } = sim.plan;
+      let transfers = 0;
+      for (let op = 0; op < g.count; op++) {
+        if (labels.kind[g.label[op]] !== KIND.ring) continue;
+        transfers++;
+        expect(g.dependentFirst[op], `ring transfer ${op} with ${JSON.stringify(parallel)} has no dependent`).toBeGreaterThanOrEqual(0);
+      }
+      expect(transfers).toBeGreaterThan(0);
+    }
   });
 });

@@ -7,7 +7,7 @@ import { checkChunks, roundRobin, type PassCosts, type PipelineSchedule, type Sc
  * Megatron runs it by default; Llama 3 (Dubey et al., 2024, §3.3.2) tunes N to
  * trade memory for bubble. Device i warms up with (p-i-1)·2 + (v-1)·N forwards,
  * then alternates, then drains, as Megatron does; with N < p that fixed order
- * would deadlock, and the order is played out instead (playedOrder below). The
+ * can deadlock, and the order is played out instead (playedOrder below). The
  * bubble shrinks by v, for v times the pipeline communication.
  */
 export const interleaved: PipelineSchedule = {
@@ -59,7 +59,7 @@ export const interleaved: PipelineSchedule = {
 
 
 /**
- * Groups smaller than pp (Llama 3): Megatron's fixed warm-up would deadlock, since a chunk's forward then waits on a
+ * Groups smaller than pp (Llama 3): Megatron's fixed warm-up can deadlock, since a chunk's forward then waits on a
  * micro-batch that has not come round the pipeline. Instead the pipeline is played forward in time with the pass
  * costs (equal ones when none are given): each device runs its forwards and its backwards each in the interleaved
  * order, a backward as soon as it can, a forward while it holds fewer than Megatron's warm-up bound of chunk

@@ -42,7 +42,7 @@ export const pipelineParallel: ParallelismPass<typeof fields, PipelineConfig> = 
       if (sum !== model.layers) fail(['parallel', 'layersPerStage'], `adds up to ${sum} layers but the model has ${model.layers}`);
     } else {
       if (model.layers < pp) fail(['parallel', 'pp'], `pp = ${pp} is more stages than the model's ${model.layers} layers`);
-      layersPerStage = splitEvenly(model.layers, pp);
+      layersPerStage = model.layers < pp ? [] : splitEvenly(model.layers, pp);
     }
     if (microBatchGroup !== undefined && schedule !== 'interleaved') fail(['parallel', 'microBatchGroup'], `groups micro-batches for the interleaved schedule only, but the schedule is ${schedule}; remove it or use schedule: interleaved`);
     return { pp, schedule, chunks, layersPerStage, microBatchGroup: microBatchGroup ?? pp };
@@ -101,7 +101,8 @@ export const pipelineParallel: ParallelismPass<typeof fields, PipelineConfig> = 
 /**
  * Each device's layers over its chunks: evenly, and where the chunks do not divide them, the chunks holding the
  * embedding (virtual stage 0) or the output head (the last) take the shortfall, as Llama 3 gives its first and last
- * stage one layer fewer for them.
+ * stage one layer fewer for them. When one device holds both ends (ZB-V's first device), the embedding's chunk,
+ * first by index, gets the extra layer.
  */
 export function layersOfChunks(layersPerStage: readonly number[], chunks: number, virtualStage: (device: number, chunk: number) => number, count: number): number[][] {
   return layersPerStage.map((layers, device) => {

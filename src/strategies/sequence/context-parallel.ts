@@ -10,8 +10,9 @@ import { withLayout, type ContextAttention } from '../program.js';
  *
  * - `ring` (Ring Attention, Liu et al., 2023; Megatron-LM's context parallelism): each rank keeps its query block
  *   and passes key/value blocks around the ring in P - 1 steps, each transfer overlapping the attention of the
- *   block it holds; the backward passes the blocks again with their gradients, and one last hop returns each
- *   block's gradient to its owner. Communication shows only when a block's attention is shorter than its transfer.
+ *   block it holds; the backward passes the blocks again, each with the gradient of the block before, and one last
+ *   hop returns each block's gradient to its owner. Communication shows where a block's attention is shorter than
+ *   its transfer, and in that last hop.
  * - `allgather` (Llama 3, Dubey et al., 2024, §3.3.2): keys and values all-gathered before attention (small under
  *   grouped-query attention) and kept for the backward, their gradients reduce-scattered after it.
  *
