@@ -50,12 +50,12 @@ export function fieldVariants(varies: string[]): Variant[] {
   return variants;
 }
 
-export function compareVariants(file: string, variants: Variant[], base: { set?: string[]; seed?: number } = {}): VariantResult[] {
+export function compareVariants(file: string, variants: Variant[], base: { set?: string[]; seed?: number; maxOperations?: number } = {}): VariantResult[] {
   return variants.map((variant) => {
     const set = [...(base.set ?? []), ...variant.set];
     try {
       const scenario = loadScenarioFile(file, { set, seed: base.seed });
-      return { variant: variant.label, set: variant.set, report: simulate(scenario).report };
+      return { variant: variant.label, set: variant.set, report: simulate(scenario, { maxOperations: base.maxOperations }).report };
     } catch (error) {
       if (error instanceof ScenarioError) return { variant: variant.label, set: variant.set, error: error.issues.map((i) => `${i.path}: ${i.message}`).join('; ') };
       if (error instanceof DtsimError && !(error instanceof UsageError)) return { variant: variant.label, set: variant.set, error: error.message };

@@ -35,17 +35,32 @@ export interface ScenarioIssue {
   message: string;
 }
 
+/** A value as messages quote it: whole when short, its start and its length when long. */
+export function truncate(text: string, limit = 200): string {
+  return text.length <= limit ? text : `${text.slice(0, limit)}... (${text.length} characters)`;
+}
+
 export function formatIssue(issue: ScenarioIssue): string {
   const where = issue.line > 0 ? `${issue.file}:${issue.line}:${issue.column}` : issue.file;
   return issue.path ? `${where}: ${issue.path}: ${issue.message}` : `${where}: ${issue.message}`;
 }
 
+const MAX_ISSUES_SHOWN = 20;
+
 /** The scenario is malformed or describes an impossible configuration. */
 export class ScenarioError extends DtsimError {
   override readonly exitCode = 3;
   constructor(readonly issues: ScenarioIssue[]) {
-    super(issues.map(formatIssue).join('\n'));
+    // A file with thousands of problems gets the first ones and a count, not megabytes of message.
+    const shown = issues.slice(0, MAX_ISSUES_SHOWN).map(formatIssue);
+    if (issues.length > MAX_ISSUES_SHOWN) shown.push(`... and ${issues.length - MAX_ISSUES_SHOWN} more problems`);
+    super(shown.join('\n'));
   }
+}
+
+/** The scenario is valid but too large to simulate within the limits set (exit 3, like an invalid scenario). */
+export class ResourceLimitError extends DtsimError {
+  override readonly exitCode = 3;
 }
 
 /** The step's operations could not all run: a dependency cycle or a lane waiting forever. */

@@ -18,10 +18,33 @@ export const quantity = (kind: Quantity, { allowZero = false } = {}) =>
       ctx.addIssue({ code: 'custom', message: `must be ${allowZero ? 'zero or more' : 'greater than zero'}` });
       return z.NEVER;
     }
+    if (parsed > QUANTITY_MAX[kind].value) {
+      ctx.addIssue({ code: 'custom', message: `must be at most ${QUANTITY_MAX[kind].text}` });
+      return z.NEVER;
+    }
     return parsed;
   });
 
-export const count = (what = 'a whole number of at least 1') => z.number({ error: `expected ${what}` }).int({ error: `expected ${what}` }).min(1, { error: `expected ${what}` });
+/**
+ * The largest quantity of each kind a scenario may give: far beyond any hardware, and small enough that every
+ * product the simulation forms (times in nanoseconds, bytes over bandwidths) stays finite.
+ */
+const QUANTITY_MAX: Record<Quantity, { value: number; text: string }> = {
+  time: { value: 1e6, text: '1e6 s (11 days)' },
+  size: { value: 1e21, text: '1e21 bytes (1 ZB)' },
+  bandwidth: { value: 1e18, text: '1e18 bytes/s (1 EB/s)' },
+  flops: { value: 1e21, text: '1e21 FLOP/s' },
+};
+
+/** The largest count a scenario may give (layers, GPUs, sequences, degrees): a billion. */
+export const MAX_COUNT = 1e9;
+
+export const count = (what = 'a whole number of at least 1') =>
+  z
+    .number({ error: `expected ${what}` })
+    .int({ error: `expected ${what}` })
+    .min(1, { error: `expected ${what}` })
+    .max(MAX_COUNT, { error: `expected ${what}, at most ${MAX_COUNT.toExponential()}` });
 
 export const fraction = (what: string) => z.number({ error: `expected ${what}` }).gt(0, { error: `expected ${what}` }).lte(1, { error: `expected ${what}` });
 

@@ -2,9 +2,11 @@ import { execute, type ExecutionResult } from './engine/executor.js';
 import { EventKernel } from './engine/kernel.js';
 import { MemoryTracker } from './engine/memory.js';
 import { PageWarmer, pageWarmedAllocation } from './engine/page-warmer.js';
-import { SimulationError } from './errors.js';
+import { ResourceLimitError, SimulationError } from './errors.js';
 import { buildTopology, type Topology } from './hardware/topology.js';
+import { BYTES_PER_OPERATION, DEFAULT_MAX_OPERATIONS, estimateOperations } from './lower/limits.js';
 import { lowerStep, type StepPlan } from './lower/lower.js';
+import { formatBytes, formatCount } from './report/format.js';
 import { CATEGORIES, OP_KINDS } from './lower/resources.js';
 import { buildReport, type Report } from './report/report.js';
 import type { Scenario } from './scenario/resolve.js';
@@ -41,12 +43,18 @@ export interface SimulateOptions {
    * machines where page faults are dear. Results are the same either way.
    */
   pageWarmer?: boolean;
+  /**
+   * Refuse a step estimated to need more operations than this (lower/limits.ts), before building anything:
+   * DEFAULT_MAX_OPERATIONS (30 million, about 8 GiB) unless given.
+   */
+  maxOperations?: number;
 }
 
 export const SIMULATION_PHASES = ['topology', 'step', 'execute', 'report'] as const;
 export type SimulationPhase = (typeof SIMULATION_PHASES)[number];
 
 export function simulate(scenario: Scenario, options: SimulateOptions = {}): Simulation {
+  checkLimits(scenario, options.maxOperations ?? DEFAULT_MAX_OPERATIONS);
   const phase = options.onPhase ?? (() => {});
   const warmer = options.pageWarmer === true ? PageWarmer.start() : undefined;
   const allocation = warmer && pageWarmedAllocation(warmer);
@@ -71,6 +79,16 @@ export function simulate(scenario: Scenario, options: SimulateOptions = {}): Sim
     return { scenario, topology, plan, execution, memory, report };
   } finally {
     warmer?.stop();
+  }
+}
+
+function checkLimits(scenario: Scenario, maxOperations: number): void {
+  const estimate = estimateOperations(scenario);
+  if (!(estimate <= maxOperations)) {
+    throw new ResourceLimitError(
+      `${scenario.name}: this step would need about ${formatCount(estimate)} operations (about ${formatBytes(estimate * BYTES_PER_OPERATION)} of memory to simulate), over the limit of ${formatCount(maxOperations)}; ` +
+        'use fewer micro-batches, GPUs or layers, or raise the limit (--max-operations, or simulate(..., { maxOperations }))',
+    );
   }
 }
 

@@ -35,6 +35,12 @@ export const UNIT_HELP: Record<Quantity, string> = {
 
 /** Parses a quantity; returns undefined when the text is not one. */
 export function parseQuantity(kind: Quantity, value: unknown): number | undefined {
+  const parsed = parseQuantityText(kind, value);
+  // 1e306min or 1e300PiB overflow to Infinity: no quantity a simulation can use.
+  return parsed !== undefined && Number.isFinite(parsed) ? parsed : undefined;
+}
+
+function parseQuantityText(kind: Quantity, value: unknown): number | undefined {
   if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
   if (typeof value !== 'string') return undefined;
   const text = value.trim();

@@ -1,5 +1,5 @@
 import yargs, { type Argv } from 'yargs';
-import { DtsimError, UsageError } from '../errors.js';
+import { DtsimError, truncate, UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
 
 /**
@@ -32,6 +32,11 @@ function scenarioCommand(y: Argv) {
     .option('seed', { type: 'number', describe: 'override the scenario seed' });
 }
 
+const maxOperations = { type: 'number', describe: 'refuse a step estimated to need more operations than this (default 30,000,000, about 8 GiB)' } as const;
+
+/** Options that take one value: given twice, yargs makes them an array, which is a usage error. */
+const SINGLE_VALUED = ['seed', 'output', 'trace', 'trace-ranks', 'trace-pipeline', 'schedules', 'log-level', 'max-operations', 'json', 'timeline', 'page-warmer'];
+
 function buildParser(argv: string[]) {
   return yargs(argv)
     .scriptName('dtsim')
@@ -44,13 +49,15 @@ function buildParser(argv: string[]) {
         .option('trace-ranks', { type: 'string', describe: 'keep only these GPU ranks in the trace, such as 0-7,64' })
         .option('trace-pipeline', { type: 'number', describe: 'keep only one pipeline in the trace: every stage and tensor-, context- and sequence-parallel rank of this data-parallel replica' })
         .option('timeline', { type: 'boolean', describe: 'also print a text timeline of one pipeline\'s compute lanes' })
-        .option('page-warmer', { type: 'boolean', describe: 'fault the step\'s memory in on a second thread ahead of the writes: same results, sooner on large steps' }),
+        .option('page-warmer', { type: 'boolean', describe: 'fault the step\'s memory in on a second thread ahead of the writes: same results, sooner on large steps' })
+        .option('max-operations', maxOperations),
     )
     .command('compare <scenario>', 'run a scenario under several schedules or field values and print one table', (y) =>
       scenarioCommand(y)
         .option('schedules', { type: 'string', describe: 'comma-separated schedules, such as gpipe,1f1b,interleaved,zb-h1,zb-h2,zb-v' })
         .option('vary', { type: 'string', array: true, describe: 'a field and its values, such as --vary parallel.tp=2,4,8 (repeatable: every combination)' })
-        .option('json', { type: 'boolean', describe: 'print the results as one JSON array of reports' }),
+        .option('json', { type: 'boolean', describe: 'print the results as one JSON array of reports' })
+        .option('max-operations', maxOperations),
     )
     .command('validate <scenario>', 'check a scenario file and print what it resolves to', (y) => scenarioCommand(y).option('json', { type: 'boolean', describe: 'print the resolved scenario as JSON' }))
     .command('topology <scenario>', 'summarise the cluster topology a scenario builds', (y) => scenarioCommand(y).option('json', { type: 'boolean', describe: 'print the summary as JSON' }))
@@ -90,6 +97,16 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
     return 0;
   }
   const args = parsed as unknown as CommonArgs & Record<string, unknown>;
+  const repeated = SINGLE_VALUED.find((option) => Array.isArray(args[option]));
+  if (repeated) {
+    io.stderr(`dtsim: --${repeated} was given more than once; give it once\nRun 'dtsim --help' for usage.\n`);
+    return 2;
+  }
+  const limit = args['max-operations'];
+  if (limit !== undefined && !(typeof limit === 'number' && Number.isInteger(limit) && limit > 0)) {
+    io.stderr(`dtsim: --max-operations takes a whole number of operations, at least 1; got ${truncate(String(limit))}\nRun 'dtsim --help' for usage.\n`);
+    return 2;
+  }
   const command = String((args._ as unknown[])[0]);
   const { createLogger } = await import('./logger.js');
   const log = createLogger(args['log-level']);

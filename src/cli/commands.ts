@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
-import { UsageError } from '../errors.js';
+import { ResourceLimitError, truncate, UsageError } from '../errors.js';
 import { GPU_PRESETS, NODE_PRESETS } from '../hardware/presets.js';
 import { buildTopology, summarizeTopology } from '../hardware/topology.js';
-import { writeFileAtomic } from '../report/atomic.js';
+import { checkWritable, writeFileAtomic } from '../report/atomic.js';
 import { compareVariants, fieldVariants, scheduleVariants } from '../compare.js';
 import { formatBytes, formatMesh, formatRate, formatSeconds, percent, table } from '../report/format.js';
 import { meshOf } from '../strategies/registry.js';
@@ -24,12 +24,22 @@ interface ScenarioArgs {
   json?: boolean;
 }
 
+/** GPUs `dtsim topology` builds a graph for: a million, in a few minutes. */
+const MAX_TOPOLOGY_DEVICES = 1_000_000;
+
 const load = (args: ScenarioArgs) => loadScenarioFile(args.scenario, { set: args.set ?? [], seed: args.seed });
 const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
 
-export function run(args: ScenarioArgs & { output?: string; trace?: string; 'trace-ranks'?: string; 'trace-pipeline'?: number; timeline?: boolean; 'page-warmer'?: boolean }, io: Io, log: Logger): number {
+export function run(
+  args: ScenarioArgs & { output?: string; trace?: string; 'trace-ranks'?: string; 'trace-pipeline'?: number; timeline?: boolean; 'page-warmer'?: boolean; 'max-operations'?: number },
+  io: Io,
+  log: Logger,
+): number {
   const scenario = load(args);
   log.info({ scenario: scenario.name, file: args.scenario }, 'scenario loaded');
+  // Before simulating: a path that cannot be written is a usage error now, not after the whole step.
+  if (args.output !== undefined) checkWritable(args.output, '--output');
+  if (args.trace !== undefined) checkWritable(args.trace, '--trace');
   const ranks = traceRanks(args, scenario);
   const started = process.hrtime.bigint();
   let lap = started;
@@ -38,7 +48,7 @@ export function run(args: ScenarioArgs & { output?: string; trace?: string; 'tra
     log.debug({ phase, wallMs: Number(now - lap) / 1e6 }, 'phase done');
     lap = now;
   };
-  const sim = simulate(scenario, { recordMemory: args.trace === undefined ? false : (ranks ?? true), onPhase, pageWarmer: args['page-warmer'] === true });
+  const sim = simulate(scenario, { recordMemory: args.trace === undefined ? false : (ranks ?? true), onPhase, pageWarmer: args['page-warmer'] === true, maxOperations: args['max-operations'] });
   log.info({ operations: sim.report.simulation.operations, events: sim.report.simulation.events, wallMs: Number(process.hrtime.bigint() - started) / 1e6 }, 'step simulated');
   if (args.output) writeFileAtomic(args.output, json(sim.report));
   if (args.trace) {
@@ -50,13 +60,13 @@ export function run(args: ScenarioArgs & { output?: string; trace?: string; 'tra
   return 0;
 }
 
-export function compare(args: ScenarioArgs & { schedules?: string; vary?: string[] }, io: Io): number {
+export function compare(args: ScenarioArgs & { schedules?: string; vary?: string[]; 'max-operations'?: number }, io: Io): number {
   if (!args.schedules && !args.vary?.length) throw new UsageError('compare needs --schedules a,b,... or --vary path=v1,v2 (or both)');
   const base = load(args);
   const bySchedule = args.schedules ? scheduleVariants(args.schedules.split(',').map((s) => s.trim()).filter(Boolean), base.parallel.chunks) : [{ label: '', set: [] }];
   const byField = fieldVariants(args.vary ?? []);
   const variants = bySchedule.flatMap((s) => byField.map((f) => ({ label: [s.label, f.label].filter(Boolean).join(' '), set: [...s.set, ...f.set] })));
-  const results = compareVariants(args.scenario, variants, { set: args.set, seed: args.seed });
+  const results = compareVariants(args.scenario, variants, { set: args.set, seed: args.seed, maxOperations: args['max-operations'] });
   if (args.json) {
     io.stdout(json(results));
     return 0;
@@ -108,6 +118,8 @@ export function validate(args: ScenarioArgs, io: Io): number {
 
 export function topology(args: ScenarioArgs, io: Io): number {
   const scenario = load(args);
+  const devices = scenario.cluster.nodes * scenario.cluster.gpusPerNode;
+  if (devices > MAX_TOPOLOGY_DEVICES) throw new ResourceLimitError(`${scenario.name}: a topology of ${devices} GPUs is beyond the ${MAX_TOPOLOGY_DEVICES} this command draws`);
   const summary = summarizeTopology(buildTopology(scenario.cluster));
   if (args.json) {
     io.stdout(json(summary));
@@ -154,7 +166,7 @@ export function presets(args: { json?: boolean }, io: Io): number {
 
 /** The GPU ranks a trace keeps: --trace-ranks, --trace-pipeline (both: the ranks in both), or all (undefined). */
 function traceRanks(args: { 'trace-ranks'?: string; 'trace-pipeline'?: number }, scenario: Scenario): Set<number> | undefined {
-  let ranks = args['trace-ranks'] !== undefined ? parseRanks(args['trace-ranks']) : undefined;
+  let ranks = args['trace-ranks'] !== undefined ? parseRanks(args['trace-ranks'], scenario.cluster.nodes * scenario.cluster.gpusPerNode) : undefined;
   const replica = args['trace-pipeline'];
   if (replica !== undefined) {
     const { dp } = scenario.parallel;
@@ -166,14 +178,15 @@ function traceRanks(args: { 'trace-ranks'?: string; 'trace-pipeline'?: number },
 }
 
 /** Parses "0-7,16,20-23" into a set of ranks. */
-export function parseRanks(text: string): Set<number> {
+export function parseRanks(text: string, devices = Infinity): Set<number> {
   const ranks = new Set<number>();
   for (const part of text.split(',')) {
     const m = part.trim().match(/^(\d+)(?:-(\d+))?$/);
-    if (!m) throw new UsageError(`--trace-ranks expects ranks and ranges such as 0-7,16; got ${JSON.stringify(text)}`);
+    if (!m) throw new UsageError(`--trace-ranks expects ranks and ranges such as 0-7,16; got ${truncate(JSON.stringify(text))}`);
     const from = Number(m[1]);
     const to = m[2] === undefined ? from : Number(m[2]);
-    if (to < from) throw new UsageError(`--trace-ranks: range ${part} runs backwards`);
+    if (to < from) throw new UsageError(`--trace-ranks: range ${truncate(part)} runs backwards`);
+    if (to >= devices) throw new UsageError(`--trace-ranks: rank ${to} is beyond the scenario's ${devices} GPUs (ranks 0 to ${devices - 1})`);
     for (let r = from; r <= to; r++) ranks.add(r);
   }
   return ranks;

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { isMap, isSeq, LineCounter, parseDocument, parse as parseYaml, type Document, type Node as YamlNode } from 'yaml';
-import { ScenarioError, UsageError, type ScenarioIssue } from '../errors.js';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, parse as parseYaml, visit, type Document, type Node as YamlNode } from 'yaml';
+import { ScenarioError, truncate, UsageError, type ScenarioIssue } from '../errors.js';
 import { allowedKeys, scenarioSchema } from './schema.js';
 import type { PathIssue } from '../errors.js';
 import { resolveScenario, type Scenario } from './resolve.js';
@@ -30,12 +30,18 @@ export function loadScenarioFile(file: string, options: LoadOptions = {}): Scena
 
 export function parseScenario(text: string, file: string, options: LoadOptions = {}): Scenario {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text.replace(/^\uFEFF/, ''), { lineCounter, prettyErrors: false, uniqueKeys: true });
-  if (doc.errors.length > 0) {
+  if (text.length > MAX_FILE_CHARACTERS) {
+    throw new ScenarioError([{ file, line: 0, column: 0, path: '', message: `${text.length} characters is far more than a scenario needs; scenario files are limited to ${MAX_FILE_CHARACTERS}` }]);
+  }
+  // Duplicate keys are found below in one pass: the YAML library's own check compares every pair of keys.
+  const doc = parseDocument(text.replace(/^\uFEFF/, ''), { lineCounter, prettyErrors: false, uniqueKeys: false });
+  const malformed = doc.errors.map((e) => ({ offset: e.pos[0], message: firstLine(e.message) }));
+  if (malformed.length === 0) malformed.push(...duplicateKeys(doc));
+  if (malformed.length > 0) {
     throw new ScenarioError(
-      doc.errors.map((e) => {
-        const pos = lineCounter.linePos(e.pos[0]);
-        return { file, line: pos.line, column: pos.col, path: '', message: `malformed YAML/JSON: ${firstLine(e.message)}` };
+      malformed.map((e) => {
+        const pos = lineCounter.linePos(e.offset);
+        return { file, line: pos.line, column: pos.col, path: '', message: `malformed YAML/JSON: ${truncate(e.message)}` };
       }),
     );
   }
@@ -45,15 +51,34 @@ export function parseScenario(text: string, file: string, options: LoadOptions =
   const overridden = applyOverrides(doc, options.set ?? []);
   if (options.seed !== undefined) doc.setIn(['seed'], options.seed);
 
+  let placed = 0;
   const place = (path: readonly (string | number)[], message: string, atKey = false): ScenarioIssue => {
-    const dotted = path.join('.');
+    const dotted = truncate(path.join('.'));
+    // Only the issues a message shows are located in the file: locating thousands would take minutes.
+    if (placed++ >= 50) return { file, line: 0, column: 0, path: dotted, message };
     const override = overridden.find((o) => dotted === o.path || dotted.startsWith(`${o.path}.`));
-    if (override) return { file, line: 0, column: 0, path: dotted, message: `${message} (from --set ${override.text})` };
+    if (override) return { file, line: 0, column: 0, path: dotted, message: `${message} (from --set ${truncate(override.text)})` };
     const { line, col } = locate(doc, path, lineCounter, atKey);
     return { file, line, column: col, path: dotted, message };
   };
 
-  const raw: unknown = doc.toJS();
+  let raw: unknown;
+  try {
+    // Each alias is expanded where it is used: at most MAX_ALIASES expansions, so that a "billion laughs" cannot
+    // exhaust memory, and an alias to a missing anchor is a scenario error at its position.
+    raw = doc.toJS({ maxAliasCount: MAX_ALIASES });
+  } catch (error) {
+    const { line, col } = lineCounter.linePos(firstAliasOffset(doc));
+    const message = (error as Error).message;
+    const reason = /Excessive alias count/.test(message)
+      ? `YAML aliases (*name) expand to more than ${MAX_ALIASES} copies; write the values out instead`
+      : /alias/i.test(message)
+        ? `YAML alias: ${truncate(firstLine(message))}`
+        : error instanceof RangeError
+          ? 'values nested too deeply to read'
+          : `cannot read the scenario: ${truncate(firstLine(message))}`;
+    throw new ScenarioError([{ file, line, column: col, path: '', message: reason }]);
+  }
   const parsed = scenarioSchema.safeParse(raw);
   if (!parsed.success) {
     const issues: ScenarioIssue[] = [];
@@ -66,12 +91,12 @@ export function parseScenario(text: string, file: string, options: LoadOptions =
         const allowed = allowedKeys(path);
         for (const key of issue.keys) {
           const hint = closest(key, allowed);
-          issues.push(place([...path, key], `unknown field ${JSON.stringify(key)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ''}; allowed here: ${allowed.join(', ')}`, true));
+          issues.push(place([...path, key], `unknown field ${truncate(JSON.stringify(key))}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ''}; allowed here: ${allowed.join(', ')}`, true));
         }
       } else if (value === undefined) {
         issues.push(place(path, 'missing required field'));
       } else {
-        issues.push(place(path, `${issue.message}, got ${JSON.stringify(value)}`));
+        issues.push(place(path, `${issue.message}, got ${truncate(JSON.stringify(value) ?? String(value))}`));
       }
     }
     throw new ScenarioError(dedupe(issues));
@@ -79,6 +104,41 @@ export function parseScenario(text: string, file: string, options: LoadOptions =
   const { scenario, issues } = resolveScenario(parsed.data);
   if (!scenario) throw new ScenarioError(issues.map((i: PathIssue) => place(i.path, i.message)));
   return scenario;
+}
+
+const MAX_SET_INDEX = 10_000;
+/** Scenario files are a few kilobytes; a megabyte is room for any list of stages a cluster could have. */
+const MAX_FILE_CHARACTERS = 1 << 20;
+
+/** Keys given twice in one mapping, where the second one is. */
+function duplicateKeys(doc: Document): { offset: number; message: string }[] {
+  const found: { offset: number; message: string }[] = [];
+  visit(doc, {
+    Map(_key, map) {
+      const seen = new Set<unknown>();
+      for (const item of map.items) {
+        const key = isScalar(item.key) ? item.key.value : item.key;
+        if (seen.has(key)) found.push({ offset: (item.key as YamlNode | null)?.range?.[0] ?? 0, message: `Map keys must be unique; ${truncate(String(key))} is given twice` });
+        seen.add(key);
+      }
+    },
+  });
+  return found;
+}
+
+/** Alias expansions a scenario may have in all. */
+const MAX_ALIASES = 100;
+
+/** Where the first alias of the document starts (the start of the file when there is none). */
+function firstAliasOffset(doc: Document): number {
+  let offset = 0;
+  visit(doc, {
+    Alias(_key, node) {
+      offset = node.range?.[0] ?? 0;
+      return visit.BREAK;
+    },
+  });
+  return offset;
 }
 
 interface Override {
@@ -100,6 +160,9 @@ function applyOverrides(doc: Document, sets: readonly string[]): Override[] {
       value = text.slice(eq + 1);
     }
     const segments = path.split('.').map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+    // A list index far past any list would make the YAML library fill millions of empty entries.
+    const index = segments.find((s) => typeof s === 'number' && s > MAX_SET_INDEX);
+    if (index !== undefined) throw new UsageError(`--set ${truncate(text)}: list index ${index} is beyond any scenario list (at most ${MAX_SET_INDEX})`);
     try {
       doc.setIn(segments, value);
     } catch (error) {

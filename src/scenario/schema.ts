@@ -29,7 +29,7 @@ const gpuOverrides = z
     nvlinkBandwidth: quantity('bandwidth').optional(),
     computeEfficiency: fraction('a fraction in (0, 1]').optional(),
     memoryEfficiency: fraction('a fraction in (0, 1]').optional(),
-    efficiencyHalfSize: z.number({ error: 'expected a number of FLOPs, 0 or more' }).min(0, { error: 'expected a number of FLOPs, 0 or more' }).optional(),
+    efficiencyHalfSize: z.number({ error: 'expected a number of FLOPs, 0 or more' }).min(0, { error: 'expected a number of FLOPs, 0 or more' }).max(1e21, { error: 'expected a number of FLOPs, at most 1e21' }).optional(),
   })
   .strict();
 
@@ -45,7 +45,7 @@ const nodeOverrides = z
     nics: count().optional(),
     nic: linkOverrides.optional(),
     hostMemory: quantity('size').optional(),
-    hostOptimizerRate: z.number({ error: 'expected parameters per second' }).gt(0, { error: 'expected parameters per second, more than 0' }).optional(),
+    hostOptimizerRate: z.number({ error: 'expected parameters per second' }).gt(0, { error: 'expected parameters per second, more than 0' }).max(1e18, { error: 'expected parameters per second, at most 1e18' }).optional(),
     nvme: z
       .object({
         capacity: quantity('size').optional(),
@@ -64,7 +64,7 @@ export const scenarioSchema = z
   .object({
     name: z.string({ error: 'expected a string' }).min(1, { error: 'must not be empty' }),
     description: z.string().optional(),
-    seed: z.number().int({ error: 'expected a whole number' }).min(0, { error: 'expected a whole number of 0 or more' }).default(1),
+    seed: z.number().int({ error: 'expected a whole number' }).min(0, { error: 'expected a whole number of 0 or more' }).max(Number.MAX_SAFE_INTEGER, { error: 'expected a whole number, at most 2^53 - 1' }).default(1),
     cluster: z
       .object({
         nodes: count(),
@@ -74,7 +74,7 @@ export const scenarioSchema = z
         fabric: z
           .object({
             nodesPerLeaf: count().default(32),
-            oversubscription: z.number().min(1, { error: 'expected a ratio of 1 or more (1 is non-blocking)' }).default(1),
+            oversubscription: z.number().min(1, { error: 'expected a ratio of 1 or more (1 is non-blocking)' }).max(1e6, { error: 'expected a ratio from 1 to 1e6' }).default(1),
             switchLatency: quantity('time', { allowZero: true }).default(0.5e-6),
           })
           .strict()
@@ -128,7 +128,7 @@ export const scenarioSchema = z
       .object({
         jitter: z.number().min(0, { error: 'expected a relative standard deviation in [0, 0.5]' }).max(0.5, { error: 'expected a relative standard deviation in [0, 0.5]' }).default(0),
         stragglers: z.number().int().min(0, { error: 'expected a whole number of devices, 0 or more' }).default(0),
-        stragglerSlowdown: z.number().min(1, { error: 'expected a factor of 1 or more' }).default(1.5),
+        stragglerSlowdown: z.number().min(1, { error: 'expected a factor of 1 or more' }).max(1e6, { error: 'expected a factor from 1 to 1e6' }).default(1.5),
       })
       .strict()
       .default({ jitter: 0, stragglers: 0, stragglerSlowdown: 1.5 }),

@@ -19,7 +19,7 @@ import type { OffloadConfig } from './offload.js';
  */
 const fields = {
   zero: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3)], { error: 'expected a ZeRO stage: 0, 1, 2 or 3' }).default(0),
-  prefetchLayers: z.number().int({ error: 'expected a whole number of layers, 0 or more' }).min(0, { error: 'expected a whole number of layers, 0 or more' }).default(1),
+  prefetchLayers: z.number().int({ error: 'expected a whole number of layers, 0 or more' }).min(0, { error: 'expected a whole number of layers, 0 or more' }).max(1e9, { error: 'expected a whole number of layers, at most 1e9' }).default(1),
 };
 
 export interface ZeroConfig {

@@ -27,7 +27,7 @@ export const tensorParallel: ParallelismPass<typeof fields, TensorConfig> = {
   check({ tp }, { model, devices }) {
     const issues: PathIssue[] = [];
     if (model.heads % tp !== 0) {
-      issues.push({ path: ['parallel', 'tp'], message: `tp = ${tp} must divide the attention heads (${model.heads}); divisors that work: ${divisors(model.heads).filter((d) => d <= devices).join(', ')}` });
+      issues.push({ path: ['parallel', 'tp'], message: `tp = ${tp} must divide the attention heads (${model.heads}); divisors that work: ${divisors(model.heads, devices).join(', ')}` });
     } else if (model.kvHeads % tp !== 0 && tp % model.kvHeads !== 0) {
       issues.push({ path: ['parallel', 'tp'], message: `tp = ${tp} must divide the key/value heads (${model.kvHeads}) or be a multiple of them` });
     }
@@ -37,8 +37,9 @@ export const tensorParallel: ParallelismPass<typeof fields, TensorConfig> = {
   apply: (program, { tp }) => (tp === 1 ? program : withLayout(program, () => true, { tp: MODEL_PARALLEL_AXES })),
 };
 
-function divisors(n: number): number[] {
+/** The divisors of n up to `most` (the GPU count): n may be huge, the GPUs are not. */
+function divisors(n: number, most: number): number[] {
   const out: number[] = [];
-  for (let d = 1; d <= n; d++) if (n % d === 0) out.push(d);
+  for (let d = 1; d <= Math.min(n, most); d++) if (n % d === 0) out.push(d);
   return out;
 }

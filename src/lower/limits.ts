@@ -1,0 +1,25 @@
+import { meshOf } from '../strategies/registry.js';
+import { getSchedule } from '../strategies/pipeline/registry.js';
+import type { StepConfig } from './config.js';
+
+/**
+ * What a step would cost to simulate, estimated from its configuration alone, before anything is built: so that a
+ * scenario too large for the machine (a billion layers, a trillion sequences per batch) is refused with the estimate
+ * rather than exhausting memory for minutes. The estimate errs high, within a small factor of the operations the
+ * lowering builds for the bundled scenarios (test/lower/limits.test.ts).
+ */
+export const DEFAULT_MAX_OPERATIONS = 30_000_000;
+/** Resident bytes per operation of a whole step, graph, execution and report together (4.3M operations in 1.11 GiB, docs/performance.md). */
+export const BYTES_PER_OPERATION = 280;
+
+export function estimateOperations(config: StepConfig): number {
+  const { parallel, model, training } = config;
+  const mesh = meshOf(parallel);
+  const microBatches = training.globalBatch / (training.microBatch * mesh.sizeOf('dp'));
+  const passes = getSchedule(parallel.schedule).splitBackward ? 3 : 2;
+  // Passes are cut at every block (ZeRO-3) or gradient bucket (ZeRO-2, every micro-batch); a ring runs cp steps.
+  const segments = parallel.zero >= 2 ? model.layers / (parallel.pp * parallel.chunks) + 2 : 1;
+  const ring = parallel.cp > 1 && parallel.cpAttention === 'ring' ? 2 * parallel.cp : 1;
+  // Each compute operation comes with about as many collectives, transfers and reductions.
+  return 2 * mesh.size * microBatches * parallel.chunks * passes * segments * ring + 12 * model.layers + 8 * mesh.size;
+}

@@ -1,0 +1,120 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cli } from '../support/cli.js';
+
+// The cases a fuzzer found (issue 17): each ends in a result or a clean error, never a crash, a hang or a stack.
+const SMALL = 'scenarios/small-gpt.yaml';
+const bin = 'dist/src/cli/main.js';
+const dir = mkdtempSync(join(tmpdir(), 'dtsim-robust-'));
+const base = readFileSync(SMALL, 'utf8');
+const file = (name: string, text: string) => {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+};
+/** A clean error: the documented exit code, one short message naming where, no stack trace. */
+const clean = (r: { code: number; stdout: string; stderr: string }, code: number, pattern: RegExp) => {
+  expect(r.code).toBe(code);
+  expect(r.stdout).toBe('');
+  expect(r.stderr).toMatch(pattern);
+  expect(r.stderr).not.toMatch(/internal error|\n\s+at /);
+  expect(r.stderr.length).toBeLessThan(10_000);
+};
+
+describe('scenario files that once crashed or hung', () => {
+  it('YAML aliases: a "billion laughs" and an alias to a missing anchor are scenario errors with a position', async () => {
+    let bomb = `${base}a0: &a0 [x, x, x, x, x, x, x, x, x]\n`;
+    for (let i = 1; i < 9; i++) bomb += `a${i}: &a${i} [${Array(9).fill(`*a${i - 1}`).join(', ')}]\n`;
+    clean(await cli('validate', file('bomb.yaml', bomb)), 3, /bomb\.yaml:\d+:\d+: YAML aliases \(\*name\) expand to more than 100 copies/);
+    clean(await cli('validate', file('alias.yaml', base.replace('seed: 1', 'seed: *nope'))), 3, /alias\.yaml:4:7: YAML alias: Unresolved alias .*nope/);
+  });
+
+  it('quantities that overflow and counts beyond any machine are refused with what is allowed', async () => {
+    const node = (nic: string) => file('nic.yaml', base.replace(/node: dgx-a100.*/, `node: { preset: dgx-a100, nic: { ${nic} } }`));
+    clean(await cli('validate', node('latency: 1e306min')), 3, /nic\.yaml:8:\d+: cluster\.node\.nic\.latency: must be at most 1e6 s/);
+    clean(await cli('validate', node('bandwidth: 1e300PiB/s')), 3, /cluster\.node\.nic\.bandwidth: expected a bandwidth/);
+    clean(await cli('validate', SMALL, '--set', 'model.hidden=1e300'), 3, /model\.hidden: expected a whole number of at least 1, at most 1e\+9/);
+  });
+
+  it('a step too large to simulate is refused before anything is built, with the estimate and the flag that raises the limit', async () => {
+    for (const set of [['model.layers=1000000000'], ['training.globalBatch=1000000000'], ['cluster.nodes=1000000', 'parallel.dp=2000000', 'training.globalBatch=4000000']]) {
+      clean(await cli('run', SMALL, ...set.flatMap((s) => ['--set', s])), 3, /this step would need about [\d.]+[KMBT]? operations \(about .* of memory to simulate\), over the limit of 30\.00M; .*--max-operations/);
+    }
+    clean(await cli('run', SMALL, '--max-operations', '100'), 3, /over the limit of 100;/);
+    expect((await cli('run', SMALL, '--max-operations', '100000')).code).toBe(0);
+    clean(await cli('run', SMALL, '--max-operations', '0'), 2, /--max-operations takes a whole number of operations, at least 1/);
+  });
+
+  it('validate answers at once for huge degrees and heads (no loop over them)', async () => {
+    clean(await cli('validate', SMALL, '--set', 'parallel.pp=1000000000'), 3, /parallel\.pp: pp = 1000000000 is more stages than the model's 24 layers/);
+    clean(await cli('validate', SMALL, '--set', 'model.heads=1000000000', '--set', 'parallel.tp=3', '--set', 'parallel.dp=1'), 3, /parallel\.tp: tp = 3 must divide the attention heads \(1000000000\); divisors that work: 1, 2, 4, 5, 8, 10, 16/);
+  });
+
+  it('tens of thousands of unknown fields: a bounded message with a count (each located in one pass); a file over 1 MiB is refused whole', async () => {
+    const junk = (n: number) => base.replace('training:\n', `training:\n${Array.from({ length: n }, (_, i) => `  junk${i}: 1`).join('\n')}\n`);
+    clean(await cli('validate', file('junk.yaml', junk(60_000))), 3, /training\.junk0: unknown field "junk0"[\s\S]*\.\.\. and 59980 more problems/);
+    clean(await cli('validate', file('huge.yaml', junk(100_000))), 3, /huge\.yaml: \d+ characters is far more than a scenario needs; scenario files are limited to 1048576/);
+    clean(await cli('validate', file('dup.yaml', `${base}seed: 2\n`)), 3, /dup\.yaml:\d+:1: malformed YAML\/JSON: Map keys must be unique; seed is given twice/);
+  });
+
+  it('values echoed in messages are truncated', async () => {
+    const r = await cli('validate', SMALL, '--set', `training.precision=${'x'.repeat(100_000)}`);
+    clean(r, 3, /training\.precision: expected one of fp32, fp16, bf16, got "x{50,}\.\.\. \(100002 characters\)/);
+  });
+});
+
+describe('arguments that once crashed or hung', () => {
+  it('an option given twice, ranks beyond the GPUs and a huge --set index are usage errors', async () => {
+    clean(await cli('run', SMALL, '--trace', join(dir, 'a.json'), '--trace', join(dir, 'b.json')), 2, /--trace was given more than once/);
+    clean(await cli('run', SMALL, '--trace', join(dir, 'c.json'), '--trace-ranks', '0-4294967295'), 2, /--trace-ranks: rank 4294967295 is beyond the scenario's 16 GPUs/);
+    clean(await cli('validate', SMALL, '--set', 'parallel.layersPerStage.100000000=1'), 2, /list index 100000000 is beyond any scenario list/);
+  });
+
+  it('an output path that cannot be written is a usage error before simulating, naming the flag', async () => {
+    clean(await cli('run', SMALL, '--trace', join(dir, 'missing', 'x.json')), 2, /--trace .*missing\/x\.json: the directory .*missing does not exist/);
+    clean(await cli('run', SMALL, '--output', dir), 2, /--output .*: is a directory; give a file name/);
+  });
+});
+
+describe('processes', () => {
+  it('a reader that closes the pipe early ends the run quietly (EPIPE)', async () => {
+    const child = spawn(process.execPath, [bin, 'run', 'scenarios/gpt3-175b-1024-a100.yaml', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    child.stdout.once('data', () => child.stdout.destroy());
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+  });
+
+  it('SIGTERM while a trace is written leaves no temporary file, and one a killed process left is removed by the next write', async () => {
+    const out = mkdtempSync(join(dir, 'sig-'));
+    const trace = join(out, 'step.trace.json');
+    // A stale temporary file of a process that no longer exists (pid 2^22 + 1 is beyond Linux's default pid_max).
+    writeFileSync(join(out, '.step.trace.json.tmp-4194305-0'), 'half a trace');
+    const child = spawn(process.execPath, [bin, 'run', 'scenarios/gpt3-175b-1024-a100.yaml', '--trace', trace, '--trace-ranks', '0-255'], { stdio: 'ignore' });
+    // Signal as soon as the temporary file appears, while the trace is being written.
+    await new Promise<void>((resolve) => {
+      const poll = setInterval(() => {
+        if (readdirSync(out).some((n) => n.startsWith(`.step.trace.json.tmp-${child.pid}`)) || child.exitCode !== null) {
+          clearInterval(poll);
+          child.kill('SIGTERM');
+          resolve();
+        }
+      }, 5);
+    });
+    await new Promise((resolve) => child.on('close', resolve));
+    expect(readdirSync(out).filter((n) => n.includes('.tmp-'))).toEqual([]);
+    // Either the signal came after the rename (the whole trace is there) or nothing is.
+    if (existsSync(trace)) JSON.parse(readFileSync(trace, 'utf8'));
+  });
+
+  it('the full process exits 3 on a too-large step without a stack trace', () => {
+    const r = spawnSync(process.execPath, [bin, 'run', SMALL, '--set', 'model.layers=1000000000'], { encoding: 'utf8' });
+    expect(r.status).toBe(3);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+});
