@@ -62,8 +62,9 @@ function buildParser(argv: string[]) {
     .command('validate <scenario>', 'check a scenario file and print what it resolves to', (y) => scenarioCommand(y).option('json', { type: 'boolean', describe: 'print the resolved scenario as JSON' }))
     .command('topology <scenario>', 'summarise the cluster topology a scenario builds', (y) => scenarioCommand(y).option('json', { type: 'boolean', describe: 'print the summary as JSON' }))
     .command('presets', 'list GPU, node and model presets and pipeline schedules', (y) => y.option('json', { type: 'boolean', describe: 'print as JSON' }))
+    .command('schema', 'print the JSON Schema of scenario files, for editors that complete and check fields')
     .option('log-level', { choices: LOG_LEVELS, default: 'warn' as const, describe: 'log level (logs go to stderr)' })
-    .demandCommand(1, 'name a command: run, compare, validate, topology or presets')
+    .demandCommand(1, 'name a command: run, compare, validate, topology, presets or schema')
     .strict()
     .version(VERSION)
     .help()
@@ -123,6 +124,8 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
         return commands.topology(args, io);
       case 'presets':
         return commands.presets(args, io);
+      case 'schema':
+        return await commands.schema(io);
       default:
         throw new UsageError(`unknown command ${command}`);
     }

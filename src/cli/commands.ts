@@ -141,6 +141,13 @@ export function topology(args: ScenarioArgs, io: Io): number {
   return 0;
 }
 
+/** The scenario file's JSON Schema, for editors. */
+export async function schema(io: Io): Promise<number> {
+  const { scenarioJsonSchema } = await import('../scenario/schema.js');
+  io.stdout(json(scenarioJsonSchema()));
+  return 0;
+}
+
 export function presets(args: { json?: boolean }, io: Io): number {
   const schedules = Object.values(SCHEDULES).map((s) => ({ name: s.name, description: s.description }));
   if (args.json) {

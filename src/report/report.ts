@@ -254,6 +254,13 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
     );
   }
   if (scenario.variability.jitter > 0 || scenario.variability.stragglers > 0) warnings.push('variability is on: durations carry seeded noise, so figures vary with the seed');
+  // Configurations that run, but that the real frameworks refuse or that run badly.
+  if (parallel.tp > scenario.cluster.gpusPerNode) {
+    warnings.push(`tensor parallelism over ${parallel.tp} GPUs spans nodes of ${scenario.cluster.gpusPerNode}: its blocking collectives cross the inter-node network every layer; Megatron keeps tp within a node`);
+  }
+  if (parallel.tp > model.kvHeads) {
+    warnings.push(`tp = ${parallel.tp} exceeds the ${model.kvHeads} key/value heads: each is replicated on ${parallel.tp / model.kvHeads} GPUs, as Megatron does, computing and storing them ${parallel.tp / model.kvHeads} times`);
+  }
   return {
     name: scenario.name,
     seed: scenario.seed,

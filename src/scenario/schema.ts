@@ -161,3 +161,22 @@ function objectIn(schema: z.ZodType): z.ZodObject | undefined {
   }
   return undefined;
 }
+
+/**
+ * The scenario file's JSON Schema, generated from the zod schema above so that the two cannot disagree: editors
+ * that read it (VS Code's YAML extension, JetBrains IDEs) complete and check fields. Quantities accept a number in
+ * base units or a string with a unit; `docs/scenario.schema.json` is this, kept current by the docs test.
+ */
+export function scenarioJsonSchema(): Record<string, unknown> {
+  type Node = { properties: Record<string, Node> } & Record<string, unknown>;
+  const schema = z.toJSONSchema(scenarioSchema, { io: 'input', unrepresentable: 'any' }) as unknown as Node;
+  // A preset may be named by itself (`gpu: a100-80gb`), which the loader turns into `{ preset: ... }`.
+  const cluster = schema.properties.cluster.properties;
+  for (const [key, presets] of [['gpu', GPU_PRESETS], ['node', NODE_PRESETS]] as const) {
+    const names = Object.keys(presets);
+    cluster[key].properties.preset = { type: 'string', enum: names } as unknown as Node;
+    cluster[key] = { anyOf: [{ type: 'string', enum: names }, cluster[key]] } as unknown as Node;
+  }
+  schema.properties.model.properties.preset = { type: 'string', enum: Object.keys(MODEL_PRESETS) } as unknown as Node;
+  return { ...schema, $id: 'https://github.com/dtsim/dtsim/docs/scenario.schema.json', title: 'dtsim scenario', description: 'A dtsim scenario file: cluster, model, training and parallel strategy (docs/scenario.md).' };
+}

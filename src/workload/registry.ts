@@ -25,7 +25,12 @@ export function workloadParameters(workload: Workload): number {
   return sum;
 }
 
-/** Ψ of a model, independent of the micro-batch. */
+/**
+ * Ψ of a model, independent of the micro-batch. Its layers are alike, so it is the one-layer model's plus the
+ * rest times one layer's: no workload of a billion layers is built to count them.
+ */
 export function modelParameters(model: ModelSpec): number {
-  return workloadParameters(buildWorkload(model, { microBatch: 1, attention: 'standard' }));
+  const withLayers = (layers: number) => workloadParameters(buildWorkload({ ...model, layers }, { microBatch: 1, attention: 'standard' }));
+  const one = withLayers(1);
+  return one + (model.layers - 1) * (withLayers(2) - one);
 }

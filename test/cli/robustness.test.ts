@@ -48,6 +48,12 @@ describe('scenario files that once crashed or hung', () => {
     clean(await cli('run', SMALL, '--max-operations', '0'), 2, /--max-operations takes a whole number of operations, at least 1/);
   });
 
+  it('validate counts a billion layers\' parameters without building them (the long fuzz run found it exhausting memory)', async () => {
+    const r = await cli('validate', SMALL, '--set', 'model.layers=1000000000');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/1000000000 layers, hidden 2048, 16 heads, 50358272\.11B parameters/);
+  });
+
   it('validate answers at once for huge degrees and heads (no loop over them)', async () => {
     clean(await cli('validate', SMALL, '--set', 'parallel.pp=1000000000'), 3, /parallel\.pp: pp = 1000000000 is more stages than the model's 24 layers/);
     clean(await cli('validate', SMALL, '--set', 'model.heads=1000000000', '--set', 'parallel.tp=3', '--set', 'parallel.dp=1'), 3, /parallel\.tp: tp = 3 must divide the attention heads \(1000000000\); divisors that work: 1, 2, 4, 5, 8, 10, 16/);
@@ -116,5 +122,15 @@ describe('processes', () => {
     const r = spawnSync(process.execPath, [bin, 'run', SMALL, '--set', 'model.layers=1000000000'], { encoding: 'utf8' });
     expect(r.status).toBe(3);
     expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+});
+
+describe('honest warnings', () => {
+  it('warns, without refusing, when tensor parallelism spans nodes or exceeds the key/value heads', async () => {
+    const spans = JSON.parse((await cli('run', SMALL, '--json', '--set', 'parallel.tp=16', '--set', 'parallel.pp=1', '--set', 'parallel.dp=1')).stdout);
+    expect(spans.warnings).toEqual([expect.stringMatching(/tensor parallelism over 16 GPUs spans nodes of 8/)]);
+    const kv = JSON.parse((await cli('run', SMALL, '--json', '--set', 'parallel.tp=8', '--set', 'parallel.dp=1', '--set', 'model.kvHeads=4')).stdout);
+    expect(kv.warnings).toEqual([expect.stringMatching(/tp = 8 exceeds the 4 key\/value heads: each is replicated on 2 GPUs/)]);
+    expect(JSON.parse((await cli('run', SMALL, '--json')).stdout).warnings).toEqual([]);
   });
 });

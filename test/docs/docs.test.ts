@@ -54,6 +54,25 @@ describe('docs/scenario.md', () => {
   });
 });
 
+describe('docs/scenario.schema.json', () => {
+  it('is what dtsim schema prints, and has every field of the scenario schema', async () => {
+    const printed = await cli('schema');
+    expect(printed.code).toBe(0);
+    expect(read('docs/scenario.schema.json')).toBe(printed.stdout);
+    const schema = JSON.parse(printed.stdout);
+    const has = (path: string) => {
+      let node = schema;
+      for (const key of path.split('.')) {
+        const object = node.anyOf?.find((o: { properties?: object }) => o.properties) ?? node;
+        node = object.properties?.[key];
+        if (!node) return false;
+      }
+      return true;
+    };
+    expect(schemaPaths().filter((path) => !has(path))).toEqual([]);
+  });
+});
+
 describe('README and tutorial commands', () => {
   const tutorialScenario = join(tmp, 'esm2.yaml');
   writeFileSync(tutorialScenario, scenarioBlocks(read('docs/tutorial.md'))[0]);
