@@ -1,4 +1,5 @@
-import { DtsimError, ScenarioError } from './errors.js';
+import { parse as parseYaml } from 'yaml';
+import { DtsimError, ScenarioError, truncate } from './errors.js';
 import type { Report } from './report/report.js';
 import { loadScenarioFile } from './scenario/load.js';
 import { simulate } from './simulate.js';
@@ -36,6 +37,23 @@ export function scheduleVariants(names: string[], scenarioChunks: number): Varia
   });
 }
 
+/**
+ * The values of `--vary path=...`, read as the items of a YAML flow sequence, so that a value may itself be a
+ * list: `2,4,8`, `ring,allgather`, `[10, 14],[12, 12]`. Each is handed to `--set` as YAML.
+ */
+function varyValues(path: string, text: string): string[] {
+  const trimmed = text.trim();
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(`[${trimmed}]`);
+  } catch (error) {
+    throw new UsageError(`--vary ${path}: cannot read the values ${truncate(JSON.stringify(text))} as a comma-separated list: ${truncate((error as Error).message.split('\n')[0])}`);
+  }
+  if (!Array.isArray(parsed)) throw new UsageError(`--vary ${path}: expected a comma-separated list of values`);
+  // JSON is YAML: a list value reads back as written.
+  return parsed.filter((v) => v !== null && v !== '').map((v) => (typeof v === 'string' ? v : JSON.stringify(v)));
+}
+
 /** Variants for `--vary path=a,b --vary other=x,y`: every combination. */
 export function fieldVariants(varies: string[]): Variant[] {
   let variants: Variant[] = [{ label: '', set: [] }];
@@ -43,7 +61,7 @@ export function fieldVariants(varies: string[]): Variant[] {
     const eq = vary.indexOf('=');
     if (eq <= 0) throw new UsageError(`--vary expects path=value1,value2 such as --vary parallel.tp=2,4,8; got ${JSON.stringify(vary)}`);
     const path = vary.slice(0, eq);
-    const values = vary.slice(eq + 1).split(',').filter((v) => v.length > 0);
+    const values = varyValues(path, vary.slice(eq + 1));
     if (values.length === 0) throw new UsageError(`--vary ${path}: give at least one value`);
     variants = variants.flatMap((v) => values.map((value) => ({ label: [v.label, `${path}=${value}`].filter(Boolean).join(' '), set: [...v.set, `${path}=${value}`] })));
   }

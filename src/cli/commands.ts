@@ -71,7 +71,7 @@ export function compare(args: ScenarioArgs & { schedules?: string; vary?: string
     io.stdout(json(results));
     return 0;
   }
-  const header = ['variant', 'chunks', 'step time', 'bubble', 'in-span bubble', 'exposed comm', 'communication', 'pipeline bytes', 'peak activations (worst stage)', 'peak HBM', 'fits'];
+  const header = ['variant', 'chunks', 'step time', 'MFU', 'bubble', 'in-span bubble', 'exposed comm', 'communication', 'pipeline bytes', 'peak activations (worst stage)', 'peak HBM', 'fits'];
   const rows = results.map((r) => {
     // Why a variant cannot run goes last, where a long message widens no column.
     if (!r.report) return [r.variant, ...header.slice(1, -1).map(() => '-'), `cannot run: ${r.error ?? ''}`];
@@ -81,6 +81,7 @@ export function compare(args: ScenarioArgs & { schedules?: string; vary?: string
       r.variant,
       String(x.parallel.chunks),
       formatSeconds(x.stepTime),
+      percent(x.throughput.mfu),
       percent(x.bubbleFraction),
       percent(x.pipelineBubbleRate),
       formatSeconds(x.exposedCommunicationTime),

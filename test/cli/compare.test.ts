@@ -8,7 +8,7 @@ describe('dtsim compare', () => {
     const rows = r.stdout.trim().split('\n').slice(3);
     expect(rows.map((row) => row.split(/\s+/)[0])).toEqual(['gpipe', '1f1b', 'interleaved', 'zb-h1', 'zb-h2', 'zb-v']);
     for (const row of rows) expect(row).toMatch(/\d+(\.\d+)? ms\s+\d+\.\d%\s+\d+\.\d%\s+.*(yes|NO)$/);
-    expect(r.stdout).toMatch(/variant\s+chunks\s+step time\s+bubble\s+in-span bubble\s+exposed comm\s+communication\s+pipeline bytes\s+peak activations \(worst stage\)\s+peak HBM\s+fits/);
+    expect(r.stdout).toMatch(/variant\s+chunks\s+step time\s+MFU\s+bubble\s+in-span bubble\s+exposed comm\s+communication\s+pipeline bytes\s+peak activations \(worst stage\)\s+peak HBM\s+fits/);
   });
 
   it('--json gives one array of reports, and --vary runs every combination', async () => {
@@ -33,7 +33,7 @@ describe('dtsim compare', () => {
     expect(bad.error).toMatch(/zb-h2 schedule needs at least 7 micro-batches per replica/);
     const table = await cli('compare', 'scenarios/pipeline-4x8.yaml', '--vary', 'parallel.schedule=1f1b,zb-h2', '--set', 'training.globalBatch=4');
     // The reason comes last, so the columns before it keep the width of the figures.
-    expect(table.stdout).toMatch(/parallel.schedule=zb-h2(\s+-){9}\s+cannot run: training\.globalBatch: the zb-h2 schedule needs/);
+    expect(table.stdout).toMatch(/parallel.schedule=zb-h2(\s+-){10}\s+cannot run: training\.globalBatch: the zb-h2 schedule needs/);
     const [header, ok1] = table.stdout.split('\n').slice(2);
     expect(ok1.indexOf('yes')).toBe(header.indexOf('fits'));
   });
@@ -43,5 +43,18 @@ describe('dtsim compare', () => {
     const r = await cli('compare', 'scenarios/small-gpt.yaml', '--schedules', 'zigzag');
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/unknown schedule "zigzag"/);
+  });
+});
+
+describe('dtsim compare --vary values', () => {
+  it('are the items of a YAML flow list, so that a value may be a list itself', async () => {
+    const r = await cli('compare', 'scenarios/small-gpt.yaml', '--vary', 'parallel.layersPerStage=[10,14],[12,12]', '--json');
+    expect(r.code).toBe(0);
+    const results = JSON.parse(r.stdout);
+    expect(results.map((x: { variant: string }) => x.variant)).toEqual(['parallel.layersPerStage=[10,14]', 'parallel.layersPerStage=[12,12]']);
+    expect(results.map((x: { report: { stages: { layers: number }[] } }) => x.report.stages.map((s) => s.layers))).toEqual([[10, 14], [12, 12]]);
+    const bad = await cli('compare', 'scenarios/small-gpt.yaml', '--vary', 'parallel.tp=[1,2');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--vary parallel\.tp: cannot read the values/);
   });
 });
