@@ -1,5 +1,5 @@
 import yargs, { type Argv } from 'yargs';
-import { DtsimError, truncate, UsageError } from '../errors.js';
+import { closest, DtsimError, truncate, UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
 
 /**
@@ -64,6 +64,14 @@ function buildParser(argv: string[]) {
     .command('presets', 'list GPU, node and model presets and pipeline schedules', (y) => y.option('json', { type: 'boolean', describe: 'print as JSON' }))
     .command('schema', 'print the JSON Schema of scenario files, for editors that complete and check fields')
     .option('log-level', { choices: LOG_LEVELS, default: 'warn' as const, describe: 'log level (logs go to stderr)' })
+    .example('$0 run scenarios/small-gpt.yaml', 'simulate a bundled scenario and print the summary')
+    .example('$0 run scenarios/small-gpt.yaml --set parallel.tp=4 --set parallel.dp=2 --trace step.json', 'override fields and write a Perfetto trace')
+    .example('$0 run - < my.yaml --json', 'read the scenario from stdin, print the JSON report')
+    .example('$0 compare scenarios/small-gpt.yaml --schedules 1f1b,zb-h1 --vary training.microBatch=1,2', 'one table over schedules and values')
+    .example('$0 validate my.yaml', 'check a scenario and print what it resolves to')
+    .example('$0 completion >> ~/.bashrc', 'tab completion of commands and options in bash (zsh: ~/.zshrc)')
+    .completion('completion', 'print a shell completion script (bash or zsh)')
+    .recommendCommands()
     .demandCommand(1, 'name a command: run, compare, validate, topology, presets or schema')
     .strict()
     .version(VERSION)
@@ -73,7 +81,9 @@ function buildParser(argv: string[]) {
     .exitProcess(false);
 }
 
-export async function runCli(argv: string[], io: Io): Promise<number> {
+export async function runCli(given: string[], io: Io): Promise<number> {
+  // yargs reads a lone `-` as an empty string: pass standard input by its name (scenario/load.ts reads it).
+  const argv = given.map((a) => (a === '-' ? '<stdin>' : a));
   let parsed: Record<string, unknown> | undefined;
   let helpOutput = '';
   let parseError: Error | undefined;
@@ -90,7 +100,7 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
     parseError = error as Error;
   }
   if (parseError) {
-    io.stderr(`dtsim: ${parseError.message}\nRun 'dtsim --help' for usage.\n`);
+    io.stderr(`dtsim: ${parseError.message}${didYouMean(parseError.message)}\nRun 'dtsim --help' for usage.\n`);
     return 2;
   }
   if (helpOutput) {
@@ -131,7 +141,9 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
     }
   } catch (error) {
     if (error instanceof DtsimError) {
-      io.stderr(`dtsim: ${error.message}\n`);
+      // With --json, errors are one JSON document too, for programs that read them.
+      if (args.json) io.stderr(`${JSON.stringify({ error: { kind: error.name, exitCode: error.exitCode, message: error.message, ...('issues' in error ? { issues: error.issues } : {}) } })}\n`);
+      else io.stderr(`dtsim: ${error.message}\n`);
       return error.exitCode;
     }
     const e = error as Error;
@@ -139,4 +151,20 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
     io.stderr(`dtsim: internal error: ${e.message}\nThis is a bug in dtsim; rerun with --log-level debug for the stack trace.\n`);
     return 1;
   }
+}
+
+const OPTIONS = ['set', 'seed', 'json', 'output', 'trace', 'trace-ranks', 'trace-pipeline', 'timeline', 'page-warmer', 'max-operations', 'schedules', 'vary', 'log-level', 'help', 'version'];
+const COMMANDS = ['run', 'compare', 'validate', 'topology', 'presets', 'schema', 'completion'];
+
+/** " (did you mean --json?)" for an unknown option or command yargs names, when one is near enough. */
+function didYouMean(message: string): string {
+  const unknown = message.match(/^Unknown arguments?: (.*)$/);
+  if (!unknown) return '';
+  const hints = unknown[1].split(', ').flatMap((word) => {
+    const option = closest(word, OPTIONS);
+    if (option) return [`--${option}`];
+    const command = closest(word, COMMANDS);
+    return command ? [command] : [];
+  });
+  return hints.length > 0 ? ` (did you mean ${hints.join(', ')}?)` : '';
 }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, parse as parseYaml, visit, type Document, type Node as YamlNode } from 'yaml';
-import { ScenarioError, truncate, UsageError, type ScenarioIssue } from '../errors.js';
+import { closest, ScenarioError, truncate, UsageError, type ScenarioIssue } from '../errors.js';
 import { allowedKeys, scenarioSchema } from './schema.js';
 import type { PathIssue } from '../errors.js';
 import { resolveScenario, type Scenario } from './resolve.js';
@@ -17,8 +17,20 @@ export interface LoadOptions {
   seed?: number;
 }
 
+/** How standard input is named, as a scenario file and in messages. */
+export const STDIN = '<stdin>';
+
 export function loadScenarioFile(file: string, options: LoadOptions = {}): Scenario {
   let text: string;
+  // `-` is standard input, as command lines expect (`dtsim run - < my.yaml`); the CLI passes it as <stdin>.
+  if (file === '-' || file === STDIN) {
+    try {
+      text = readFileSync(0, 'utf8');
+    } catch (error) {
+      throw new UsageError(`cannot read the scenario from standard input: ${(error as Error).message}`);
+    }
+    return parseScenario(text, STDIN, options);
+  }
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
@@ -221,30 +233,3 @@ function firstLine(text: string): string {
   return text.split('\n')[0];
 }
 
-/** The allowed name nearest to a typo, if it is near enough to be a likely typo. */
-function closest(word: string, candidates: string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const c of candidates) {
-    const d = editDistance(word.toLowerCase(), c.toLowerCase());
-    if (d < bestDistance) {
-      bestDistance = d;
-      best = c;
-    }
-  }
-  return bestDistance <= Math.max(1, Math.floor(word.length / 3)) ? best : undefined;
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diagonal = row[0];
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const above = row[j];
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diagonal = above;
-    }
-  }
-  return row[b.length];
-}

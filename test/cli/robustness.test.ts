@@ -134,3 +134,29 @@ describe('honest warnings', () => {
     expect(JSON.parse((await cli('run', SMALL, '--json')).stdout).warnings).toEqual([]);
   });
 });
+
+describe('conventions', () => {
+  it('did-you-mean for a mistyped command or option', async () => {
+    clean(await cli('rn', SMALL), 2, /Unknown arguments: rn, .* \(did you mean run\?\)/);
+    clean(await cli('run', SMALL, '--jsn'), 2, /Unknown argument: jsn \(did you mean --json\?\)/);
+  });
+
+  it('with --json an error is one JSON document on stderr with its kind, exit code and issues', async () => {
+    const r = await cli('run', SMALL, '--json', '--set', 'parallel.tp=3');
+    expect(r.code).toBe(3);
+    const { error } = JSON.parse(r.stderr);
+    expect(error).toMatchObject({ kind: 'ScenarioError', exitCode: 3 });
+    expect(error.issues[0]).toMatchObject({ path: 'parallel.dp', line: 20 });
+  });
+
+  it('`-` reads the scenario from standard input; help has examples; completion prints a script', () => {
+    const r = spawnSync(process.execPath, [bin, 'run', '-', '--json'], { input: readFileSync(SMALL, 'utf8'), encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout).name).toBe('small-gpt-2node');
+    const bad = spawnSync(process.execPath, [bin, 'validate', '-'], { input: 'name: x\n', encoding: 'utf8' });
+    expect(bad.status).toBe(3);
+    expect(bad.stderr).toMatch(/^dtsim: <stdin>:1:1: cluster: missing required field/);
+    expect(spawnSync(process.execPath, [bin, '--help'], { encoding: 'utf8' }).stdout).toMatch(/Examples:[\s\S]*dtsim run - < my\.yaml --json/);
+    expect(spawnSync(process.execPath, [bin, 'completion'], { encoding: 'utf8' }).stdout).toMatch(/dtsim completion >> ~\/\.bashrc/);
+  });
+});
