@@ -1,6 +1,6 @@
 /** The library API: everything the CLI does is available here. */
 export { simulate, pipelineRanks, type Simulation, type SimulateOptions } from './simulate.js';
-export { loadScenarioFile, parseScenario, type LoadOptions } from './scenario/load.js';
+export { loadScenarioFile, parseScenario, scenarioFromObject, type LoadOptions, type ScenarioInput } from './scenario/load.js';
 export type { Scenario } from './scenario/resolve.js';
 export { SCHEDULES } from './strategies/pipeline/registry.js';
 export { PASSES, type ParallelConfig } from './strategies/registry.js';
@@ -11,5 +11,5 @@ export { writeTrace, emitTrace, type TraceOptions } from './report/trace.js';
 export { buildTopology, summarizeTopology } from './hardware/topology.js';
 export { GPU_PRESETS, NODE_PRESETS } from './hardware/presets.js';
 export { MODEL_PRESETS } from './workload/presets.js';
-export { DtsimError, UsageError, ScenarioError, SimulationError } from './errors.js';
+export { DtsimError, UsageError, ScenarioError, SimulationError, ResourceLimitError } from './errors.js';
 export { VERSION } from './version.js';

@@ -9,6 +9,7 @@ import { lowerStep, type StepPlan } from './lower/lower.js';
 import { formatBytes, formatCount } from './report/format.js';
 import { CATEGORIES, OP_KINDS } from './lower/resources.js';
 import { buildReport, type Report } from './report/report.js';
+import { scenarioFromObject, type ScenarioInput } from './scenario/load.js';
 import type { Scenario } from './scenario/resolve.js';
 import { buildProgram, meshOf } from './strategies/registry.js';
 import { buildWorkload } from './workload/registry.js';
@@ -53,7 +54,13 @@ export interface SimulateOptions {
 export const SIMULATION_PHASES = ['topology', 'step', 'execute', 'report'] as const;
 export type SimulationPhase = (typeof SIMULATION_PHASES)[number];
 
-export function simulate(scenario: Scenario, options: SimulateOptions = {}): Simulation {
+/**
+ * Simulates one training step of a scenario: a resolved one (from loadScenarioFile, parseScenario or
+ * scenarioFromObject), or a plain object with a scenario file's fields, checked as a file is (a ScenarioError
+ * says what is wrong).
+ */
+export function simulate(given: Scenario | ScenarioInput, options: SimulateOptions = {}): Simulation {
+  const scenario = isResolved(given) ? given : scenarioFromObject(given);
   checkLimits(scenario, options.maxOperations ?? DEFAULT_MAX_OPERATIONS);
   const phase = options.onPhase ?? (() => {});
   const warmer = options.pageWarmer === true ? PageWarmer.start() : undefined;
@@ -80,6 +87,11 @@ export function simulate(scenario: Scenario, options: SimulateOptions = {}): Sim
   } finally {
     warmer?.stop();
   }
+}
+
+/** A resolved scenario carries what only resolution adds, such as the collective step latency in seconds. */
+function isResolved(scenario: Scenario | ScenarioInput): scenario is Scenario {
+  return typeof (scenario as Scenario).cluster?.collectiveStepLatencySeconds === 'number';
 }
 
 function checkLimits(scenario: Scenario, maxOperations: number): void {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, parse as parseYaml, visit, type Document, type Node as YamlNode } from 'yaml';
 import { closest, ScenarioError, truncate, UsageError, type ScenarioIssue } from '../errors.js';
+import type { z } from 'zod';
 import { allowedKeys, scenarioSchema } from './schema.js';
 import type { PathIssue } from '../errors.js';
 import { resolveScenario, type Scenario } from './resolve.js';
@@ -38,6 +39,17 @@ export function loadScenarioFile(file: string, options: LoadOptions = {}): Scena
     throw new UsageError(code === 'ENOENT' ? `scenario file not found: ${file}` : `cannot read scenario file ${file}: ${(error as Error).message}`);
   }
   return parseScenario(text, file, options);
+}
+
+/** A scenario as a plain object, typed as a file's fields: quantities as strings with units or numbers in base units. */
+export type ScenarioInput = z.input<typeof scenarioSchema>;
+
+/**
+ * A scenario given as an object, checked exactly as a file is, with the same messages; their positions are those
+ * of the object written as JSON, and `name` stands for the file.
+ */
+export function scenarioFromObject(input: ScenarioInput, name = '<object>', options: LoadOptions = {}): Scenario {
+  return parseScenario(JSON.stringify(input, null, 2), name, options);
 }
 
 export function parseScenario(text: string, file: string, options: LoadOptions = {}): Scenario {

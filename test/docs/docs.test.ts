@@ -1,4 +1,5 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -51,6 +52,24 @@ describe('docs/scenario.md', () => {
     const blocks = [...scenarioBlocks(scenarioDoc), ...scenarioBlocks(read('docs/tutorial.md'))];
     expect(blocks.length).toBeGreaterThanOrEqual(2);
     for (const text of blocks) expect(() => parseScenario(text, 'doc.yaml')).not.toThrow();
+  });
+});
+
+describe('docs/api.md', () => {
+  it('its example runs as written against the built package: a summary, then the refused variant naming parallel.tp', () => {
+    const example = read('docs/api.md').match(/```js\n([\s\S]*?)```/)![1];
+    const file = join(process.cwd(), '.api-example.mjs');
+    writeFileSync(file, example);
+    try {
+      const r = spawnSync(process.execPath, [file], { encoding: 'utf8' });
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      expect(r.stdout).toMatch(/^dtsim [\d.]+: api-example/);
+      expect(r.stdout).toMatch(/step time [\d.]+ s, fits: true/);
+      expect(r.stdout).toMatch(/parallel\.tp: tp = 3 must divide the attention heads/);
+    } finally {
+      rmSync(file, { force: true });
+    }
   });
 });
 
