@@ -131,6 +131,19 @@ export function parseScenario(text: string, file: string, options: LoadOptions =
 }
 
 const MAX_SET_INDEX = 10_000;
+const MAX_SET_VALUE = 10_000;
+const MAX_SET_NESTING = 32;
+
+/** How deep brackets and braces nest in a text. */
+function nesting(text: string): number {
+  let depth = 0;
+  let most = 0;
+  for (const c of text) {
+    if (c === '[' || c === '{') most = Math.max(most, ++depth);
+    else if (c === ']' || c === '}') depth = Math.max(0, depth - 1);
+  }
+  return most;
+}
 /** Scenario files are a few kilobytes; a megabyte is room for any list of stages a cluster could have. */
 const MAX_FILE_CHARACTERS = 1 << 20;
 
@@ -177,9 +190,14 @@ function applyOverrides(doc: Document, sets: readonly string[]): Override[] {
     if (eq <= 0) throw new UsageError(`--set expects path=value, such as --set parallel.tp=4; got ${JSON.stringify(text)}`);
     const path = text.slice(0, eq).trim();
     if (!/^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$/.test(path)) throw new UsageError(`--set path ${JSON.stringify(path)} is not a dotted field path such as parallel.tp`);
+    const valueText = text.slice(eq + 1);
+    // Parsing a value thousands of brackets deep exhausts the YAML library's stack and then V8's memory.
+    if (valueText.length > MAX_SET_VALUE || nesting(valueText) > MAX_SET_NESTING) {
+      throw new UsageError(`--set ${truncate(path)}: the value is ${valueText.length} characters, nested ${nesting(valueText)} deep; at most ${MAX_SET_VALUE} characters and ${MAX_SET_NESTING} levels`);
+    }
     let value: unknown;
     try {
-      value = parseYaml(text.slice(eq + 1));
+      value = parseYaml(valueText);
     } catch {
       value = text.slice(eq + 1);
     }

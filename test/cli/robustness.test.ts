@@ -67,8 +67,10 @@ describe('scenario files that once crashed or hung', () => {
   });
 
   it('values echoed in messages are truncated', async () => {
-    const r = await cli('validate', SMALL, '--set', `training.precision=${'x'.repeat(100_000)}`);
+    const r = await cli('validate', file('long.yaml', base.replace('precision: bf16', `precision: ${'x'.repeat(100_000)}`)));
     clean(r, 3, /training\.precision: expected one of fp32, fp16, bf16, got "x{50,}\.\.\. \(100002 characters\)/);
+    // Through --set, a value that long is refused before it is read.
+    clean(await cli('validate', SMALL, '--set', `training.precision=${'x'.repeat(100_000)}`), 2, /--set training\.precision: the value is 100000 characters/);
   });
 });
 
@@ -77,6 +79,8 @@ describe('arguments that once crashed or hung', () => {
     clean(await cli('run', SMALL, '--trace', join(dir, 'a.json'), '--trace', join(dir, 'b.json')), 2, /--trace was given more than once/);
     clean(await cli('run', SMALL, '--trace', join(dir, 'c.json'), '--trace-ranks', '0-4294967295'), 2, /--trace-ranks: rank 4294967295 is beyond the scenario's 16 GPUs/);
     clean(await cli('validate', SMALL, '--set', 'parallel.layersPerStage.100000000=1'), 2, /list index 100000000 is beyond any scenario list/);
+    const deep = `${'['.repeat(20_000)}${']'.repeat(20_000)}`;
+    clean(await cli('validate', SMALL, '--set', `x=${deep}`, '--set', `y=${deep}`), 2, /--set x: the value is 40000 characters, nested 20000 deep; at most 10000 characters and 32 levels/);
   });
 
   it('an output path that cannot be written is a usage error before simulating, naming the flag', async () => {
