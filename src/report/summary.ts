@@ -14,6 +14,8 @@ export function renderSummary(report: Report): string {
       .map(([k, v]) => `${names[k] ?? k} ${formatBytes(v)}`)
       .join(', ') || 'none';
   const worst = report.devices[report.memory.worstDevice];
+  // The group ZeRO shards over: every rank of a stage that holds the same weights (data, sequence and context parallel).
+  const replicas = Object.entries(p.mesh).reduce((n, [axis, size]) => (axis === 'tp' || axis === 'pp' ? n : n * (size ?? 1)), 1);
   const b = worst.memoryBreakdown;
   const lines = [
     `dtsim ${report.version}: ${report.name} (seed ${report.seed})`,
@@ -23,7 +25,8 @@ export function renderSummary(report: Report): string {
     table([
       ['step time', formatSeconds(report.stepTime)],
       ['throughput', `${formatCount(report.throughput.tokensPerSecond)} tokens/s, ${report.throughput.tflopsPerDevice.toFixed(1)} TFLOP/s per GPU, MFU ${percent(report.throughput.mfu)} (HFU ${percent(report.throughput.hfu)})`],
-      ['bubble', `${percent(report.bubbleFraction)} of the step idle on compute (mean over GPUs)`],
+      // Without a pipeline, compute waits on collectives, not on other stages: no pipeline bubble to speak of.
+      [p.pp > 1 ? 'bubble' : 'idle compute', `${percent(report.bubbleFraction)} of the step idle on compute (mean over GPUs)`],
       ['communication', `${formatBytes(report.communication.bytes)} sent`],
       ['  by kind', byKindAndLink(report)],
       ['  by link type', nonZero(report.communication.byLinkType)],
@@ -48,8 +51,16 @@ export function renderSummary(report: Report): string {
   lines.push('');
   lines.push(
     table(
-      report.stages.map((s) => [String(s.stage), String(s.layers), formatCount(s.parametersPerDevice), formatBytes(s.peakActivations), formatBytes(s.peakHbm), percent(s.bubbleFraction)]),
-      ['stage', 'layers', 'params/GPU', 'peak activations', 'peak HBM', 'bubble'],
+      report.stages.map((s) => [
+        String(s.stage),
+        String(s.layers),
+        // ZeRO-3 keeps a shard of each stage's parameters on a GPU between the gathers.
+        p.zero === 3 ? `${formatCount(s.parametersPerDevice)} (${formatCount(s.parametersPerDevice / replicas)} held)` : formatCount(s.parametersPerDevice),
+        formatBytes(s.peakActivations),
+        formatBytes(s.peakHbm),
+        percent(s.bubbleFraction),
+      ]),
+      ['stage', 'layers', 'params/GPU', 'peak activations', 'peak HBM', p.pp > 1 ? 'bubble' : 'idle'],
     ),
   );
   return lines.join('\n') + '\n';

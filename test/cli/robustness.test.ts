@@ -164,3 +164,13 @@ describe('conventions', () => {
     expect(spawnSync(process.execPath, [bin, 'completion'], { encoding: 'utf8' }).stdout).toMatch(/dtsim completion >> ~\/\.bashrc/);
   });
 });
+
+describe('honest labels', () => {
+  it('without a pipeline the summary says idle compute, not bubble; with ZeRO-3 the stage table shows the parameters a GPU holds', async () => {
+    const zero3 = (await cli('run', 'scenarios/esm2-15b-zero3-4node.yaml')).stdout;
+    expect(zero3).toMatch(/^idle compute {4}[\d.]+% of the step idle on compute/m);
+    expect(zero3).not.toMatch(/^bubble /m);
+    expect(zero3).toMatch(/stage {2}layers {2}params\/GPU +peak activations {2}peak HBM {2}idle\n0 +48 +15\.10B \(471\.96M held\)/);
+    expect((await cli('run', SMALL)).stdout).toMatch(/^bubble {10}[\d.]+% of the step idle on compute/m);
+  });
+});
