@@ -13,6 +13,8 @@ import { VERSION } from '../version.js';
 export interface Io {
   stdout: (text: string) => void;
   stderr: (text: string) => void;
+  /** stderr is a terminal: long runs show a progress line there (never when piped, nor with --json). */
+  progress?: boolean;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;

@@ -24,6 +24,18 @@ interface ScenarioArgs {
   json?: boolean;
 }
 
+/** What runs after each phase of simulate(), for the progress line. */
+const NEXT_PHASE: Record<string, string> = { topology: 'building the step\'s operations', step: 'executing the step', execute: 'writing the report' };
+
+/**
+ * A one-line progress indicator on stderr, rewritten in place, for a terminal only (`io.progress`) and never with
+ * --json; an empty text clears it. Building and executing a 16,384-GPU step takes seconds.
+ */
+function progressLine(io: Io, json: boolean): (text: string) => void {
+  if (!io.progress || json) return () => {};
+  return (text) => io.stderr(text ? `\r\x1b[Kdtsim: ${text}...` : '\r\x1b[K');
+}
+
 /** GPUs `dtsim topology` builds a graph for: a million, in a few minutes. */
 const MAX_TOPOLOGY_DEVICES = 1_000_000;
 
@@ -43,18 +55,23 @@ export function run(
   const ranks = traceRanks(args, scenario);
   const started = process.hrtime.bigint();
   let lap = started;
+  const progress = progressLine(io, args.json === true);
+  progress(`building the topology of ${scenario.cluster.nodes * scenario.cluster.gpusPerNode} GPUs`);
   const onPhase = (phase: string) => {
     const now = process.hrtime.bigint();
     log.debug({ phase, wallMs: Number(now - lap) / 1e6 }, 'phase done');
     lap = now;
+    progress(NEXT_PHASE[phase] ?? '');
   };
   const sim = simulate(scenario, { recordMemory: args.trace === undefined ? false : (ranks ?? true), onPhase, pageWarmer: args['page-warmer'] === true, maxOperations: args['max-operations'] });
   log.info({ operations: sim.report.simulation.operations, events: sim.report.simulation.events, wallMs: Number(process.hrtime.bigint() - started) / 1e6 }, 'step simulated');
   if (args.output) writeFileAtomic(args.output, json(sim.report));
   if (args.trace) {
+    progress(`writing the trace to ${args.trace}`);
     const { events } = writeTrace(sim, args.trace, { ranks });
     log.info({ file: args.trace, events }, 'trace written');
   }
+  progress('');
   if (args.json) io.stdout(json(sim.report));
   else io.stdout(renderSummary(sim.report) + (args.timeline ? `\n${renderTimeline(sim)}` : ''));
   return 0;

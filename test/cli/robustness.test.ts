@@ -174,3 +174,19 @@ describe('honest labels', () => {
     expect((await cli('run', SMALL)).stdout).toMatch(/^bubble {10}[\d.]+% of the step idle on compute/m);
   });
 });
+
+describe('progress', () => {
+  it('a terminal gets a progress line on stderr, rewritten in place and cleared; a pipe or --json none', async () => {
+    const { runCli } = await import('../../src/cli/app.js');
+    const capture = async (progress: boolean, ...argv: string[]) => {
+      let stderr = '';
+      const code = await runCli(argv, { stdout: () => {}, stderr: (t) => (stderr += t), progress });
+      return { code, stderr };
+    };
+    const terminal = await capture(true, 'run', SMALL);
+    expect(terminal.code).toBe(0);
+    expect(terminal.stderr).toMatch(/\r\x1b\[Kdtsim: building the topology of 16 GPUs\.\.\.[\s\S]*executing the step\.\.\.[\s\S]*\r\x1b\[K$/);
+    expect((await capture(true, 'run', SMALL, '--json')).stderr).toBe('');
+    expect((await capture(false, 'run', SMALL)).stderr).toBe('');
+  });
+});
