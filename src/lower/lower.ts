@@ -13,6 +13,7 @@ import { modelParameters } from '../workload/registry.js';
 import { microBatchesOf, type StepConfig } from './config.js';
 import { StepEmitter } from './emitter.js';
 import { CATEGORY, KIND, LANE, OP_KINDS, StepResources } from './resources.js';
+import { AttentionPhases } from './attention-phase.js';
 import { blockSegments, gradientBuckets, groupCollectives, plannedOver, segmentOf, type CollectiveGroup, type Segment } from './segments.js';
 import { stageCosts, type VirtualStageModel } from './stage-costs.js';
 import { finishStep } from './step-end.js';
@@ -216,76 +217,8 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
     }
   };
 
-  // Context parallelism: attention in steps, each rank's work as the split loads it; with a ring, each step's
-  // key/value block goes on to the next rank while the attention of the one held runs.
-  const context = program.contextAttention;
-  const attentionSteps = context !== undefined && (context.steps > 1 || context.work.some((w) => w.some((x) => x !== 1)));
-  const ringSize = context ? mesh.sizeOf(context.axis) : 1;
-  const ringStride = context ? mesh.rank({ [context.axis]: 1 }) : 0;
-  const stepLast = new Int32Array(perStage);
-  const thisStep = new Int32Array(perStage);
-  const previousStep = new Int32Array(perStage);
-  let arrived = new Int32Array(perStage);
-  let arriving = new Int32Array(perStage);
-  /** The attention phase of a segment on every rank of the stage starting at `first`; returns each rank's last compute. */
-  const attentionPhase = (segment: Segment, passNs: number, kind: number, at: Place, forward: boolean, first: number): Int32Array => {
-    const { steps, work } = context!;
-    const stepNs = (passNs * segment.attention) / steps;
-    // A backward passes each block on with the gradient of the block before, and after the last step hands the
-    // last gradient to its owner.
-    const bytes = segment.ringBytes * (forward ? 1 : 2);
-    const buffers = steps > 1 ? (2 * bytes) / Math.max(1, segment.layers) : 0;
-    const transferLabel = steps > 1 ? labelAt(KIND.ring, at) : -1;
-    const next = (device: number) => {
-      const c = mesh.coordinate(device, context!.axis);
-      return device + (((c + 1) % ringSize) - c) * ringStride;
-    };
-    for (let j = 0; j < steps; j++) {
-      const label = emit.label({ kind, stage: at.stage, microBatch: at.microBatch, chunk: at.chunk, ringStep: steps > 1 ? j : -1, flops: 0 });
-      previousStep.set(thisStep);
-      for (let local = 0; local < perStage; local++) {
-        const device = first + local;
-        const ns = Math.round(stepNs * work[mesh.coordinate(device, context!.axis)][j]);
-        const op = g.operation(label, device, variability.vary(ns, device));
-        g.lane(resources.lane(device, LANE.compute));
-        if (j === 0) {
-          if (lastBlocking[device] >= 0) g.dependOn(op, lastBlocking[device]);
-          if (buffers > 0) g.memory(op, resources.hbm(device), CATEGORY.buffers, buffers, AT_START);
-        } else g.dependOn(op, arrived[local]);
-        if (j === steps - 1 && buffers > 0) g.memory(op, resources.hbm(device), CATEGORY.buffers, -buffers, AT_END);
-        // The block this rank holds in step j: its own after the compute before the phase, else the one received.
-        if (j < steps - 1) stepLast[local] = j === 0 ? lastOps[local] : arrived[local];
-        thisStep[local] = op;
-        lastOps[local] = op;
-        lastBlocking[device] = -1;
-        lastOpOf[device] = op;
-      }
-      if (j === steps - 1) break;
-      for (let local = 0; local < perStage; local++) {
-        const device = first + local;
-        const to = next(device);
-        const sent = emit.transfer(device, to, bytes, LANE.ringSend, LANE.ringReceive, transferLabel);
-        g.dependOn(sent, stepLast[local]);
-        // In a backward the block travels with the gradient of the one before, computed in the step before (one
-        // step behind, as Transformer Engine sends it, so that transfers still overlap the attention).
-        if (!forward && j > 0) g.dependOn(sent, previousStep[local]);
-        arriving[to - first] = sent;
-      }
-      [arrived, arriving] = [arriving, arrived];
-    }
-    const last = lastOps.slice();
-    if (!forward && steps > 1) {
-      for (let local = 0; local < perStage; local++) {
-        const device = first + local;
-        const to = next(device);
-        const sent = emit.transfer(device, to, segment.ringBytes, LANE.ringSend, LANE.ringReceive, transferLabel);
-        g.dependOn(sent, last[local]);
-        lastBlocking[to] = sent;
-        lastOpOf[to] = sent;
-      }
-    }
-    return last;
-  };
+  // Context parallelism: a segment's attention in steps (attention-phase.ts).
+  const attention = new AttentionPhases(program.contextAttention, mesh, emit, variability, { lastOps, lastBlocking, lastOpOf });
 
   // Build in program order: for each device position, its passes in order; within a pass, its segments; for each
   // segment, every rank of the stage. Every lane then receives its operations in program order.
@@ -359,7 +292,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
           }
         }
         // Attention split into context-parallel steps runs as operations of its own after the rest of the segment.
-        const ring = attentionSteps && segment.attention > 0;
+        const ring = attention.active && segment.attention > 0;
         const segmentNs = Math.round(passNs * (ring ? segment.fraction - segment.attention : segment.fraction));
         // Each rank's compute, then the segment's blocking collectives: group by group when they all run over one
         // mesh axis (a tensor-parallel group's compute and its collectives together), else after the whole stage.
@@ -416,7 +349,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
           if (axis !== undefined && !ring) blockOn(collectives, members, first, labelOf);
         }
         if (ring) {
-          const last = attentionPhase(segment, passNs, kind, labels, isForward, first);
+          const last = attention.run(segment, passNs, kind, labels, isForward, first);
           for (let local = 0; local < perStage; local++) {
             if (freesActivations) g.memory(last[local], resources.hbm(first + local), CATEGORY.activations, -freedBy(v, pass), AT_END);
             if (pass === 'B' && lastSegment) inputGradOp[key(local, vs, mb)] = last[local];
