@@ -20,8 +20,8 @@ export interface FuzzCase {
   what: string;
 }
 
-const ODD_VALUES: unknown[] = [0, -1, 0.5, 1e12, 1e300, -1e300, 2 ** 53, 'x', '', '1e306min', '1e300PiB', '0B', '-5us', '80GiB', true, null, [], {}, [1, 2, 3], { preset: 'x' }, 'NaN', '1e-320s'];
-const ODD_FLAGS: string[][] = [[], [], [], ['--json'], ['--seed', '-1'], ['--seed', '1e300'], ['--set', 'parallel.tp=0'], ['--set', 'model.layers=1e9'], ['--set', 'parallel.pp=[1,2]'], ['--set', 'x.y.z=1'], ['--set', 'parallel='], ['--trace-ranks', '0-999999'], ['--trace-pipeline', '-3'], ['--max-operations', '5'], ['--timeline']];
+const ODD_VALUES: unknown[] = [0, -1, 0.5, 1e12, 1e300, -1e300, 2 ** 53, 'x', '', '1e306min', '1e300PiB', '0B', '-5us', '80GiB', true, null, [], {}, [1, 2, 3], { preset: 'x' }, 'NaN', '1e-320s', 1e-300, 1e-9, '1B/s', '1e-300TFLOP/s'];
+const ODD_FLAGS: string[][] = [[], [], [], ['--json'], ['--seed', '-1'], ['--seed', '1e300'], ['--set', 'parallel.tp=0'], ['--set', 'model.layers=1e9'], ['--set', 'parallel.pp=[1,2]'], ['--set', 'x.y.z=1'], ['--set', 'parallel='], ['--trace-ranks', '0-999999'], ['--trace-pipeline', '-3'], ['--max-operations', '5'], ['--timeline'], ['--set', 'cluster.gpu.flops=1e-300'], ['--set', 'cluster.gpu.flops=1'], ['--set', 'cluster.node.nic.bandwidth=1'], ['--set', 'cluster.gpu.computeEfficiency=1e-300']];
 
 type Tree = Record<string, unknown>;
 

@@ -1,9 +1,10 @@
 import { parse as parseYaml } from 'yaml';
 import { DtsimError, ScenarioError, truncate } from './errors.js';
 import type { Report } from './report/report.js';
-import { loadScenarioFile } from './scenario/load.js';
+import { parseScenario, readScenarioSource } from './scenario/load.js';
+import type { Scenario } from './scenario/resolve.js';
 import { simulate } from './simulate.js';
-import { SCHEDULES } from './strategies/pipeline/registry.js';
+import { SCHEDULES, unknownSchedule } from './strategies/pipeline/registry.js';
 import { UsageError } from './errors.js';
 
 /**
@@ -30,7 +31,7 @@ export interface VariantResult {
 export function scheduleVariants(names: string[], scenarioChunks: number): Variant[] {
   return names.map((name) => {
     const schedule = SCHEDULES[name];
-    if (!schedule) throw new UsageError(`--schedules: unknown schedule ${JSON.stringify(name)}; registered: ${Object.keys(SCHEDULES).join(', ')}`);
+    if (!schedule) throw new UsageError(`--schedules: ${unknownSchedule(name)}`);
     const single = schedule.preferredChunks === 1;
     const chunks = single ? 1 : scenarioChunks > 1 ? scenarioChunks : schedule.preferredChunks;
     return { label: name, set: [`parallel.schedule=${name}`, `parallel.chunks=${chunks}`] };
@@ -68,16 +69,75 @@ export function fieldVariants(varies: string[]): Variant[] {
   return variants;
 }
 
-export function compareVariants(file: string, variants: Variant[], base: { set?: string[]; seed?: number; maxOperations?: number } = {}): VariantResult[] {
-  return variants.map((variant) => {
-    const set = [...(base.set ?? []), ...variant.set];
+export interface CompareOptions {
+  /** Overrides under every variant's. */
+  set?: string[];
+  seed?: number;
+  maxOperations?: number;
+  /** Called before each variant runs, for a progress line. */
+  onVariant?: (index: number, total: number, label: string) => void;
+}
+
+export interface Comparison {
+  results: VariantResult[];
+  /**
+   * Fields the scenario gives with the very value it would derive from the others (`dp: 4` on 16 GPUs with
+   * TP 2 x PP 2), which each variant derives anew, so that `--vary parallel.tp=1,2,4` keeps the GPU count: those
+   * whose value some variant changed.
+   */
+  rederived: string[];
+}
+
+/** Fields a scenario may give or leave to be derived from other fields. */
+const DERIVED_FIELDS = ['parallel.dp', 'parallel.layersPerStage', 'parallel.microBatchGroup', 'model.kvHeads', 'model.ffnHidden'];
+
+/** A scenario file's name and text, read once: standard input cannot be read again for the next variant. */
+export type ScenarioSource = ReturnType<typeof readScenarioSource>;
+
+export function compareVariants(scenario: string | ScenarioSource, variants: Variant[], options: CompareOptions = {}): Comparison {
+  const source = typeof scenario === 'string' ? readScenarioSource(scenario) : scenario;
+  const { fields: unset, base } = fieldsToRederive(source, options);
+  const rederived = new Set<string>();
+  const results = variants.map((variant, index) => {
+    options.onVariant?.(index, variants.length, variant.label);
+    const set = [...(options.set ?? []), ...variant.set];
     try {
-      const scenario = loadScenarioFile(file, { set, seed: base.seed });
-      return { variant: variant.label, set: variant.set, report: simulate(scenario, { maxOperations: base.maxOperations }).report };
+      const scenario = parseScenario(source.text, source.file, { set, seed: options.seed, unset });
+      for (const field of unset) if (JSON.stringify(valueAt(scenario, field)) !== JSON.stringify(valueAt(base, field))) rederived.add(field);
+      return { variant: variant.label, set: variant.set, report: simulate(scenario, { maxOperations: options.maxOperations }).report };
     } catch (error) {
       if (error instanceof ScenarioError) return { variant: variant.label, set: variant.set, error: error.issues.map((i) => `${i.path}: ${i.message}`).join('; ') };
       if (error instanceof DtsimError && !(error instanceof UsageError)) return { variant: variant.label, set: variant.set, error: error.message };
       throw error;
     }
   });
+  return { results, rederived: unset.filter((field) => rederived.has(field)) };
+}
+
+/** The derivable fields the scenario gives (and --set does not) whose value is the one derivation gives. */
+function fieldsToRederive(source: ScenarioSource, options: CompareOptions): { fields: string[]; base?: Scenario } {
+  const load = (unset: string[]) => parseScenario(source.text, source.file, { set: options.set, seed: options.seed, unset });
+  let base: Scenario;
+  try {
+    base = load([]);
+  } catch {
+    return { fields: [] }; // an invalid base is each variant's to report
+  }
+  const written = parseYaml(source.text) as unknown;
+  const overridden = (field: string) => (options.set ?? []).some((s) => s.startsWith(`${field}=`) || s.startsWith(`${field}.`));
+  const fields = DERIVED_FIELDS.filter((field) => {
+    if (valueAt(written, field) === undefined || overridden(field)) return false;
+    try {
+      return JSON.stringify(valueAt(load([field]), field)) === JSON.stringify(valueAt(base, field));
+    } catch {
+      return false;
+    }
+  });
+  return { fields, base };
+}
+
+function valueAt(value: unknown, dotted: string): unknown {
+  let node = value;
+  for (const key of dotted.split('.')) node = node && typeof node === 'object' ? (node as Record<string, unknown>)[key] : undefined;
+  return node;
 }

@@ -18,6 +18,10 @@ export const quantity = (kind: Quantity, { allowZero = false } = {}) =>
       ctx.addIssue({ code: 'custom', message: `must be ${allowZero ? 'zero or more' : 'greater than zero'}` });
       return z.NEVER;
     }
+    if (parsed > 0 && parsed < QUANTITY_MIN[kind].value) {
+      ctx.addIssue({ code: 'custom', message: `must be ${allowZero ? 'zero or ' : ''}at least ${QUANTITY_MIN[kind].text}` });
+      return z.NEVER;
+    }
     if (parsed > QUANTITY_MAX[kind].value) {
       ctx.addIssue({ code: 'custom', message: `must be at most ${QUANTITY_MAX[kind].text}` });
       return z.NEVER;
@@ -36,6 +40,17 @@ const QUANTITY_MAX: Record<Quantity, { value: number; text: string }> = {
   flops: { value: 1e21, text: '1e21 FLOP/s' },
 };
 
+/**
+ * The smallest non-zero quantity of each kind: far below any hardware, and large enough that the largest amount of
+ * work or bytes over it stays finite (1e21 bytes at 1 B/s is 1e21 s, not Infinity).
+ */
+const QUANTITY_MIN: Record<Quantity, { value: number; text: string }> = {
+  time: { value: 1e-12, text: '1e-12 s (1 ps)' },
+  size: { value: 1, text: '1 byte' },
+  bandwidth: { value: 1, text: '1 byte/s' },
+  flops: { value: 1, text: '1 FLOP/s' },
+};
+
 /** The largest count a scenario may give (layers, GPUs, sequences, degrees): a billion. */
 export const MAX_COUNT = 1e9;
 
@@ -46,6 +61,7 @@ export const count = (what = 'a whole number of at least 1') =>
     .min(1, { error: `expected ${what}` })
     .max(MAX_COUNT, { error: `expected ${what}, at most ${MAX_COUNT.toExponential()}` });
 
-export const fraction = (what: string) => z.number({ error: `expected ${what}` }).gt(0, { error: `expected ${what}` }).lte(1, { error: `expected ${what}` });
+/** An efficiency: from one in a million (a smaller one would turn finite work into infinite time) to 1. */
+export const fraction = (what: string) => z.number({ error: `expected ${what}` }).gte(1e-6, { error: `expected ${what}` }).lte(1, { error: `expected ${what}` });
 
 export const choice = <const T extends readonly [string, ...string[]]>(values: T) => z.enum(values, { error: `expected one of ${values.join(', ')}` });

@@ -1,5 +1,5 @@
 import { execute, type ExecutionResult } from './engine/executor.js';
-import { EventKernel } from './engine/kernel.js';
+import { ClockRangeError, EventKernel } from './engine/kernel.js';
 import { MemoryTracker } from './engine/memory.js';
 import { PageWarmer, pageWarmedAllocation } from './engine/page-warmer.js';
 import { ResourceLimitError, SimulationError } from './errors.js';
@@ -77,7 +77,7 @@ export function simulate(given: Scenario | ScenarioInput, options: SimulateOptio
     const memory = new MemoryTracker(resources.locationCount, CATEGORIES.length, plan.capacities, { record: recordedLocations(plan, options.recordMemory ?? false) });
     for (const b of plan.baseline) memory.change(b.location, b.category, b.bytes, 0);
     const exposure = resources.communicationExposure();
-    const execution = execute({ graph: plan.graph, links: topology, router: topology, memory, allocation, exposure }, new EventKernel(1 << 14));
+    const execution = executeOrExplain({ graph: plan.graph, links: topology, router: topology, memory, allocation, exposure });
     if (execution.blocked.length > 0) throw new SimulationError(describeBlocked(plan, execution));
     if (memory.negative.size > 0) throw new Error(`memory went below zero at locations ${[...memory.negative].slice(0, 5).join(', ')}: a bug in the lowering`);
     phase('execute');
@@ -86,6 +86,19 @@ export function simulate(given: Scenario | ScenarioInput, options: SimulateOptio
     return { scenario, topology, plan, execution, memory, report };
   } finally {
     warmer?.stop();
+  }
+}
+
+/** Executes the step; a step longer than the kernel's exact clock (104 days) is refused with what to change. */
+function executeOrExplain(input: Parameters<typeof execute>[0]): ExecutionResult {
+  try {
+    return execute(input, new EventKernel(1 << 14));
+  } catch (error) {
+    if (!(error instanceof ClockRangeError)) throw error;
+    throw new SimulationError(
+      `the step runs past 104 days of simulated time (2^53 ns), beyond the engine's exact nanosecond clock: ` +
+        'the hardware is too slow for the work (check the FLOP/s, bandwidths and efficiencies the scenario sets)',
+    );
   }
 }
 

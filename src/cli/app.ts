@@ -13,8 +13,11 @@ import { VERSION } from '../version.js';
 export interface Io {
   stdout: (text: string) => void;
   stderr: (text: string) => void;
-  /** stderr is a terminal: long runs show a progress line there (never when piped, nor with --json). */
-  progress?: boolean;
+  /**
+   * stderr is a terminal: long runs show a progress line there (never when piped, nor with --json), and logs are
+   * human-readable lines rather than JSON.
+   */
+  terminal?: boolean;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -52,19 +55,39 @@ function buildParser(argv: string[]) {
         .option('trace-pipeline', { type: 'number', describe: 'keep only one pipeline in the trace: every stage and tensor-, context- and sequence-parallel rank of this data-parallel replica' })
         .option('timeline', { type: 'boolean', describe: 'also print a text timeline of one pipeline\'s compute lanes' })
         .option('page-warmer', { type: 'boolean', describe: 'fault the step\'s memory in on a second thread ahead of the writes: same results, sooner on large steps' })
-        .option('max-operations', maxOperations),
+        .option('max-operations', maxOperations)
+        .example('$0 run scenarios/small-gpt.yaml', 'print the summary of a bundled scenario')
+        .example('$0 run my.yaml --set parallel.tp=4', 'override a field (values are YAML)')
+        .example('$0 run my.yaml --trace step.json', 'write a trace for ui.perfetto.dev')
+        .example('$0 run - < my.yaml --json', 'read stdin, print the JSON report'),
     )
     .command('compare <scenario>', 'run a scenario under several schedules or field values and print one table', (y) =>
       scenarioCommand(y)
         .option('schedules', { type: 'string', describe: 'comma-separated schedules, such as gpipe,1f1b,interleaved,zb-h1,zb-h2,zb-v' })
         .option('vary', { type: 'string', array: true, describe: 'a field and its values, such as --vary parallel.tp=2,4,8 (repeatable: every combination)' })
         .option('json', { type: 'boolean', describe: 'print the results as one JSON array of reports' })
-        .option('max-operations', maxOperations),
+        .option('max-operations', maxOperations)
+        .example('$0 compare my.yaml --schedules 1f1b,zb-h1,zb-v', 'three schedules')
+        .example('$0 compare my.yaml --vary parallel.tp=2,4', 'two values (--vary again: every combination)')
+        .example("$0 compare my.yaml --vary 'parallel.layersPerStage=[10,14],[12,12]'", 'values that are lists'),
     )
-    .command('validate <scenario>', 'check a scenario file and print what it resolves to', (y) => scenarioCommand(y).option('json', { type: 'boolean', describe: 'print the resolved scenario as JSON' }))
-    .command('topology <scenario>', 'summarise the cluster topology a scenario builds', (y) => scenarioCommand(y).option('json', { type: 'boolean', describe: 'print the summary as JSON' }))
-    .command('presets', 'list GPU, node and model presets and pipeline schedules', (y) => y.option('json', { type: 'boolean', describe: 'print as JSON' }))
-    .command('schema', 'print the JSON Schema of scenario files, for editors that complete and check fields')
+    .command('validate <scenario>', 'check a scenario file and print what it resolves to', (y) =>
+      scenarioCommand(y)
+        .option('json', { type: 'boolean', describe: 'print the resolved scenario as JSON' })
+        .example('$0 validate my.yaml', 'check a scenario, or say where it is wrong')
+        .example('$0 validate my.yaml --set parallel.tp=8 --json', 'what an override resolves to'),
+    )
+    .command('topology <scenario>', 'summarise the cluster topology a scenario builds', (y) =>
+      scenarioCommand(y)
+        .option('json', { type: 'boolean', describe: 'print the summary as JSON' })
+        .example('$0 topology my.yaml', 'links, bandwidths and example routes'),
+    )
+    .command('presets', 'list GPU, node and model presets and pipeline schedules', (y) =>
+      y.option('json', { type: 'boolean', describe: 'print as JSON' }).example('$0 presets --json', 'full definitions of every preset'),
+    )
+    .command('schema', 'print the JSON Schema of scenario files, for editors that complete and check fields', (y) =>
+      y.example('$0 schema > dtsim.schema.json', 'for an editor (docs/scenario.md)'),
+    )
     .option('log-level', { choices: LOG_LEVELS, default: 'warn' as const, describe: 'log level (logs go to stderr)' })
     .example('$0 run scenarios/small-gpt.yaml', 'simulate a bundled scenario and print the summary')
     .example('$0 run scenarios/small-gpt.yaml --set parallel.tp=4 --set parallel.dp=2 --trace step.json', 'override fields and write a Perfetto trace')
@@ -121,15 +144,18 @@ export async function runCli(given: string[], io: Io): Promise<number> {
     return 2;
   }
   const command = String((args._ as unknown[])[0]);
-  const { createLogger } = await import('./logger.js');
-  const log = createLogger(args['log-level']);
+  const [{ createLogger }, { StatusLine }] = await Promise.all([import('./logger.js'), import('./status-line.js')]);
+  const status = new StatusLine(io.stderr, io.terminal === true && !args.json);
+  // Every other line on stderr goes around the status line.
+  const shell: Io = { ...io, stderr: status.print };
+  const log = createLogger(args['log-level'], shell.stderr, { pretty: io.terminal === true });
   try {
     const commands = await import('./commands.js');
     switch (command) {
       case 'run':
-        return commands.run(args as Parameters<typeof commands.run>[0], io, log);
+        return await commands.run(args as Parameters<typeof commands.run>[0], shell, log, status);
       case 'compare':
-        return commands.compare(args as Parameters<typeof commands.compare>[0], io);
+        return commands.compare(args as Parameters<typeof commands.compare>[0], shell, status);
       case 'validate':
         return commands.validate(args, io);
       case 'topology':
@@ -142,6 +168,7 @@ export async function runCli(given: string[], io: Io): Promise<number> {
         throw new UsageError(`unknown command ${command}`);
     }
   } catch (error) {
+    status.show('');
     if (error instanceof DtsimError) {
       // With --json, errors are one JSON document too, for programs that read them.
       if (args.json) io.stderr(`${JSON.stringify({ error: { kind: error.name, exitCode: error.exitCode, message: error.message, ...('issues' in error ? { issues: error.issues } : {}) } })}\n`);

@@ -8,14 +8,15 @@ import { formatBytes, formatMesh, formatRate, formatSeconds, percent, table } fr
 import { meshOf } from '../strategies/registry.js';
 import { renderTimeline } from '../report/timeline.js';
 import { renderSummary } from '../report/summary.js';
-import { writeTrace } from '../report/trace.js';
-import { loadScenarioFile } from '../scenario/load.js';
+import { writeTraceInterruptibly } from '../report/trace.js';
+import { loadScenarioFile, parseScenario, readScenarioSource } from '../scenario/load.js';
 import { pipelineRanks, simulate } from '../simulate.js';
 import { SCHEDULES } from '../strategies/pipeline/registry.js';
 import { MODEL_PRESETS } from '../workload/presets.js';
 import { modelParameters } from '../workload/registry.js';
 import type { Scenario } from '../scenario/resolve.js';
 import type { Io } from './app.js';
+import type { StatusLine } from './status-line.js';
 
 interface ScenarioArgs {
   scenario: string;
@@ -27,26 +28,18 @@ interface ScenarioArgs {
 /** What runs after each phase of simulate(), for the progress line. */
 const NEXT_PHASE: Record<string, string> = { topology: 'building the step\'s operations', step: 'executing the step', execute: 'writing the report' };
 
-/**
- * A one-line progress indicator on stderr, rewritten in place, for a terminal only (`io.progress`) and never with
- * --json; an empty text clears it. Building and executing a 16,384-GPU step takes seconds.
- */
-function progressLine(io: Io, json: boolean): (text: string) => void {
-  if (!io.progress || json) return () => {};
-  return (text) => io.stderr(text ? `\r\x1b[Kdtsim: ${text}...` : '\r\x1b[K');
-}
-
 /** GPUs `dtsim topology` builds a graph for: a million, in a few minutes. */
 const MAX_TOPOLOGY_DEVICES = 1_000_000;
 
 const load = (args: ScenarioArgs) => loadScenarioFile(args.scenario, { set: args.set ?? [], seed: args.seed });
 const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
 
-export function run(
+export async function run(
   args: ScenarioArgs & { output?: string; trace?: string; 'trace-ranks'?: string; 'trace-pipeline'?: number; timeline?: boolean; 'page-warmer'?: boolean; 'max-operations'?: number },
   io: Io,
   log: Logger,
-): number {
+  status: StatusLine,
+): Promise<number> {
   const scenario = load(args);
   log.info({ scenario: scenario.name, file: args.scenario }, 'scenario loaded');
   // Before simulating: a path that cannot be written is a usage error now, not after the whole step.
@@ -55,7 +48,7 @@ export function run(
   const ranks = traceRanks(args, scenario);
   const started = process.hrtime.bigint();
   let lap = started;
-  const progress = progressLine(io, args.json === true);
+  const progress = status.show;
   progress(`building the topology of ${scenario.cluster.nodes * scenario.cluster.gpusPerNode} GPUs`);
   const onPhase = (phase: string) => {
     const now = process.hrtime.bigint();
@@ -68,7 +61,7 @@ export function run(
   if (args.output) writeFileAtomic(args.output, json(sim.report));
   if (args.trace) {
     progress(`writing the trace to ${args.trace}`);
-    const { events } = writeTrace(sim, args.trace, { ranks });
+    const { events } = await writeTraceInterruptibly(sim, args.trace, { ranks });
     log.info({ file: args.trace, events }, 'trace written');
   }
   progress('');
@@ -77,21 +70,28 @@ export function run(
   return 0;
 }
 
-export function compare(args: ScenarioArgs & { schedules?: string; vary?: string[]; 'max-operations'?: number }, io: Io): number {
+export function compare(args: ScenarioArgs & { schedules?: string; vary?: string[]; 'max-operations'?: number }, io: Io, status: StatusLine): number {
   if (!args.schedules && !args.vary?.length) throw new UsageError('compare needs --schedules a,b,... or --vary path=v1,v2 (or both)');
-  const base = load(args);
+  const source = readScenarioSource(args.scenario);
+  const base = parseScenario(source.text, source.file, { set: args.set ?? [], seed: args.seed });
   const bySchedule = args.schedules ? scheduleVariants(args.schedules.split(',').map((s) => s.trim()).filter(Boolean), base.parallel.chunks) : [{ label: '', set: [] }];
   const byField = fieldVariants(args.vary ?? []);
   const variants = bySchedule.flatMap((s) => byField.map((f) => ({ label: [s.label, f.label].filter(Boolean).join(' '), set: [...s.set, ...f.set] })));
-  const results = compareVariants(args.scenario, variants, { set: args.set, seed: args.seed, maxOperations: args['max-operations'] });
+  const onVariant = (index: number, total: number, label: string) => status.show(`variant ${index + 1} of ${total}${label ? `: ${truncate(label, 60)}` : ''}`);
+  const { results, rederived } = compareVariants(source, variants, { set: args.set, seed: args.seed, maxOperations: args['max-operations'], onVariant });
+  status.show('');
   if (args.json) {
     io.stdout(json(results));
     return 0;
   }
   const header = ['variant', 'chunks', 'step time', 'MFU', 'bubble', 'in-span bubble', 'exposed comm', 'communication', 'pipeline bytes', 'peak activations (worst stage)', 'peak HBM', 'fits'];
+  // Why a variant cannot run goes below the table, numbered, where a long message widens no column.
+  const reasons: string[] = [];
   const rows = results.map((r) => {
-    // Why a variant cannot run goes last, where a long message widens no column.
-    if (!r.report) return [r.variant, ...header.slice(1, -1).map(() => '-'), `cannot run: ${r.error ?? ''}`];
+    if (!r.report) {
+      reasons.push(`[${reasons.length + 1}] ${r.variant}: ${r.error ?? ''}`);
+      return [r.variant, ...header.slice(1, -1).map(() => '-'), `cannot run [${reasons.length}]`];
+    }
     const x = r.report;
     const worst = x.stages.reduce((a, s) => (s.peakActivations > a.peakActivations ? s : a), x.stages[0]);
     return [
@@ -112,7 +112,9 @@ export function compare(args: ScenarioArgs & { schedules?: string; vary?: string
   io.stdout(
     `${base.name}: ${base.cluster.nodes * base.cluster.gpusPerNode} GPUs, ${formatMesh(meshOf(base.parallel).sizes(), base.parallel)}, ${base.training.globalBatch / (base.training.microBatch * base.parallel.dp)} micro-batches per replica\n\n` +
       table(rows, header) +
-      '\n',
+      '\n' +
+      (reasons.length > 0 ? `\n${reasons.join('\n')}\n` : '') +
+      (rederived.length > 0 ? `\n${rederived.join(', ')}: given with the value ${rederived.length > 1 ? 'they derive' : 'it derives'}, so derived anew for each variant\n` : ''),
   );
   return 0;
 }

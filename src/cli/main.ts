@@ -12,6 +12,6 @@ for (const stream of [process.stdout, process.stderr]) {
 const code = await runCli(process.argv.slice(2), {
   stdout: (text) => process.stdout.write(text),
   stderr: (text) => process.stderr.write(text),
-  progress: process.stderr.isTTY === true,
+  terminal: process.stderr.isTTY === true,
 });
 process.exitCode = code;

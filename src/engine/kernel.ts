@@ -32,6 +32,16 @@ import { grown } from './growable.js';
 
 export type EventHandler = (a: number, b: number) => void;
 
+/** The latest time the clock counts exactly: 2^53 - 1 ns, about 104 days. */
+export const MAX_TIME = Number.MAX_SAFE_INTEGER;
+
+/** An event was scheduled past MAX_TIME, where whole nanoseconds no longer add exactly. */
+export class ClockRangeError extends RangeError {
+  constructor(readonly at: number) {
+    super(`event scheduled at ${at} ns, past the exact clock's ${MAX_TIME} ns`);
+  }
+}
+
 /** Nanoseconds per second: times in the kernel are whole nanoseconds. */
 export const NANOSECONDS_PER_SECOND = 1e9;
 
@@ -127,6 +137,7 @@ export class EventKernel {
   /** Schedules an event at absolute time `at` (ns, not before now). */
   schedule(at: number, type: number, a = 0, b = 0): void {
     if (!(at >= this.now)) throw new Error(`event scheduled in the past: ${at} < ${this.now}`);
+    if (at > MAX_TIME) throw new ClockRangeError(at);
     let slot: number;
     if (this.freeCount > 0) slot = this.freeSlots[--this.freeCount];
     else {

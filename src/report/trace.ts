@@ -32,19 +32,48 @@ export function writeTrace(sim: SimulatedStep, path: string, options: TraceOptio
   }
 }
 
+/** Trace events written between two returns to the event loop, where a Ctrl-C or SIGTERM can act. */
+const PAUSE_EVENTS = 50_000;
+
+/**
+ * writeTrace, returning to the event loop every few tens of thousands of events, so that a signal during a write of
+ * hundreds of megabytes takes effect at once (removing the temporary file) rather than after the write.
+ */
+export async function writeTraceInterruptibly(sim: SimulatedStep, path: string, options: TraceOptions = {}): Promise<{ events: number }> {
+  const writer = new AtomicFileWriter(path);
+  try {
+    const writing = traceWriting(sim, (text) => writer.write(text), options);
+    let step = writing.next();
+    for (; !step.done; step = writing.next()) await new Promise((resolve) => setImmediate(resolve));
+    writer.commit();
+    return { events: step.value };
+  } catch (error) {
+    writer.abort();
+    throw error;
+  }
+}
+
 /** Streams the trace as text chunks; returns the number of trace events. */
 export function emitTrace(sim: SimulatedStep, write: (text: string) => void, options: TraceOptions = {}): number {
+  const writing = traceWriting(sim, write, options);
+  for (let step = writing.next(); ; step = writing.next()) if (step.done) return step.value;
+}
+
+/** Writes the trace through `write`, pausing (yielding) every PAUSE_EVENTS events; returns the number of events. */
+function* traceWriting(sim: SimulatedStep, write: (text: string) => void, options: TraceOptions): Generator<void, number> {
   const { plan, execution, memory, scenario } = sim;
   const { resources: layout, graph, mesh } = plan;
   const included = (device: number) => !options.ranks || options.ranks.has(device);
   const hostPid = (node: number) => layout.devices + 1 + node;
   const us = (ns: number) => ns / 1000;
   let count = 0;
-  let first = true;
-  const emit = (event: object) => {
-    write(first ? `\n${JSON.stringify(event)}` : `,\n${JSON.stringify(event)}`);
-    first = false;
-    count++;
+  const emit = (event: object) => write(`${count++ === 0 ? '\n' : ',\n'}${JSON.stringify(event)}`);
+  // The loops pause every PAUSE_EVENTS events, where an asynchronous caller may return to the event loop.
+  let pauseAt = PAUSE_EVENTS;
+  const pause = () => {
+    if (count < pauseAt) return false;
+    pauseAt = count + PAUSE_EVENTS;
+    return true;
   };
 
   write(
@@ -68,10 +97,11 @@ export function emitTrace(sim: SimulatedStep, write: (text: string) => void, opt
     const place = placeAxes.map((axis) => `${axis} ${mesh.coordinate(d, axis)}`).join(', ');
     emit({ ph: 'M', name: 'process_name', pid: d + 1, args: { name: `GPU ${d} (node ${node}, ${place})` } });
     emit({ ph: 'M', name: 'process_sort_index', pid: d + 1, args: { sort_index: d } });
-    LANES.forEach((lane, i) => {
+    for (const [i, lane] of LANES.entries()) {
       emit({ ph: 'M', name: 'thread_name', pid: d + 1, tid: i + 1, args: { name: lane } });
       emit({ ph: 'M', name: 'thread_sort_index', pid: d + 1, tid: i + 1, args: { sort_index: i } });
-    });
+    }
+    if (pause()) yield;
   }
   for (const node of [...nodes].sort((a, b) => a - b)) {
     emit({ ph: 'M', name: 'process_name', pid: hostPid(node), args: { name: `node ${node} host memory and NVMe` } });
@@ -79,7 +109,8 @@ export function emitTrace(sim: SimulatedStep, write: (text: string) => void, opt
   }
 
   const lanesPerDevice = LANES.length;
-  for (let op = 0; op < graph.count; op++) {
+  // The hot loop's body is a plain function: V8 optimises it better than code inside a generator.
+  const operationEvents = (op: number) => {
     const start = execution.startNs[op];
     const end = execution.endNs[op];
     const { labels } = plan;
@@ -115,6 +146,10 @@ export function emitTrace(sim: SimulatedStep, write: (text: string) => void, opt
         emit({ name, cat: 'flow', ph: 'f', bp: 'e', id: op, pid: to + 1, tid: (lanes[1] % lanesPerDevice) + 1, ts: us(start) });
       }
     }
+  };
+  for (let op = 0; op < graph.count; op++) {
+    operationEvents(op);
+    if (pause()) yield;
   }
 
   // Memory counters, stacked by category.
@@ -137,9 +172,11 @@ export function emitTrace(sim: SimulatedStep, write: (text: string) => void, opt
     const args: Record<string, number> = {};
     for (let c = 0; c < categories; c++) args[CATEGORIES[c]] = Math.max(0, values.get(i * categories + c));
     emit({ name: COUNTER_NAMES[tier], ph: 'C', pid, ts: us(times.get(i)), args });
+    if (pause()) yield;
   }
 
   write('\n]}\n');
+  return count;
   return count;
 }
 

@@ -16,29 +16,34 @@ export interface LoadOptions {
   set?: readonly string[];
   /** Overrides the scenario's seed. */
   seed?: number;
+  /** Dotted paths of fields to remove before the overrides, so that they are derived (`parallel.dp`). */
+  unset?: readonly string[];
 }
 
 /** How standard input is named, as a scenario file and in messages. */
 export const STDIN = '<stdin>';
 
 export function loadScenarioFile(file: string, options: LoadOptions = {}): Scenario {
-  let text: string;
+  const source = readScenarioSource(file);
+  return parseScenario(source.text, source.file, options);
+}
+
+/** A scenario file's text, and its name for messages; `-` (or <stdin>) reads standard input, which can be read once. */
+export function readScenarioSource(file: string): { file: string; text: string } {
   // `-` is standard input, as command lines expect (`dtsim run - < my.yaml`); the CLI passes it as <stdin>.
   if (file === '-' || file === STDIN) {
     try {
-      text = readFileSync(0, 'utf8');
+      return { file: STDIN, text: readFileSync(0, 'utf8') };
     } catch (error) {
       throw new UsageError(`cannot read the scenario from standard input: ${(error as Error).message}`);
     }
-    return parseScenario(text, STDIN, options);
   }
   try {
-    text = readFileSync(file, 'utf8');
+    return { file, text: readFileSync(file, 'utf8') };
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new UsageError(code === 'ENOENT' ? `scenario file not found: ${file}` : `cannot read scenario file ${file}: ${(error as Error).message}`);
   }
-  return parseScenario(text, file, options);
 }
 
 /** A scenario as a plain object, typed as a file's fields: quantities as strings with units or numbers in base units. */
@@ -72,6 +77,7 @@ export function parseScenario(text: string, file: string, options: LoadOptions =
   if (doc.contents === null || !isMap(doc.contents)) {
     throw new ScenarioError([{ file, line: 1, column: 1, path: '', message: 'a scenario must be a mapping of fields (name, cluster, model, training, parallel, ...)' }]);
   }
+  for (const path of options.unset ?? []) doc.deleteIn(path.split('.'));
   const overridden = applyOverrides(doc, options.set ?? []);
   if (options.seed !== undefined) doc.setIn(['seed'], options.seed);
 
@@ -205,6 +211,7 @@ function applyOverrides(doc: Document, sets: readonly string[]): Override[] {
     // A list index far past any list would make the YAML library fill millions of empty entries.
     const index = segments.find((s) => typeof s === 'number' && s > MAX_SET_INDEX);
     if (index !== undefined) throw new UsageError(`--set ${truncate(text)}: list index ${index} is beyond any scenario list (at most ${MAX_SET_INDEX})`);
+    expandPresetShorthand(doc, segments);
     try {
       doc.setIn(segments, value);
     } catch (error) {
@@ -213,6 +220,19 @@ function applyOverrides(doc: Document, sets: readonly string[]): Override[] {
     applied.push({ path, text });
   }
   return applied;
+}
+
+/** Fields that take a preset name as shorthand for `{ preset: name }`. */
+const PRESET_SHORTHANDS = ['cluster.gpu', 'cluster.node'];
+
+/** `--set cluster.node.nics=4` on `node: dgx-a100` rewrites the shorthand to `node: { preset: dgx-a100 }` first. */
+function expandPresetShorthand(doc: Document, segments: readonly (string | number)[]): void {
+  for (let i = 1; i < segments.length - 1; i++) {
+    const prefix = segments.slice(0, i + 1);
+    if (!PRESET_SHORTHANDS.includes(prefix.join('.'))) continue;
+    const name = doc.getIn(prefix);
+    if (typeof name === 'string') doc.setIn(prefix, doc.createNode({ preset: name }));
+  }
 }
 
 /** The position of the node at `path`, or of its nearest existing ancestor. */

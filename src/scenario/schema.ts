@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { closest } from '../errors.js';
 import { COLLECTIVE_STEP_LATENCY, GPU_PRESETS, NODE_PRESETS } from '../hardware/presets.js';
 import { MODEL_PRESETS } from '../workload/presets.js';
 import { choice, count, fraction, quantity } from '../fields.js';
@@ -13,7 +14,11 @@ import { RECOMPUTE_POLICIES } from '../training/recompute.js';
  */
 
 const presetName = (kind: string, presets: Record<string, unknown>) =>
-  z.string({ error: 'expected a preset name' }).refine((name) => name in presets, { error: `unknown ${kind} preset; known presets: ${Object.keys(presets).join(', ')}` });
+  z.string({ error: 'expected a preset name' }).superRefine((name, ctx) => {
+    if (name in presets) return;
+    const near = closest(name, Object.keys(presets));
+    ctx.addIssue({ code: 'custom', message: `unknown ${kind} preset${near ? ` (did you mean ${near}?)` : ''}; known presets: ${Object.keys(presets).join(', ')}` });
+  });
 
 /** A preset name, or an object of overrides with an optional `preset`: both become the object form. */
 const presetOrOverrides = <T extends z.ZodType>(overrides: T) =>
@@ -27,8 +32,8 @@ const gpuOverrides = z
     memory: quantity('size').optional(),
     memoryBandwidth: quantity('bandwidth').optional(),
     nvlinkBandwidth: quantity('bandwidth').optional(),
-    computeEfficiency: fraction('a fraction in (0, 1]').optional(),
-    memoryEfficiency: fraction('a fraction in (0, 1]').optional(),
+    computeEfficiency: fraction('a fraction from 1e-6 to 1').optional(),
+    memoryEfficiency: fraction('a fraction from 1e-6 to 1').optional(),
     efficiencyHalfSize: z.number({ error: 'expected a number of FLOPs, 0 or more' }).min(0, { error: 'expected a number of FLOPs, 0 or more' }).max(1e21, { error: 'expected a number of FLOPs, at most 1e21' }).optional(),
   })
   .strict();
@@ -45,7 +50,7 @@ const nodeOverrides = z
     nics: count().optional(),
     nic: linkOverrides.optional(),
     hostMemory: quantity('size').optional(),
-    hostOptimizerRate: z.number({ error: 'expected parameters per second' }).gt(0, { error: 'expected parameters per second, more than 0' }).max(1e18, { error: 'expected parameters per second, at most 1e18' }).optional(),
+    hostOptimizerRate: z.number({ error: 'expected parameters per second' }).min(1, { error: 'expected parameters per second, at least 1' }).max(1e18, { error: 'expected parameters per second, at most 1e18' }).optional(),
     nvme: z
       .object({
         capacity: quantity('size').optional(),
@@ -79,7 +84,7 @@ export const scenarioSchema = z
           })
           .strict()
           .default({ nodesPerLeaf: 32, oversubscription: 1, switchLatency: 0.5e-6 }),
-        linkEfficiency: fraction('a fraction in (0, 1]').default(0.85),
+        linkEfficiency: fraction('a fraction from 1e-6 to 1').default(0.85),
         collectiveStepLatency: quantity('time', { allowZero: true }).default(COLLECTIVE_STEP_LATENCY),
       })
       .strict(),

@@ -32,10 +32,25 @@ describe('dtsim compare', () => {
     expect(ok.report).toBeDefined();
     expect(bad.error).toMatch(/zb-h2 schedule needs at least 7 micro-batches per replica/);
     const table = await cli('compare', 'scenarios/pipeline-4x8.yaml', '--vary', 'parallel.schedule=1f1b,zb-h2', '--set', 'training.globalBatch=4');
-    // The reason comes last, so the columns before it keep the width of the figures.
-    expect(table.stdout).toMatch(/parallel.schedule=zb-h2(\s+-){10}\s+cannot run: training\.globalBatch: the zb-h2 schedule needs/);
-    const [header, ok1] = table.stdout.split('\n').slice(2);
+    // The reason goes below the table, numbered, so the columns keep the width of the figures.
+    expect(table.stdout).toMatch(/parallel.schedule=zb-h2(\s+-){10}\s+cannot run \[1\]\n/);
+    expect(table.stdout).toMatch(/\n\[1\] parallel\.schedule=zb-h2: training\.globalBatch: the zb-h2 schedule needs/);
+    const [header, ok1, bad1] = table.stdout.split('\n').slice(2);
     expect(ok1.indexOf('yes')).toBe(header.indexOf('fits'));
+    expect(bad1.indexOf('cannot run')).toBe(header.indexOf('fits'));
+  });
+
+  it('a field given with the value it would derive (dp) is derived anew per variant, and says so', async () => {
+    const r = await cli('compare', 'scenarios/small-gpt.yaml', '--vary', 'parallel.tp=1,2,4');
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toMatch(/cannot run/);
+    expect(r.stdout).toMatch(/parallel\.dp: given with the value it derives, so derived anew for each variant/);
+    const json = JSON.parse((await cli('compare', 'scenarios/small-gpt.yaml', '--vary', 'parallel.tp=1,2,4', '--json')).stdout);
+    expect(json.map((x: { report: { parallel: { dp: number } } }) => x.report.parallel.dp)).toEqual([8, 4, 2]);
+    // Set explicitly on the command line, dp stays what was asked for, and a variant that contradicts it says why.
+    const fixed = JSON.parse((await cli('compare', 'scenarios/small-gpt.yaml', '--vary', 'parallel.tp=1,2', '--set', 'parallel.dp=4', '--json')).stdout);
+    expect(fixed[0].error).toMatch(/must equal the GPU count/);
+    expect(fixed[1].report.parallel.dp).toBe(4);
   });
 
   it('usage errors: no variants, unknown schedule', async () => {

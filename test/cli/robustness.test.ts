@@ -39,6 +39,21 @@ describe('scenario files that once crashed or hung', () => {
     clean(await cli('validate', SMALL, '--set', 'model.hidden=1e300'), 3, /model\.hidden: expected a whole number of at least 1, at most 1e\+9/);
   });
 
+  it('quantities so small that work over them is infinite are refused; a step past the exact clock is exit 4', async () => {
+    // 1e-300 FLOP/s once reached the engine as an Infinity duration: "event scheduled in the past: NaN".
+    clean(await cli('run', SMALL, '--set', 'cluster.gpu.flops=1e-300'), 3, /cluster\.gpu\.flops: must be at least 1 FLOP\/s/);
+    clean(await cli('run', SMALL, '--set', 'cluster.gpu.computeEfficiency=1e-300'), 3, /cluster\.gpu\.computeEfficiency: expected a fraction from 1e-6 to 1/);
+    clean(await cli('run', SMALL, '--set', 'cluster.node.hostOptimizerRate=1e-300'), 3, /hostOptimizerRate: expected parameters per second, at least 1/);
+    // Valid, but 1 FLOP/s makes the step last past 2^53 ns, where the ladder queue once spun forever.
+    clean(await cli('run', SMALL, '--set', 'cluster.gpu.flops=1'), 4, /the step runs past 104 days of simulated time/);
+  });
+
+  it('--set below a preset name (node: dgx-a100) sets a field of that preset', async () => {
+    const r = await cli('validate', SMALL, '--set', 'cluster.node.nic.bandwidth=1GB/s', '--json');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).cluster.node).toMatchObject({ name: 'dgx-a100', nic: { bandwidthBytesPerSecond: 1e9 } });
+  });
+
   it('a step too large to simulate is refused before anything is built, with the estimate and the flag that raises the limit', async () => {
     for (const set of [['model.layers=1000000000'], ['training.globalBatch=1000000000'], ['cluster.nodes=1000000', 'parallel.dp=2000000', 'training.globalBatch=4000000']]) {
       clean(await cli('run', SMALL, ...set.flatMap((s) => ['--set', s])), 3, /this step would need about [\d.]+[KMBT]? operations \(about .* of memory to simulate\), over the limit of 30\.00M; .*--max-operations/);
@@ -100,7 +115,7 @@ describe('processes', () => {
     expect(code).toBe(0);
   });
 
-  it('SIGTERM while a trace is written leaves no temporary file, and one a killed process left is removed by the next write', async () => {
+  it('SIGTERM while a trace is written ends the write at once and leaves no temporary file, and one a killed process left is removed by the next write', async () => {
     const out = mkdtempSync(join(dir, 'sig-'));
     const trace = join(out, 'step.trace.json');
     // A stale temporary file of a process that no longer exists (pid 2^22 + 1 is beyond Linux's default pid_max).
@@ -116,10 +131,11 @@ describe('processes', () => {
         }
       }, 5);
     });
-    await new Promise((resolve) => child.on('close', resolve));
+    const signal = await new Promise((resolve) => child.on('close', (_code, signal) => resolve(signal)));
     expect(readdirSync(out).filter((n) => n.includes('.tmp-'))).toEqual([]);
-    // Either the signal came after the rename (the whole trace is there) or nothing is.
-    if (existsSync(trace)) JSON.parse(readFileSync(trace, 'utf8'));
+    // The write returns to the event loop every 50,000 events, so the signal ends it there: no trace, killed by it.
+    expect(signal).toBe('SIGTERM');
+    expect(existsSync(trace)).toBe(false);
   });
 
   it('the full process exits 3 on a too-large step without a stack trace', () => {
@@ -140,9 +156,21 @@ describe('honest warnings', () => {
 });
 
 describe('conventions', () => {
-  it('did-you-mean for a mistyped command or option', async () => {
+  it('did-you-mean for a mistyped command, option, preset or schedule (two swapped letters count as one slip)', async () => {
     clean(await cli('rn', SMALL), 2, /Unknown arguments: rn, .* \(did you mean run\?\)/);
     clean(await cli('run', SMALL, '--jsn'), 2, /Unknown argument: jsn \(did you mean --json\?\)/);
+    clean(await cli('validate', SMALL, '--set', 'cluster.node=dgx-a10'), 3, /cluster\.node: unknown node preset \(did you mean dgx-a100\?\)/);
+    clean(await cli('validate', SMALL, '--set', 'model.preset=gpt3-13'), 3, /model\.preset: unknown model preset \(did you mean gpt3-13b\?\)/);
+    clean(await cli('validate', SMALL, '--set', 'parallel.schedule=1fb1'), 3, /unknown schedule "1fb1" \(did you mean 1f1b\?\)/);
+    clean(await cli('compare', SMALL, '--schedules', 'zbv'), 2, /--schedules: unknown schedule "zbv" \(did you mean zb-v\?\)/);
+  });
+
+  it('every command\'s help has examples', async () => {
+    for (const command of ['run', 'compare', 'validate', 'topology', 'presets', 'schema']) {
+      const r = await cli(command, '--help');
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(new RegExp(`Examples:\\n  dtsim ${command} `));
+    }
   });
 
   it('with --json an error is one JSON document on stderr with its kind, exit code and issues', async () => {
@@ -153,10 +181,14 @@ describe('conventions', () => {
     expect(error.issues[0]).toMatchObject({ path: 'parallel.dp', line: 20 });
   });
 
-  it('`-` reads the scenario from standard input; help has examples; completion prints a script', () => {
+  it('`-` reads the scenario from standard input (compare too, once for every variant); help has examples; completion prints a script', () => {
     const r = spawnSync(process.execPath, [bin, 'run', '-', '--json'], { input: readFileSync(SMALL, 'utf8'), encoding: 'utf8' });
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout).name).toBe('small-gpt-2node');
+    // compare reads standard input once, for all of its variants.
+    const compared = spawnSync(process.execPath, [bin, 'compare', '-', '--vary', 'parallel.tp=1,2', '--json'], { input: readFileSync(SMALL, 'utf8'), encoding: 'utf8' });
+    expect(compared.status).toBe(0);
+    expect(JSON.parse(compared.stdout).map((v: { report?: unknown }) => v.report !== undefined)).toEqual([true, true]);
     const bad = spawnSync(process.execPath, [bin, 'validate', '-'], { input: 'name: x\n', encoding: 'utf8' });
     expect(bad.status).toBe(3);
     expect(bad.stderr).toMatch(/^dtsim: <stdin>:1:1: cluster: missing required field/);
@@ -178,9 +210,9 @@ describe('honest labels', () => {
 describe('progress', () => {
   it('a terminal gets a progress line on stderr, rewritten in place and cleared; a pipe or --json none', async () => {
     const { runCli } = await import('../../src/cli/app.js');
-    const capture = async (progress: boolean, ...argv: string[]) => {
+    const capture = async (terminal: boolean, ...argv: string[]) => {
       let stderr = '';
-      const code = await runCli(argv, { stdout: () => {}, stderr: (t) => (stderr += t), progress });
+      const code = await runCli(argv, { stdout: () => {}, stderr: (t) => (stderr += t), terminal });
       return { code, stderr };
     };
     const terminal = await capture(true, 'run', SMALL);
@@ -188,5 +220,28 @@ describe('progress', () => {
     expect(terminal.stderr).toMatch(/\r\x1b\[Kdtsim: building the topology of 16 GPUs\.\.\.[\s\S]*executing the step\.\.\.[\s\S]*\r\x1b\[K$/);
     expect((await capture(true, 'run', SMALL, '--json')).stderr).toBe('');
     expect((await capture(false, 'run', SMALL)).stderr).toBe('');
+  });
+
+  it('compare names the variant running on a terminal', async () => {
+    const { runCli } = await import('../../src/cli/app.js');
+    let stderr = '';
+    expect(await runCli(['compare', SMALL, '--vary', 'parallel.tp=1,2'], { stdout: () => {}, stderr: (t) => (stderr += t), terminal: true })).toBe(0);
+    expect(stderr).toMatch(/dtsim: variant 1 of 2: parallel\.tp=1\.\.\.[\s\S]*variant 2 of 2: parallel\.tp=2\.\.\.\r\x1b\[K$/);
+  });
+
+  it('logs are human-readable lines on a terminal, JSON lines through a pipe, and never share the progress line', async () => {
+    const { runCli } = await import('../../src/cli/app.js');
+    const capture = async (terminal: boolean) => {
+      let stderr = '';
+      await runCli(['run', SMALL, '--log-level', 'debug'], { stdout: () => {}, stderr: (t) => (stderr += t), terminal });
+      return stderr;
+    };
+    const piped = (await capture(false)).trim().split('\n').map((line) => JSON.parse(line));
+    expect(piped.map((l: { msg: string }) => l.msg)).toEqual(expect.arrayContaining(['scenario loaded', 'phase done', 'step simulated']));
+    const terminal = await capture(true);
+    expect(terminal).toMatch(/\[\d\d:\d\d:\d\d\.\d{3}\] .*INFO.*: .*step simulated/);
+    expect(terminal).not.toMatch(/"msg":/);
+    // Each log line starts on a cleared line, and the progress text comes back after it.
+    expect(terminal).toMatch(/\r\x1b\[K\[\d\d:\d\d[^\r]*phase done[^\r]*\n\r\x1b\[Kdtsim: /);
   });
 });

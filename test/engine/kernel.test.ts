@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { EventKernel, toNanoseconds } from '../../src/engine/kernel.js';
+import { ClockRangeError, EventKernel, MAX_TIME, toNanoseconds } from '../../src/engine/kernel.js';
 
 describe('EventKernel', () => {
   it('runs events in time order, equal times in scheduling order', () => {
@@ -36,6 +36,16 @@ describe('EventKernel', () => {
     const t = k.on(() => k.schedule(k.now - 1, t));
     k.schedule(5, t);
     expect(() => k.run()).toThrow(/past/);
+  });
+
+  it('refuses events past 2^53 ns, where whole nanoseconds stop adding exactly, and runs one at the limit', () => {
+    const k = new EventKernel();
+    const seen: number[] = [];
+    const t = k.on(() => seen.push(k.now));
+    k.schedule(MAX_TIME, t);
+    k.run();
+    expect(seen).toEqual([2 ** 53 - 1]);
+    expect(() => k.schedule(MAX_TIME + 2, t)).toThrow(ClockRangeError);
   });
 
   it('keeps separate state per instance', () => {
@@ -177,7 +187,8 @@ describe('EventKernel ladder tiers', () => {
     fc.constantFrom(0, 0, 1, 3),
     fc.integer({ min: 0, max: 100 }),
     fc.integer({ min: 0, max: 1_000_000 }),
-    fc.constantFrom(2 ** 20, 2 ** 33, 2 ** 45),
+    // 4,000 events of 2^40 ns each still end before the clock's 2^53 ns.
+    fc.constantFrom(2 ** 20, 2 ** 33, 2 ** 40),
   );
 
   it('law: thousands of events over every time scale run exactly in (time, scheduling order), with run(until) pauses', () => {

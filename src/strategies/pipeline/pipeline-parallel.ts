@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { count } from '../../fields.js';
 import type { ParallelismPass } from '../pass.js';
 import type { ProgramBlock, VirtualStage } from '../program.js';
-import { SCHEDULES, getSchedule } from './registry.js';
+import { getSchedule, SCHEDULES, unknownSchedule } from './registry.js';
 
 /**
  * Pipeline parallelism: the model's blocks cut into pp x chunks virtual stages of whole layers, placed on the
@@ -33,7 +33,7 @@ export const pipelineParallel: ParallelismPass<typeof fields, PipelineConfig> = 
   name: 'pipeline',
   fields,
   resolve({ pp, schedule, chunks, layersPerStage: given, microBatchGroup }, { model, fail }) {
-    if (!(schedule in SCHEDULES)) fail(['parallel', 'schedule'], `unknown schedule ${JSON.stringify(schedule)}; registered schedules: ${Object.keys(SCHEDULES).join(', ')}`);
+    if (!(schedule in SCHEDULES)) fail(['parallel', 'schedule'], unknownSchedule(schedule));
     let layersPerStage: number[];
     if (given) {
       layersPerStage = given;

@@ -1,3 +1,4 @@
+import { closest } from '../../errors.js';
 import { gpipe } from './gpipe.js';
 import { interleaved } from './interleaved.js';
 import { oneFOneB } from './one-f-one-b.js';
@@ -20,4 +21,10 @@ export function getSchedule(name: string): PipelineSchedule {
   const schedule = SCHEDULES[name];
   if (!schedule) throw new Error(`unknown schedule ${name}`);
   return schedule;
+}
+
+/** Why a schedule name is not one: the nearest registered name, if it is a likely typo, and every registered one. */
+export function unknownSchedule(name: string): string {
+  const near = closest(name, Object.keys(SCHEDULES));
+  return `unknown schedule ${JSON.stringify(name)}${near ? ` (did you mean ${near}?)` : ''}; registered schedules: ${Object.keys(SCHEDULES).join(', ')}`;
 }
