@@ -22,6 +22,8 @@ export interface CollectivePlan {
   flows: PlannedFlow[];
   /** Sequential algorithm steps, each paying one latency. */
   steps: number;
+  /** A ring: each rank streams to its successor (all-reduce, reduce-scatter, all-gather, broadcast). */
+  ring: boolean;
 }
 
 /**
@@ -33,15 +35,15 @@ export interface CollectivePlan {
 export function planCollective(kind: CollectiveKind, group: readonly number[], bytes: number, repeat = 1): CollectivePlan {
   const n = group.length;
   const flows: PlannedFlow[] = [];
-  if (n < 2 || bytes <= 0 || repeat <= 0) return { flows, steps: 0 };
+  if (n < 2 || bytes <= 0 || repeat <= 0) return { flows, steps: 0, ring: false };
   const ring = (perRank: number, steps: number, open = false): CollectivePlan => {
     for (let i = 0; i < (open ? n - 1 : n); i++) flows.push({ source: group[i], target: group[(i + 1) % n], bytes: perRank * repeat });
-    return { flows, steps: steps * repeat };
+    return { flows, steps: steps * repeat, ring: true };
   };
   switch (kind) {
     case 'p2p':
       flows.push({ source: group[0], target: group[1], bytes: bytes * repeat });
-      return { flows, steps: repeat };
+      return { flows, steps: repeat, ring: false };
     case 'allReduce':
       return ring((2 * (n - 1) * bytes) / n, 2 * (n - 1));
     case 'reduceScatter':
@@ -51,6 +53,6 @@ export function planCollective(kind: CollectiveKind, group: readonly number[], b
       return ring(bytes, n - 1, true);
     case 'allToAll':
       for (const source of group) for (const target of group) if (source !== target) flows.push({ source, target, bytes: (bytes / n) * repeat });
-      return { flows, steps: repeat };
+      return { flows, steps: repeat, ring: false };
   }
 }

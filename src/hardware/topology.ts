@@ -54,6 +54,13 @@ export interface Topology extends LinkSet, Router {
   pathLatencySeconds(source: number, target: number): number;
   /** Type of the widest-reaching link a path crosses: infiniband, else nvme, else nvlink, else pcie. */
   pathType(source: number, target: number): LinkType;
+  /**
+   * A target that routes a flow between GPUs of two nodes through the rail of local GPU `relay`: out through that
+   * GPU's NIC on the source's node and in through the same rail's NIC on the target's node, as NCCL's channels
+   * (with PXN, over NVLink to the GPU beside the NIC) spread one collective's traffic over a node's NICs. Routing
+   * functions take it in place of the target.
+   */
+  viaRail(target: number, relay: number): number;
 }
 
 const TYPE_RANK: Record<LinkType, number> = { infiniband: 3, nvme: 2, nvlink: 1, pcie: 0 };
@@ -250,7 +257,20 @@ export function buildTopology(spec: ClusterSpec): Topology {
   const searchedCache = new Map<number, Int32Array>();
 
   /** Writes the links from `source` to `target` into `out` and returns how many there are. */
+  /**
+   * A route through the rail of local GPU `relay` (see `viaRail`): that GPU's PCIe switch and NIC on the source's
+   * node, the fabric, and the same rail on the target's node. The NVLink legs to and from the relay GPUs are left
+   * out: NVLink has ten times a NIC's bandwidth, so they never bind, and they would join every ring of a node into
+   * one contention component whose every flow is re-rated at each completion.
+   */
+  const relayed = (source: number, target: number, relay: number, out: Int32Array): number =>
+    route(vertexNode[source] * gpusPerNode + relay, vertexNode[target] * gpusPerNode + relay, out);
+
   const route = (source: number, target: number, out: Int32Array): number => {
+    if (target >= vertexCount) {
+      const relay = Math.floor(target / vertexCount) - 1;
+      return relayed(source, target - (relay + 1) * vertexCount, relay, out);
+    }
     const gpuS = source < devices;
     const gpuT = target < devices;
     if (gpuS && gpuT) {
@@ -339,6 +359,7 @@ export function buildTopology(spec: ClusterSpec): Topology {
       for (let i = 0; i < hops; i++) sum += linkLatencySeconds[scratch[i]];
       return sum;
     },
+    viaRail: (target, relay) => target + (relay + 1) * vertexCount,
     pathType(source, target) {
       const hops = route(source, target, scratch);
       let best = 0;

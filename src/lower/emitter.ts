@@ -7,6 +7,17 @@ import type { Tier } from '../strategies/program.js';
 import { LabelTableBuilder, type OperationLabels } from './labels.js';
 import { LANE, type StepResources } from './resources.js';
 
+/** A collective group as its latency and striping see it (StepEmitter.groupShape). */
+interface GroupShape {
+  /** The slowest path latency of a hop inside a node, and across nodes, seconds. */
+  intraSeconds: number;
+  interSeconds: number;
+  /** Nodes the group spans. */
+  nodes: number;
+  /** Local ranks of the members on each node, when the group spans nodes and its flows may be striped. */
+  rails?: Map<number, number[]>;
+}
+
 /**
  * Adds the step's operations to the graph: compute on a lane, point-to-point transfers, collectives over a group,
  * and transfers between a GPU and its node's host memory or NVMe. Each computes its latency from the topology once
@@ -19,8 +30,10 @@ export class StepEmitter {
   // A send lane always reaches the same peer, so its latency is computed once.
   private readonly sendPeer: Int32Array;
   private readonly sendLatencyNs: Float64Array;
-  // A group's path latency is computed once per group: per stride, for rings and for all-to-alls, by first rank.
-  private readonly groupLatency = new Map<number, Float64Array>();
+  // A group's shape is computed once per group: per stride, for rings and for all-to-alls, by first rank.
+  private readonly groupShapes = new Map<number, GroupShape[]>();
+  /** Whether a rail can be named in a flow's target (viaRail's encoding fits the graph's 32-bit vertex ids). */
+  private readonly canStripe: boolean;
 
   constructor(
     readonly resources: StepResources,
@@ -33,6 +46,7 @@ export class StepEmitter {
     this.stepLatency = stepLatencySeconds;
     this.sendPeer = new Int32Array(resources.laneCount).fill(-1);
     this.sendLatencyNs = new Float64Array(resources.laneCount);
+    this.canStripe = (topology.spec.gpusPerNode + 1) * topology.vertexCount < 2 ** 31;
   }
 
   label(labels: OperationLabels): number {
@@ -65,11 +79,10 @@ export class StepEmitter {
   /** A collective over `group` (ring order) holding lane `laneKind` of every member. */
   collective(kind: CollectiveKind, group: number[], bytes: number, repeat: number, laneKind: number, label: number): number {
     const plan = planCollective(kind, group, bytes, repeat);
-    let longest = 0;
-    for (const f of plan.flows) longest = Math.max(longest, this.topology.pathLatencySeconds(f.source, f.target));
-    const op = this.graph.operation(label, group[0], 0, toNanoseconds(plan.steps * (this.stepLatency + longest)));
+    const shape = this.groupShape(plan, (i) => i, (r) => group[r], group.length);
+    const op = this.graph.operation(label, group[0], 0, this.latencyNs(kind, plan, group.length, shape));
     for (const device of group) this.graph.lane(this.resources.lane(device, laneKind));
-    for (const f of plan.flows) this.graph.flow(op, f.source, f.target, f.bytes);
+    this.addFlows(op, plan, (i) => i, shape);
     return op;
   }
 
@@ -81,19 +94,81 @@ export class StepEmitter {
   groupCollective(plan: CollectivePlan, kind: CollectiveKind, firstDevice: number, size: number, stride: number, laneKind: number, label: number): number {
     // Rings of one group cross the same pairs whatever their kind; an all-to-all crosses every pair.
     const tableKey = kind === 'allToAll' ? -stride : stride;
-    let latencies = this.groupLatency.get(tableKey);
-    if (latencies === undefined) this.groupLatency.set(tableKey, (latencies = new Float64Array(this.resources.devices).fill(-1)));
-    let pathLatency = latencies[firstDevice];
-    if (pathLatency < 0) {
-      pathLatency = 0;
-      for (const f of plan.flows) pathLatency = Math.max(pathLatency, this.topology.pathLatencySeconds(firstDevice + f.source * stride, firstDevice + f.target * stride));
-      latencies[firstDevice] = pathLatency;
-    }
+    let shapes = this.groupShapes.get(tableKey);
+    if (shapes === undefined) this.groupShapes.set(tableKey, (shapes = []));
+    const deviceOf = (i: number) => firstDevice + i * stride;
+    const shape = (shapes[firstDevice] ??= this.groupShape(plan, deviceOf, deviceOf, size));
     const g = this.graph;
-    const op = g.operation(label, firstDevice, 0, toNanoseconds(plan.steps * (this.stepLatency + pathLatency)));
-    for (let r = 0; r < size; r++) g.lane(this.resources.lane(firstDevice + r * stride, laneKind));
-    for (const f of plan.flows) g.flow(op, firstDevice + f.source * stride, firstDevice + f.target * stride, f.bytes);
+    const op = g.operation(label, firstDevice, 0, this.latencyNs(kind, plan, size, shape));
+    for (let r = 0; r < size; r++) g.lane(this.resources.lane(deviceOf(r), laneKind));
+    this.addFlows(op, plan, deviceOf, shape);
     return op;
+  }
+
+  /**
+   * What a group's latency and striping need, from its flows (`deviceOf` maps a plan's ranks to devices) and its
+   * `size` members (`memberAt`): the slowest path inside a node and across nodes, and the local ranks of its members
+   * on each of its nodes.
+   */
+  private groupShape(plan: CollectivePlan, deviceOf: (rank: number) => number, memberAt: (index: number) => number, size: number): GroupShape {
+    const { topology } = this;
+    const gpusPerNode = topology.spec.gpusPerNode;
+    const firstNode = Math.floor(memberAt(0) / gpusPerNode);
+    let oneNode = true;
+    for (let r = 1; r < size && oneNode; r++) oneNode = Math.floor(memberAt(r) / gpusPerNode) === firstNode;
+    let intra = 0;
+    let inter = 0;
+    for (const f of plan.flows) {
+      const source = deviceOf(f.source);
+      const target = deviceOf(f.target);
+      const latency = topology.pathLatencySeconds(source, target);
+      if (oneNode || Math.floor(source / gpusPerNode) === Math.floor(target / gpusPerNode)) intra = Math.max(intra, latency);
+      else inter = Math.max(inter, latency);
+    }
+    if (oneNode) return { intraSeconds: intra, interSeconds: inter, nodes: 1 };
+    const rails = new Map<number, number[]>();
+    for (let r = 0; r < size; r++) {
+      const device = memberAt(r);
+      const node = Math.floor(device / gpusPerNode);
+      const list = rails.get(node);
+      if (list) list.push(device % gpusPerNode);
+      else rails.set(node, [device % gpusPerNode]);
+    }
+    // An all-to-all needs no striping: every member sends across nodes through its own rail already.
+    return { intraSeconds: intra, interSeconds: inter, nodes: rails.size, rails: this.canStripe && plan.ring ? rails : undefined };
+  }
+
+  /**
+   * A collective's fixed time, as NCCL's tuning model counts it for a ring: each algorithm step pays the software
+   * step latency plus the path latency of the hop it takes, and only the steps that cross nodes (the number of nodes
+   * less one per pass around the ring) pay the network's.
+   */
+  private latencyNs(kind: CollectiveKind, plan: CollectivePlan, size: number, shape: GroupShape): number {
+    let interSteps = 0;
+    if (shape.nodes > 1) interSteps = kind === 'allToAll' || kind === 'p2p' ? plan.steps : Math.round((plan.steps / (size - 1)) * (shape.nodes - 1));
+    const intraSteps = plan.steps - interSteps;
+    return toNanoseconds(intraSteps * (this.stepLatency + shape.intraSeconds) + interSteps * (this.stepLatency + shape.interSeconds));
+  }
+
+  /**
+   * The plan's flows; one that crosses nodes is striped over the rails of the group's members on its source node,
+   * as NCCL's channels spread a collective over a node's NICs, so a ring with several members per node is not held
+   * to one NIC's bandwidth.
+   */
+  private addFlows(op: number, plan: CollectivePlan, deviceOf: (rank: number) => number, shape: GroupShape): void {
+    const g = this.graph;
+    const { topology } = this;
+    const gpusPerNode = topology.spec.gpusPerNode;
+    for (const f of plan.flows) {
+      const source = deviceOf(f.source);
+      const target = deviceOf(f.target);
+      const rails = shape.rails?.get(Math.floor(source / gpusPerNode));
+      if (!rails || rails.length < 2 || Math.floor(source / gpusPerNode) === Math.floor(target / gpusPerNode)) {
+        g.flow(op, source, target, f.bytes);
+        continue;
+      }
+      for (const rail of rails) g.flow(op, source, topology.viaRail(target, rail), f.bytes / rails.length);
+    }
   }
 
   /** The topology vertex of `device`'s node's host memory or NVMe. */

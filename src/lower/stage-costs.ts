@@ -82,6 +82,13 @@ export interface VirtualStageModel {
   /** Bytes each device sends to the next virtual stage after a forward, and to the previous one after B. */
   sendForwardBytes: number;
   sendBackwardBytes: number;
+  /**
+   * Ranks of the tensor-parallel group that hold the same tensor sent forward (and backward): the tp degree when it
+   * is replicated over them, else 1. Megatron's scatter/gather then sends 1/t of it from each and all-gathers it
+   * on arrival.
+   */
+  sendForwardReplicas: number;
+  sendBackwardReplicas: number;
   /** Attention FLOPs in the forward and in B (with recomputation), and ring bytes per step: sums of the blocks'. */
   attentionForwardFlops: number;
   attentionInputGradFlops: number;
@@ -279,6 +286,10 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     const last = first + program.stages[vs].blocks.reduce((n, b) => n + b.ops.length, 0) - 1;
     const sendForwardBytes = vs < lastVs ? inState(chain[last + 1].p.op.input, chain[last + 1].states.map((s) => s.input)) : 0;
     const sendBackwardBytes = vs > 0 ? inState(chain[first - 1].p.op.output, chain[first - 1].states.map((s) => s.outputGrad)) : 0;
+    const tp = axes.indexOf('tp');
+    const replicas = (states: readonly string[] | undefined) => (tp >= 0 && states?.[tp] === 'R' ? mesh.sizeOf('tp') : 1);
+    const sendForwardReplicas = vs < lastVs ? replicas(chain[last + 1].states.map((s) => s.input)) : 1;
+    const sendBackwardReplicas = vs > 0 ? replicas(chain[first - 1].states.map((s) => s.outputGrad)) : 1;
     return {
       virtualStage: vs,
       stage: stage.stage,
@@ -299,6 +310,8 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
       recomputeBytes: Math.max(0, ...blocks.map((u) => u.rebuiltBytes)),
       sendForwardBytes,
       sendBackwardBytes,
+      sendForwardReplicas,
+      sendBackwardReplicas,
       attentionForwardFlops: sum((u) => u.attentionForwardFlops),
       attentionInputGradFlops: sum((u) => u.attentionInputGradFlops),
       ringBytes: sum((u) => u.ringBytes),

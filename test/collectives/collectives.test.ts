@@ -36,7 +36,7 @@ describe('planCollective (ring volumes from REFERENCE.md)', () => {
   });
 
   it('a group of one, or nothing to move, plans nothing', () => {
-    expect(planCollective('allReduce', [3], 100)).toEqual({ flows: [], steps: 0 });
-    expect(planCollective('allReduce', [0, 1], 0)).toEqual({ flows: [], steps: 0 });
+    expect(planCollective('allReduce', [3], 100)).toEqual({ flows: [], steps: 0, ring: false });
+    expect(planCollective('allReduce', [0, 1], 0)).toEqual({ flows: [], steps: 0, ring: false });
   });
 });

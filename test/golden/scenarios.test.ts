@@ -69,8 +69,10 @@ describe('GPT-3 175B on 1,024 A100 (TP 8, PP 16, DP 8, 1F1B, selective recompute
     for (const d of sim.report.devices) expect(d.bubbleFraction).toBeGreaterThanOrEqual((p - 1) / (m + p - 1) - 1e-9);
   });
 
-  it('pipeline bytes are b·s·h per micro-batch, boundary and direction from every TP rank', () => {
-    expect(sim.report.communication.byKind.p2p).toBe(2 * (p - 1) * sim.plan.microBatches * parallel.dp * t * sbh * 2);
+  it('pipeline bytes are b·s·h per micro-batch, boundary and direction: 1/t from each TP rank, then gathered (scatter/gather)', () => {
+    expect(sim.report.communication.byKind.p2p).toBe(2 * (p - 1) * sim.plan.microBatches * parallel.dp * sbh * 2);
+    // Each receiving TP group all-gathers the pieces: (t-1)/t of the tensor into each of its t ranks.
+    expect(sim.report.communication.byKind.allGather).toBe(2 * (p - 1) * sim.plan.microBatches * parallel.dp * (t - 1) * sbh * 2);
   });
 
   it('its trace passes the trace checker (one tensor-parallel group and its pipeline neighbour)', () => {

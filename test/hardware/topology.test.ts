@@ -19,6 +19,16 @@ describe('buildTopology', () => {
     expect(hops).toEqual(['n0.pcie1', 'n0.nic3', 'leaf0', 'n1.nic3', 'n1.pcie1', 'n1.gpu3']);
   });
 
+  it('a flow routed through a rail leaves through that rail\'s NIC and enters through the peer rail\'s (NVLink legs left out)', () => {
+    const t = buildTopology(cluster({ nodes: 2, gpusPerNode: 8, node: 'dgx-a100' }));
+    const via = t.viaRail(11, 5);
+    const hops = Array.from(t.path(3, via)).map((l) => t.graph.target(t.graph.findEdge((_e, a) => a.link === l)!));
+    expect(hops).toEqual(['n0.pcie2', 'n0.nic5', 'leaf0', 'n1.nic5', 'n1.pcie2', 'n1.gpu5']);
+    expect(t.pathType(3, via)).toBe('infiniband');
+    // Its own rail needs no NVLink legs.
+    expect(Array.from(t.path(3, t.viaRail(11, 3)))).toEqual(Array.from(t.path(3, 11)));
+  });
+
   it('link capacities are vendor figures times the link efficiency, per direction', () => {
     const t = buildTopology(cluster({ nodes: 2, gpusPerNode: 8, node: 'dgx-a100', linkEfficiency: 0.5 }));
     const nvlink = t.path(0, 1);

@@ -50,12 +50,14 @@ describe('Megatron sequence parallelism: communication', () => {
     expect(sp.communication.byKind.reduceScatter + sp.communication.byKind.allGather).toBeCloseTo(tp.communication.byKind.allReduce, 0);
   });
 
-  it('pipeline transfers shrink by the TP degree: b·s·h/t per rank per micro-batch, boundary and direction', () => {
+  it('pipeline transfers are b·s·h/t per rank per micro-batch, boundary and direction: with SP sent as they lie; without, scattered and gathered', () => {
     const [t, p, m] = [4, 2, 3];
     const { tp, sp } = pair(t, p);
     const bshBytes = 2 * gpt.seqLength * 2048 * 2;
-    expect(tp.communication.byKind.p2p).toBe(2 * (p - 1) * m * t * bshBytes);
     expect(sp.communication.byKind.p2p).toBe(2 * (p - 1) * m * t * (bshBytes / t));
+    // Without SP every rank holds the whole tensor: Megatron's scatter/gather sends 1/t of it and gathers the rest.
+    expect(tp.communication.byKind.p2p).toBe(2 * (p - 1) * m * t * (bshBytes / t));
+    expect(tp.communication.byKind.allGather).toBe(2 * (p - 1) * m * (t - 1) * bshBytes);
   });
 });
 

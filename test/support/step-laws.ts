@@ -69,7 +69,9 @@ export function checkStepLaws(sim: Simulation): void {
     for (let i = lanesOf.start[op]; i < lanesOf.start[op + 1]; i++) members.add(Math.floor(lanesOf.items[i] / (g.laneCount / resources.devices)));
     let bytes = 0;
     for (let i = flowStart[op]; i < flowStart[op + 1]; i++) {
-      if (!members.has(flowSource[i]) || !members.has(flowTarget[i])) say(`${name(op)} moves bytes from ${flowSource[i]} to ${flowTarget[i]}, outside the devices whose lanes it holds`);
+      // A flow striped over a rail names its target through Topology.viaRail: the target is the rest of the division.
+      const target = flowTarget[i] % sim.topology.vertexCount;
+      if (!members.has(flowSource[i]) || !members.has(target)) say(`${name(op)} moves bytes from ${flowSource[i]} to ${target}, outside the devices whose lanes it holds`);
       bytes += g.flowSizes.bytes[flowSize[i]];
     }
     if (kind === KIND.p2p) {

@@ -16,6 +16,7 @@ const fields = {
   chunks: count().default(1),
   layersPerStage: z.array(count('a whole number of layers, at least 1')).optional(),
   microBatchGroup: count().optional(),
+  scatterGather: z.boolean({ error: 'expected true or false' }).default(true),
 };
 
 export interface PipelineConfig {
@@ -27,12 +28,17 @@ export interface PipelineConfig {
   layersPerStage: number[];
   /** Interleaved schedule: consecutive micro-batches each chunk runs before the next chunk's (default pp). */
   microBatchGroup: number;
+  /**
+   * Megatron's scatter/gather of pipeline transfers (Narayanan et al., SC21, section 4.1): a tensor the
+   * tensor-parallel ranks all hold is sent as 1/t from each and all-gathered over NVLink on arrival.
+   */
+  scatterGather: boolean;
 }
 
 export const pipelineParallel: ParallelismPass<typeof fields, PipelineConfig> = {
   name: 'pipeline',
   fields,
-  resolve({ pp, schedule, chunks, layersPerStage: given, microBatchGroup }, { model, fail }) {
+  resolve({ pp, schedule, chunks, layersPerStage: given, microBatchGroup, scatterGather }, { model, fail }) {
     if (!(schedule in SCHEDULES)) fail(['parallel', 'schedule'], unknownSchedule(schedule));
     let layersPerStage: number[];
     if (given) {
@@ -45,7 +51,7 @@ export const pipelineParallel: ParallelismPass<typeof fields, PipelineConfig> = 
       layersPerStage = model.layers < pp ? [] : splitEvenly(model.layers, pp);
     }
     if (microBatchGroup !== undefined && schedule !== 'interleaved') fail(['parallel', 'microBatchGroup'], `groups micro-batches for the interleaved schedule only, but the schedule is ${schedule}; remove it or use schedule: interleaved`);
-    return { pp, schedule, chunks, layersPerStage, microBatchGroup: microBatchGroup ?? pp };
+    return { pp, schedule, chunks, layersPerStage, microBatchGroup: microBatchGroup ?? pp, scatterGather };
   },
   axes: ({ pp }) => ({ pp }),
   check({ pp, schedule, chunks, layersPerStage, microBatchGroup }, { microBatches, model }) {
