@@ -2,7 +2,9 @@
  * `npm run validate`: dtsim's step times against measured ones (docs/validation.md).
  *   --fit     grid-search the calibration on the even rows, report it on the odd (held-out) rows too
  */
-import { MEGATRON_TABLE_1, predictMegatron, predictRows, readMeasuredRows, summarize, type Calibration, type MeasuredRow } from '../src/validation/vtrain.js';
+import { loadScenarioFile } from '../src/scenario/load.js';
+import { simulate } from '../src/simulate.js';
+import { LLAMA3_TABLE_4, MEGATRON_TABLE_1, predictMegatron, predictRows, readMeasuredRows, summarize, type Calibration, type MeasuredRow } from '../src/validation/vtrain.js';
 
 const file = 'test/fixtures/vtrain/vtrain-single-node.csv';
 const rows = readMeasuredRows(file);
@@ -15,10 +17,25 @@ function show(label: string, subset: MeasuredRow[], calibration: Calibration = {
 }
 
 function megatron(calibration: Calibration = {}) {
-  console.log('Megatron-LM SC21 Table 1, rows without pipeline parallelism (TFLOP/s per GPU, micro-batch 4 assumed):');
+  console.log('Megatron-LM SC21 Table 1 (TFLOP/s per GPU; assumed: micro-batch 4 without a pipeline, 1 with one, chunks as shown):');
+  let worst = 0;
   for (const row of MEGATRON_TABLE_1) {
     const predicted = predictMegatron(row, calibration);
-    console.log(`  ${row.parameters.padEnd(6)} TP ${row.tp} on ${String(row.gpus).padStart(3)} GPUs: published ${row.tflops}, dtsim ${predicted.toFixed(0)} (${pct((predicted - row.tflops) / row.tflops)})`);
+    const error = (predicted - row.tflops) / row.tflops;
+    worst = Math.max(worst, Math.abs(error));
+    const layout = `TP ${row.tp} x PP ${String(row.pp).padEnd(2)}${row.pp > 1 ? ` interleaved x ${row.chunks}` : '                 '}`;
+    console.log(`  ${row.parameters.padEnd(7)} ${layout} on ${String(row.gpus).padStart(4)} GPUs: published ${row.tflops}, dtsim ${predicted.toFixed(0)} (${pct(error)})`);
+  }
+  console.log(`  worst row ${pct(worst)} (target: each within 10%)`);
+}
+
+/** Llama 3 405B, Table 4: the bundled scenarios of its three runs, MFU against the published. */
+function llama3() {
+  console.log('Llama 3 405B, Table 4 (MFU; the bundled scenarios, docs/sequence.md):');
+  for (const [file, published] of LLAMA3_TABLE_4) {
+    const mfu = simulate(loadScenarioFile(file)).report.throughput.mfu;
+    const points = (mfu - published) * 100;
+    console.log(`  ${file.padEnd(41)} published ${pct(published)}, dtsim ${pct(mfu)} (${points >= 0 ? '+' : ''}${points.toFixed(1)} points; target: within 5)`);
   }
 }
 
@@ -52,4 +69,5 @@ if (process.argv.includes('--fit')) {
     console.log(`  MAPE by ${key}: ${parts.join(', ')}`);
   }
   megatron();
+  llama3();
 }

@@ -24,7 +24,12 @@ describe('validation against measurements', () => {
     expect(Math.abs(odd.mape - even.mape)).toBeLessThan(0.01);
   });
 
-  it.each(MEGATRON_TABLE_1.map((r) => [r.parameters, r] as const))('Megatron-LM SC21 Table 1, %s: TFLOP/s per GPU within 5%', (_name, row) => {
+  it.each(MEGATRON_TABLE_1.filter((r) => r.pp === 1).map((r) => [r.parameters, r] as const))('Megatron-LM SC21 Table 1, %s without a pipeline: TFLOP/s per GPU within 5%', (_name, row) => {
     expect(Math.abs(predictMegatron(row) - row.tflops) / row.tflops).toBeLessThan(0.05);
+  });
+
+  // The larger pipelined rows (1,536 to 3,072 GPUs, 13 to 22 s each) run in `npm run validate`, not in the suite.
+  it.each(MEGATRON_TABLE_1.filter((r) => r.pp > 1 && r.gpus <= 1024).map((r) => [r.parameters, r] as const))('Megatron-LM SC21 Table 1, %s, interleaved pipeline: TFLOP/s per GPU within 10% (the issue\'s target)', (_name, row) => {
+    expect(Math.abs(predictMegatron(row) - row.tflops) / row.tflops).toBeLessThan(0.1);
   });
 });
