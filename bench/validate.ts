@@ -52,6 +52,12 @@ if (process.argv.includes('--fit')) {
           if (!best || mape < best.mape) best = { mape, calibration };
         }
   console.log('best calibration on the even rows:', JSON.stringify(best!.calibration));
+  // The pipeline transfer's software time of the measured stack, fitted alone on the even rows with the defaults.
+  for (const transferOverhead of [0, 0.5e-3, 1e-3, 1.5e-3, 2e-3, 2.5e-3, 3e-3]) {
+    const fitted = summarize(predictRows(train, { transferOverhead })).mape;
+    const heldOut = summarize(predictRows(test, { transferOverhead })).mape;
+    console.log(`  transfer overhead ${(transferOverhead * 1e3).toFixed(1)} ms: even rows ${pct(fitted)}, odd rows ${pct(heldOut)}`);
+  }
   show('fitted, even rows (calibration set)', train, best!.calibration);
   show('fitted, odd rows (held out)', test, best!.calibration);
   megatron(best!.calibration);

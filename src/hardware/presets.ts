@@ -67,6 +67,8 @@ export const COMPUTE_EFFICIENCY = 0.75;
 export const EFFICIENCY_HALF_SIZE = 8e10;
 /** Host time to issue one layer's forward kernels (framework and launch overhead), seconds. */
 export const HOST_OVERHEAD_PER_LAYER = 0.8e-3;
+/** Software time of one pipeline transfer (framework send/receive setup and synchronisation): none unless a scenario says; Megatron-DeepSpeed measures 2 ms (docs/validation.md). */
+export const TRANSFER_OVERHEAD = 0;
 /**
  * Parameters per second a node's CPUs update with Adam: DeepSpeed's CPU-Adam updates 1B parameters in about
  * 0.22 s on a dual-socket server (Ren et al., ZeRO-Offload, ATC 2021).

@@ -32,6 +32,8 @@ export interface TrainingConfig {
   flashAttention: boolean;
   /** Host time to issue one layer's forward kernels, seconds. */
   hostOverheadPerLayerSeconds: number;
+  /** Software time of one pipeline transfer, on top of its link latency and bytes, seconds. */
+  transferOverheadSeconds: number;
 }
 
 export interface ProfiledCosts {

@@ -60,14 +60,17 @@ export class StepEmitter {
     return op;
   }
 
-  /** A point-to-point transfer (the most common operation), without building a collective plan. */
-  transfer(from: number, to: number, bytes: number, sendLane: number, receiveLane: number, label: number, fixedSeconds?: number): number {
+  /**
+   * A point-to-point transfer (the most common operation), without building a collective plan. A lane always
+   * carries the same kind of transfer, so its latency (with `overheadSeconds` of software time) is cached by lane.
+   */
+  transfer(from: number, to: number, bytes: number, sendLane: number, receiveLane: number, label: number, fixedSeconds?: number, overheadSeconds = 0): number {
     const g = this.graph;
     const timed = fixedSeconds === undefined;
     const lane = this.resources.lane(from, sendLane);
     if (timed && this.sendPeer[lane] !== to) {
       this.sendPeer[lane] = to;
-      this.sendLatencyNs[lane] = toNanoseconds(this.stepLatency + this.topology.pathLatencySeconds(from, to));
+      this.sendLatencyNs[lane] = toNanoseconds(this.stepLatency + overheadSeconds + this.topology.pathLatencySeconds(from, to));
     }
     const op = g.operation(label, from, timed ? 0 : toNanoseconds(fixedSeconds), timed ? this.sendLatencyNs[lane] : 0);
     g.lane(lane);

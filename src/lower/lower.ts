@@ -390,7 +390,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
         } else {
           // Each lane pair carries one sender's transfers to one receiver, in the sender's order.
           const piece = scatter ? bytes / replicas : bytes;
-          const sent = emit.transfer(device, peer, piece, next ? LANE.sendNext : LANE.sendPrev, receiveLane, labelOf(KIND.p2p), p2pSeconds);
+          const sent = emit.transfer(device, peer, piece, next ? LANE.sendNext : LANE.sendPrev, receiveLane, labelOf(KIND.p2p), p2pSeconds, training.transferOverheadSeconds);
           g.dependOn(sent, lastOps[local]);
           if (lastBlocking[device] >= 0 && lastBlocking[device] !== lastOps[local]) g.dependOn(sent, lastBlocking[device]);
           g.memory(sent, resources.hbm(peer), CATEGORY.buffers, piece, AT_START);

@@ -1,5 +1,5 @@
 import type { PathIssue } from '../errors.js';
-import { GPU_PRESETS, HOST_OVERHEAD_PER_LAYER, NODE_PRESETS, type GpuSpec, type NodeSpec } from '../hardware/presets.js';
+import { GPU_PRESETS, HOST_OVERHEAD_PER_LAYER, NODE_PRESETS, TRANSFER_OVERHEAD, type GpuSpec, type NodeSpec } from '../hardware/presets.js';
 import type { StepConfig } from '../lower/config.js';
 import { resolveParallel } from '../strategies/registry.js';
 import { MODEL_PRESETS } from '../workload/presets.js';
@@ -145,6 +145,7 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
         recompute: t.recompute,
         flashAttention: t.flashAttention,
         hostOverheadPerLayerSeconds: t.hostOverheadPerLayer ?? HOST_OVERHEAD_PER_LAYER,
+        transferOverheadSeconds: t.transferOverhead ?? TRANSFER_OVERHEAD,
       },
       parallel: resolved.parallel!,
       ...(costs ? { costs } : {}),

@@ -115,6 +115,7 @@ export const scenarioSchema = z
         recompute: choice(RECOMPUTE_POLICIES).default('none'),
         flashAttention: z.boolean().default(false),
         hostOverheadPerLayer: quantity('time', { allowZero: true }).optional(),
+        transferOverhead: quantity('time', { allowZero: true }).optional(),
       })
       .strict(),
     // Each parallelism pass owns its fields (src/strategies/registry.ts).
