@@ -1,12 +1,33 @@
 /**
  * `npm run validate`: dtsim's step times against measured ones (docs/validation.md).
  *   --fit     grid-search the calibration on the even rows, report it on the odd (held-out) rows too
+ *   --write   also put the results into docs/validation.md (between its markers)
  */
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../src/report/atomic.js';
 import { loadScenarioFile } from '../src/scenario/load.js';
 import { simulate } from '../src/simulate.js';
-import { LLAMA3_TABLE_4, MEGATRON_TABLE_1, predictMegatron, predictRows, readMeasuredRows, summarize, type Calibration, type MeasuredRow } from '../src/validation/vtrain.js';
+import { LLAMA3_TABLE_4, MEGATRON_TABLE_1, predictMegatron, predictRows, readMeasuredRows, summarize, summarizePicks, type Calibration, type MeasuredRow } from '../src/validation/vtrain.js';
 
 const file = 'test/fixtures/vtrain/vtrain-single-node.csv';
+
+// --write: the printed results also replace the block between the markers in docs/validation.md.
+const DOC = 'docs/validation.md';
+const printed: string[] = [];
+const log = console.log;
+console.log = (...parts: unknown[]) => {
+  printed.push(parts.join(' '));
+  log(...parts);
+};
+function writeDoc() {
+  const [begin, end] = ['<!-- npm run validate: begin -->\n```\n', '```\n<!-- npm run validate: end -->'];
+  const text = readFileSync(DOC, 'utf8');
+  const a = text.indexOf(begin);
+  const b = text.indexOf(end);
+  if (a < 0 || b < a) throw new Error(`${DOC} has no block between ${begin.trim()} and ${end.trim()}`);
+  writeFileAtomic(DOC, text.slice(0, a + begin.length) + printed.join('\n') + '\n' + text.slice(b));
+  log(`wrote the results into ${DOC}`);
+}
 const rows = readMeasuredRows(file);
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 
@@ -74,6 +95,12 @@ if (process.argv.includes('--fit')) {
     const parts = [...groups].sort((a, b) => a[0] - b[0]).map(([k, g]) => `${k}: ${pct(summarize(predictRows(g)).mape)}`);
     console.log(`  MAPE by ${key}: ${parts.join(', ')}`);
   }
+  const picks = summarizePicks(predictRows(rows));
+  console.log(
+    `picking a configuration: in ${picks.exact} of ${picks.groups} groups of one model and job (GPUs, global batch, shape) dtsim's fastest is the measured fastest; ` +
+      `its pick is measured ${pct(picks.meanRegret)} slower than the best on average, ${pct(picks.worstRegret)} at worst`,
+  );
   megatron();
   llama3();
+  if (process.argv.includes('--write')) writeDoc();
 }

@@ -161,3 +161,38 @@ export const LLAMA3_TABLE_4: [file: string, mfu: number][] = [
   ['scenarios/llama3-405b-16k-h100.yaml', 0.41],
   ['scenarios/llama3-405b-128k-cp16-h100.yaml', 0.38],
 ];
+
+/** How well dtsim picks a configuration: per group of rows that differ only in parallelism and micro-batch. */
+export interface PickSummary {
+  groups: number;
+  /** Groups where the configuration dtsim predicts fastest is the one measured fastest. */
+  exact: number;
+  /** How much slower, measured, dtsim's pick is than the measured best: mean and worst over the groups. */
+  meanRegret: number;
+  worstRegret: number;
+}
+
+/** Groups rows by model and job (GPUs, global batch, model shape) and scores dtsim's pick in each. */
+export function summarizePicks(errors: readonly RowError[]): PickSummary {
+  const groups = new Map<string, RowError[]>();
+  for (const e of errors) {
+    const r = e.row;
+    const key = [r.gpus, r.globalBatch, r.hidden, r.heads, r.layers, r.seqLength].join(',');
+    groups.set(key, [...(groups.get(key) ?? []), e]);
+  }
+  let exact = 0;
+  let total = 0;
+  let worst = 0;
+  let counted = 0;
+  for (const group of groups.values()) {
+    if (group.length < 2) continue;
+    counted++;
+    const measuredBest = group.reduce((a, b) => (b.row.seconds < a.row.seconds ? b : a));
+    const pick = group.reduce((a, b) => (b.predictedSeconds < a.predictedSeconds ? b : a));
+    if (pick === measuredBest) exact++;
+    const regret = pick.row.seconds / measuredBest.row.seconds - 1;
+    total += regret;
+    worst = Math.max(worst, regret);
+  }
+  return { groups: counted, exact, meanRegret: counted > 0 ? total / counted : 0, worstRegret: worst };
+}
