@@ -256,7 +256,6 @@ export function buildTopology(spec: ClusterSpec): Topology {
   }
   const searchedCache = new Map<number, Int32Array>();
 
-  /** Writes the links from `source` to `target` into `out` and returns how many there are. */
   /**
    * A route through the rail of local GPU `relay` (see `viaRail`): that GPU's PCIe switch and NIC on the source's
    * node, the fabric, and the same rail on the target's node. The NVLink legs to and from the relay GPUs are left
@@ -266,6 +265,7 @@ export function buildTopology(spec: ClusterSpec): Topology {
   const relayed = (source: number, target: number, relay: number, out: Int32Array): number =>
     route(vertexNode[source] * gpusPerNode + relay, vertexNode[target] * gpusPerNode + relay, out);
 
+  /** Writes the links from `source` to `target` into `out` and returns how many there are. */
   const route = (source: number, target: number, out: Int32Array): number => {
     if (target >= vertexCount) {
       const relay = Math.floor(target / vertexCount) - 1;

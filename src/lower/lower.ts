@@ -1,4 +1,4 @@
-import { planCollective, type CollectivePlan } from '../collectives/collectives.js';
+import { planCollective } from '../collectives/collectives.js';
 import { estimateCollectiveNs, estimateTransferNs } from '../collectives/estimate.js';
 import type { AllocationHook } from '../engine/allocation.js';
 import { AT_END, AT_START } from '../engine/graph.js';
@@ -14,6 +14,7 @@ import { microBatchesOf, type StepConfig } from './config.js';
 import { StepEmitter } from './emitter.js';
 import { CATEGORY, KIND, LANE, OP_KINDS, StepResources } from './resources.js';
 import { AttentionPhases } from './attention-phase.js';
+import { ScatterGather } from './scatter-gather.js';
 import { blockSegments, gradientBuckets, groupCollectives, plannedOver, segmentOf, type CollectiveGroup, type Segment } from './segments.js';
 import { stageCosts, type VirtualStageModel } from './stage-costs.js';
 import { finishStep } from './step-end.js';
@@ -158,10 +159,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
   const computeHistory: number[][] = Array.from({ length: resources.devices }, () => []);
   const p2pSeconds = costs?.p2pSeconds;
   // A profiled transfer time is the whole transfer's: no scatter/gather on top of it.
-  const scatterGather = config.parallel.scatterGather && p2pSeconds === undefined;
-  // Scatter/gather's all-gathers: each stage's tensor-parallel groups, and the plan of each sender's gather.
-  const tensorGroups: number[][][] = [];
-  const gatherPlans: CollectivePlan[][] = [[], []];
+  const scatterGather = new ScatterGather(config.parallel.scatterGather && p2pSeconds === undefined, mesh, emit);
   const optimizerTier = states.optimizer.tier === 'nvme' ? 'nvme' : 'cpu';
 
   /**
@@ -379,8 +377,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
       const next = (stage + 1) % pp === peerStage;
       const receiveLane = next ? LANE.recvPrev : LANE.recvNext;
       // Megatron's scatter/gather: a tensor every tensor-parallel rank holds goes as 1/t from each, then is gathered.
-      const replicas = isForward ? v.sendForwardReplicas : v.sendBackwardReplicas;
-      const scatter = scatterGather && replicas > 1 && peerStage !== stage;
+      const split = scatterGather.split(isForward ? v.sendForwardReplicas : v.sendBackwardReplicas, peerStage !== stage);
       for (let local = 0; local < perStage; local++) {
         const device = first + local;
         const k = key(local, peerVs, mb);
@@ -389,7 +386,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
           inputs[direction][k] = lastOps[local];
         } else {
           // Each lane pair carries one sender's transfers to one receiver, in the sender's order.
-          const piece = scatter ? bytes / replicas : bytes;
+          const piece = bytes / split;
           const sent = emit.transfer(device, peer, piece, next ? LANE.sendNext : LANE.sendPrev, receiveLane, labelOf(KIND.p2p), p2pSeconds, training.transferOverheadSeconds);
           g.dependOn(sent, lastOps[local]);
           if (lastBlocking[device] >= 0 && lastBlocking[device] !== lastOps[local]) g.dependOn(sent, lastBlocking[device]);
@@ -397,28 +394,15 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
           inputs[direction][k] = sent;
           viaTransfer[direction][k] = 1;
         }
-        if (!scatter) linkInput(direction, peerVs, k, peer);
+        if (split === 1) linkInput(direction, peerVs, k, peer);
       }
-      if (scatter) {
-        // Each receiving tensor-parallel group all-gathers the pieces over NVLink, on the receive lanes that took
-        // them (so in the order they arrived), before the pass that reads the tensor.
-        const peerFirst = firstRank(peerStage);
-        const plan = (gatherPlans[direction][vs] ??= planCollective('allGather', Array.from({ length: replicas }, (_, i) => i), bytes));
-        for (const members of (tensorGroups[peerStage] ??= mesh.groupsInStage(peerStage, ['tp']).groups)) {
-          const stride = members[1] - members[0];
-          const gather = emit.groupCollective(plan, 'allGather', members[0], members.length, stride, receiveLane, labelOf(KIND.allGather));
-          for (const peer of members) {
-            const k = key(peer - peerFirst, peerVs, mb);
-            g.dependOn(gather, inputs[direction][k]);
-            // The rest of the tensor arrives into the receive buffer.
-            g.memory(gather, resources.hbm(peer), CATEGORY.buffers, bytes - bytes / replicas, AT_START);
-          }
-          for (const peer of members) {
-            const k = key(peer - peerFirst, peerVs, mb);
-            inputs[direction][k] = gather;
-            linkInput(direction, peerVs, k, peer);
-          }
-        }
+      if (split > 1) {
+        scatterGather.gather(peerStage, vs, direction, bytes, split, receiveLane, labelOf(KIND.allGather), (peer, gather) => {
+          const k = key(peer - firstRank(peerStage), peerVs, mb);
+          g.dependOn(gather, inputs[direction][k]);
+          inputs[direction][k] = gather;
+          linkInput(direction, peerVs, k, peer);
+        });
       }
     });
     // The reduction of each gradient bucket of this device position, in the order the buckets become ready.
