@@ -7,7 +7,8 @@ import { readFileSync } from 'node:fs';
 import { writeFileAtomic } from '../src/report/atomic.js';
 import { loadScenarioFile } from '../src/scenario/load.js';
 import { simulate } from '../src/simulate.js';
-import { LLAMA3_TABLE_4, MEGATRON_TABLE_1, predictMegatron, predictRows, readMeasuredRows, summarize, summarizePicks, type Calibration, type MeasuredRow } from '../src/validation/vtrain.js';
+import { KORTHIKANTI_TABLE_5, LLAMA3_TABLE_4, MEGATRON_TABLE_1, predictKorthikanti, predictMegatron } from '../src/validation/published.js';
+import { predictRows, readMeasuredRows, summarize, summarizePicks, type Calibration, type MeasuredRow } from '../src/validation/vtrain.js';
 
 const file = 'test/fixtures/vtrain/vtrain-single-node.csv';
 
@@ -48,6 +49,21 @@ function megatron(calibration: Calibration = {}) {
     console.log(`  ${row.parameters.padEnd(7)} ${layout} on ${String(row.gpus).padStart(4)} GPUs: published ${row.tflops}, dtsim ${predicted.toFixed(0)} (${pct(error)})`);
   }
   console.log(`  worst row ${pct(worst)} (target: each within 10%)`);
+}
+
+/** Korthikanti et al., Table 5: iteration times with full recomputation and with sequence parallelism and selective recomputation. */
+function korthikanti() {
+  console.log('Korthikanti et al. (MLSys 2023) Table 5 (iteration time; TP 8, no data parallelism, 1F1B assumed):');
+  let worst = 0;
+  for (const row of KORTHIKANTI_TABLE_5) {
+    const predicted = predictKorthikanti(row);
+    const error = (predicted - row.seconds) / row.seconds;
+    worst = Math.max(worst, Math.abs(error));
+    const layout = `PP ${String(row.pp).padEnd(2)} on ${String(row.gpus).padStart(3)} GPUs, micro-batch ${row.microBatch}`;
+    const technique = (row.technique === 'full' ? 'full recomputation:' : 'sequence parallel+selective:').padEnd(29);
+    console.log(`  ${row.parameters.padEnd(4)} ${layout}, ${technique}published ${row.seconds.toFixed(2)} s, dtsim ${predicted.toFixed(2)} s (${pct(error)})`);
+  }
+  console.log(`  worst row ${pct(worst)} (target: each within 5%)`);
 }
 
 /** Llama 3 405B, Table 4: the bundled scenarios of its three runs, MFU against the published. */
@@ -101,6 +117,7 @@ if (process.argv.includes('--fit')) {
       `its pick is measured ${pct(picks.meanRegret)} slower than the best on average, ${pct(picks.worstRegret)} at worst`,
   );
   megatron();
+  korthikanti();
   llama3();
   if (process.argv.includes('--write')) writeDoc();
 }
