@@ -5,7 +5,7 @@ import { emitTrace } from '../../src/report/trace.js';
 import { loadScenarioFile } from '../../src/scenario/load.js';
 import { simulate } from '../../src/simulate.js';
 import { SCHEDULES } from '../../src/strategies/pipeline/registry.js';
-import { LLAMA3_TABLE_4 } from '../../src/validation/vtrain.js';
+import { LLAMA3_TABLE_4 } from '../../src/validation/published.js';
 import { checkTrace } from '../support/trace-checker.js';
 
 const files = readdirSync('scenarios').filter((f) => /\.(ya?ml|json)$/.test(f)).sort();
