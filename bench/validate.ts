@@ -2,6 +2,7 @@
  * `npm run validate`: dtsim's step times against measured ones (docs/validation.md).
  *   --fit     grid-search the calibration on the even rows, report it on the odd (held-out) rows too
  *   --write   also put the results into docs/validation.md (between its markers)
+ *   --collectives P   time collectives with cluster.collectiveProtocol P (nccl, LL, LL128, Simple) instead of fitted
  */
 import { readFileSync } from 'node:fs';
 import { writeFileAtomic } from '../src/report/atomic.js';
@@ -30,6 +31,9 @@ function writeDoc() {
   log(`wrote the results into ${DOC}`);
 }
 const rows = readMeasuredRows(file);
+const collectivesAt = process.argv.indexOf('--collectives');
+/** The defaults, or with --collectives another way to time collectives. */
+const defaults: Calibration = collectivesAt > 0 ? { collectiveProtocol: process.argv[collectivesAt + 1] } : {};
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 
 function show(label: string, subset: MeasuredRow[], calibration: Calibration = {}) {
@@ -52,11 +56,11 @@ function megatron(calibration: Calibration = {}) {
 }
 
 /** Korthikanti et al., Table 5: iteration times with full recomputation and with sequence parallelism and selective recomputation. */
-function korthikanti() {
+function korthikanti(calibration: Calibration = {}) {
   console.log('Korthikanti et al. (MLSys 2023) Table 5 (iteration time; TP 8, no data parallelism, 1F1B assumed):');
   let worst = 0;
   for (const row of KORTHIKANTI_TABLE_5) {
-    const predicted = predictKorthikanti(row);
+    const predicted = predictKorthikanti(row, calibration);
     const error = (predicted - row.seconds) / row.seconds;
     worst = Math.max(worst, Math.abs(error));
     const layout = `PP ${String(row.pp).padEnd(2)} on ${String(row.gpus).padStart(3)} GPUs, micro-batch ${row.microBatch}`;
@@ -67,10 +71,12 @@ function korthikanti() {
 }
 
 /** Llama 3 405B, Table 4: the bundled scenarios of its three runs, MFU against the published. */
-function llama3() {
+function llama3(calibration: Calibration = {}) {
   console.log('Llama 3 405B, Table 4 (MFU; the bundled scenarios, docs/sequence.md):');
   for (const [file, published] of LLAMA3_TABLE_4) {
-    const mfu = simulate(loadScenarioFile(file)).report.throughput.mfu;
+    const scenario = loadScenarioFile(file);
+    if (calibration.collectiveProtocol) scenario.cluster.collectiveProtocol = calibration.collectiveProtocol as typeof scenario.cluster.collectiveProtocol;
+    const mfu = simulate(scenario).report.throughput.mfu;
     const points = (mfu - published) * 100;
     console.log(`  ${file.padEnd(41)} published ${pct(published)}, dtsim ${pct(mfu)} (${points >= 0 ? '+' : ''}${points.toFixed(1)} points; target: within 5)`);
   }
@@ -99,7 +105,7 @@ if (process.argv.includes('--fit')) {
   show('fitted, odd rows (held out)', test, best!.calibration);
   megatron(best!.calibration);
 } else {
-  const s = show('defaults, all rows', rows);
+  const s = show(defaults.collectiveProtocol ? `collectives on ${defaults.collectiveProtocol}, all rows` : 'defaults, all rows', rows, defaults);
   console.log('worst rows (gpus, global batch, micro batch, hidden, heads, layers, seq, tp, dp, pp):');
   for (const w of s.worst) {
     const r = w.row;
@@ -108,16 +114,16 @@ if (process.argv.includes('--fit')) {
   for (const key of ['tp', 'pp', 'hidden'] as const) {
     const groups = new Map<number, MeasuredRow[]>();
     for (const r of rows) groups.set(r[key], [...(groups.get(r[key]) ?? []), r]);
-    const parts = [...groups].sort((a, b) => a[0] - b[0]).map(([k, g]) => `${k}: ${pct(summarize(predictRows(g)).mape)}`);
+    const parts = [...groups].sort((a, b) => a[0] - b[0]).map(([k, g]) => `${k}: ${pct(summarize(predictRows(g, defaults)).mape)}`);
     console.log(`  MAPE by ${key}: ${parts.join(', ')}`);
   }
-  const picks = summarizePicks(predictRows(rows));
+  const picks = summarizePicks(predictRows(rows, defaults));
   console.log(
     `picking a configuration: in ${picks.exact} of ${picks.groups} groups of one model and job (GPUs, global batch, shape) dtsim's fastest is the measured fastest; ` +
       `its pick is measured ${pct(picks.meanRegret)} slower than the best on average, ${pct(picks.worstRegret)} at worst`,
   );
-  megatron();
-  korthikanti();
-  llama3();
+  megatron(defaults);
+  korthikanti(defaults);
+  llama3(defaults);
   if (process.argv.includes('--write')) writeDoc();
 }

@@ -1,3 +1,4 @@
+import type { CollectiveProtocol } from '../collectives/protocols.js';
 import type { ClusterSpec } from '../hardware/topology.js';
 import type { DeviceMesh } from '../strategies/mesh.js';
 import type { ParallelConfig } from '../strategies/registry.js';
@@ -12,7 +13,7 @@ import type { ModelSpec } from '../workload/registry.js';
  */
 export interface StepConfig {
   seed: number;
-  cluster: ClusterSpec & { collectiveStepLatencySeconds: number };
+  cluster: ClusterSpec & { collectiveStepLatencySeconds: number; collectiveProtocol?: CollectiveProtocol };
   model: ModelSpec;
   training: TrainingConfig;
   parallel: ParallelConfig;

@@ -1,4 +1,5 @@
 import { planCollective, type CollectiveKind, type CollectivePlan } from '../collectives/collectives.js';
+import { chooseProtocol, type CollectiveProtocol } from '../collectives/protocols.js';
 import type { AllocationHook } from '../engine/allocation.js';
 import { OperationGraphBuilder } from '../engine/graph.js';
 import { toNanoseconds } from '../engine/kernel.js';
@@ -12,8 +13,12 @@ interface GroupShape {
   /** The slowest path latency of a hop inside a node, and across nodes, seconds. */
   intraSeconds: number;
   interSeconds: number;
-  /** Nodes the group spans. */
+  /** Nodes the group spans, and the fewest members on one of them. */
   nodes: number;
+  membersPerNode: number;
+  /** The hops inside a node are NVLink; the seconds per byte of the slowest flow at full rate (striped where it is). */
+  nvlink: boolean;
+  secondsPerByte: number;
   /** Local ranks of the members on each node, when the group spans nodes and its flows may be striped. */
   rails?: Map<number, number[]>;
 }
@@ -41,6 +46,8 @@ export class StepEmitter {
     expectedOperations: number,
     stepLatencySeconds: number,
     allocation?: AllocationHook,
+    /** How collectives are timed: the fitted latency per step, NCCL's protocol choice, or one protocol. */
+    private readonly protocol: CollectiveProtocol = 'fitted',
   ) {
     this.graph = new OperationGraphBuilder(resources.laneCount, expectedOperations, { allocation });
     this.stepLatency = stepLatencySeconds;
@@ -116,41 +123,78 @@ export class StepEmitter {
   private groupShape(plan: CollectivePlan, deviceOf: (rank: number) => number, memberAt: (index: number) => number, size: number): GroupShape {
     const { topology } = this;
     const gpusPerNode = topology.spec.gpusPerNode;
-    const firstNode = Math.floor(memberAt(0) / gpusPerNode);
-    let oneNode = true;
-    for (let r = 1; r < size && oneNode; r++) oneNode = Math.floor(memberAt(r) / gpusPerNode) === firstNode;
+    const members = new Map<number, number[]>();
+    for (let r = 0; r < size; r++) {
+      const device = memberAt(r);
+      const node = Math.floor(device / gpusPerNode);
+      const list = members.get(node);
+      if (list) list.push(device % gpusPerNode);
+      else members.set(node, [device % gpusPerNode]);
+    }
+    const oneNode = members.size === 1;
+    let membersPerNode = size;
+    for (const list of members.values()) membersPerNode = Math.min(membersPerNode, list.length);
     let intra = 0;
     let inter = 0;
+    let nvlink = true;
+    let secondsPerByte = 0;
     for (const f of plan.flows) {
       const source = deviceOf(f.source);
       const target = deviceOf(f.target);
       const latency = topology.pathLatencySeconds(source, target);
-      if (oneNode || Math.floor(source / gpusPerNode) === Math.floor(target / gpusPerNode)) intra = Math.max(intra, latency);
-      else inter = Math.max(inter, latency);
+      const crosses = !oneNode && Math.floor(source / gpusPerNode) !== Math.floor(target / gpusPerNode);
+      if (crosses) inter = Math.max(inter, latency);
+      else {
+        intra = Math.max(intra, latency);
+        if (this.protocol !== 'fitted') nvlink &&= topology.pathType(source, target) === 'nvlink';
+      }
+      if (this.protocol === 'fitted') continue;
+      // A striped flow leaves through as many NICs as its node has members (addFlows).
+      const stripes = crosses && plan.ring ? members.get(Math.floor(source / gpusPerNode))!.length : 1;
+      secondsPerByte = Math.max(secondsPerByte, 1 / (stripes * this.pathRate(source, target)));
     }
-    if (oneNode) return { intraSeconds: intra, interSeconds: inter, nodes: 1 };
-    const rails = new Map<number, number[]>();
-    for (let r = 0; r < size; r++) {
-      const device = memberAt(r);
-      const node = Math.floor(device / gpusPerNode);
-      const list = rails.get(node);
-      if (list) list.push(device % gpusPerNode);
-      else rails.set(node, [device % gpusPerNode]);
-    }
+    const shape = { intraSeconds: intra, interSeconds: inter, nodes: members.size, membersPerNode, nvlink, secondsPerByte };
+    if (oneNode) return shape;
     // An all-to-all needs no striping: every member sends across nodes through its own rail already.
-    return { intraSeconds: intra, interSeconds: inter, nodes: rails.size, rails: this.canStripe && plan.ring ? rails : undefined };
+    return { ...shape, rails: this.canStripe && plan.ring ? members : undefined };
+  }
+
+  /** The rate of the slowest link on the path, bytes per second. */
+  private pathRate(source: number, target: number): number {
+    const { topology } = this;
+    let rate = Infinity;
+    for (const link of topology.path(source, target)) if (topology.binding[link]) rate = Math.min(rate, topology.capacityBytesPerSecond[link]);
+    return rate;
   }
 
   /**
-   * A collective's fixed time, as NCCL's tuning model counts it for a ring: each algorithm step pays the software
-   * step latency plus the path latency of the hop it takes, and only the steps that cross nodes (the number of nodes
-   * less one per pass around the ring) pay the network's.
+   * A collective's fixed time, as NCCL's tuning model counts it for a ring: each algorithm step pays the path
+   * latency of the hop it takes, and only the steps that cross nodes (the number of nodes less one per pass around
+   * the ring) pay the network's. On top, per step, the fitted software latency; or, with `protocol` other than
+   * `fitted`, what NCCL's protocol adds, its latency and the bandwidth it leaves unused (collectives/protocols.ts).
+   * Point-to-point and all-to-all traffic then runs on Simple.
    */
   private latencyNs(kind: CollectiveKind, plan: CollectivePlan, size: number, shape: GroupShape): number {
     let interSteps = 0;
     if (shape.nodes > 1) interSteps = kind === 'allToAll' || kind === 'p2p' ? plan.steps : Math.round((plan.steps / (size - 1)) * (shape.nodes - 1));
     const intraSteps = plan.steps - interSteps;
-    return toNanoseconds(intraSteps * (this.stepLatency + shape.intraSeconds) + interSteps * (this.stepLatency + shape.interSeconds));
+    const wire = intraSteps * shape.intraSeconds + interSteps * shape.interSeconds;
+    if (this.protocol === 'fitted') return toNanoseconds(wire + plan.steps * this.stepLatency);
+    const bytesPerRank = plan.ring && plan.flows.length > 0 ? plan.flows[0].bytes : 0;
+    const call = {
+      kind,
+      ranks: size,
+      bufferBytes: plan.steps > 0 ? (size * bytesPerRank) / plan.steps : 0,
+      steps: plan.steps,
+      interSteps,
+      bytesPerRank,
+      secondsPerByte: shape.secondsPerByte,
+      nvlink: shape.nvlink,
+      nodes: shape.nodes,
+      membersPerNode: shape.membersPerNode,
+    };
+    const choice = chooseProtocol(call, !plan.ring ? 'Simple' : this.protocol === 'nccl' ? undefined : this.protocol);
+    return toNanoseconds(wire + choice.overheadSeconds);
   }
 
   /**

@@ -103,7 +103,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
   const paramsSharded = states.params.shardAxes.length > 0;
   const segmentsPerPass = paramsSharded ? Math.max(...virtualStages.map((v) => v.blocks.length)) : 1;
   const expectedOperations = Math.min(2 ** 25, 1.25 * (passesPerReplica * (2 * perStage + perStage / tp) * segmentsPerPass + 4 * resources.devices));
-  const emit = new StepEmitter(resources, topology, expectedOperations, stepLatency, options.allocation);
+  const emit = new StepEmitter(resources, topology, expectedOperations, stepLatency, options.allocation, cluster.collectiveProtocol);
   const g = emit.graph;
 
   /** Where in the step an operation belongs, for its label. */

@@ -134,6 +134,7 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
         },
         linkEfficiency: input.cluster.linkEfficiency,
         collectiveStepLatencySeconds: input.cluster.collectiveStepLatency,
+        collectiveProtocol: input.cluster.collectiveProtocol,
       },
       model,
       training: {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { COLLECTIVE_PROTOCOLS } from '../collectives/protocols.js';
 import { closest } from '../errors.js';
 import { COLLECTIVE_STEP_LATENCY, GPU_PRESETS, NODE_PRESETS } from '../hardware/presets.js';
 import { MODEL_PRESETS } from '../workload/presets.js';
@@ -86,6 +87,7 @@ export const scenarioSchema = z
           .default({ nodesPerLeaf: 32, oversubscription: 1, switchLatency: 0.5e-6 }),
         linkEfficiency: fraction('a fraction from 1e-6 to 1').default(0.85),
         collectiveStepLatency: quantity('time', { allowZero: true }).default(COLLECTIVE_STEP_LATENCY),
+        collectiveProtocol: choice(COLLECTIVE_PROTOCOLS).default('fitted'),
       })
       .strict(),
     model: z

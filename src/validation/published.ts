@@ -97,11 +97,11 @@ export const KORTHIKANTI_TABLE_5: RecomputeRow[] = KORTHIKANTI_MODELS.flatMap(({
 ]);
 
 /** dtsim's iteration time for a row of Korthikanti et al.'s Table 5, seconds. */
-export function predictKorthikanti(row: RecomputeRow): number {
+export function predictKorthikanti(row: RecomputeRow, calibration: Pick<Calibration, 'collectiveProtocol'> = {}): number {
   const full = row.technique === 'full';
   const scenario = {
     name: `korthikanti-${row.parameters}-${row.technique}`,
-    cluster: { nodes: row.gpus / 8, gpusPerNode: 8, node: 'dgx-a100', gpu: 'a100-80gb' },
+    cluster: { nodes: row.gpus / 8, gpusPerNode: 8, node: 'dgx-a100', gpu: 'a100-80gb', collectiveProtocol: calibration.collectiveProtocol },
     model: { layers: row.layers, hidden: row.hidden, heads: row.heads, vocab: 51200, seqLength: 2048 },
     training: { globalBatch: row.globalBatch, microBatch: row.microBatch, precision: 'bf16', recompute: full ? 'full' : 'selective' },
     parallel: { tp: 8, pp: row.pp, dp: 1, schedule: '1f1b', sequenceParallel: !full },

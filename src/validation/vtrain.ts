@@ -44,6 +44,8 @@ export interface Calibration {
   hostOverheadPerLayer?: number;
   collectiveStepLatency?: number;
   transferOverhead?: number;
+  /** `cluster.collectiveProtocol`: the fitted per-step latency by default. */
+  collectiveProtocol?: string;
 }
 
 /** The scenario of one measured row, as vTrain's configuration describes the runs. */
@@ -56,6 +58,7 @@ export function rowScenario(row: MeasuredRow, calibration: Calibration = {}) {
   training.transferOverhead = calibration.transferOverhead ?? MEGATRON_DEEPSPEED_TRANSFER_OVERHEAD;
   const cluster: Record<string, unknown> = { nodes: 1, gpusPerNode: row.gpus, node: 'dgx-a100', gpu };
   if (calibration.collectiveStepLatency !== undefined) cluster.collectiveStepLatency = calibration.collectiveStepLatency;
+  if (calibration.collectiveProtocol !== undefined) cluster.collectiveProtocol = calibration.collectiveProtocol;
   return {
     name: `vtrain-${row.gpus}gpu-h${row.hidden}-L${row.layers}-tp${row.tp}-pp${row.pp}-dp${row.dp}-mb${row.microBatch}-gb${row.globalBatch}`,
     cluster,

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CollectiveKind } from '../../src/collectives/collectives.js';
+import { A100_ALLREDUCE_BUS_BANDWIDTH, chooseProtocol, type CollectiveProtocol } from '../../src/collectives/protocols.js';
 import { execute } from '../../src/engine/executor.js';
 import { MemoryTracker } from '../../src/engine/memory.js';
 import { buildTopology } from '../../src/hardware/topology.js';
@@ -15,11 +16,11 @@ import { scenario } from '../support/scenarios.js';
 const cluster = (patch: Record<string, unknown>) => scenario({ cluster: patch, training: { globalBatch: 64 }, parallel: { tp: 1, pp: 1, dp: undefined } }).cluster;
 
 /** Runs one collective over `group` on a fresh step and returns its time, seconds. */
-function collectiveSeconds(clusterPatch: Record<string, unknown>, kind: CollectiveKind, group: number[], bytes: number): number {
+function collectiveSeconds(clusterPatch: Record<string, unknown>, kind: CollectiveKind, group: number[], bytes: number, protocol: CollectiveProtocol = 'fitted'): number {
   const spec = cluster(clusterPatch);
   const topology = buildTopology(spec);
   const resources = new StepResources(spec.nodes, spec.gpusPerNode);
-  const emit = new StepEmitter(resources, topology, 4, spec.collectiveStepLatencySeconds);
+  const emit = new StepEmitter(resources, topology, 4, spec.collectiveStepLatencySeconds, undefined, protocol);
   emit.collective(kind, group, bytes, 1, LANE.dp, emit.label({ kind: KIND[kind] }));
   const memory = new MemoryTracker(resources.locationCount, 8, new Float64Array(resources.locationCount).fill(1e21));
   return execute({ graph: emit.graph.build(), links: topology, router: topology, memory }).makespanNs / 1e9;
@@ -60,6 +61,56 @@ describe('collectives across nodes, as NCCL runs them', () => {
     expect(twice / small).toBeLessThan(1.01);
     // Charging every step the network's latency, as before, would cost 30 x inter.
     expect(30 * inter - small).toBeGreaterThan(28 * (inter - intra) * 0.99);
+  });
+});
+
+const ONE_NODE = { nodes: 1, gpusPerNode: 8, node: 'dgx-a100' };
+const eightGpus = everyGpu.slice(0, 8);
+/** Bus bandwidth of an all-reduce as nccl-tests counts it: 2(n-1)/n of the buffer over the time, bytes per second. */
+const busBandwidth = (bytes: number, seconds: number, n = 8) => ((2 * (n - 1)) / n) * bytes / seconds;
+
+describe("collectives on NCCL's protocols (cluster.collectiveProtocol)", () => {
+  // nccl-tests on 8 A100 SXM reach 231.6 GB/s at 8 GiB; dtsim's NVLink, 300 GB/s at the 0.85 link efficiency, 255.
+  const linkScale = (300e9 * 0.85) / 231.58e9;
+
+  it('an 8-GPU all-reduce on nccl follows the measured nccl-tests bus bandwidth within 20% at every size from 1 KiB to 8 GiB', () => {
+    for (const [bytes, measured] of A100_ALLREDUCE_BUS_BANDWIDTH) {
+      const simulated = busBandwidth(bytes, collectiveSeconds(ONE_NODE, 'allReduce', eightGpus, bytes, 'nccl'));
+      expect(simulated / (measured * 1e9 * linkScale)).toBeGreaterThan(0.8);
+      expect(simulated / (measured * 1e9 * linkScale)).toBeLessThan(1.2);
+    }
+  });
+
+  it('the fitted default does not: over 2x slow for the smallest messages and over 20% fast at 16 and 32 MiB (why nccl exists)', () => {
+    const ratio = (bytes: number, measured: number) => busBandwidth(bytes, collectiveSeconds(ONE_NODE, 'allReduce', eightGpus, bytes)) / (measured * 1e9 * linkScale);
+    expect(ratio(2 ** 10, 0.04)).toBeLessThan(0.5);
+    expect(ratio(2 ** 24, 109.22)).toBeGreaterThan(1.2);
+    expect(ratio(2 ** 25, 132.77)).toBeGreaterThan(1.2);
+  });
+
+  it('bus bandwidth on nccl never falls as messages grow (the law of the curve), from 1 KiB to 8 GiB', () => {
+    let previous = 0;
+    for (let bytes = 2 ** 10; bytes <= 2 ** 33; bytes *= 2) {
+      const bandwidth = busBandwidth(bytes, collectiveSeconds(ONE_NODE, 'allReduce', eightGpus, bytes, 'nccl'));
+      expect(bandwidth).toBeGreaterThanOrEqual(previous * 0.999);
+      previous = bandwidth;
+    }
+  });
+
+  it("NCCL's choice: LL for small all-reduces, Simple for large ones; LL128 needs NVLink", () => {
+    const call = (bytes: number, nvlink = true) => ({ kind: 'allReduce' as const, ranks: 8, bufferBytes: bytes, steps: 14, interSteps: 0, bytesPerRank: (14 / 8) * bytes, secondsPerByte: 1 / 255e9, nvlink, nodes: 1, membersPerNode: 8 });
+    expect(chooseProtocol(call(2 ** 12)).protocol).toBe('LL');
+    expect(chooseProtocol(call(2 ** 30)).protocol).toBe('Simple');
+    expect(chooseProtocol(call(2 ** 22)).protocol).toBe('LL128');
+    expect(chooseProtocol(call(2 ** 22, false)).protocol).not.toBe('LL128');
+  });
+
+  it('forcing LL on a large all-reduce leaves three quarters of the bandwidth unused: 4x the time of Simple', () => {
+    const bytes = 2 ** 30;
+    const ll = collectiveSeconds(ONE_NODE, 'allReduce', eightGpus, bytes, 'LL');
+    const simple = collectiveSeconds(ONE_NODE, 'allReduce', eightGpus, bytes, 'Simple');
+    expect(ll / simple).toBeGreaterThan(3.9);
+    expect(ll / simple).toBeLessThan(4.01);
   });
 });
 
