@@ -1,17 +1,23 @@
+import { NODE_PRESETS } from '../hardware/presets.js';
 import type { CollectiveKind } from './collectives.js';
 
 /**
- * NCCL's three ring protocols and how it picks one per call (NCCL's tuning model, `src/graph/tuning.cc`):
+ * NCCL's algorithms and protocols, and how it picks them per call (NCCL's tuning model, `src/graph/tuning.cc`).
+ * Protocols:
  * - LL (low latency): 8-byte stores with a flag in each, so a step costs little more than the wire, but only a
  *   quarter of the bus bandwidth is usable (a third for a one-node all-gather or reduce-scatter);
  * - LL128: 128-byte lines with 8 bytes of flags, 92% of the bandwidth (70% with one GPU per node), NVLink only;
  * - Simple: full bandwidth, with a handshake per chunk that makes each step several microseconds.
- * NCCL estimates each protocol's time as its latency plus the bytes at its bandwidth and takes the fastest, so
- * small messages run latency-bound on LL and large ones at the link rate on Simple: the bus bandwidth of a
- * collective rises with its size, as nccl-tests measure it.
+ * Algorithms, for an all-reduce across nodes: the ring, whose 2(n-1) steps include 2(nodes-1) network hops, or
+ * the tree (a double binary tree over the nodes, a chain inside each), 2 log2(nodes) network hops deep, at 90% of
+ * the bandwidth and no more than 80 to 110 GB/s per GPU. Other collectives, and one node, use the ring.
+ * NCCL estimates each pair's time as its latency plus the bytes at its bandwidth and takes the fastest, so small
+ * messages run latency-bound on LL (on the tree at scale) and large ones at the link rate on a Simple ring: the
+ * bus bandwidth of a collective rises with its size, as nccl-tests measure it.
  *
- * dtsim keeps the wire in the topology (each step still pays the path latency of its hop) and takes from NCCL's
- * table what a protocol adds: its base latency, and its per-step latency less LL's, which is the wire's.
+ * dtsim keeps the wire in the topology (each hop pays its path latency) and takes from NCCL's table what a
+ * protocol adds: its base latency, and its per-hop latency less LL's, which is the wire's. The flows stay the
+ * ring's whichever algorithm is picked: per rank a tree moves the same 2S of an all-reduce, to first order.
  */
 export const PROTOCOLS = ['LL', 'LL128', 'Simple'] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
@@ -25,12 +31,23 @@ export const COLLECTIVE_PROTOCOLS = ['fitted', 'nccl', ...PROTOCOLS] as const;
 export type CollectiveProtocol = (typeof COLLECTIVE_PROTOCOLS)[number];
 
 const us = 1e-6;
-/** NCCL's ring latencies, microseconds: base per call, and per step over NVLink, PCIe and the network. */
-const RING_LATENCY: Record<Protocol, { base: number; nvlink: number; pcie: number; network: number }> = {
-  LL: { base: 3.6, nvlink: 0.47, pcie: 1.0, network: 2.7 },
-  LL128: { base: 10.0, nvlink: 1.9, pcie: 2.5, network: 4.0 },
-  Simple: { base: 8.4, nvlink: 3.4, pcie: 5.7, network: 9.6 },
+type Latencies = Record<Protocol, { base: number; nvlink: number; pcie: number; network: number }>;
+/** NCCL's latencies, microseconds: base per call, and per hop over NVLink, PCIe and the network. */
+const LATENCY: Record<Algorithm, Latencies> = {
+  ring: {
+    LL: { base: 3.6, nvlink: 0.47, pcie: 1.0, network: 2.7 },
+    LL128: { base: 10.0, nvlink: 1.9, pcie: 2.5, network: 4.0 },
+    Simple: { base: 8.4, nvlink: 3.4, pcie: 5.7, network: 9.6 },
+  },
+  // A tree's Simple hop is the latency of a 256 kB chunk (tuning.cc's own note).
+  tree: {
+    LL: { base: 4.4, nvlink: 0.52, pcie: 1.0, network: 5.0 },
+    LL128: { base: 4.4, nvlink: 1.2, pcie: 1.9, network: 8.5 },
+    Simple: { base: 0, nvlink: 28, pcie: 28, network: 50 },
+  },
 };
+
+export type Algorithm = 'ring' | 'tree';
 
 /** What a protocol choice needs to know of a ring collective and its group. */
 export interface RingCall {
@@ -38,9 +55,12 @@ export interface RingCall {
   /** Ranks in the group, and the buffer each holds (the whole tensor of an all-reduce), bytes. */
   ranks: number;
   bufferBytes: number;
-  /** Algorithm steps, and of those the ones that cross nodes. */
+  /** Ring steps, and of those the ones that cross nodes. */
   steps: number;
   interSteps: number;
+  /** Path latency of the slowest hop inside a node and across nodes, seconds. */
+  intraSeconds: number;
+  interSeconds: number;
   /** Bytes each rank streams to its successor, and the seconds per byte of the slowest hop at full rate. */
   bytesPerRank: number;
   secondsPerByte: number;
@@ -52,18 +72,22 @@ export interface RingCall {
 }
 
 export interface ProtocolChoice {
+  algorithm: Algorithm;
   protocol: Protocol;
   /**
-   * Time the protocol adds to the wire, seconds: its base and per-step latency beyond the links' own, plus the
-   * bandwidth it leaves unused, which stays out of the flows so that the bytes reported are the bytes sent.
+   * The call's time beyond its flows at full rate, seconds: the wire's latency of every hop, the protocol's
+   * latency, and the bandwidth it leaves unused, which stays out of the flows so that the bytes reported are the
+   * bytes sent.
    */
   overheadSeconds: number;
-  /** NCCL's estimate of the whole call (for tests and docs), seconds, without the links' own latency. */
+  /** NCCL's estimate of the whole call on an idle network, and of it the links' own latency, seconds. */
   estimateSeconds: number;
+  wireSeconds: number;
 }
 
-/** The share of the link rate a protocol reaches (tuning.cc's bus-bandwidth refinements). */
-export function bandwidthShare(protocol: Protocol, call: Pick<RingCall, 'kind' | 'nodes' | 'membersPerNode'>): number {
+/** The share of the link rate a protocol reaches on an algorithm (tuning.cc's bus-bandwidth refinements). */
+export function bandwidthShare(protocol: Protocol, call: Pick<RingCall, 'kind' | 'nodes' | 'membersPerNode'>, algorithm: Algorithm = 'ring'): number {
+  if (algorithm === 'tree') return 0.9 * (protocol === 'LL' ? 1 / 3.8 : protocol === 'LL128' ? 0.915 : 1);
   if (protocol === 'LL') return call.nodes > 1 || call.kind === 'allReduce' ? 1 / 4 : 1 / 3;
   if (protocol === 'LL128') return call.membersPerNode < 2 ? 0.7 : 0.92;
   return 1;
@@ -83,16 +107,20 @@ export const A100_ALLREDUCE_BUS_BANDWIDTH: readonly (readonly [bytes: number, gb
  * How far the measured curve falls below NCCL's model of the same all-reduce (8 ranks, one node, NVLink, at the
  * curve's plateau), by buffer size: between the latency-bound small sizes and the plateau, NCCL fills its pipeline
  * of chunks more slowly than a latency-plus-bandwidth model says. A factor on the modelled time, 1 where the
- * model is already as slow; read off the curve once, interpolated in log size, and applied to every ring.
+ * model is already as slow; read off the curve once, interpolated in log size, and applied to every call. It
+ * scales the protocol's latency and transfer, not the links' own latency, which the topology sets.
  */
+/** The measured node as dtsim's dgx-a100 preset routes it: GPU to NVSwitch to GPU. */
+const MEASURED_HOP_SECONDS = 2 * NODE_PRESETS['dgx-a100'].nvlinkLatencySeconds;
 const SLOWDOWN: readonly (readonly [log2Bytes: number, factor: number])[] = (() => {
   const plateau = A100_ALLREDUCE_BUS_BANDWIDTH[A100_ALLREDUCE_BUS_BANDWIDTH.length - 1][1] * 1e9;
   return A100_ALLREDUCE_BUS_BANDWIDTH.map(([bytes, busBandwidth]) => {
     const bytesPerRank = (2 * 7 * bytes) / 8;
-    const reference: RingCall = { kind: 'allReduce', ranks: 8, bufferBytes: bytes, steps: 14, interSteps: 0, bytesPerRank, secondsPerByte: 1 / plateau, nvlink: true, nodes: 1, membersPerNode: 8 };
-    const modelled = modelProtocol(reference).estimateSeconds + 14 * RING_LATENCY.LL.nvlink * us;
+    const reference: RingCall = { kind: 'allReduce', ranks: 8, bufferBytes: bytes, steps: 14, interSteps: 0, intraSeconds: MEASURED_HOP_SECONDS, interSeconds: 0, bytesPerRank, secondsPerByte: 1 / plateau, nvlink: true, nodes: 1, membersPerNode: 8 };
     const measured = bytesPerRank / (busBandwidth * 1e9);
-    return [Math.log2(bytes), Math.max(1, measured / modelled)] as const;
+    const modelled = modelChoice(reference);
+    // The wire's latency is the topology's: the factor scales the rest.
+    return [Math.log2(bytes), Math.max(1, (measured - modelled.wireSeconds) / (modelled.estimateSeconds - modelled.wireSeconds))] as const;
   });
 })();
 
@@ -112,35 +140,44 @@ export function measuredSlowdown(bytes: number): number {
 }
 
 /**
- * NCCL's choice for a ring collective: the protocol with the least estimated time, slowed where nccl-tests
- * measure a collective of that size slower than the model. `only` forces one protocol, on the model alone.
+ * NCCL's choice for a collective: the algorithm and protocol with the least estimated time, slowed where
+ * nccl-tests measure a call of that size slower than the model. `only` forces one protocol, on the model alone.
  */
 export function chooseProtocol(call: RingCall, only?: Protocol): ProtocolChoice {
-  const choice = modelProtocol(call, only);
+  const choice = modelChoice(call, only);
   if (only) return choice;
   const slowdown = measuredSlowdown(call.bufferBytes);
   if (slowdown === 1) return choice;
-  const extra = choice.estimateSeconds * (slowdown - 1);
-  return { protocol: choice.protocol, overheadSeconds: choice.overheadSeconds + extra, estimateSeconds: choice.estimateSeconds + extra };
+  const extra = (choice.estimateSeconds - choice.wireSeconds) * (slowdown - 1);
+  return { ...choice, overheadSeconds: choice.overheadSeconds + extra, estimateSeconds: choice.estimateSeconds + extra };
 }
 
-/** NCCL's tuning model alone: the protocol with the least estimated time; `only` forces one. */
-function modelProtocol(call: RingCall, only?: Protocol): ProtocolChoice {
+/** Largest bus bandwidth of a tree per GPU, bytes per second (tuning.cc: over 2 nodes, and up to 2). */
+const treeCap = (nodes: number) => (nodes > 2 ? 80e9 : 110e9);
+
+/** NCCL's tuning model alone: the algorithm and protocol with the least estimated time; `only` forces a protocol. */
+function modelChoice(call: RingCall, only?: Protocol): ProtocolChoice {
   let best: ProtocolChoice | undefined;
-  for (const protocol of only ? [only] : PROTOCOLS) {
-    if (protocol === 'LL128' && !call.nvlink && !only) continue;
-    const table = RING_LATENCY[protocol];
-    const wire = RING_LATENCY.LL;
-    const intraHop = call.nvlink ? 'nvlink' : 'pcie';
-    const intraSteps = call.steps - call.interSteps;
-    let latency = table.base + intraSteps * (table[intraHop] - wire[intraHop]) + call.interSteps * (table.network - wire.network);
-    // tuning.cc: a large multi-node Simple all-reduce plateaus below the model, by about this factor on its latency.
-    if (protocol === 'Simple' && call.nodes > 1 && call.kind === 'allReduce' && call.bufferBytes >= (call.ranks / 16) * 65536) latency *= 1.9;
-    const fullRate = call.bytesPerRank * call.secondsPerByte;
-    const unused = fullRate / bandwidthShare(protocol, call) - fullRate;
-    const overheadSeconds = latency * us + unused;
-    const estimateSeconds = overheadSeconds + fullRate + (intraSteps * wire[intraHop] + call.interSteps * wire.network) * us;
-    if (!best || estimateSeconds < best.estimateSeconds) best = { protocol, overheadSeconds, estimateSeconds };
+  const intraHop = call.nvlink ? 'nvlink' : 'pcie';
+  const fullRate = call.bytesPerRank * call.secondsPerByte;
+  const algorithms: Algorithm[] = call.kind === 'allReduce' && call.nodes > 1 ? ['ring', 'tree'] : ['ring'];
+  for (const algorithm of algorithms) {
+    // Hops inside a node and across nodes: the ring's steps, or down and up a chain in each node and the tree.
+    const intraHops = algorithm === 'ring' ? call.steps - call.interSteps : 2 * Math.max(0, call.membersPerNode - 1);
+    const interHops = algorithm === 'ring' ? call.interSteps : 2 * Math.ceil(Math.log2(call.nodes));
+    const wire = intraHops * call.intraSeconds + interHops * call.interSeconds;
+    for (const protocol of only ? [only] : PROTOCOLS) {
+      if (protocol === 'LL128' && !call.nvlink && !only) continue;
+      const table = LATENCY[algorithm][protocol];
+      const ll = LATENCY[algorithm].LL;
+      let latency = table.base + intraHops * (table[intraHop] - ll[intraHop]) + interHops * (table.network - ll.network);
+      // tuning.cc: a large multi-node Simple ring all-reduce plateaus below the model, by about this factor on its latency.
+      if (algorithm === 'ring' && protocol === 'Simple' && call.nodes > 1 && call.kind === 'allReduce' && call.bufferBytes >= (call.ranks / 16) * 65536) latency *= 1.9;
+      let transfer = fullRate / bandwidthShare(protocol, call, algorithm);
+      if (algorithm === 'tree') transfer = Math.max(transfer, call.bytesPerRank / treeCap(call.nodes));
+      const estimateSeconds = wire + latency * us + transfer;
+      if (!best || estimateSeconds < best.estimateSeconds) best = { algorithm, protocol, overheadSeconds: Math.max(0, estimateSeconds - fullRate), estimateSeconds, wireSeconds: wire };
+    }
   }
   return best!;
 }

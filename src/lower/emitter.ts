@@ -178,8 +178,7 @@ export class StepEmitter {
     let interSteps = 0;
     if (shape.nodes > 1) interSteps = kind === 'allToAll' || kind === 'p2p' ? plan.steps : Math.round((plan.steps / (size - 1)) * (shape.nodes - 1));
     const intraSteps = plan.steps - interSteps;
-    const wire = intraSteps * shape.intraSeconds + interSteps * shape.interSeconds;
-    if (this.protocol === 'fitted') return toNanoseconds(wire + plan.steps * this.stepLatency);
+    if (this.protocol === 'fitted') return toNanoseconds(intraSteps * shape.intraSeconds + interSteps * shape.interSeconds + plan.steps * this.stepLatency);
     const bytesPerRank = plan.ring && plan.flows.length > 0 ? plan.flows[0].bytes : 0;
     const call = {
       kind,
@@ -187,6 +186,8 @@ export class StepEmitter {
       bufferBytes: plan.steps > 0 ? (size * bytesPerRank) / plan.steps : 0,
       steps: plan.steps,
       interSteps,
+      intraSeconds: shape.intraSeconds,
+      interSeconds: shape.interSeconds,
       bytesPerRank,
       secondsPerByte: shape.secondsPerByte,
       nvlink: shape.nvlink,
@@ -194,7 +195,7 @@ export class StepEmitter {
       membersPerNode: shape.membersPerNode,
     };
     const choice = chooseProtocol(call, !plan.ring ? 'Simple' : this.protocol === 'nccl' ? undefined : this.protocol);
-    return toNanoseconds(wire + choice.overheadSeconds);
+    return toNanoseconds(choice.overheadSeconds);
   }
 
   /**

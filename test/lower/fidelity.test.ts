@@ -13,7 +13,7 @@ import { scenario } from '../support/scenarios.js';
  * The physical effects of issue 16, each on its own: collectives striped over a node's NICs, latency paid per
  * step by the hop it takes, and Megatron's scatter/gather of pipeline transfers.
  */
-const cluster = (patch: Record<string, unknown>) => scenario({ cluster: patch, training: { globalBatch: 64 }, parallel: { tp: 1, pp: 1, dp: undefined } }).cluster;
+const cluster = (patch: Record<string, unknown>) => scenario({ cluster: patch, training: { globalBatch: 1024 }, parallel: { tp: 1, pp: 1, dp: undefined } }).cluster;
 
 /** Runs one collective over `group` on a fresh step and returns its time, seconds. */
 function collectiveSeconds(clusterPatch: Record<string, unknown>, kind: CollectiveKind, group: number[], bytes: number, protocol: CollectiveProtocol = 'fitted'): number {
@@ -70,14 +70,15 @@ const eightGpus = everyGpu.slice(0, 8);
 const busBandwidth = (bytes: number, seconds: number, n = 8) => ((2 * (n - 1)) / n) * bytes / seconds;
 
 describe("collectives on NCCL's protocols (cluster.collectiveProtocol)", () => {
-  // nccl-tests on 8 A100 SXM reach 231.6 GB/s at 8 GiB; dtsim's NVLink, 300 GB/s at the 0.85 link efficiency, 255.
+  // nccl-tests on 8 A100 SXM reach 231.6 GB/s at 8 GiB; dtsim's NVLink, 300 GB/s at the 0.85 link efficiency, 255:
+  // latency-bound sizes match the measured times, bandwidth-bound ones run up to 10% faster.
   const linkScale = (300e9 * 0.85) / 231.58e9;
 
-  it('an 8-GPU all-reduce on nccl follows the measured nccl-tests bus bandwidth within 20% at every size from 1 KiB to 8 GiB', () => {
+  it('an 8-GPU all-reduce on nccl follows the measured nccl-tests bus bandwidth within 10% at every size from 1 KiB to 8 GiB, never slower', () => {
     for (const [bytes, measured] of A100_ALLREDUCE_BUS_BANDWIDTH) {
-      const simulated = busBandwidth(bytes, collectiveSeconds(ONE_NODE, 'allReduce', eightGpus, bytes, 'nccl'));
-      expect(simulated / (measured * 1e9 * linkScale)).toBeGreaterThan(0.8);
-      expect(simulated / (measured * 1e9 * linkScale)).toBeLessThan(1.2);
+      const ratio = busBandwidth(bytes, collectiveSeconds(ONE_NODE, 'allReduce', eightGpus, bytes, 'nccl')) / (measured * 1e9);
+      expect(ratio).toBeGreaterThan(0.99);
+      expect(ratio).toBeLessThan(1.005 * linkScale);
     }
   });
 
@@ -98,11 +99,23 @@ describe("collectives on NCCL's protocols (cluster.collectiveProtocol)", () => {
   });
 
   it("NCCL's choice: LL for small all-reduces, Simple for large ones; LL128 needs NVLink", () => {
-    const call = (bytes: number, nvlink = true) => ({ kind: 'allReduce' as const, ranks: 8, bufferBytes: bytes, steps: 14, interSteps: 0, bytesPerRank: (14 / 8) * bytes, secondsPerByte: 1 / 255e9, nvlink, nodes: 1, membersPerNode: 8 });
+    const call = (bytes: number, nvlink = true) => ({ kind: 'allReduce' as const, ranks: 8, bufferBytes: bytes, steps: 14, interSteps: 0, intraSeconds: 0.5e-6, interSeconds: 0, bytesPerRank: (14 / 8) * bytes, secondsPerByte: 1 / 255e9, nvlink, nodes: 1, membersPerNode: 8 });
     expect(chooseProtocol(call(2 ** 12)).protocol).toBe('LL');
     expect(chooseProtocol(call(2 ** 30)).protocol).toBe('Simple');
     expect(chooseProtocol(call(2 ** 22)).protocol).toBe('LL128');
     expect(chooseProtocol(call(2 ** 22, false)).protocol).not.toBe('LL128');
+  });
+
+  it('across 64 nodes, a small all-reduce of one GPU per node takes the tree: faster than the ring\'s 126 network hops alone', () => {
+    const nodes = { nodes: 64, gpusPerNode: 8, node: 'dgx-a100' };
+    const group = Array.from({ length: 64 }, (_, i) => 8 * i);
+    const topology = buildTopology(cluster(nodes));
+    const ringWire = 126 * topology.pathLatencySeconds(0, 8);
+    expect(collectiveSeconds(nodes, 'allReduce', group, 2 ** 16, 'nccl')).toBeLessThan(ringWire);
+    expect(collectiveSeconds(nodes, 'allReduce', group, 2 ** 16)).toBeGreaterThan(ringWire);
+    const call = { kind: 'allReduce' as const, ranks: 64, bufferBytes: 2 ** 16, steps: 126, interSteps: 126, intraSeconds: 0, interSeconds: topology.pathLatencySeconds(0, 8), bytesPerRank: (126 / 64) * 2 ** 16, secondsPerByte: 1 / 21e9, nvlink: true, nodes: 64, membersPerNode: 1 };
+    expect(chooseProtocol(call).algorithm).toBe('tree');
+    expect(chooseProtocol({ ...call, bufferBytes: 2 ** 30, bytesPerRank: (126 / 64) * 2 ** 30 }).algorithm).toBe('ring');
   });
 
   it('forcing LL on a large all-reduce leaves three quarters of the bandwidth unused: 4x the time of Simple', () => {
