@@ -8,6 +8,7 @@ export type { PipelineSchedule, ScheduledPass } from './strategies/pipeline/sche
 export type { Report, DeviceReport, StageReport } from './report/report.js';
 export { renderSummary } from './report/summary.js';
 export { writeTrace, emitTrace, type TraceOptions } from './report/trace.js';
+export { renderHtmlReport, renderCompareHtml, type CompareEntry } from './report/html.js';
 export { buildTopology, summarizeTopology } from './hardware/topology.js';
 export { GPU_PRESETS, NODE_PRESETS } from './hardware/presets.js';
 export { MODEL_PRESETS } from './workload/presets.js';

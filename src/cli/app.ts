@@ -40,7 +40,7 @@ function scenarioCommand(y: Argv) {
 const maxOperations = { type: 'number', describe: 'refuse a step estimated to need more operations than this (default 30,000,000, about 8 GiB)' } as const;
 
 /** Options that take one value: given twice, yargs makes them an array, which is a usage error. */
-const SINGLE_VALUED = ['seed', 'output', 'trace', 'trace-ranks', 'trace-pipeline', 'schedules', 'log-level', 'max-operations', 'json', 'timeline', 'page-warmer'];
+const SINGLE_VALUED = ['seed', 'output', 'html', 'trace', 'trace-ranks', 'trace-pipeline', 'schedules', 'log-level', 'max-operations', 'json', 'timeline', 'page-warmer'];
 
 function buildParser(argv: string[]) {
   return yargs(argv)
@@ -50,6 +50,7 @@ function buildParser(argv: string[]) {
       scenarioCommand(y)
         .option('json', { type: 'boolean', describe: 'print the report as one JSON document' })
         .option('output', { type: 'string', describe: 'also write the JSON report to this file (atomically)' })
+        .option('html', { type: 'string', describe: 'write a self-contained HTML report to this file: timeline, memory over time, communication' })
         .option('trace', { type: 'string', describe: 'write a Chrome trace JSON to this file (open in ui.perfetto.dev)' })
         .option('trace-ranks', { type: 'string', describe: 'keep only these GPU ranks in the trace, such as 0-7,64' })
         .option('trace-pipeline', { type: 'number', describe: 'keep only one pipeline in the trace: every stage and tensor-, context- and sequence-parallel rank of this data-parallel replica' })
@@ -59,6 +60,7 @@ function buildParser(argv: string[]) {
         .example('$0 run scenarios/small-gpt.yaml', 'print the summary of a bundled scenario')
         .example('$0 run my.yaml --set parallel.tp=4', 'override a field (values are YAML)')
         .example('$0 run my.yaml --trace step.json', 'write a trace for ui.perfetto.dev')
+        .example('$0 run my.yaml --html step.html', 'write the visual report (opens offline in any browser)')
         .example('$0 run - < my.yaml --json', 'read stdin, print the JSON report'),
     )
     .command('compare <scenario>', 'run a scenario under several schedules or field values and print one table', (y) =>
@@ -66,8 +68,10 @@ function buildParser(argv: string[]) {
         .option('schedules', { type: 'string', describe: 'comma-separated schedules, such as gpipe,1f1b,interleaved,zb-h1,zb-h2,zb-v' })
         .option('vary', { type: 'string', array: true, describe: 'a field and its values, such as --vary parallel.tp=2,4,8 (repeatable: every combination)' })
         .option('json', { type: 'boolean', describe: 'print the results as one JSON array of reports' })
+        .option('html', { type: 'string', describe: 'also write an HTML page of the variants: table, and step time against peak memory' })
         .option('max-operations', maxOperations)
         .example('$0 compare my.yaml --schedules 1f1b,zb-h1,zb-v', 'three schedules')
+        .example('$0 compare my.yaml --vary parallel.tp=2,4 --html tp.html', 'the same as a page')
         .example('$0 compare my.yaml --vary parallel.tp=2,4', 'two values (--vary again: every combination)')
         .example("$0 compare my.yaml --vary 'parallel.layersPerStage=[10,14],[12,12]'", 'values that are lists'),
     )
@@ -155,7 +159,7 @@ export async function runCli(given: string[], io: Io): Promise<number> {
       case 'run':
         return await commands.run(args as Parameters<typeof commands.run>[0], shell, log, status);
       case 'compare':
-        return commands.compare(args as Parameters<typeof commands.compare>[0], shell, status);
+        return await commands.compare(args as Parameters<typeof commands.compare>[0], shell, status);
       case 'validate':
         return commands.validate(args, io);
       case 'topology':
@@ -182,7 +186,7 @@ export async function runCli(given: string[], io: Io): Promise<number> {
   }
 }
 
-const OPTIONS = ['set', 'seed', 'json', 'output', 'trace', 'trace-ranks', 'trace-pipeline', 'timeline', 'page-warmer', 'max-operations', 'schedules', 'vary', 'log-level', 'help', 'version'];
+const OPTIONS = ['set', 'seed', 'json', 'output', 'html', 'trace', 'trace-ranks', 'trace-pipeline', 'timeline', 'page-warmer', 'max-operations', 'schedules', 'vary', 'log-level', 'help', 'version'];
 const COMMANDS = ['run', 'compare', 'validate', 'topology', 'presets', 'schema', 'completion'];
 
 /** " (did you mean --json?)" for an unknown option or command yargs names, when one is near enough. */

@@ -35,7 +35,7 @@ const load = (args: ScenarioArgs) => loadScenarioFile(args.scenario, { set: args
 const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
 
 export async function run(
-  args: ScenarioArgs & { output?: string; trace?: string; 'trace-ranks'?: string; 'trace-pipeline'?: number; timeline?: boolean; 'page-warmer'?: boolean; 'max-operations'?: number },
+  args: ScenarioArgs & { output?: string; html?: string; trace?: string; 'trace-ranks'?: string; 'trace-pipeline'?: number; timeline?: boolean; 'page-warmer'?: boolean; 'max-operations'?: number },
   io: Io,
   log: Logger,
   status: StatusLine,
@@ -45,6 +45,7 @@ export async function run(
   // Before simulating: a path that cannot be written is a usage error now, not after the whole step.
   if (args.output !== undefined) checkWritable(args.output, '--output');
   if (args.trace !== undefined) checkWritable(args.trace, '--trace');
+  if (args.html !== undefined) checkWritable(args.html, '--html');
   const ranks = traceRanks(args, scenario);
   const started = process.hrtime.bigint();
   let lap = started;
@@ -56,9 +57,16 @@ export async function run(
     lap = now;
     progress(NEXT_PHASE[phase] ?? '');
   };
-  const sim = simulate(scenario, { recordMemory: args.trace === undefined ? false : (ranks ?? true), onPhase, pageWarmer: args['page-warmer'] === true, maxOperations: args['max-operations'] });
+  const sim = simulate(scenario, { recordMemory: memoryToRecord(args, scenario, ranks), onPhase, pageWarmer: args['page-warmer'] === true, maxOperations: args['max-operations'] });
   log.info({ operations: sim.report.simulation.operations, events: sim.report.simulation.events, wallMs: Number(process.hrtime.bigint() - started) / 1e6 }, 'step simulated');
   if (args.output) writeFileAtomic(args.output, json(sim.report));
+  if (args.html) {
+    progress(`writing the HTML report to ${args.html}`);
+    // Loaded here: Vega-Lite is needed only for the page.
+    const { renderHtmlReport } = await import('../report/html.js');
+    writeFileAtomic(args.html, renderHtmlReport(sim));
+    log.info({ file: args.html }, 'HTML report written');
+  }
   if (args.trace) {
     progress(`writing the trace to ${args.trace}`);
     const { events } = await writeTraceInterruptibly(sim, args.trace, { ranks });
@@ -70,8 +78,9 @@ export async function run(
   return 0;
 }
 
-export function compare(args: ScenarioArgs & { schedules?: string; vary?: string[]; 'max-operations'?: number }, io: Io, status: StatusLine): number {
+export async function compare(args: ScenarioArgs & { schedules?: string; vary?: string[]; html?: string; 'max-operations'?: number }, io: Io, status: StatusLine): Promise<number> {
   if (!args.schedules && !args.vary?.length) throw new UsageError('compare needs --schedules a,b,... or --vary path=v1,v2 (or both)');
+  if (args.html !== undefined) checkWritable(args.html, '--html');
   const source = readScenarioSource(args.scenario);
   const base = parseScenario(source.text, source.file, { set: args.set ?? [], seed: args.seed });
   const bySchedule = args.schedules ? scheduleVariants(args.schedules.split(',').map((s) => s.trim()).filter(Boolean), base.parallel.chunks) : [{ label: '', set: [] }];
@@ -80,6 +89,10 @@ export function compare(args: ScenarioArgs & { schedules?: string; vary?: string
   const onVariant = (index: number, total: number, label: string) => status.show(`variant ${index + 1} of ${total}${label ? `: ${truncate(label, 60)}` : ''}`);
   const { results, rederived } = compareVariants(source, variants, { set: args.set, seed: args.seed, maxOperations: args['max-operations'], onVariant });
   status.show('');
+  if (args.html) {
+    const { renderCompareHtml } = await import('../report/html.js');
+    writeFileAtomic(args.html, renderCompareHtml(base.name, results));
+  }
   if (args.json) {
     io.stdout(json(results));
     return 0;
@@ -189,6 +202,14 @@ export function presets(args: { json?: boolean }, io: Io): number {
   ];
   io.stdout(lines.join('\n') + '\n');
   return 0;
+}
+
+/** The memory timelines to keep: every location for a whole trace, else the traced ranks and those the HTML page draws. */
+function memoryToRecord(args: { trace?: string; html?: string }, scenario: Scenario, traced: Set<number> | undefined): boolean | Set<number> {
+  if (args.trace !== undefined && traced === undefined) return true;
+  const ranks = new Set<number>(args.trace !== undefined ? traced : []);
+  if (args.html !== undefined) for (const rank of pipelineRanks(scenario, 0)) ranks.add(rank);
+  return ranks.size > 0 ? ranks : false;
 }
 
 /** The GPU ranks a trace keeps: --trace-ranks, --trace-pipeline (both: the ranks in both), or all (undefined). */

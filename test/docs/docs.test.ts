@@ -97,13 +97,13 @@ describe('README and tutorial commands', () => {
   writeFileSync(tutorialScenario, scenarioBlocks(read('docs/tutorial.md'))[0]);
 
   const all = [...commands(read('README.md')), ...commands(read('docs/tutorial.md')), ...commands(read('docs/trace.md')), ...commands(read('docs/schedules.md')), ...commands(read('docs/zero.md'))].map((args) =>
-    args.map((a, i) => (a === 'esm2.yaml' ? tutorialScenario : ['--trace', '--output'].includes(args[i - 1]) ? join(tmp, a) : a)),
+    args.map((a, i) => (a === 'esm2.yaml' ? tutorialScenario : ['--trace', '--output', '--html'].includes(args[i - 1]) ? join(tmp, a) : a)),
   );
 
   it('the README shows the two command lines', () => {
     const readme = read('README.md');
     expect(readme).toContain('npm ci && npx dtsim run scenarios/small-gpt.yaml');
-    expect(readme).toContain('npm ci && npm test');
+    expect(readme).toContain('.ci/install-chromium && npm ci && npm test');
   });
 
   it.each(all.map((args) => [args.join(' '), args]))('dtsim %s exits 0', async (_line, args) => {
