@@ -100,6 +100,25 @@ describe('what the page draws', () => {
     expect(Math.max(...data.timeline.map((b) => b.end))).toBeLessThanOrEqual(step.report.stepTime + 1e-12);
   });
 
+  it('in the browser, hovering a timeline bar names its kind, micro-batch and duration, and scrolling zooms the time axis', async () => {
+    const s = loadScenarioFile('scenarios/small-gpt.yaml');
+    const file = join(SHOTS, 'interaction-small-gpt.html');
+    writeFileSync(file, renderHtmlReport(simulate(s, { recordMemory: new Set(pipelineRanks(s, 0)) })));
+    const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+    await page.goto(`file://${join(process.cwd(), file)}`);
+    await page.waitForFunction(() => document.body.dataset.drawn !== undefined);
+    const chart = page.locator('div.chart[data-spec="timeline"]');
+    await chart.locator('.role-mark > path').nth(3).hover();
+    await expect.poll(() => chart.getAttribute('title')).toMatch(/operation: forward\nmicro-batch: \d+\nstart \(s\): [\d.]+\nduration \(s\): [\d.]+/);
+    const ticks = () => chart.locator('.role-axis-label text').allTextContents();
+    const before = await ticks();
+    const box = (await chart.locator('svg').boundingBox())!;
+    await page.mouse.move(box.x + 400, box.y + 40);
+    await page.mouse.wheel(0, -400);
+    await expect.poll(ticks).not.toEqual(before);
+    await page.close();
+  }, 60_000);
+
   it('compare --html: the variants table and a point per variant that runs, fitting or not told apart', async () => {
     const source = readScenarioSource('scenarios/small-gpt.yaml');
     const { results } = compareVariants(source, [
