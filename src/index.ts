@@ -9,6 +9,8 @@ export type { Report, DeviceReport, StageReport } from './report/report.js';
 export { renderSummary } from './report/summary.js';
 export { writeTrace, emitTrace, type TraceOptions } from './report/trace.js';
 export { renderHtmlReport, renderCompareHtml, type CompareEntry } from './report/html.js';
+export { loadSweep, runEntry, mergeLines, readLines, shardFrom, type Sweep, type SweepEntry, type SweepLine } from './sweep.js';
+export { runSweep, type SweepRunOptions } from './sweep-run.js';
 export { buildTopology, summarizeTopology } from './hardware/topology.js';
 export { GPU_PRESETS, NODE_PRESETS } from './hardware/presets.js';
 export { MODEL_PRESETS } from './workload/presets.js';

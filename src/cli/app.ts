@@ -40,7 +40,7 @@ function scenarioCommand(y: Argv) {
 const maxOperations = { type: 'number', describe: 'refuse a step estimated to need more operations than this (default 30,000,000, about 8 GiB)' } as const;
 
 /** Options that take one value: given twice, yargs makes them an array, which is a usage error. */
-const SINGLE_VALUED = ['seed', 'output', 'html', 'trace', 'trace-ranks', 'trace-pipeline', 'schedules', 'log-level', 'max-operations', 'json', 'timeline', 'page-warmer'];
+const SINGLE_VALUED = ['seed', 'output', 'html', 'shard', 'shards', 'workers', 'trace', 'trace-ranks', 'trace-pipeline', 'schedules', 'log-level', 'max-operations', 'json', 'timeline', 'page-warmer'];
 
 function buildParser(argv: string[]) {
   return yargs(argv)
@@ -74,6 +74,25 @@ function buildParser(argv: string[]) {
         .example('$0 compare my.yaml --vary parallel.tp=2,4 --html tp.html', 'the same as a page')
         .example('$0 compare my.yaml --vary parallel.tp=2,4', 'two values (--vary again: every combination)')
         .example("$0 compare my.yaml --vary 'parallel.layersPerStage=[10,14],[12,12]'", 'values that are lists'),
+    )
+    .command('sweep <grid>', 'simulate every entry of a grid of overrides, in worker threads, into a resumable JSON Lines file', (y) =>
+      y
+        .positional('grid', { type: 'string', describe: 'the grid file (docs/sweeps.md)' })
+        .option('output', { type: 'string', describe: 'the JSON Lines file: entries already in it are skipped', demandOption: 'give --output FILE, the JSON Lines file the results go to' })
+        .option('shard', { type: 'string', describe: 'run only shard K of N (K from 0), such as 3/8; read from Slurm or a Kubernetes Indexed Job when absent' })
+        .option('shards', { type: 'number', describe: 'the shard count of a Kubernetes Indexed Job (its completions), whose index comes from JOB_COMPLETION_INDEX' })
+        .option('workers', { type: 'number', describe: 'worker threads (default: one per core)' })
+        .option('json', { type: 'boolean', describe: 'print the lines instead of the table' })
+        .example('$0 sweep grid.yaml --output sweep.jsonl', 'every entry, on every core')
+        .example('$0 sweep grid.yaml --output out-3.jsonl --shard 3/8', 'shard 3 of 8, as a job array task')
+        .example('$0 merge out-*.jsonl --output sweep.jsonl', 'the shards merged into what one run gives'),
+    )
+    .command('merge <files..>', 'merge the output files of a sweep\'s shards into the file and table one run gives', (y) =>
+      y
+        .positional('files', { type: 'string', array: true, describe: 'JSON Lines files of one sweep' })
+        .option('output', { type: 'string', describe: 'write the merged lines to this file (atomically)' })
+        .option('json', { type: 'boolean', describe: 'print the merged lines instead of the table' })
+        .example('$0 merge out-*.jsonl --output sweep.jsonl', 'one file, in entry order'),
     )
     .command('validate <scenario>', 'check a scenario file and print what it resolves to', (y) =>
       scenarioCommand(y)
@@ -160,6 +179,10 @@ export async function runCli(given: string[], io: Io): Promise<number> {
         return await commands.run(args as Parameters<typeof commands.run>[0], shell, log, status);
       case 'compare':
         return await commands.compare(args as Parameters<typeof commands.compare>[0], shell, status);
+      case 'sweep':
+        return await commands.sweep(args as unknown as Parameters<typeof commands.sweep>[0], shell, status);
+      case 'merge':
+        return commands.merge(args as unknown as Parameters<typeof commands.merge>[0], shell);
       case 'validate':
         return commands.validate(args, io);
       case 'topology':
@@ -186,8 +209,8 @@ export async function runCli(given: string[], io: Io): Promise<number> {
   }
 }
 
-const OPTIONS = ['set', 'seed', 'json', 'output', 'html', 'trace', 'trace-ranks', 'trace-pipeline', 'timeline', 'page-warmer', 'max-operations', 'schedules', 'vary', 'log-level', 'help', 'version'];
-const COMMANDS = ['run', 'compare', 'validate', 'topology', 'presets', 'schema', 'completion'];
+const OPTIONS = ['set', 'seed', 'json', 'output', 'html', 'shard', 'shards', 'workers', 'trace', 'trace-ranks', 'trace-pipeline', 'timeline', 'page-warmer', 'max-operations', 'schedules', 'vary', 'log-level', 'help', 'version'];
+const COMMANDS = ['run', 'compare', 'sweep', 'merge', 'validate', 'topology', 'presets', 'schema', 'completion'];
 
 /** " (did you mean --json?)" for an unknown option or command yargs names, when one is near enough. */
 function didYouMean(message: string): string {

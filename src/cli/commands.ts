@@ -12,6 +12,8 @@ import { writeTraceInterruptibly } from '../report/trace.js';
 import { loadScenarioFile, parseScenario, readScenarioSource } from '../scenario/load.js';
 import { pipelineRanks, simulate } from '../simulate.js';
 import { SCHEDULES } from '../strategies/pipeline/registry.js';
+import { loadSweep, mergeLines, readLines, shardFrom, formatLines, type SweepLine } from '../sweep.js';
+import { runSweep } from '../sweep-run.js';
 import { MODEL_PRESETS } from '../workload/presets.js';
 import { modelParameters } from '../workload/registry.js';
 import type { Scenario } from '../scenario/resolve.js';
@@ -202,6 +204,66 @@ export function presets(args: { json?: boolean }, io: Io): number {
   ];
   io.stdout(lines.join('\n') + '\n');
   return 0;
+}
+
+export async function sweep(args: { grid: string; output: string; shard?: string; shards?: number; workers?: number; json?: boolean }, io: Io, status: StatusLine): Promise<number> {
+  const grid = loadSweep(args.grid);
+  const shard = shardFrom(args.shard, args.shards, process.env);
+  checkWritable(args.output, '--output');
+  if (args.workers !== undefined && (!Number.isInteger(args.workers) || args.workers < 1)) throw new UsageError(`--workers takes a whole number of threads, 1 or more; got ${args.workers}`);
+  // Ctrl-C (or SIGTERM) stops between entries: completed lines stay in the file, and a second run resumes.
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  const started = process.hrtime.bigint();
+  let first = -1;
+  const onProgress = (done: number, total: number) => {
+    if (first < 0) first = done;
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const rate = (done - first) / Math.max(seconds, 1e-9);
+    const left = rate > 0 ? ` ${formatSeconds((total - done) / rate)} left` : '';
+    status.show(`sweep ${done} of ${total} entries${rate > 0 ? `, ${rate.toFixed(1)}/s,${left}` : ''}`);
+  };
+  try {
+    const run = await runSweep(grid, { output: args.output, shard, workers: args.workers, signal: controller.signal, onProgress });
+    status.show('');
+    if (!run.completed) {
+      io.stderr(`dtsim: stopped: ${run.lines.length} of ${grid.entries.filter((e) => e.index % shard.count === shard.index).length} entries are in ${args.output}; run the same command again to resume\n`);
+      return 130;
+    }
+    io.stdout(args.json ? formatLines(run.lines) : sweepTable(run.lines) + `\n${run.ran} entries simulated, ${run.skipped} already in ${args.output}${shard.count > 1 ? ` (shard ${shard.index} of ${shard.count})` : ''}\n`);
+    return 0;
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+}
+
+export function merge(args: { files: string[]; output?: string; json?: boolean }, io: Io): number {
+  if (args.output !== undefined) checkWritable(args.output, '--output');
+  const lines = mergeLines(args.files.flatMap((file) => readLines(file)), args.files.join(', '));
+  if (lines.length === 0) throw new UsageError(`no sweep lines in ${args.files.join(', ')}`);
+  if (args.output) writeFileAtomic(args.output, formatLines(lines));
+  io.stdout(args.json ? formatLines(lines) : sweepTable(lines));
+  return 0;
+}
+
+/** A sweep's lines as a table: the entry, its overrides, and what it gave; why an entry cannot run goes below. */
+function sweepTable(lines: SweepLine[]): string {
+  const fields = [...new Set(lines.flatMap((l) => Object.keys(l.overrides)))];
+  const header = ['entry', ...fields, 'step time', 'MFU', 'bubble', 'exposed comm', 'peak HBM', 'fits'];
+  const reasons: string[] = [];
+  const rows = lines.map((l) => {
+    const values = fields.map((f) => (f in l.overrides ? truncate(JSON.stringify(l.overrides[f]), 30) : ''));
+    const r = l.result;
+    if (!r) {
+      reasons.push(`[${reasons.length + 1}] entry ${l.index}: ${l.error ?? ''}`);
+      return [String(l.index), ...values, '-', '-', '-', '-', '-', `cannot run [${reasons.length}]`];
+    }
+    return [String(l.index), ...values, formatSeconds(r.stepTime), percent(r.mfu), percent(r.bubbleFraction), formatSeconds(r.exposedCommunicationTime), formatBytes(r.peakHbm), r.fits ? 'yes' : 'NO'];
+  });
+  return table(rows, header) + (reasons.length > 0 ? `\n${reasons.join('\n')}\n` : '');
 }
 
 /** The memory timelines to keep: every location for a whole trace, else the traced ranks and those the HTML page draws. */
