@@ -51,27 +51,32 @@ export async function runSweep(sweep: Sweep, options: SweepRunOptions): Promise<
     options.onProgress?.(done.size, mine.length);
   };
   options.onProgress?.(done.size, mine.length);
-  // Worker threads run the compiled worker; from TypeScript sources (a test runner), entries run in this thread.
-  const threaded = existsSync(fileURLToPath(WORKER));
-  const workers = threaded ? Math.max(1, Math.min(options.workers ?? availableParallelism(), todo.length)) : 1;
-  if (workers === 1) {
-    for (const entry of todo) {
-      if (options.signal?.aborted) break;
-      finish(runEntry(sweep, entry));
-      // Lets a signal handler run between entries.
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-  } else {
-    await runInWorkers(sweep, todo, workers, finish, options.signal);
-  }
+  await simulateEntries(sweep, todo, { workers: options.workers, signal: options.signal, onLine: finish });
   const completed = done.size === mine.length;
   const lines = mergeLines([...done.values()], options.output);
   if (completed) writeFileAtomic(options.output, formatLines(lines));
   return { lines, completed, ran: done.size - skipped, skipped };
 }
 
+/**
+ * Simulates entries on worker threads (one per core unless `workers` says), calling `onLine` as each ends, in the
+ * order they end; `signal` stops between entries. Worker threads run the compiled worker: from TypeScript sources
+ * (a test runner), entries run in this thread.
+ */
+export async function simulateEntries(sweep: Pick<Sweep, 'id' | 'source' | 'set'>, entries: SweepEntry[], options: { workers?: number; signal?: AbortSignal; onLine: (line: SweepLine) => void }): Promise<void> {
+  const threaded = existsSync(fileURLToPath(WORKER));
+  const workers = threaded ? Math.max(1, Math.min(options.workers ?? availableParallelism(), entries.length)) : 1;
+  if (workers > 1) return runInWorkers(sweep, entries, workers, options.onLine, options.signal);
+  for (const entry of entries) {
+    if (options.signal?.aborted) break;
+    options.onLine(runEntry(sweep, entry));
+    // Lets a signal handler run between entries.
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
 /** Entries over a pool of worker threads, each given the next entry when it posts a line. */
-function runInWorkers(sweep: Sweep, todo: SweepEntry[], count: number, finish: (line: SweepLine) => void, signal?: AbortSignal): Promise<void> {
+function runInWorkers(sweep: Pick<Sweep, 'id' | 'source' | 'set'>, todo: SweepEntry[], count: number, finish: (line: SweepLine) => void, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     let next = 0;
     let running = 0;

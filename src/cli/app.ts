@@ -40,7 +40,7 @@ function scenarioCommand(y: Argv) {
 const maxOperations = { type: 'number', describe: 'refuse a step estimated to need more operations than this (default 30,000,000, about 8 GiB)' } as const;
 
 /** Options that take one value: given twice, yargs makes them an array, which is a usage error. */
-const SINGLE_VALUED = ['seed', 'output', 'html', 'shard', 'shards', 'workers', 'trace', 'trace-ranks', 'trace-pipeline', 'schedules', 'log-level', 'max-operations', 'json', 'timeline', 'page-warmer'];
+const SINGLE_VALUED = ['seed', 'output', 'html', 'shard', 'shards', 'workers', 'gpus', 'objective', 'top', 'scenario-out', 'trace', 'trace-ranks', 'trace-pipeline', 'schedules', 'log-level', 'max-operations', 'json', 'timeline', 'page-warmer'];
 
 function buildParser(argv: string[]) {
   return yargs(argv)
@@ -74,6 +74,17 @@ function buildParser(argv: string[]) {
         .example('$0 compare my.yaml --vary parallel.tp=2,4 --html tp.html', 'the same as a page')
         .example('$0 compare my.yaml --vary parallel.tp=2,4', 'two values (--vary again: every combination)')
         .example("$0 compare my.yaml --vary 'parallel.layersPerStage=[10,14],[12,12]'", 'values that are lists'),
+    )
+    .command('plan <scenario>', 'search the parallel layout and techniques for the fastest configuration that fits', (y) =>
+      scenarioCommand(y)
+        .option('gpus', { type: 'number', describe: 'plan for this many GPUs (a multiple of the GPUs per node) instead of the scenario\'s' })
+        .option('objective', { choices: ['time', 'memory'] as const, default: 'time' as const, describe: 'what best means: least step time, or least peak HBM' })
+        .option('top', { type: 'number', default: 10, describe: 'how many of the best candidates to list' })
+        .option('scenario-out', { type: 'string', describe: 'write the best candidate as a scenario file that dtsim run reproduces' })
+        .option('workers', { type: 'number', describe: 'worker threads (default: one per core)' })
+        .option('json', { type: 'boolean', describe: 'print the whole plan as one JSON document' })
+        .example('$0 plan scenarios/small-gpt.yaml', 'the fastest layout that fits, and why the others lost')
+        .example('$0 plan my.yaml --gpus 64 --scenario-out best.yaml', 'for 64 GPUs; then dtsim run best.yaml'),
     )
     .command('sweep <grid>', 'simulate every entry of a grid of overrides, in worker threads, into a resumable JSON Lines file', (y) =>
       y
@@ -179,6 +190,8 @@ export async function runCli(given: string[], io: Io): Promise<number> {
         return await commands.run(args as Parameters<typeof commands.run>[0], shell, log, status);
       case 'compare':
         return await commands.compare(args as Parameters<typeof commands.compare>[0], shell, status);
+      case 'plan':
+        return await commands.plan(args as unknown as Parameters<typeof commands.plan>[0], shell, status);
       case 'sweep':
         return await commands.sweep(args as unknown as Parameters<typeof commands.sweep>[0], shell, status);
       case 'merge':
@@ -209,8 +222,8 @@ export async function runCli(given: string[], io: Io): Promise<number> {
   }
 }
 
-const OPTIONS = ['set', 'seed', 'json', 'output', 'html', 'shard', 'shards', 'workers', 'trace', 'trace-ranks', 'trace-pipeline', 'timeline', 'page-warmer', 'max-operations', 'schedules', 'vary', 'log-level', 'help', 'version'];
-const COMMANDS = ['run', 'compare', 'sweep', 'merge', 'validate', 'topology', 'presets', 'schema', 'completion'];
+const OPTIONS = ['set', 'seed', 'json', 'output', 'html', 'shard', 'shards', 'workers', 'gpus', 'objective', 'top', 'scenario-out', 'trace', 'trace-ranks', 'trace-pipeline', 'timeline', 'page-warmer', 'max-operations', 'schedules', 'vary', 'log-level', 'help', 'version'];
+const COMMANDS = ['run', 'compare', 'plan', 'sweep', 'merge', 'validate', 'topology', 'presets', 'schema', 'completion'];
 
 /** " (did you mean --json?)" for an unknown option or command yargs names, when one is near enough. */
 function didYouMean(message: string): string {

@@ -14,6 +14,7 @@ import { pipelineRanks, simulate } from '../simulate.js';
 import { SCHEDULES } from '../strategies/pipeline/registry.js';
 import { loadSweep, mergeLines, readLines, shardFrom, formatLines, type SweepLine } from '../sweep.js';
 import { runSweep } from '../sweep-run.js';
+import { plan as planStrategies, scenarioWith, type PlanCandidate } from '../plan.js';
 import { MODEL_PRESETS } from '../workload/presets.js';
 import { modelParameters } from '../workload/registry.js';
 import type { Scenario } from '../scenario/resolve.js';
@@ -204,6 +205,63 @@ export function presets(args: { json?: boolean }, io: Io): number {
   ];
   io.stdout(lines.join('\n') + '\n');
   return 0;
+}
+
+export async function plan(args: { scenario: string; gpus?: number; objective?: 'time' | 'memory'; top?: number; 'scenario-out'?: string; workers?: number; json?: boolean }, io: Io, status: StatusLine): Promise<number> {
+  if (args['scenario-out'] !== undefined) checkWritable(args['scenario-out'], '--scenario-out');
+  const source = readScenarioSource(args.scenario);
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  process.once('SIGINT', stop);
+  const started = process.hrtime.bigint();
+  try {
+    const result = await planStrategies(source, {
+      gpus: args.gpus,
+      objective: args.objective,
+      workers: args.workers,
+      signal: controller.signal,
+      onProgress: (done, total) => {
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        const rate = done / Math.max(seconds, 1e-9);
+        status.show(`plan: ${done} of ${total} candidates simulated${done > 0 ? `, ${rate.toFixed(1)}/s, ${formatSeconds((total - done) / rate)} left` : ''}`);
+      },
+    });
+    status.show('');
+    if (controller.signal.aborted) {
+      io.stderr('dtsim: plan stopped by Ctrl-C\n');
+      return 130;
+    }
+    const best = result.ranked[0];
+    if (best && args['scenario-out']) writeFileAtomic(args['scenario-out'], scenarioWith(source, best.overrides));
+    if (args.json) {
+      io.stdout(json(result));
+      return 0;
+    }
+    const layout = (c: PlanCandidate) => {
+      const o = c.overrides;
+      const extras = [o['parallel.sequenceParallel'] ? 'SP' : '', o['parallel.zero'] ? `ZeRO-${o['parallel.zero']}` : ''].filter(Boolean).join(' ');
+      return [`TP ${o['parallel.tp']} x PP ${o['parallel.pp']} x DP ${o['parallel.dp']}`, `${o['parallel.schedule']}${Number(o['parallel.chunks']) > 1 ? ` x ${o['parallel.chunks']}` : ''}`, String(o['training.microBatch']), String(o['training.recompute']), extras || '-'];
+    };
+    const header = ['layout', 'schedule', 'micro-batch', 'recompute', 'also', 'step time', 'MFU', 'peak HBM'];
+    const rows = (list: PlanCandidate[]) => list.map((c) => [...layout(c), formatSeconds(c.result!.stepTime), percent(c.result!.mfu), formatBytes(c.result!.peakHbm)]);
+    const refused = Object.entries(result.refused).sort((a, b) => b[1] - a[1]).map(([field, n]) => `${n} by ${field}`).join(', ');
+    let text = `${result.scenario}: ${result.gpus} GPUs, ${result.candidates} candidates; ${Object.values(result.refused).reduce((a, b) => a + b, 0)} refused by the checks${refused ? ` (${refused})` : ''}; ${result.pruned} pruned (model states alone exceed HBM); ${result.simulated} simulated, ${result.fitting} fit in ${formatBytes(result.capacity)}\n\n`;
+    if (!best) {
+      const near = result.closest.map((c) => [...layout(c), c.result ? formatSeconds(c.result.stepTime) : '-', c.result ? percent(c.result.mfu) : '-', c.result ? formatBytes(c.result.peakHbm) : `>= ${formatBytes(c.statesBound!)} (states)`]);
+      text += 'no candidate fits. The closest:\n\n' + table(near, header) + `\nEach needs more than the ${formatBytes(result.capacity)} of HBM a GPU has: add GPUs (--gpus), or memory-saving techniques the search does not cover (offloading, ZeRO-3).\n`;
+      io.stdout(text);
+      return 0;
+    }
+    text += `best by ${result.objective === 'time' ? 'step time' : 'peak HBM'}:\n\n${table(rows(result.ranked.slice(0, args.top ?? 10)), header)}\n`;
+    text += `Pareto front (no other candidate is both faster and smaller):\n\n${table(rows(result.pareto), header)}\n`;
+    const verdicts = result.dimensions.map((d) => [d.field, JSON.stringify(d.value), d.best ? (d.behind! > 0 ? `${percent(d.behind!)} behind` : 'best') : d.closestPeakHbm !== undefined ? `none fits (least peak ${formatBytes(d.closestPeakHbm)})` : 'none simulated']);
+    text += `each choice's best, against the best:\n\n${table(verdicts, ['field', 'value', 'its best'])}`;
+    if (args['scenario-out']) text += `\nthe best written to ${args['scenario-out']}: dtsim run ${args['scenario-out']}\n`;
+    io.stdout(text);
+    return 0;
+  } finally {
+    process.off('SIGINT', stop);
+  }
 }
 
 export async function sweep(args: { grid: string; output: string; shard?: string; shards?: number; workers?: number; json?: boolean }, io: Io, status: StatusLine): Promise<number> {

@@ -1,0 +1,246 @@
+import { createHash } from 'node:crypto';
+import { parseDocument } from 'yaml';
+import type { ScenarioSource } from './compare.js';
+import { UsageError } from './errors.js';
+import { parseScenario } from './scenario/load.js';
+import type { Scenario } from './scenario/resolve.js';
+import { simulateEntries } from './sweep-run.js';
+import { optimizerStateBytes } from './training/optimizer.js';
+import { gradientBytes, precisionSpec } from './training/precision.js';
+import { modelParameters } from './workload/registry.js';
+import type { EntrySummary, SweepEntry, SweepLine } from './sweep.js';
+
+/**
+ * `dtsim plan`: keeps a scenario's cluster, model and batch, and searches the parallel strategy and the techniques
+ * that apply (TP, PP, DP, micro-batch, schedule and chunks, recomputation, sequence parallelism, ZeRO-1). Every
+ * candidate the scenario's checks accept is simulated in full (on worker threads); the checks' refusals are counted
+ * by field. The answer: the best candidates, the Pareto front of step time against peak HBM, and for each value of
+ * each dimension how far its best falls behind, or why nothing with it fits.
+ */
+export type Objective = 'time' | 'memory';
+
+export interface PlanOptions {
+  /** Plan for this many GPUs (a multiple of the scenario's GPUs per node) instead of the scenario's. */
+  gpus?: number;
+  objective?: Objective;
+  workers?: number;
+  signal?: AbortSignal;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface PlanCandidate {
+  overrides: Record<string, unknown>;
+  result?: EntrySummary;
+  /** For a pruned candidate: the least HBM its model states need, bytes (statesLowerBound). */
+  statesBound?: number;
+}
+
+export interface DimensionVerdict {
+  field: string;
+  value: unknown;
+  /** The best fitting candidate with this value, and how much worse it is than the best by the objective. */
+  best?: PlanCandidate;
+  behind?: number;
+  /** When none with this value fits: the least HBM any needs, bytes, and the capacity. */
+  closestPeakHbm?: number;
+}
+
+export interface Plan {
+  scenario: string;
+  gpus: number;
+  objective: Objective;
+  /** Candidates generated, refused by a check (by field), pruned (their model states alone exceed HBM), simulated, and fitting. */
+  candidates: number;
+  refused: Record<string, number>;
+  pruned: number;
+  simulated: number;
+  fitting: number;
+  /** Fitting candidates by the objective, best first. */
+  ranked: PlanCandidate[];
+  /** Fitting candidates no other beats in both step time and peak HBM, by peak HBM. */
+  pareto: PlanCandidate[];
+  dimensions: DimensionVerdict[];
+  /** Simulated candidates that do not fit, least HBM first (what to look at when none fits). */
+  closest: PlanCandidate[];
+  capacity: number;
+}
+
+/**
+ * A lower bound on a candidate's peak HBM, bytes, without building its step: every parameter lives on one
+ * (tensor, pipeline) position, so some GPU holds at least Ψ / (tp x pp) of them, with their gradients and optimizer
+ * states for the whole step, each divided by the data-parallel size where ZeRO shards it. Undefined where states
+ * leave HBM (offloading), which the bound does not follow. A candidate whose bound exceeds the HBM cannot fit.
+ */
+export function statesLowerBound(s: Scenario): number | undefined {
+  const offload = (s.parallel as { offload?: { optimizer?: string; params?: string } }).offload;
+  if ((offload?.optimizer ?? 'none') !== 'none' || (offload?.params ?? 'none') !== 'none') return undefined;
+  const { tp, pp, dp, zero } = s.parallel as { tp: number; pp: number; dp: number; zero: number };
+  const { precision, optimizer, gradAccumulation } = s.training;
+  const shards = (stage: number) => (zero >= stage ? dp : 1);
+  const perParameter = precisionSpec(precision).parameterBytes / shards(3) + gradientBytes(precision, gradAccumulation) / shards(2) + optimizerStateBytes(optimizer, precision) / shards(1);
+  return (modelParameters(s.model) / (tp * pp)) * perParameter;
+}
+
+const divisors = (n: number) => Array.from({ length: n }, (_, i) => i + 1).filter((d) => n % d === 0);
+
+/** The candidates for a scenario: field path to value, each a complete parallel layout. */
+export function planCandidates(base: Scenario, gpus: number): Record<string, unknown>[] {
+  const { model, training, cluster } = base;
+  const out: Record<string, unknown>[] = [];
+  for (const tp of divisors(cluster.gpusPerNode).filter((t) => gpus % t === 0 && model.heads % t === 0)) {
+    // Stages need not hold equal layers (the split is derived, or uneven): any pp up to the layers.
+    for (const pp of divisors(gpus / tp).filter((p) => p <= model.layers)) {
+      const dp = gpus / (tp * pp);
+      for (const microBatch of [1, 2, 4, 8].filter((m) => training.globalBatch % (m * dp) === 0)) {
+        const schedules: [string, number][] = pp === 1 ? [['1f1b', 1]] : [['1f1b', 1], ['interleaved', 2], ['zb-h1', 1], ['zb-v', 2]];
+        for (const [schedule, chunks] of schedules) {
+          for (const recompute of ['none', 'selective', 'full']) {
+            for (const sequenceParallel of tp > 1 ? [false, true] : [false]) {
+              for (const zero of dp > 1 ? [0, 1] : [0]) {
+                out.push({
+                  'parallel.tp': tp,
+                  'parallel.pp': pp,
+                  'parallel.dp': dp,
+                  'training.microBatch': microBatch,
+                  'parallel.schedule': schedule,
+                  'parallel.chunks': chunks,
+                  'training.recompute': recompute,
+                  'parallel.sequenceParallel': sequenceParallel,
+                  'parallel.zero': zero,
+                });
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** The overrides that plan for `gpus` GPUs on the scenario's nodes. */
+function clusterOverrides(base: Scenario, gpus: number | undefined): Record<string, unknown> {
+  if (gpus === undefined) return {};
+  const perNode = base.cluster.gpusPerNode;
+  if (!Number.isInteger(gpus) || gpus < 1 || gpus % perNode !== 0) throw new UsageError(`--gpus must be a multiple of the scenario's ${perNode} GPUs per node; got ${gpus}`);
+  return { 'cluster.nodes': gpus / perNode };
+}
+
+const setOf = (overrides: Record<string, unknown>) => Object.entries(overrides).map(([path, value]) => `${path}=${JSON.stringify(value)}`);
+
+export async function plan(source: ScenarioSource, options: PlanOptions = {}): Promise<Plan> {
+  const base = parseScenario(source.text, source.file);
+  const cluster = clusterOverrides(base, options.gpus);
+  const gpus = options.gpus ?? base.cluster.nodes * base.cluster.gpusPerNode;
+  const objective = options.objective ?? 'time';
+  const all = planCandidates(base, gpus).map((c) => ({ ...cluster, ...c }));
+
+  // The checks first: a candidate they refuse is counted by the field they name, not simulated.
+  const refused: Record<string, number> = {};
+  const candidates: PlanCandidate[] = [];
+  const prunedCandidates: PlanCandidate[] = [];
+  // A layout the scenario tunes (layersPerStage, microBatchGroup) holds for its own pp and chunks only: other
+  // candidates run on the scenario without them, so that they are derived for each.
+  const retuned = detuned(source);
+  const own = (o: Record<string, unknown>) => o['parallel.pp'] === base.parallel.pp && o['parallel.chunks'] === base.parallel.chunks;
+  const sourceOf = (o: Record<string, unknown>) => (own(o) ? source : retuned);
+  const batches = new Map<ScenarioSource, SweepEntry[]>([[source, []], [retuned, []]]);
+  let index = 0;
+  for (const overrides of all) {
+    const from = sourceOf(overrides);
+    try {
+      const candidate = parseScenario(from.text, from.file, { set: setOf(overrides) });
+      // Proved not to fit without simulating: its model states alone exceed the HBM.
+      const bound = statesLowerBound(candidate) ?? 0;
+      if (bound > candidate.cluster.gpu.memoryBytes) prunedCandidates.push({ overrides, statesBound: bound });
+      else batches.get(from)!.push({ index: index++, overrides });
+    } catch (error) {
+      const path = error instanceof Error && 'issues' in error ? String((error as { issues: { path: string }[] }).issues[0]?.path ?? 'scenario') : 'scenario';
+      refused[path] = (refused[path] ?? 0) + 1;
+    }
+  }
+  const lines: SweepLine[] = [];
+  options.onProgress?.(0, index);
+  for (const [from, entries] of batches) {
+    if (entries.length === 0) continue;
+    const id = createHash('sha256').update(from.text).digest('hex').slice(0, 16);
+    await simulateEntries({ id, source: from, set: [] }, entries, {
+      workers: options.workers,
+      signal: options.signal,
+      onLine: (line) => {
+        lines.push(line);
+        options.onProgress?.(lines.length, index);
+      },
+    });
+  }
+  lines.sort((a, b) => a.index - b.index);
+  for (const line of lines) {
+    // Refused by a check only the full lowering makes (a schedule that needs more micro-batches, say): counted too.
+    if (line.error !== undefined) {
+      const path = line.error.split(':')[0] || 'scenario';
+      refused[path] = (refused[path] ?? 0) + 1;
+    } else candidates.push({ overrides: line.overrides, result: line.result });
+  }
+
+  const score = (c: PlanCandidate) => (objective === 'time' ? c.result!.stepTime : c.result!.peakHbm);
+  const tie = (c: PlanCandidate) => (objective === 'time' ? c.result!.peakHbm : c.result!.stepTime);
+  const fitting = candidates.filter((c) => c.result?.fits);
+  const ranked = [...fitting].sort((a, b) => score(a) - score(b) || tie(a) - tie(b));
+  const byPeak = [...fitting].sort((a, b) => a.result!.peakHbm - b.result!.peakHbm || a.result!.stepTime - b.result!.stepTime);
+  const pareto: PlanCandidate[] = [];
+  for (const c of byPeak) if (pareto.length === 0 || c.result!.stepTime < pareto[pareto.length - 1].result!.stepTime) pareto.push(c);
+  const best = ranked[0];
+
+  // Each dimension's values: how far the best with that value falls behind, or how close one comes to fitting.
+  const dimensions: DimensionVerdict[] = [];
+  for (const field of Object.keys(all[0] ?? {})) {
+    const values = [...new Set(all.map((c) => JSON.stringify(c[field])))];
+    if (values.length < 2) continue;
+    for (const v of values) {
+      const value = JSON.parse(v) as unknown;
+      const mine = ranked.find((c) => JSON.stringify(c.overrides[field]) === v);
+      if (mine) dimensions.push({ field, value, best: mine, behind: best ? score(mine) / score(best) - 1 : 0 });
+      else {
+        const peaks = candidates.filter((c) => c.result && JSON.stringify(c.overrides[field]) === v).map((c) => c.result!.peakHbm);
+        dimensions.push({ field, value, closestPeakHbm: peaks.length > 0 ? Math.min(...peaks) : undefined });
+      }
+    }
+  }
+  // Nearest to fitting: simulated ones by their peak, pruned ones by their states' bound.
+  const need = (c: PlanCandidate) => c.result?.peakHbm ?? c.statesBound!;
+  const closest = [...candidates.filter((c) => c.result && !c.result.fits), ...prunedCandidates].sort((a, b) => need(a) - need(b)).slice(0, 5);
+  return {
+    scenario: base.name,
+    gpus,
+    objective,
+    candidates: all.length,
+    refused,
+    pruned: prunedCandidates.length,
+    simulated: candidates.length,
+    fitting: fitting.length,
+    ranked,
+    pareto,
+    dimensions,
+    closest,
+    capacity: base.cluster.gpu.memoryBytes,
+  };
+}
+
+/** The scenario without the fields tuned to its own pipeline layout. */
+function detuned(source: ScenarioSource): ScenarioSource {
+  const doc = parseDocument(source.text);
+  for (const path of ['parallel.layersPerStage', 'parallel.microBatchGroup']) doc.deleteIn(path.split('.'));
+  return { file: source.file, text: doc.toString() };
+}
+
+/**
+ * The scenario file's text with a candidate's overrides written in: `dtsim run` on it reproduces the candidate.
+ * A pipeline layout other than the scenario's own leaves out the fields the scenario tuned to its own.
+ */
+export function scenarioWith(source: ScenarioSource, overrides: Record<string, unknown>): string {
+  const base = parseScenario(source.text, source.file);
+  const own = overrides['parallel.pp'] === undefined || (overrides['parallel.pp'] === base.parallel.pp && overrides['parallel.chunks'] === base.parallel.chunks);
+  const doc = parseDocument(own ? source.text : detuned(source).text);
+  for (const [path, value] of Object.entries(overrides)) doc.setIn(path.split('.'), value);
+  return doc.toString();
+}

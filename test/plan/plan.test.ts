@@ -1,0 +1,124 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { plan, planCandidates, scenarioWith, statesLowerBound } from '../../src/plan.js';
+import { parseScenario, readScenarioSource } from '../../src/scenario/load.js';
+import { simulate } from '../../src/simulate.js';
+import { cli } from '../support/cli.js';
+import { BASE, merge } from '../support/scenarios.js';
+
+/** `dtsim plan` (issue 14, points 1 and 2), on problems small enough to simulate every candidate by hand. */
+const dir = mkdtempSync(join(tmpdir(), 'dtsim-plan-'));
+const scenarioFile = (name: string, patch: Record<string, unknown> = {}) => {
+  const file = join(dir, `${name}.yaml`);
+  writeFileSync(file, stringify(merge(BASE, patch)));
+  return file;
+};
+
+describe('dtsim plan', () => {
+  const file = scenarioFile('tiny', { training: { globalBatch: 16 } });
+
+  it("the planner's best is the best of an exhaustive simulation of the same space, and every refusal is counted", async () => {
+    const source = readScenarioSource(file);
+    const result = await plan(source, { workers: 1 });
+    const base = parseScenario(source.text, source.file);
+    const space = planCandidates(base, 4);
+    expect(result.candidates).toBe(space.length);
+    let best = Infinity;
+    let ran = 0;
+    for (const overrides of space) {
+      let scenario;
+      try {
+        scenario = parseScenario(source.text, source.file, { set: Object.entries(overrides).map(([p, v]) => `${p}=${JSON.stringify(v)}`) });
+      } catch {
+        continue;
+      }
+      let report;
+      try {
+        report = simulate(scenario).report;
+      } catch {
+        continue;
+      }
+      ran++;
+      if (report.memory.fits) best = Math.min(best, report.stepTime);
+    }
+    expect(result.simulated + result.pruned).toBe(ran);
+    expect(result.simulated + result.pruned + Object.values(result.refused).reduce((a, b) => a + b, 0)).toBe(result.candidates);
+    expect(result.ranked[0].result!.stepTime).toBe(best);
+    // The Pareto front: sorted by peak HBM with step time falling, and the fastest on it.
+    const front = result.pareto.map((c) => c.result!);
+    for (let i = 1; i < front.length; i++) {
+      expect(front[i].peakHbm).toBeGreaterThanOrEqual(front[i - 1].peakHbm);
+      expect(front[i].stepTime).toBeLessThan(front[i - 1].stepTime);
+    }
+    expect(front[front.length - 1].stepTime).toBe(best);
+  }, 120_000);
+
+  it('--scenario-out writes a scenario that dtsim run reproduces exactly', async () => {
+    const out = join(dir, 'best.yaml');
+    const r = await cli('plan', file, '--scenario-out', out, '--workers', '1', '--json');
+    expect(r.code).toBe(0);
+    const planned = JSON.parse(r.stdout);
+    const run = await cli('run', out, '--json');
+    expect(JSON.parse(run.stdout).stepTime).toBe(planned.ranked[0].result.stepTime);
+  }, 120_000);
+
+  it('with no candidate that fits, the answer says so and lists the closest, least memory first', async () => {
+    const small = scenarioFile('small-gpu', { cluster: { gpu: { preset: 'a100-80gb', memory: '64MiB' } }, training: { globalBatch: 8 } });
+    const r = await cli('plan', small, '--workers', '1');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('no candidate fits. The closest:');
+    const result = await plan(readScenarioSource(small), { workers: 1 });
+    expect(result.ranked).toEqual([]);
+    expect(result.closest.length).toBeGreaterThan(0);
+    const peaks = result.closest.map((c) => c.result?.peakHbm ?? c.statesBound!);
+    expect([...peaks].sort((a, b) => a - b)).toEqual(peaks);
+    expect(peaks[0]).toBeGreaterThan(64 * 2 ** 20);
+  }, 120_000);
+
+  it('scenarioWith keeps the rest of the file and sets each field', () => {
+    const source = readScenarioSource(file);
+    const text = scenarioWith(source, { 'parallel.tp': 2, 'parallel.dp': 2, 'parallel.pp': 1 });
+    const s = parseScenario(text, 'x.yaml');
+    expect([s.parallel.tp, s.parallel.pp, s.parallel.dp]).toEqual([2, 1, 2]);
+    expect(s.model).toEqual(parseScenario(source.text, source.file).model);
+  });
+});
+
+describe('pruning by model states', () => {
+  it('the bound never exceeds the simulated HBM peak, so pruning never discards a candidate that fits (property, against full simulation)', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          tp: fc.constantFrom(1, 2, 4),
+          pp: fc.constantFrom(1, 2, 4),
+          zero: fc.constantFrom(0, 1, 2, 3),
+          precision: fc.constantFrom('fp32', 'fp16', 'bf16'),
+          optimizer: fc.constantFrom('adam', 'sgd'),
+          recompute: fc.constantFrom('none', 'full'),
+          memoryMiB: fc.integer({ min: 16, max: 4096 }),
+        }),
+        (c) => {
+          let scenario;
+          try {
+            scenario = parseScenario(
+              stringify(merge(BASE, { cluster: { nodes: 2, gpusPerNode: 4, gpu: { preset: 'a100-80gb', memory: `${c.memoryMiB}MiB` } }, training: { globalBatch: 16, precision: c.precision, optimizer: c.optimizer, recompute: c.recompute }, parallel: { tp: c.tp, pp: c.pp, dp: 8 / (c.tp * c.pp), zero: c.zero } })),
+              'p.yaml',
+            );
+          } catch {
+            return; // a layout the checks refuse is not the bound's business
+          }
+          const bound = statesLowerBound(scenario)!;
+          const report = simulate(scenario).report;
+          expect(bound).toBeLessThanOrEqual(report.memory.peak.hbm * (1 + 1e-9));
+          if (bound > scenario.cluster.gpu.memoryBytes) expect(report.memory.fits).toBe(false);
+        },
+      ),
+      { numRuns: 60, seed: 14 },
+    );
+  }, 120_000);
+});
+
