@@ -5,6 +5,7 @@
  *   npm run bench -- --runs 3         runs per scenario (default 5; the 16,384-GPU scenario runs at most 3)
  *   npm run bench -- --growth         also: how the cost grows with GPUs, micro-batches and layers
  *   npm run bench -- --json           one JSON document instead of tables
+ *   npm run bench -- --plan           only dtsim plan's search of a 13B model on 64 A100: candidates simulated per second
  *   npm run bench -- --against DIR    only scenario (b) without the page warmer, this build against the build in DIR
  *                                     (another checkout, built), in alternating fresh processes: old and new compared
  *
@@ -135,6 +136,23 @@ if (againstAt >= 0) {
   else {
     console.log(table(rows.map(({ build, m }) => [build, fmtSpread(m.wallSeconds, sec), ['load', 'topology', 'step', 'execute', 'report'].map((p) => sec(m.phaseSeconds[p])).join(' / ')]), ['build', 'wall time (median, min-max)', 'phases (medians)']));
     console.log(`this build / other: ${ratio.toFixed(3)} (median wall time)`);
+  }
+  process.exit(0);
+}
+
+// --plan: how fast dtsim plan searches the issue's problem, a 13B model on 64 A100 (8 DGX A100 nodes).
+if (flag('--plan')) {
+  const { plan } = await import('../src/plan.js');
+  const text = 'name: gpt3-13b-64-a100\ncluster: { nodes: 8, gpusPerNode: 8, gpu: a100-80gb, node: dgx-a100 }\nmodel: { preset: gpt3-13b }\ntraining: { globalBatch: 512, microBatch: 1, precision: bf16 }\nparallel: { tp: 8, pp: 1, dp: 8 }\n';
+  const started = seconds();
+  const result = await plan({ file: 'gpt3-13b-64-a100.yaml', text });
+  const wall = seconds() - started;
+  const refused = Object.values(result.refused).reduce((a, b) => a + b, 0);
+  const figures = { candidates: result.candidates, refused, pruned: result.pruned, simulated: result.simulated, seconds: wall, simulatedPerSecond: result.simulated / wall, best: result.ranked[0]?.overrides, bestStepTime: result.ranked[0]?.result?.stepTime };
+  if (asJson) console.log(JSON.stringify(figures, null, 2));
+  else {
+    console.log(`dtsim plan, GPT-3 13B on 64 A100 (8 DGX A100), ${cpus().length} cores: ${result.candidates} candidates, ${refused} refused by the checks, ${result.pruned} pruned, ${result.simulated} simulated in ${sec(wall)}`);
+    console.log(`${(result.simulated / wall).toFixed(1)} candidates simulated per second (target: 200); best ${sec(figures.bestStepTime ?? 0)} with ${JSON.stringify(figures.best)}`);
   }
   process.exit(0);
 }
