@@ -55,6 +55,8 @@ export interface Plan {
   pruned: number;
   simulated: number;
   fitting: number;
+  /** Every simulated candidate, in the order generated. */
+  evaluated: PlanCandidate[];
   /** Fitting candidates by the objective, best first. */
   ranked: PlanCandidate[];
   /** Fitting candidates no other beats in both step time and peak HBM, by peak HBM. */
@@ -218,6 +220,7 @@ export async function plan(source: ScenarioSource, options: PlanOptions = {}): P
     pruned: prunedCandidates.length,
     simulated: candidates.length,
     fitting: fitting.length,
+    evaluated: candidates,
     ranked,
     pareto,
     dimensions,

@@ -81,6 +81,7 @@ function buildParser(argv: string[]) {
         .option('objective', { choices: ['time', 'memory'] as const, default: 'time' as const, describe: 'what best means: least step time, or least peak HBM' })
         .option('top', { type: 'number', default: 10, describe: 'how many of the best candidates to list' })
         .option('scenario-out', { type: 'string', describe: 'write the best candidate as a scenario file that dtsim run reproduces' })
+        .option('html', { type: 'string', describe: 'also write an HTML page: the best, and every candidate by step time against peak memory' })
         .option('workers', { type: 'number', describe: 'worker threads (default: one per core)' })
         .option('json', { type: 'boolean', describe: 'print the whole plan as one JSON document' })
         .example('$0 plan scenarios/small-gpt.yaml', 'the fastest layout that fits, and why the others lost')

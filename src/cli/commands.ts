@@ -207,8 +207,9 @@ export function presets(args: { json?: boolean }, io: Io): number {
   return 0;
 }
 
-export async function plan(args: { scenario: string; gpus?: number; objective?: 'time' | 'memory'; top?: number; 'scenario-out'?: string; workers?: number; json?: boolean }, io: Io, status: StatusLine): Promise<number> {
+export async function plan(args: { scenario: string; gpus?: number; objective?: 'time' | 'memory'; top?: number; 'scenario-out'?: string; html?: string; workers?: number; json?: boolean }, io: Io, status: StatusLine): Promise<number> {
   if (args['scenario-out'] !== undefined) checkWritable(args['scenario-out'], '--scenario-out');
+  if (args.html !== undefined) checkWritable(args.html, '--html');
   const source = readScenarioSource(args.scenario);
   const controller = new AbortController();
   const stop = () => controller.abort();
@@ -245,7 +246,16 @@ export async function plan(args: { scenario: string; gpus?: number; objective?: 
     const header = ['layout', 'schedule', 'micro-batch', 'recompute', 'also', 'step time', 'MFU', 'peak HBM'];
     const rows = (list: PlanCandidate[]) => list.map((c) => [...layout(c), formatSeconds(c.result!.stepTime), percent(c.result!.mfu), formatBytes(c.result!.peakHbm)]);
     const refused = Object.entries(result.refused).sort((a, b) => b[1] - a[1]).map(([field, n]) => `${n} by ${field}`).join(', ');
-    let text = `${result.scenario}: ${result.gpus} GPUs, ${result.candidates} candidates; ${Object.values(result.refused).reduce((a, b) => a + b, 0)} refused by the checks${refused ? ` (${refused})` : ''}; ${result.pruned} pruned (model states alone exceed HBM); ${result.simulated} simulated, ${result.fitting} fit in ${formatBytes(result.capacity)}\n\n`;
+    const summary = `${result.scenario}: ${result.gpus} GPUs, ${result.candidates} candidates; ${Object.values(result.refused).reduce((a, b) => a + b, 0)} refused by the checks${refused ? ` (${refused})` : ''}; ${result.pruned} pruned (model states alone exceed HBM); ${result.simulated} simulated, ${result.fitting} fit in ${formatBytes(result.capacity)}`;
+    if (args.html) {
+      const { renderPlanHtml } = await import('../report/html.js');
+      const front = new Set(result.pareto);
+      const label = (c: PlanCandidate) => layout(c).filter((x) => x !== '-').join(', ');
+      const labelled = new Set([best, result.pareto[0]]);
+      const points = result.evaluated.map((c) => ({ label: label(c), stepTime: c.result!.stepTime, peakHbm: c.result!.peakHbm, fits: c.result!.fits, pareto: front.has(c), labelled: labelled.has(c) }));
+      writeFileAtomic(args.html, renderPlanHtml({ title: `dtsim plan: ${result.scenario}`, summary, header, rows: rows(result.ranked.slice(0, args.top ?? 10)), points, plan: result }));
+    }
+    let text = `${summary}\n\n`;
     if (!best) {
       const near = result.closest.map((c) => [...layout(c), c.result ? formatSeconds(c.result.stepTime) : '-', c.result ? percent(c.result.mfu) : '-', c.result ? formatBytes(c.result.peakHbm) : `>= ${formatBytes(c.statesBound!)} (states)`]);
       text += 'no candidate fits. The closest:\n\n' + table(near, header) + `\nEach needs more than the ${formatBytes(result.capacity)} of HBM a GPU has: add GPUs (--gpus), or memory-saving techniques the search does not cover (offloading, ZeRO-3).\n`;

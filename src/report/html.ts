@@ -164,25 +164,41 @@ export interface CompareEntry {
   error?: string;
 }
 
-function compareSpec(entries: CompareEntry[]): TopLevelSpec {
-  const values = entries.filter((e) => e.report).map((e) => ({ variant: e.variant, stepTime: e.report!.stepTime, peakHbm: e.report!.memory.peak.hbm, fits: e.report!.memory.fits ? 'fits' : 'does not fit' }));
+/** A point of a step-time against peak-memory chart: a compare variant or a planned candidate. */
+export interface TradeoffPoint {
+  label: string;
+  stepTime: number;
+  peakHbm: number;
+  fits: boolean;
+  /** On the Pareto front: drawn joined. */
+  pareto?: boolean;
+  /** Its label drawn beside it (else in its tooltip only). */
+  labelled?: boolean;
+}
+
+/** Step time against peak HBM, fitting and non-fitting apart, the Pareto front joined, some points labelled. */
+function tradeoffSpec(points: TradeoffPoint[]): TopLevelSpec {
+  const values = points.map((p) => ({ ...p, fits: p.fits ? 'fits' : 'does not fit', pareto: p.pareto ? 1 : 0, labelled: p.labelled ? 1 : 0 }));
+  const x = { field: 'peakHbm', type: 'quantitative' as const, title: 'peak HBM (bytes)', axis: { format: '~s' }, scale: { zero: false } };
+  const y = { field: 'stepTime', type: 'quantitative' as const, title: 'step time (s)', scale: { zero: false } };
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     width: 600,
     height: 320,
-    data: { values },
+    data: csv(values, ['label', 'stepTime', 'peakHbm', 'fits', 'pareto', 'labelled']),
     layer: [
+      { transform: [{ filter: 'datum.pareto == 1' }], mark: { type: 'line', color: '#888', strokeDash: [3, 2] }, encoding: { x, y, order: { field: 'peakHbm' } } },
       {
-        mark: { type: 'point', filled: true, size: 90 },
+        mark: { type: 'point', filled: true, size: points.length > 200 ? 30 : 90, opacity: 0.8 },
         encoding: {
-          x: { field: 'peakHbm', type: 'quantitative', title: 'peak HBM (bytes)', axis: { format: '~s' }, scale: { zero: false } },
-          y: { field: 'stepTime', type: 'quantitative', title: 'step time (s)', scale: { zero: false } },
+          x,
+          y,
           color: { field: 'fits', type: 'nominal', scale: { domain: ['fits', 'does not fit'], range: ['#54a24b', '#e45756'] }, title: null },
           shape: { field: 'fits', type: 'nominal', scale: { domain: ['fits', 'does not fit'], range: ['circle', 'cross'] }, title: null },
-          tooltip: [{ field: 'variant' }, { field: 'stepTime', format: '.4f' }, { field: 'peakHbm', format: ',.0f' }, { field: 'fits' }],
+          tooltip: [{ field: 'label' }, { field: 'stepTime', format: '.4f' }, { field: 'peakHbm', format: ',.0f' }, { field: 'fits' }],
         },
       },
-      { mark: { type: 'text', dx: 8, align: 'left', fontSize: 10 }, encoding: { x: { field: 'peakHbm', type: 'quantitative' }, y: { field: 'stepTime', type: 'quantitative' }, text: { field: 'variant' } } },
+      { transform: [{ filter: 'datum.labelled == 1' }], mark: { type: 'text', dx: 8, align: 'left', fontSize: 10 }, encoding: { x, y, text: { field: 'label' } } },
     ],
   };
 }
@@ -269,5 +285,28 @@ export function renderCompareHtml(name: string, entries: CompareEntry[]): string
   const body = `<h2>Variants</h2><table><tr><th>variant</th><th>step time</th><th>MFU</th><th>bubble</th><th>peak HBM</th><th>fits</th></tr>
 ${rows}</table>
 <h2>Step time against peak memory</h2><div class="chart" data-spec="compare"></div>`;
-  return page(`dtsim compare: ${name}`, `${entries.length} variants; dtsim ${VERSION}`, body, { compare: compareSpec(entries) }, { results: entries });
+  const points = entries.filter((e) => e.report).map((e) => ({ label: e.variant, stepTime: e.report!.stepTime, peakHbm: e.report!.memory.peak.hbm, fits: e.report!.memory.fits, labelled: true }));
+  return page(`dtsim compare: ${name}`, `${entries.length} variants; dtsim ${VERSION}`, body, { compare: tradeoffSpec(points) }, { results: entries });
+}
+
+/** What the plan page shows: built by the caller from a plan (the report layer knows no planner). */
+export interface PlanPage {
+  title: string;
+  summary: string;
+  header: string[];
+  /** The best candidates, as the command's table shows them. */
+  rows: string[][];
+  /** Every simulated candidate. */
+  points: TradeoffPoint[];
+  /** The plan as --json prints it. */
+  plan: unknown;
+}
+
+/** The page of `dtsim plan`: the best candidates, and every simulated one by step time against peak HBM. */
+export function renderPlanHtml(p: PlanPage): string {
+  const table = `<table><tr>${p.header.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr>
+${p.rows.map((r) => `<tr>${r.map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`).join('\n')}</table>`;
+  const body = `<h2>Search</h2><p>${escapeHtml(p.summary)}</p><h2>Best candidates</h2>${table}
+<h2>Step time against peak memory</h2><p class="note">Every simulated candidate (hover one for its layout); the dashed line joins the Pareto front, where no candidate is both faster and smaller. The labelled points are the best and the front's smallest.</p><div class="chart" data-spec="plan"></div>`;
+  return page(p.title, `dtsim ${VERSION}`, body, { plan: tradeoffSpec(p.points) }, { plan: p.plan });
 }

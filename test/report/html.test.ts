@@ -1,5 +1,7 @@
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { stringify } from 'yaml';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compareVariants } from '../../src/compare.js';
@@ -8,7 +10,8 @@ import { renderCompareHtml, renderHtmlReport, EMBEDDED_DEVICES } from '../../src
 import { htmlData } from '../../src/report/html-data.js';
 import { loadScenarioFile, readScenarioSource } from '../../src/scenario/load.js';
 import { pipelineRanks, simulate } from '../../src/simulate.js';
-import { scenario } from '../support/scenarios.js';
+import { cli } from '../support/cli.js';
+import { BASE, merge, scenario } from '../support/scenarios.js';
 
 /**
  * The visual report (issue 15): every bundled scenario's page opens in headless Chromium (Debian's package, which
@@ -118,6 +121,22 @@ describe('what the page draws', () => {
     await expect.poll(ticks).not.toEqual(before);
     await page.close();
   }, 60_000);
+
+  it('plan --html: the best candidates, and a mark for every simulated candidate', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dtsim-plan-html-'));
+    const file = join(dir, 'tiny.yaml');
+    writeFileSync(file, stringify(merge(BASE, { training: { globalBatch: 16 } })));
+    const page = join(dir, 'plan.html');
+    const r = await cli('plan', file, '--html', page, '--workers', '1');
+    expect(r.code).toBe(0);
+    const html = readFileSync(page, 'utf8');
+    const planned = embedded(html, 'plan');
+    const result = await open(html, 'plan-tiny');
+    expect(result.errors).toEqual([]);
+    expect(result.drawn).toBe('yes');
+    // One point per simulated candidate, the front's line, and two labels.
+    expect(result.marks.plan).toBe(planned.simulated + 1 + 2);
+  }, 120_000);
 
   it('compare --html: the variants table and a point per variant that runs, fitting or not told apart', async () => {
     const source = readScenarioSource('scenarios/small-gpt.yaml');
