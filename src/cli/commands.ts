@@ -228,15 +228,15 @@ export async function plan(args: { scenario: string; gpus?: number; objective?: 
       },
     });
     status.show('');
-    if (controller.signal.aborted) {
-      io.stderr('dtsim: plan stopped by Ctrl-C\n');
-      return 130;
-    }
+    // Stopped by Ctrl-C: what was simulated so far is still an answer, printed as such, with exit 130.
+    const stopped = controller.signal.aborted;
+    if (stopped) io.stderr(`dtsim: plan stopped by Ctrl-C after ${result.simulated} of the candidates; the results below cover those only\n`);
+    const code = stopped ? 130 : 0;
     const best = result.ranked[0];
     if (best && args['scenario-out']) writeFileAtomic(args['scenario-out'], scenarioWith(source, best.overrides));
     if (args.json) {
       io.stdout(json(result));
-      return 0;
+      return code;
     }
     const layout = (c: PlanCandidate) => {
       const o = c.overrides;
@@ -260,7 +260,7 @@ export async function plan(args: { scenario: string; gpus?: number; objective?: 
       const near = result.closest.map((c) => [...layout(c), c.result ? formatSeconds(c.result.stepTime) : '-', c.result ? percent(c.result.mfu) : '-', c.result ? formatBytes(c.result.peakHbm) : `>= ${formatBytes(c.statesBound!)} (states)`]);
       text += 'no candidate fits. The closest:\n\n' + table(near, header) + `\nEach needs more than the ${formatBytes(result.capacity)} of HBM a GPU has: add GPUs (--gpus), or memory-saving techniques the search does not cover (offloading, ZeRO-3).\n`;
       io.stdout(text);
-      return 0;
+      return code;
     }
     text += `best by ${result.objective === 'time' ? 'step time' : 'peak HBM'}:\n\n${table(rows(result.ranked.slice(0, args.top ?? 10)), header)}\n`;
     text += `Pareto front (no other candidate is both faster and smaller):\n\n${table(rows(result.pareto), header)}\n`;
@@ -268,7 +268,7 @@ export async function plan(args: { scenario: string; gpus?: number; objective?: 
     text += `each choice's best, against the best:\n\n${table(verdicts, ['field', 'value', 'its best'])}`;
     if (args['scenario-out']) text += `\nthe best written to ${args['scenario-out']}: dtsim run ${args['scenario-out']}\n`;
     io.stdout(text);
-    return 0;
+    return code;
   } finally {
     process.off('SIGINT', stop);
   }
