@@ -42,32 +42,50 @@ function show(label: string, subset: MeasuredRow[], calibration: Calibration = {
   return s;
 }
 
-function megatron(calibration: Calibration = {}) {
-  console.log('Megatron-LM SC21 Table 1 (TFLOP/s per GPU; assumed: micro-batch 4 without a pipeline, 1 with one, chunks as shown):');
+/**
+ * A published table against dtsim: each row's line with its relative error (`line` is given the prediction and the
+ * error), then the worst row against the target.
+ */
+function publishedTable<R>(title: string, rows: R[], predict: (row: R) => number, published: (row: R) => number, line: (row: R, predicted: number, error: string) => string, target: string) {
+  console.log(title);
   let worst = 0;
-  for (const row of MEGATRON_TABLE_1) {
-    const predicted = predictMegatron(row, calibration);
-    const error = (predicted - row.tflops) / row.tflops;
+  for (const row of rows) {
+    const predicted = predict(row);
+    const error = (predicted - published(row)) / published(row);
     worst = Math.max(worst, Math.abs(error));
-    const layout = `TP ${row.tp} x PP ${String(row.pp).padEnd(2)}${row.pp > 1 ? ` interleaved x ${row.chunks}` : '                 '}`;
-    console.log(`  ${row.parameters.padEnd(7)} ${layout} on ${String(row.gpus).padStart(4)} GPUs: published ${row.tflops}, dtsim ${predicted.toFixed(0)} (${pct(error)})`);
+    console.log(`  ${line(row, predicted, pct(error))}`);
   }
-  console.log(`  worst row ${pct(worst)} (target: each within 10%)`);
+  console.log(`  worst row ${pct(worst)} (target: ${target})`);
+}
+
+function megatron(calibration: Calibration = {}) {
+  publishedTable(
+    'Megatron-LM SC21 Table 1 (TFLOP/s per GPU; assumed: micro-batch 4 without a pipeline, 1 with one, chunks as shown):',
+    MEGATRON_TABLE_1,
+    (row) => predictMegatron(row, calibration),
+    (row) => row.tflops,
+    (row, predicted, error) => {
+      const layout = `TP ${row.tp} x PP ${String(row.pp).padEnd(2)}${row.pp > 1 ? ` interleaved x ${row.chunks}` : '                 '}`;
+      return `${row.parameters.padEnd(7)} ${layout} on ${String(row.gpus).padStart(4)} GPUs: published ${row.tflops}, dtsim ${predicted.toFixed(0)} (${error})`;
+    },
+    'each within 10%',
+  );
 }
 
 /** Korthikanti et al., Table 5: iteration times with full recomputation and with sequence parallelism and selective recomputation. */
 function korthikanti(calibration: Calibration = {}) {
-  console.log('Korthikanti et al. (MLSys 2023) Table 5 (iteration time; TP 8, no data parallelism, 1F1B assumed):');
-  let worst = 0;
-  for (const row of KORTHIKANTI_TABLE_5) {
-    const predicted = predictKorthikanti(row, calibration);
-    const error = (predicted - row.seconds) / row.seconds;
-    worst = Math.max(worst, Math.abs(error));
-    const layout = `PP ${String(row.pp).padEnd(2)} on ${String(row.gpus).padStart(3)} GPUs, micro-batch ${row.microBatch}`;
-    const technique = (row.technique === 'full' ? 'full recomputation:' : 'sequence parallel+selective:').padEnd(29);
-    console.log(`  ${row.parameters.padEnd(4)} ${layout}, ${technique}published ${row.seconds.toFixed(2)} s, dtsim ${predicted.toFixed(2)} s (${pct(error)})`);
-  }
-  console.log(`  worst row ${pct(worst)} (target: each within 5%)`);
+  publishedTable(
+    'Korthikanti et al. (MLSys 2023) Table 5 (iteration time; TP 8, no data parallelism, 1F1B assumed):',
+    KORTHIKANTI_TABLE_5,
+    (row) => predictKorthikanti(row, calibration),
+    (row) => row.seconds,
+    (row, predicted, error) => {
+      const layout = `PP ${String(row.pp).padEnd(2)} on ${String(row.gpus).padStart(3)} GPUs, micro-batch ${row.microBatch}`;
+      const technique = (row.technique === 'full' ? 'full recomputation:' : 'sequence parallel+selective:').padEnd(29);
+      return `${row.parameters.padEnd(4)} ${layout}, ${technique}published ${row.seconds.toFixed(2)} s, dtsim ${predicted.toFixed(2)} s (${error})`;
+    },
+    'each within 5%',
+  );
 }
 
 /** Llama 3 405B, Table 4: the bundled scenarios of its three runs, MFU against the published. */

@@ -1,14 +1,14 @@
 import { createHash } from 'node:crypto';
 import { parseDocument } from 'yaml';
 import type { ScenarioSource } from './compare.js';
-import { UsageError } from './errors.js';
+import { ScenarioError, UsageError } from './errors.js';
 import { parseScenario } from './scenario/load.js';
 import type { Scenario } from './scenario/resolve.js';
 import { simulateEntries } from './sweep-run.js';
 import { optimizerStateBytes } from './training/optimizer.js';
 import { gradientBytes, precisionSpec } from './training/precision.js';
 import { modelParameters } from './workload/registry.js';
-import type { EntrySummary, SweepEntry, SweepLine } from './sweep.js';
+import { overrideString, type EntrySummary, type SweepEntry, type SweepLine } from './sweep.js';
 
 /**
  * `dtsim plan`: keeps a scenario's cluster, model and batch, and searches the parallel strategy and the techniques
@@ -128,7 +128,8 @@ function clusterOverrides(base: Scenario, gpus: number | undefined): Record<stri
   return { 'cluster.nodes': gpus / perNode };
 }
 
-const setOf = (overrides: Record<string, unknown>) => Object.entries(overrides).map(([path, value]) => `${path}=${JSON.stringify(value)}`);
+/** A candidate as --set overrides, written as a sweep entry's are, so that the check and the simulation read the same. */
+const setOf = (overrides: Record<string, unknown>) => Object.entries(overrides).map(([path, value]) => overrideString(path, value));
 
 export async function plan(source: ScenarioSource, options: PlanOptions = {}): Promise<Plan> {
   const base = parseScenario(source.text, source.file);
@@ -157,7 +158,9 @@ export async function plan(source: ScenarioSource, options: PlanOptions = {}): P
       if (bound > candidate.cluster.gpu.memoryBytes) prunedCandidates.push({ overrides, statesBound: bound });
       else batches.get(from)!.push({ index: index++, overrides });
     } catch (error) {
-      const path = error instanceof Error && 'issues' in error ? String((error as { issues: { path: string }[] }).issues[0]?.path ?? 'scenario') : 'scenario';
+      // Only an invalid configuration is a refusal; anything else is a fault to report.
+      if (!(error instanceof ScenarioError)) throw error;
+      const path = error.issues[0]?.path || 'scenario';
       refused[path] = (refused[path] ?? 0) + 1;
     }
   }

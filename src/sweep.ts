@@ -192,7 +192,8 @@ export function readLines(file: string): SweepLine[] {
   if (!existsSync(file)) return [];
   const lines: SweepLine[] = [];
   const text = readFileSync(file, 'utf8');
-  for (const [n, raw] of text.split('\n').entries()) {
+  const raws = text.split('\n');
+  for (const [n, raw] of raws.entries()) {
     if (raw.trim() === '') continue;
     try {
       const line = JSON.parse(raw) as SweepLine;
@@ -200,7 +201,7 @@ export function readLines(file: string): SweepLine[] {
       lines.push(line);
     } catch {
       // Only the last line may be torn; anything else is not a sweep's output.
-      if (n < text.split('\n').length - 1 && text.endsWith('\n')) throw new UsageError(`${file}:${n + 1}: not a line of a dtsim sweep's output`);
+      if (n < raws.length - 1 && text.endsWith('\n')) throw new UsageError(`${file}:${n + 1}: not a line of a dtsim sweep's output`);
     }
   }
   return lines;

@@ -210,67 +210,79 @@ export function presets(args: { json?: boolean }, io: Io): number {
 export async function plan(args: { scenario: string; gpus?: number; objective?: 'time' | 'memory'; top?: number; 'scenario-out'?: string; html?: string; workers?: number; json?: boolean }, io: Io, status: StatusLine): Promise<number> {
   if (args['scenario-out'] !== undefined) checkWritable(args['scenario-out'], '--scenario-out');
   if (args.html !== undefined) checkWritable(args.html, '--html');
+  checkWorkers(args.workers);
   const source = readScenarioSource(args.scenario);
+  const { result, stopped } = await interruptibly(status, 'plan: candidates simulated', (signal, onProgress) => planStrategies(source, { gpus: args.gpus, objective: args.objective, workers: args.workers, signal, onProgress }));
+  // Stopped by Ctrl-C: what was simulated so far is still an answer, printed as such, with exit 130.
+  if (stopped) io.stderr(`dtsim: plan stopped by Ctrl-C after ${result.simulated} of the candidates; the results below cover those only\n`);
+  const code = stopped ? 130 : 0;
+  const best = result.ranked[0];
+  if (best && args['scenario-out']) writeFileAtomic(args['scenario-out'], scenarioWith(source, best.overrides));
+  if (args.json) {
+    io.stdout(json(result));
+    return code;
+  }
+  const layout = (c: PlanCandidate) => {
+    const o = c.overrides;
+    const extras = [o['parallel.sequenceParallel'] ? 'SP' : '', o['parallel.zero'] ? `ZeRO-${o['parallel.zero']}` : ''].filter(Boolean).join(' ');
+    return [`TP ${o['parallel.tp']} x PP ${o['parallel.pp']} x DP ${o['parallel.dp']}`, `${o['parallel.schedule']}${Number(o['parallel.chunks']) > 1 ? ` x ${o['parallel.chunks']}` : ''}`, String(o['training.microBatch']), String(o['training.recompute']), extras || '-'];
+  };
+  const header = ['layout', 'schedule', 'micro-batch', 'recompute', 'also', 'step time', 'MFU', 'peak HBM'];
+  const rows = (list: PlanCandidate[]) => list.map((c) => [...layout(c), formatSeconds(c.result!.stepTime), percent(c.result!.mfu), formatBytes(c.result!.peakHbm)]);
+  const refused = Object.entries(result.refused).sort((a, b) => b[1] - a[1]).map(([field, n]) => `${n} by ${field}`).join(', ');
+  const summary = `${result.scenario}: ${result.gpus} GPUs, ${result.candidates} candidates; ${Object.values(result.refused).reduce((a, b) => a + b, 0)} refused by the checks${refused ? ` (${refused})` : ''}; ${result.pruned} pruned (model states alone exceed HBM); ${result.simulated} simulated, ${result.fitting} fit in ${formatBytes(result.capacity)}`;
+  if (args.html) {
+    const { renderPlanHtml } = await import('../report/html.js');
+    const front = new Set(result.pareto);
+    const label = (c: PlanCandidate) => layout(c).filter((x) => x !== '-').join(', ');
+    const labelled = new Set([best, result.pareto[0]]);
+    const points = result.evaluated.map((c) => ({ label: label(c), stepTime: c.result!.stepTime, peakHbm: c.result!.peakHbm, fits: c.result!.fits, pareto: front.has(c), labelled: labelled.has(c) }));
+    writeFileAtomic(args.html, renderPlanHtml({ title: `dtsim plan: ${result.scenario}`, summary, header, rows: rows(result.ranked.slice(0, args.top ?? 10)), points, plan: result }));
+  }
+  let text = `${summary}\n\n`;
+  if (!best) {
+    const near = result.closest.map((c) => [...layout(c), c.result ? formatSeconds(c.result.stepTime) : '-', c.result ? percent(c.result.mfu) : '-', c.result ? formatBytes(c.result.peakHbm) : `>= ${formatBytes(c.statesBound!)} (states)`]);
+    text += 'no candidate fits. The closest:\n\n' + table(near, header) + `\nEach needs more than the ${formatBytes(result.capacity)} of HBM a GPU has: add GPUs (--gpus), or memory-saving techniques the search does not cover (offloading, ZeRO-3).\n`;
+    io.stdout(text);
+    return code;
+  }
+  text += `best by ${result.objective === 'time' ? 'step time' : 'peak HBM'}:\n\n${table(rows(result.ranked.slice(0, args.top ?? 10)), header)}\n`;
+  text += `Pareto front (no other candidate is both faster and smaller):\n\n${table(rows(result.pareto), header)}\n`;
+  const verdicts = result.dimensions.map((d) => [d.field, JSON.stringify(d.value), d.best ? (d.behind! > 0 ? `${percent(d.behind!)} behind` : 'best') : d.closestPeakHbm !== undefined ? `none fits (least peak ${formatBytes(d.closestPeakHbm)})` : 'none simulated']);
+  text += `each choice's best, against the best:\n\n${table(verdicts, ['field', 'value', 'its best'])}`;
+  if (args['scenario-out']) text += `\nthe best written to ${args['scenario-out']}: dtsim run ${args['scenario-out']}\n`;
+  io.stdout(text);
+  return code;
+}
+
+/** --workers: a whole number of threads, 1 or more. */
+function checkWorkers(workers: number | undefined): void {
+  if (workers !== undefined && (!Number.isInteger(workers) || workers < 1)) throw new UsageError(`--workers takes a whole number of threads, 1 or more; got ${workers}`);
+}
+
+/**
+ * Runs a long search with Ctrl-C and SIGTERM turned into an abort (the work stops between simulations and keeps
+ * what it has) and a progress line with the rate and the time left, counted from the first report of progress.
+ */
+async function interruptibly<T>(status: StatusLine, what: string, work: (signal: AbortSignal, onProgress: (done: number, total: number) => void) => Promise<T>): Promise<{ result: T; stopped: boolean }> {
   const controller = new AbortController();
   const stop = () => controller.abort();
   process.once('SIGINT', stop);
-  const started = process.hrtime.bigint();
+  process.once('SIGTERM', stop);
+  let started = 0n;
+  let first = -1;
+  const onProgress = (done: number, total: number) => {
+    if (first < 0) [first, started] = [done, process.hrtime.bigint()];
+    const rate = (done - first) / Math.max(Number(process.hrtime.bigint() - started) / 1e9, 1e-9);
+    status.show(`${what} ${done} of ${total}${rate > 0 ? `, ${rate.toFixed(1)}/s, ${formatSeconds((total - done) / rate)} left` : ''}`);
+  };
   try {
-    const result = await planStrategies(source, {
-      gpus: args.gpus,
-      objective: args.objective,
-      workers: args.workers,
-      signal: controller.signal,
-      onProgress: (done, total) => {
-        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-        const rate = done / Math.max(seconds, 1e-9);
-        status.show(`plan: ${done} of ${total} candidates simulated${done > 0 ? `, ${rate.toFixed(1)}/s, ${formatSeconds((total - done) / rate)} left` : ''}`);
-      },
-    });
-    status.show('');
-    // Stopped by Ctrl-C: what was simulated so far is still an answer, printed as such, with exit 130.
-    const stopped = controller.signal.aborted;
-    if (stopped) io.stderr(`dtsim: plan stopped by Ctrl-C after ${result.simulated} of the candidates; the results below cover those only\n`);
-    const code = stopped ? 130 : 0;
-    const best = result.ranked[0];
-    if (best && args['scenario-out']) writeFileAtomic(args['scenario-out'], scenarioWith(source, best.overrides));
-    if (args.json) {
-      io.stdout(json(result));
-      return code;
-    }
-    const layout = (c: PlanCandidate) => {
-      const o = c.overrides;
-      const extras = [o['parallel.sequenceParallel'] ? 'SP' : '', o['parallel.zero'] ? `ZeRO-${o['parallel.zero']}` : ''].filter(Boolean).join(' ');
-      return [`TP ${o['parallel.tp']} x PP ${o['parallel.pp']} x DP ${o['parallel.dp']}`, `${o['parallel.schedule']}${Number(o['parallel.chunks']) > 1 ? ` x ${o['parallel.chunks']}` : ''}`, String(o['training.microBatch']), String(o['training.recompute']), extras || '-'];
-    };
-    const header = ['layout', 'schedule', 'micro-batch', 'recompute', 'also', 'step time', 'MFU', 'peak HBM'];
-    const rows = (list: PlanCandidate[]) => list.map((c) => [...layout(c), formatSeconds(c.result!.stepTime), percent(c.result!.mfu), formatBytes(c.result!.peakHbm)]);
-    const refused = Object.entries(result.refused).sort((a, b) => b[1] - a[1]).map(([field, n]) => `${n} by ${field}`).join(', ');
-    const summary = `${result.scenario}: ${result.gpus} GPUs, ${result.candidates} candidates; ${Object.values(result.refused).reduce((a, b) => a + b, 0)} refused by the checks${refused ? ` (${refused})` : ''}; ${result.pruned} pruned (model states alone exceed HBM); ${result.simulated} simulated, ${result.fitting} fit in ${formatBytes(result.capacity)}`;
-    if (args.html) {
-      const { renderPlanHtml } = await import('../report/html.js');
-      const front = new Set(result.pareto);
-      const label = (c: PlanCandidate) => layout(c).filter((x) => x !== '-').join(', ');
-      const labelled = new Set([best, result.pareto[0]]);
-      const points = result.evaluated.map((c) => ({ label: label(c), stepTime: c.result!.stepTime, peakHbm: c.result!.peakHbm, fits: c.result!.fits, pareto: front.has(c), labelled: labelled.has(c) }));
-      writeFileAtomic(args.html, renderPlanHtml({ title: `dtsim plan: ${result.scenario}`, summary, header, rows: rows(result.ranked.slice(0, args.top ?? 10)), points, plan: result }));
-    }
-    let text = `${summary}\n\n`;
-    if (!best) {
-      const near = result.closest.map((c) => [...layout(c), c.result ? formatSeconds(c.result.stepTime) : '-', c.result ? percent(c.result.mfu) : '-', c.result ? formatBytes(c.result.peakHbm) : `>= ${formatBytes(c.statesBound!)} (states)`]);
-      text += 'no candidate fits. The closest:\n\n' + table(near, header) + `\nEach needs more than the ${formatBytes(result.capacity)} of HBM a GPU has: add GPUs (--gpus), or memory-saving techniques the search does not cover (offloading, ZeRO-3).\n`;
-      io.stdout(text);
-      return code;
-    }
-    text += `best by ${result.objective === 'time' ? 'step time' : 'peak HBM'}:\n\n${table(rows(result.ranked.slice(0, args.top ?? 10)), header)}\n`;
-    text += `Pareto front (no other candidate is both faster and smaller):\n\n${table(rows(result.pareto), header)}\n`;
-    const verdicts = result.dimensions.map((d) => [d.field, JSON.stringify(d.value), d.best ? (d.behind! > 0 ? `${percent(d.behind!)} behind` : 'best') : d.closestPeakHbm !== undefined ? `none fits (least peak ${formatBytes(d.closestPeakHbm)})` : 'none simulated']);
-    text += `each choice's best, against the best:\n\n${table(verdicts, ['field', 'value', 'its best'])}`;
-    if (args['scenario-out']) text += `\nthe best written to ${args['scenario-out']}: dtsim run ${args['scenario-out']}\n`;
-    io.stdout(text);
-    return code;
+    const result = await work(controller.signal, onProgress);
+    return { result, stopped: controller.signal.aborted };
   } finally {
+    status.show('');
     process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
   }
 }
 
@@ -278,34 +290,15 @@ export async function sweep(args: { grid: string; output: string; shard?: string
   const grid = loadSweep(args.grid);
   const shard = shardFrom(args.shard, args.shards, process.env);
   checkWritable(args.output, '--output');
-  if (args.workers !== undefined && (!Number.isInteger(args.workers) || args.workers < 1)) throw new UsageError(`--workers takes a whole number of threads, 1 or more; got ${args.workers}`);
+  checkWorkers(args.workers);
   // Ctrl-C (or SIGTERM) stops between entries: completed lines stay in the file, and a second run resumes.
-  const controller = new AbortController();
-  const stop = () => controller.abort();
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  const started = process.hrtime.bigint();
-  let first = -1;
-  const onProgress = (done: number, total: number) => {
-    if (first < 0) first = done;
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    const rate = (done - first) / Math.max(seconds, 1e-9);
-    const left = rate > 0 ? ` ${formatSeconds((total - done) / rate)} left` : '';
-    status.show(`sweep ${done} of ${total} entries${rate > 0 ? `, ${rate.toFixed(1)}/s,${left}` : ''}`);
-  };
-  try {
-    const run = await runSweep(grid, { output: args.output, shard, workers: args.workers, signal: controller.signal, onProgress });
-    status.show('');
-    if (!run.completed) {
-      io.stderr(`dtsim: stopped: ${run.lines.length} of ${grid.entries.filter((e) => e.index % shard.count === shard.index).length} entries are in ${args.output}; run the same command again to resume\n`);
-      return 130;
-    }
-    io.stdout(args.json ? formatLines(run.lines) : sweepTable(run.lines) + `\n${run.ran} entries simulated, ${run.skipped} already in ${args.output}${shard.count > 1 ? ` (shard ${shard.index} of ${shard.count})` : ''}\n`);
-    return 0;
-  } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
+  const { result: run } = await interruptibly(status, 'sweep: entries done', (signal, onProgress) => runSweep(grid, { output: args.output, shard, workers: args.workers, signal, onProgress }));
+  if (!run.completed) {
+    io.stderr(`dtsim: stopped: ${run.lines.length} of ${grid.entries.filter((e) => e.index % shard.count === shard.index).length} entries are in ${args.output}; run the same command again to resume\n`);
+    return 130;
   }
+  io.stdout(args.json ? formatLines(run.lines) : sweepTable(run.lines) + `\n${run.ran} entries simulated, ${run.skipped} already in ${args.output}${shard.count > 1 ? ` (shard ${shard.index} of ${shard.count})` : ''}\n`);
+  return 0;
 }
 
 export function merge(args: { files: string[]; output?: string; json?: boolean }, io: Io): number {

@@ -110,6 +110,9 @@ export const A100_ALLREDUCE_BUS_BANDWIDTH: readonly (readonly [bytes: number, gb
  * model is already as slow; read off the curve once, interpolated in log size, and applied to every call. It
  * scales the protocol's latency and transfer, not the links' own latency, which the topology sets.
  */
+/** Largest bus bandwidth of a tree per GPU, bytes per second (tuning.cc: over 2 nodes, and up to 2). */
+const treeCap = (nodes: number) => (nodes > 2 ? 80e9 : 110e9);
+
 /** The measured node as dtsim's dgx-a100 preset routes it: GPU to NVSwitch to GPU. */
 const MEASURED_HOP_SECONDS = 2 * NODE_PRESETS['dgx-a100'].nvlinkLatencySeconds;
 const SLOWDOWN: readonly (readonly [log2Bytes: number, factor: number])[] = (() => {
@@ -151,9 +154,6 @@ export function chooseProtocol(call: RingCall, only?: Protocol): ProtocolChoice 
   const extra = (choice.estimateSeconds - choice.wireSeconds) * (slowdown - 1);
   return { ...choice, overheadSeconds: choice.overheadSeconds + extra, estimateSeconds: choice.estimateSeconds + extra };
 }
-
-/** Largest bus bandwidth of a tree per GPU, bytes per second (tuning.cc: over 2 nodes, and up to 2). */
-const treeCap = (nodes: number) => (nodes > 2 ? 80e9 : 110e9);
 
 /** NCCL's tuning model alone: the algorithm and protocol with the least estimated time; `only` forces a protocol. */
 function modelChoice(call: RingCall, only?: Protocol): ProtocolChoice {

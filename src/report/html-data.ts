@@ -62,7 +62,7 @@ export function htmlData(sim: SimulatedStep): HtmlData {
   const { plan, execution, report, memory } = sim;
   const { graph, resources, mesh } = plan;
   const ns = (t: number) => t / 1e9;
-  const timelineDevices = plan.stages.map((s) => mesh.rank({ pp: s.stage })).filter((d, i, all) => all.indexOf(d) === i);
+  const timelineDevices = plan.stages.map((s) => mesh.rank({ pp: s.stage }));
 
   const timeline: TimelineBar[] = [];
   for (const device of timelineDevices) {
@@ -84,7 +84,6 @@ export function htmlData(sim: SimulatedStep): HtmlData {
   // Each stage's fullest device of data-parallel replica 0 (simulate records those: pipelineRanks), and its HBM timeline.
   const memoryDevices: number[] = [];
   for (const s of plan.stages) {
-    if (memoryDevices.length > s.stage) continue;
     let best = -1;
     for (const d of report.devices) {
       if (d.coordinates.dp !== 0 || d.coordinates.pp !== s.stage) continue;
@@ -166,11 +165,9 @@ export function htmlData(sim: SimulatedStep): HtmlData {
   const exposedPerDevice = report.devices.length <= EXPOSED_DEVICES;
   const exposed: ExposedBar[] = exposedPerDevice
     ? report.devices.map((d) => ({ label: `GPU ${d.rank}`, exposed: d.exposedCommunicationTime, min: d.exposedCommunicationTime, max: d.exposedCommunicationTime }))
-    : plan.stages
-        .filter((s, i, all) => all.findIndex((t) => t.stage === s.stage) === i)
-        .map((s) => {
-          const times = report.devices.filter((d) => d.coordinates.pp === s.stage).map((d) => d.exposedCommunicationTime);
-          return { label: `stage ${s.stage}`, exposed: times.reduce((a, b) => a + b, 0) / times.length, min: Math.min(...times), max: Math.max(...times) };
-        });
+    : plan.stages.map((s) => {
+        const times = report.devices.filter((d) => d.coordinates.pp === s.stage).map((d) => d.exposedCommunicationTime);
+        return { label: `stage ${s.stage}`, exposed: times.reduce((a, b) => a + b, 0) / times.length, min: Math.min(...times), max: Math.max(...times) };
+      });
   return { timeline, timelineDevices, memory: memoryPoints, memoryDevices, exposed, exposedPerDevice };
 }
