@@ -76,9 +76,10 @@ export interface Plan {
 export function statesLowerBound(s: Scenario): number | undefined {
   const offload = (s.parallel as { offload?: { optimizer?: string; params?: string } }).offload;
   if ((offload?.optimizer ?? 'none') !== 'none' || (offload?.params ?? 'none') !== 'none') return undefined;
-  const { tp, pp, dp, zero } = s.parallel as { tp: number; pp: number; dp: number; zero: number };
+  const { tp, pp, dp, zero, dap } = s.parallel as { tp: number; pp: number; dp: number; zero: number; dap?: number };
   const { precision, optimizer, gradAccumulation } = s.training;
-  const shards = (stage: number) => (zero >= stage ? dp : 1);
+  // ZeRO shards over every replica of the weights: data-parallel, and DAP ranks, which hold them whole too.
+  const shards = (stage: number) => (zero >= stage ? dp * (dap ?? 1) : 1);
   const perParameter = precisionSpec(precision).parameterBytes / shards(3) + gradientBytes(precision, gradAccumulation) / shards(2) + optimizerStateBytes(optimizer, precision) / shards(1);
   return (modelParameters(s.model) / (tp * pp)) * perParameter;
 }
@@ -89,6 +90,21 @@ const divisors = (n: number) => Array.from({ length: n }, (_, i) => i + 1).filte
 export function planCandidates(base: Scenario, gpus: number): Record<string, unknown>[] {
   const { model, training, cluster } = base;
   const out: Record<string, unknown>[] = [];
+  if (model.kind === 'evoformer') {
+    // An Evoformer: DAP within a node (dividing what it splits) times data parallelism, checkpointing, ZeRO.
+    const splits = [model.residues, model.msaRows, ...(model.extraLayers > 0 ? [model.extraMsaRows] : [])];
+    for (const dap of divisors(cluster.gpusPerNode).filter((d) => gpus % d === 0 && splits.every((n) => n % d === 0))) {
+      const dp = gpus / dap;
+      for (const microBatch of [1, 2].filter((m) => training.globalBatch % (m * dp) === 0)) {
+        for (const recompute of ['none', 'full']) {
+          for (const zero of dp * dap > 1 ? [0, 1, 2] : [0]) {
+            out.push({ 'parallel.dap': dap, 'parallel.dp': dp, 'training.microBatch': microBatch, 'training.recompute': recompute, 'parallel.zero': zero });
+          }
+        }
+      }
+    }
+    return out;
+  }
   for (const tp of divisors(cluster.gpusPerNode).filter((t) => gpus % t === 0 && model.heads % t === 0)) {
     // Stages need not hold equal layers (the split is derived, or uneven): any pp up to the layers.
     for (const pp of divisors(gpus / tp).filter((p) => p <= model.layers)) {

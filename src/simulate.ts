@@ -69,7 +69,7 @@ export function simulate(given: Scenario | ScenarioInput, options: SimulateOptio
     const topology = buildTopology(scenario.cluster);
     phase('topology');
     const { training } = scenario;
-    const workload = buildWorkload(scenario.model, { microBatch: training.microBatch, attention: training.flashAttention ? 'flash' : 'standard' });
+    const workload = buildWorkload(scenario.model, { microBatch: training.microBatch, attention: training.flashAttention ? 'flash' : 'standard', recycles: training.recycles });
     const program = buildProgram(workload, scenario.parallel);
     const plan = lowerStep(scenario, program, topology, { allocation });
     phase('step');

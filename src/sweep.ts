@@ -33,7 +33,10 @@ export interface SweepEntry {
 /** What one line of a sweep's output holds of a report (seconds, bytes, fractions). */
 export interface EntrySummary {
   stepTime: number;
-  tokensPerSecond: number;
+  /** Samples (sequences or proteins) per second. */
+  samplesPerSecond: number;
+  /** For a model of tokens. */
+  tokensPerSecond?: number;
   mfu: number;
   bubbleFraction: number;
   exposedCommunicationTime: number;
@@ -138,7 +141,8 @@ export function runEntry(sweep: Pick<Sweep, 'id' | 'source' | 'set'>, entry: Swe
 function summarize(report: Report): EntrySummary {
   return {
     stepTime: report.stepTime,
-    tokensPerSecond: report.throughput.tokensPerSecond,
+    samplesPerSecond: report.throughput.samplesPerSecond,
+    ...(report.throughput.tokensPerSecond !== undefined ? { tokensPerSecond: report.throughput.tokensPerSecond } : {}),
     mfu: report.throughput.mfu,
     bubbleFraction: report.bubbleFraction,
     exposedCommunicationTime: report.exposedCommunicationTime,

@@ -145,8 +145,8 @@ export function validate(args: ScenarioArgs, io: Io): number {
   io.stdout(
     `${args.scenario}: valid scenario "${scenario.name}"\n` +
       `  ${cluster.nodes * cluster.gpusPerNode} GPUs: ${cluster.nodes} x ${cluster.gpusPerNode} ${cluster.gpu.name} (${cluster.node.name})\n` +
-      `  model ${model.name}: ${model.layers} layers, hidden ${model.hidden}, ${model.heads} heads, ${(modelParameters(model) / 1e9).toFixed(2)}B parameters\n` +
-      `  ${formatMesh(meshOf(parallel).sizes(), parallel)}, ${parallel.schedule}, layers per stage ${parallel.layersPerStage.join(',')}\n` +
+      `  model ${model.name}: ${model.kind === 'evoformer' ? `${model.layers} Evoformer blocks and ${model.extraLayers} extra-MSA blocks, ${model.residues} residues, ${model.msaRows} MSA rows, ${(modelParameters(model) / 1e6).toFixed(1)}M` : `${model.layers} layers, hidden ${model.hidden}, ${model.heads} heads, ${(modelParameters(model) / 1e9).toFixed(2)}B`} parameters\n` +
+      `  ${formatMesh(meshOf(parallel).sizes(), parallel)}${model.kind === 'evoformer' ? '' : `, ${parallel.schedule}, layers per stage ${parallel.layersPerStage.join(',')}`}\n` +
       `  ${training.globalBatch / (training.microBatch * parallel.dp)} micro-batches of ${training.microBatch} per replica, ${training.precision}, recompute ${training.recompute}\n`,
   );
   return 0;
@@ -198,7 +198,13 @@ export function presets(args: { json?: boolean }, io: Io): number {
     table(Object.values(NODE_PRESETS).map((n) => ['  ' + n.name, `${n.gpusPerNode} x ${n.gpu}`, `${n.nics} x ${formatRate(n.nic.bandwidthBytesPerSecond)} IB`, `PCIe ${formatRate(n.pcie.bandwidthBytesPerSecond)}`, `host ${formatBytes(n.hostMemoryBytes)}`, `NVMe ${formatBytes(n.nvmeBytes)}`])),
     '',
     'models (model.preset):',
-    table(Object.entries(MODEL_PRESETS).map(([name, m]) => ['  ' + name, `${(modelParameters({ name, ...m }) / 1e9).toFixed(2)}B`, `${m.layers} layers`, `hidden ${m.hidden}`, `${m.heads} heads`, `seq ${m.seqLength}`])),
+    table(
+      Object.entries(MODEL_PRESETS).map(([name, m]) =>
+        m.kind === 'evoformer'
+          ? ['  ' + name, `${(modelParameters({ name, ...m }) / 1e6).toFixed(1)}M`, `${m.layers}+${m.extraLayers} blocks`, `c_m ${m.msaChannels}, c_z ${m.pairChannels}`, `${m.residues} residues`, `${m.msaRows} MSA rows`]
+          : ['  ' + name, `${(modelParameters({ name, ...m }) / 1e9).toFixed(2)}B`, `${m.layers} layers`, `hidden ${m.hidden}`, `${m.heads} heads`, `seq ${m.seqLength}`],
+      ),
+    ),
     '',
     'schedules (parallel.schedule):',
     table(schedules.map((s) => ['  ' + s.name, s.description])),
@@ -225,7 +231,10 @@ export async function plan(args: { scenario: string; gpus?: number; objective?: 
   const layout = (c: PlanCandidate) => {
     const o = c.overrides;
     const extras = [o['parallel.sequenceParallel'] ? 'SP' : '', o['parallel.zero'] ? `ZeRO-${o['parallel.zero']}` : ''].filter(Boolean).join(' ');
-    return [`TP ${o['parallel.tp']} x PP ${o['parallel.pp']} x DP ${o['parallel.dp']}`, `${o['parallel.schedule']}${Number(o['parallel.chunks']) > 1 ? ` x ${o['parallel.chunks']}` : ''}`, String(o['training.microBatch']), String(o['training.recompute']), extras || '-'];
+    const degree = (axis: string) => Number(o[`parallel.${axis}`] ?? 1);
+    const mesh = formatMesh({ tp: degree('tp'), dap: degree('dap'), pp: degree('pp'), dp: degree('dp') });
+    const schedule = o['parallel.schedule'] === undefined ? '-' : `${o['parallel.schedule']}${Number(o['parallel.chunks']) > 1 ? ` x ${o['parallel.chunks']}` : ''}`;
+    return [mesh, schedule, String(o['training.microBatch']), String(o['training.recompute']), extras || '-'];
   };
   const header = ['layout', 'schedule', 'micro-batch', 'recompute', 'also', 'step time', 'MFU', 'peak HBM'];
   const rows = (list: PlanCandidate[]) => list.map((c) => [...layout(c), formatSeconds(c.result!.stepTime), percent(c.result!.mfu), formatBytes(c.result!.peakHbm)]);

@@ -31,6 +31,8 @@ export interface TrainingConfig {
   optimizer: Optimizer;
   recompute: Recompute;
   flashAttention: boolean;
+  /** Forward-only recycling iterations before the one that takes gradients (AlphaFold); 0 for other models. */
+  recycles: number;
   /** Host time to issue one layer's forward kernels, seconds. */
   hostOverheadPerLayerSeconds: number;
   /** Software time of one pipeline transfer, on top of its link latency and bytes, seconds. */

@@ -194,7 +194,10 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
    * Blocking collectives over `members` after what each of them did last, one operation per kind, each after the one
    * before; the members' next compute waits for the last.
    */
-  const blockOn = (steps: CollectiveGroup[], members: number[], first: number, labelOf: (kind: number) => number) => {
+  // `alongside`: each member's last operation and last blocking one before the compute just emitted (by place in the
+  // stage), which the collectives start after instead of after that compute: they overlap it, and what
+  // comes next waits for both (the compute lane keeps the compute's place).
+  const blockOn = (steps: CollectiveGroup[], members: number[], first: number, labelOf: (kind: number) => number, alongside?: { ops: Int32Array; blocking: Int32Array }) => {
     const size = members.length;
     const stride = size > 1 ? members[1] - members[0] : 1;
     let previous = -1;
@@ -205,20 +208,24 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
       else {
         for (let m = 0; m < size; m++) {
           const local = members[m] - first;
-          g.dependOn(op, lastOps[local]);
+          const before = alongside ? alongside.ops[local] : lastOps[local];
+          const blocking = alongside ? alongside.blocking[local] : lastBlocking[members[m]];
+          if (before >= 0) g.dependOn(op, before);
           // A transfer the member must also wait for (a ring's last gradient hop into it).
-          if (lastBlocking[members[m]] >= 0 && lastBlocking[members[m]] !== lastOps[local]) g.dependOn(op, lastBlocking[members[m]]);
+          if (blocking >= 0 && blocking !== before) g.dependOn(op, blocking);
         }
       }
       previous = op;
     }
     for (let m = 0; m < size; m++) {
       const device = members[m];
-      lastOps[device - first] = previous;
+      if (!alongside) lastOps[device - first] = previous;
       lastBlocking[device] = previous;
       lastOpOf[device] = previous;
     }
   };
+  const overlappedAxes = program.overlappedAxes ?? [];
+  const beforeCompute = { ops: new Int32Array(perStage), blocking: new Int32Array(perStage) };
 
   // Context parallelism: a segment's attention in steps (attention-phase.ts).
   const attention = new AttentionPhases(program.contextAttention, mesh, emit, variability, { lastOps, lastBlocking, lastOpOf });
@@ -303,11 +310,16 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
         const axis = collectives.length > 0 && collectives.every((c) => c.axis === collectives[0].axis) ? collectives[0].axis : undefined;
         const groups = ring || collectives.length === 0 ? eachRank : axis === undefined ? [allRanks] : axisGroups(axis);
         const freesActivations = !isForward && lastSegment;
+        const overlapped = axis !== undefined && !ring && overlappedAxes.includes(axis);
         for (let gi = 0; gi < groups.length; gi++) {
           const members = groups[gi];
           for (let m = 0; m < members.length; m++) {
             const device = members[m];
             const local = device - first;
+            if (overlapped) {
+              beforeCompute.ops[local] = lastOpOf[device];
+              beforeCompute.blocking[local] = lastBlocking[device];
+            }
             // The graph's calls directly: this loop adds most of a large step's operations.
             const op = g.operation(computeLabel, device, variability.vary(segmentNs, device));
             g.lane(resources.lane(device, LANE.compute));
@@ -349,7 +361,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
             lastBlocking[device] = -1;
             lastOpOf[device] = op;
           }
-          if (axis !== undefined && !ring) blockOn(collectives, members, first, labelOf);
+          if (axis !== undefined && !ring) blockOn(collectives, members, first, labelOf, overlapped ? beforeCompute : undefined);
         }
         if (ring) {
           const last = attention.run(segment, passNs, kind, labels, isForward, first);

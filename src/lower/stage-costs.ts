@@ -6,7 +6,7 @@ import { ownerLayout, type StepProgram } from '../strategies/program.js';
 import { isSplit, opStates, shards, transition, withoutAxis, type OpLayout, type OpStates } from '../strategies/sharding.js';
 import { elementBytes, peakFlopsPerSecond } from '../training/precision.js';
 import { recomputePlan } from '../training/recompute.js';
-import { elements, type BlockKind, type SavedTensor, type Shape, type Tensor, type WorkloadOp } from '../workload/types.js';
+import { DATA, elements, type BlockKind, type SavedTensor, type Shape, type Tensor, type WorkloadOp } from '../workload/types.js';
 import type { StepConfig } from './config.js';
 
 /**
@@ -114,13 +114,20 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
   const opIds = new Map<WorkloadOp, number>();
   const idOf = <K>(ids: Map<K, number>, key: K) => ids.get(key) ?? (ids.set(key, ids.size), ids.size - 1);
   const statesSeen = new Map<string, OpStates[]>();
+  // Where each operation's input comes from: the operation before, or the latest one of the name it gives (-1: none).
+  const latest = new Map<string, number>();
+  let position = 0;
   const chain = program.stages.flatMap((stage, vs) =>
     stage.blocks.flatMap((block, blockIndex) =>
       block.ops.map((p, index) => {
         const id = `${idOf(opIds, p.op)}:${idOf(layoutIds, JSON.stringify(p.layout))}`;
         let states = statesSeen.get(id);
         if (states === undefined) statesSeen.set(id, (states = axes.map((axis) => opStates(p.op, p.layout, axis))));
-        return { p, vs, blockIndex, index, id, states };
+        const from = p.op.from;
+        const producer = from === undefined ? position - 1 : from === DATA ? -1 : (latest.get(from) ?? -1);
+        if (from !== undefined && from !== DATA && producer < 0) throw new Error(`operation ${p.op.name} reads ${from}, which no operation before it is`);
+        latest.set(p.op.name, position++);
+        return { p, vs, blockIndex, index, id, states, producer };
       }),
     ),
   );
@@ -134,11 +141,15 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
 
   /** What operation `i` of the chain adds to its block. */
   const contribution = (i: number) => {
-    const { p, vs, blockIndex, index, states } = chain[i];
+    const { p, vs, blockIndex, index, states, producer } = chain[i];
     const { op, layout } = p;
     const block = program.stages[vs].blocks[blockIndex];
-    const previous = chain[i - 1];
-    const next = chain[i + 1];
+    // A recycled block runs its forward only: it keeps nothing and has no backward or parameters of its own.
+    const forwardOnly = block.kind === 'recycle';
+    // The operation whose output this one reads, when it is the one before (else the transition is this one's, below).
+    const previous = op.from === undefined ? chain[i - 1] : undefined;
+    const source = producer >= 0 ? chain[producer] : undefined;
+    const next = chain[i + 1]?.p.op.from === undefined ? chain[i + 1] : undefined;
     // An operation that gathers its input keeps it as it arrived, split (Megatron's sequence-parallel linears).
     let siteLayout = layout;
     if (previous) {
@@ -160,16 +171,17 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     const exchanged = context !== undefined && op.keyValue !== undefined ? op.keyValue : [];
     const gathered = context?.exchange === 'allgather' ? exchanged : [];
     const layoutFor = (t: SavedTensor) => (gathered.includes(t) ? withoutAxis(layoutOf(t.site), context!.axis) : layoutOf(t.site));
-    const saved = op.saved.map((t) => ({ bytes: bytesOf(t, layoutFor(t)), kept: recompute.keeps(block.kind, index, t), weightGrad: t.weightGrad === true }));
+    const saved = forwardOnly ? [] : op.saved.map((t) => ({ bytes: bytesOf(t, layoutFor(t)), kept: recompute.keeps(block.kind, index, t), weightGrad: t.weightGrad === true }));
     const ringBytes = context?.exchange === 'ring' ? exchanged.reduce((sum, t) => sum + bytesOf(t, layout), 0) : 0;
     const ring = exchanged.length > 0 ? { forward: c.forward, inputGrad: c.inputGrad + c.recompute, bytes: ringBytes } : { forward: 0, inputGrad: 0, bytes: 0 };
     // Split as the layout splits them; the others (norm weights, row-parallel biases, position embeddings) replicated.
-    const parameters = op.parameters.map((t) => elements(t.shape) / share(t.shape, layout));
+    const parameters = forwardOnly ? [] : op.parameters.map((t) => elements(t.shape) / share(t.shape, layout));
     // Collectives between this operation and the next, by the sharding rule: forward on the producer's side,
     // backward on the side that produces the gradient. A block rebuilt for its backward repeats the collectives
     // inside it, not the one handing its output on.
     const forwardSteps: CollectiveStep[] = [];
     const backwardSteps: CollectiveStep[] = [];
+    const inbound: CollectiveStep[] = [];
     for (const t of gathered) {
       forwardSteps.push(...collective('allGather', context!.axis, t, layout));
       backwardSteps.push(...collective('reduceScatter', context!.axis, t, layout));
@@ -177,8 +189,23 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     axes.forEach((axis, a) => {
       if (next) forwardSteps.push(...collective(transition(states[a].output, next.states[a].input), axis, op.output, layout));
       if (previous) backwardSteps.push(...collective(transition(states[a].inputGrad, previous.states[a].outputGrad), axis, op.input, layout));
+      // An input from further back: its collective is this operation's, before its compute, in either direction.
+      if (op.from !== undefined && source) {
+        inbound.push(...collective(transition(source.states[a].output, states[a].input), axis, source.p.op.output, source.p.layout));
+        backwardSteps.push(...collective(transition(states[a].inputGrad, source.states[a].outputGrad), axis, op.input, layout));
+      }
+      // What it computes split and needs whole: gathered over each axis that splits the operation but not the tensor.
+      for (const t of op.gathered ?? []) {
+        if (work > 1 && isSplit(op.input.shape, layout, axis) && !isSplit(t.shape, layout, axis)) {
+          forwardSteps.push(...collective('allGather', axis, t, layout));
+          backwardSteps.push(...collective('reduceScatter', axis, t, layout));
+        }
+      }
     });
-    const rebuiltSteps = whole && index < block.ops.length - 1 ? forwardSteps : [];
+    // A rebuilt block starts from its kept input as it arrived: what it exchanges inside itself runs again.
+    const rebuiltSteps = whole ? [...(index > 0 ? inbound : []), ...(index < block.ops.length - 1 ? forwardSteps : [])] : [];
+    forwardSteps.unshift(...inbound);
+    if (forwardOnly) return { ...c, inputGrad: 0, weightGrad: 0, recompute: 0, recomputeMoved: 0, saved, parameters, forwardSteps, backwardSteps: [], rebuiltSteps: [], ring };
     return { ...c, saved, parameters, forwardSteps, backwardSteps, rebuiltSteps, ring };
   };
   const contributions = new Map<string, ReturnType<typeof contribution>>();
@@ -213,7 +240,8 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
   chain.forEach(({ vs, blockIndex, index, id }, i) => {
     const unit = stages[vs][blockIndex];
     const block = program.stages[vs].blocks[blockIndex];
-    const key = `${chain[i - 1]?.id}|${id}|${chain[i + 1]?.id}|${block.kind}|${index}|${block.ops.length}`;
+    const source = chain[i].producer;
+    const key = `${chain[i - 1]?.id}|${id}|${chain[i + 1]?.id}|${source >= 0 ? chain[source].id : ''}|${block.kind}|${index}|${block.ops.length}`;
     let c = contributions.get(key);
     if (c === undefined) contributions.set(key, (c = contribution(i)));
     unit.forwardFlops += c.forward;
@@ -266,6 +294,8 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     const inputGradFlops = sum((u) => u.inputGradFlops) + recomputeFlops;
     const weightGradFlops = sum((u) => u.weightGradFlops);
     const traffic = sum((u) => u.movedBytes);
+    // Recycled blocks run no backward.
+    const backwardTraffic = traffic - sum((u) => (u.kind === 'recycle' ? u.movedBytes : 0));
     const issues = 1 + Math.max(0, ...blocks.map((u) => u.extraIssues));
     const activationBytes = sum((u) => u.activationBytes);
     let forwardNs: number;
@@ -277,8 +307,8 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
       weightGradNs = toNanoseconds((costs!.weightGradSeconds?.[stage.stage] ?? 0) / chunks);
     } else {
       forwardNs = toNanoseconds(passSeconds(computeModel, { flops: forwardFlops, bytes: traffic, layers, issues: 1 }));
-      inputGradNs = toNanoseconds(passSeconds(computeModel, { flops: inputGradFlops, bytes: traffic + sum((u) => u.recomputeMovedBytes), layers, issues }));
-      weightGradNs = toNanoseconds(passSeconds(computeModel, { flops: weightGradFlops, bytes: traffic, layers, issues: 1 }));
+      inputGradNs = toNanoseconds(passSeconds(computeModel, { flops: inputGradFlops, bytes: backwardTraffic + sum((u) => u.recomputeMovedBytes), layers, issues }));
+      weightGradNs = toNanoseconds(passSeconds(computeModel, { flops: weightGradFlops, bytes: backwardTraffic, layers, issues: 1 }));
     }
     // What crosses to the neighbouring virtual stages: the activation as the next stage's first operation takes it,
     // and the input gradient as the previous stage's last operation needs it.

@@ -7,6 +7,7 @@ import { VERSION } from '../version.js';
 import { formatBytes, formatSeconds, percent } from './format.js';
 import { htmlData, type HtmlData } from './html-data.js';
 import type { Report, SimulatedStep } from './report.js';
+import { modelShape, throughputText } from './summary.js';
 
 /**
  * The visual report (`dtsim run --html`, `dtsim compare --html`): one self-contained HTML page. Charts are
@@ -251,7 +252,7 @@ export function renderHtmlReport(sim: SimulatedStep): string {
   const p = report.parallel;
   const summary = `<table>
 ${row('step time', formatSeconds(report.stepTime))}
-${row('throughput', `${Math.round(report.throughput.tokensPerSecond).toLocaleString('en-US')} tokens/s, ${report.throughput.tflopsPerDevice.toFixed(1)} TFLOP/s per GPU, MFU ${percent(report.throughput.mfu)} (HFU ${percent(report.throughput.hfu)})`)}
+${row('throughput', throughputText(report, (n) => Math.round(n).toLocaleString('en-US')))}
 ${row('bubble', `${percent(report.bubbleFraction)} of the step idle on compute (mean over GPUs); pipeline bubble rate ${percent(report.pipelineBubbleRate)}`)}
 ${row('exposed communication', `${formatSeconds(report.exposedCommunicationTime)} per GPU (mean)`)}
 ${row('communication', `${formatBytes(report.communication.bytes)} sent`)}
@@ -267,7 +268,7 @@ ${row('simulated', `${report.simulation.operations.toLocaleString('en-US')} oper
 <h2>Where the bytes go</h2><div class="chart" data-spec="communication"></div>
 <h2>Exposed communication</h2><p class="note">Time a GPU's communication or offload lanes ran while its compute lane was idle${data.exposedPerDevice ? '' : `; ${report.devices.length.toLocaleString('en-US')} GPUs, so per stage`}.</p>
 <div class="chart" data-spec="exposed"></div>`;
-  const subtitle = `${report.cluster.devices.toLocaleString('en-US')} GPU${report.cluster.devices === 1 ? '' : 's'} (${report.cluster.nodes} x ${report.cluster.gpusPerNode} ${report.cluster.gpu}, ${report.cluster.node}); ${report.model.name}; TP ${p.tp} x PP ${p.pp} x DP ${p.dp}, ${p.schedule}, ${p.microBatches} micro-batches of ${p.microBatch}; seed ${report.seed}; dtsim ${report.version}`;
+  const subtitle = `${report.cluster.devices.toLocaleString('en-US')} GPU${report.cluster.devices === 1 ? '' : 's'} (${report.cluster.nodes} x ${report.cluster.gpusPerNode} ${report.cluster.gpu}, ${report.cluster.node}); ${report.model.name} (${modelShape(report.model)}); TP ${p.tp} x PP ${p.pp} x DP ${p.dp}, ${p.schedule}, ${p.microBatches} micro-batches of ${p.microBatch}; seed ${report.seed}; dtsim ${report.version}`;
   // The report as --output writes it; past EMBEDDED_DEVICES GPUs without its per-GPU entries (6 MB at 16,384 GPUs).
   const embedded = report.devices.length <= EMBEDDED_DEVICES ? report : { ...report, devices: [], devicesOmitted: report.devices.length };
   return page(`dtsim: ${report.name}`, subtitle, body, { timeline: timelineSpec(data, report.stepTime), memory: memorySpec(data, report.stepTime), communication: communicationSpec(report), exposed: exposedSpec(data) }, { report: embedded });

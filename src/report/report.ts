@@ -14,6 +14,11 @@ import { VERSION } from '../version.js';
  * size in bytes, every rate per second. docs/report.md documents each field.
  * Figures come from the executed timeline, never from closed forms.
  */
+/** The model as the report states it: a GPT-shaped transformer's dimensions, or an Evoformer's (kind `evoformer`). */
+export type ModelSummary =
+  | { name: string; kind?: undefined; parameters: number; layers: number; hidden: number; heads: number; seqLength: number; vocab: number }
+  | { name: string; kind: 'evoformer'; parameters: number; layers: number; extraLayers: number; residues: number; msaRows: number; extraMsaRows: number; recycles: number };
+
 export interface DeviceReport {
   rank: number;
   node: number;
@@ -79,7 +84,10 @@ export interface Report {
    */
   pipelineBubbleRate: number;
   throughput: {
-    tokensPerSecond: number;
+    /** Samples (sequences, or proteins for an Evoformer) of the global batch per second of step time. */
+    samplesPerSecond: number;
+    /** Tokens per second, for a model of token sequences (absent for an Evoformer). */
+    tokensPerSecond?: number;
     /** Model FLOPs (no recompute) per second per device, in TFLOP/s. */
     tflopsPerDevice: number;
     /** Model FLOPs / (stepTime x devices x peak). */
@@ -89,7 +97,7 @@ export interface Report {
   };
   /** What ran: enough to read the report without the scenario. */
   cluster: { nodes: number; gpusPerNode: number; gpu: string; node: string; devices: number };
-  model: { name: string; parameters: number; layers: number; hidden: number; heads: number; seqLength: number; vocab: number };
+  model: ModelSummary;
   parallel: {
     tp: number;
     pp: number;
@@ -258,7 +266,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
   if (parallel.tp > scenario.cluster.gpusPerNode) {
     warnings.push(`tensor parallelism over ${parallel.tp} GPUs spans nodes of ${scenario.cluster.gpusPerNode}: its blocking collectives cross the inter-node network every layer; Megatron keeps tp within a node`);
   }
-  if (parallel.tp > model.kvHeads) {
+  if (model.kind !== 'evoformer' && parallel.tp > model.kvHeads) {
     warnings.push(`tp = ${parallel.tp} exceeds the ${model.kvHeads} key/value heads: each is replicated on ${parallel.tp / model.kvHeads} GPUs, as Megatron does, computing and storing them ${parallel.tp / model.kvHeads} times`);
   }
   return {
@@ -271,13 +279,17 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
     exposedCommunicationTime: devices.reduce((a, d) => a + d.exposedCommunicationTime, 0) / layout.devices,
     pipelineBubbleRate,
     throughput: {
-      tokensPerSecond: stepTime > 0 ? (training.globalBatch * model.seqLength) / stepTime : 0,
+      samplesPerSecond: stepTime > 0 ? training.globalBatch / stepTime : 0,
+      ...(model.kind !== 'evoformer' ? { tokensPerSecond: stepTime > 0 ? (training.globalBatch * model.seqLength) / stepTime : 0 } : {}),
       tflopsPerDevice: deviceSeconds > 0 ? plan.modelFlops / deviceSeconds / 1e12 : 0,
       mfu: deviceSeconds > 0 ? plan.modelFlops / (deviceSeconds * plan.peakFlopsPerDevice) : 0,
       hfu,
     },
     cluster: { nodes: scenario.cluster.nodes, gpusPerNode: scenario.cluster.gpusPerNode, gpu: scenario.cluster.gpu.name, node: scenario.cluster.node.name, devices: layout.devices },
-    model: { name: model.name, parameters: plan.parameters, layers: model.layers, hidden: model.hidden, heads: model.heads, seqLength: model.seqLength, vocab: model.vocab },
+    model:
+      model.kind === 'evoformer'
+        ? { name: model.name, kind: 'evoformer', parameters: plan.parameters, layers: model.layers, extraLayers: model.extraLayers, residues: model.residues, msaRows: model.msaRows, extraMsaRows: model.extraMsaRows, recycles: training.recycles }
+        : { name: model.name, parameters: plan.parameters, layers: model.layers, hidden: model.hidden, heads: model.heads, seqLength: model.seqLength, vocab: model.vocab },
     parallel: {
       tp: parallel.tp,
       pp: parallel.pp,

@@ -19,12 +19,12 @@ export function renderSummary(report: Report): string {
   const b = worst.memoryBreakdown;
   const lines = [
     `dtsim ${report.version}: ${report.name} (seed ${report.seed})`,
-    `${cluster.devices} GPUs: ${cluster.nodes} x ${cluster.gpusPerNode} ${cluster.gpu} (${cluster.node}); ${model.name}, ${formatCount(model.parameters)} parameters, sequence ${model.seqLength}`,
+    `${cluster.devices} GPUs: ${cluster.nodes} x ${cluster.gpusPerNode} ${cluster.gpu} (${cluster.node}); ${model.name}, ${formatCount(model.parameters)} parameters, ${modelShape(model)}`,
     `parallel: ${formatMesh(p.mesh, p)}, ${p.schedule}, ${p.microBatches} micro-batches of ${p.microBatch} per replica, global batch ${p.globalBatch}`,
     '',
     table([
       ['step time', formatSeconds(report.stepTime)],
-      ['throughput', `${formatCount(report.throughput.tokensPerSecond)} tokens/s, ${report.throughput.tflopsPerDevice.toFixed(1)} TFLOP/s per GPU, MFU ${percent(report.throughput.mfu)} (HFU ${percent(report.throughput.hfu)})`],
+      ['throughput', throughputText(report, formatCount)],
       // Without a pipeline, compute waits on collectives, not on other stages: no pipeline bubble to speak of.
       [p.pp > 1 ? 'bubble' : 'idle compute', `${percent(report.bubbleFraction)} of the step idle on compute (mean over GPUs)`],
       ['communication', `${formatBytes(report.communication.bytes)} sent`],
@@ -82,4 +82,16 @@ function byKindAndLink(report: Report): string {
       return `${KIND_NAMES[kind] ?? kind} ${formatBytes(bytes)}${links.length === 0 ? '' : over}`;
     })
     .join(', ');
+}
+
+/** The model's size in the words of its kind: a sequence length, or an Evoformer's residues, MSA rows and recycles. */
+export function modelShape(model: Report['model']): string {
+  return model.kind === 'evoformer' ? `${model.residues} residues, ${model.msaRows} MSA rows, ${model.recycles} recycles` : `sequence ${model.seqLength}`;
+}
+
+/** Throughput as a line: tokens per second for a model of tokens, proteins per second for an Evoformer. */
+export function throughputText(report: Report, count: (n: number) => string): string {
+  const t = report.throughput;
+  const rate = t.tokensPerSecond !== undefined ? `${count(t.tokensPerSecond)} tokens/s` : `${t.samplesPerSecond.toPrecision(3)} proteins/s`;
+  return `${rate}, ${t.tflopsPerDevice.toFixed(1)} TFLOP/s per GPU, MFU ${percent(t.mfu)} (HFU ${percent(t.hfu)})`;
 }

@@ -87,6 +87,10 @@ function* traceWriting(sim: SimulatedStep, write: (text: string) => void, option
     })},"traceEvents":[`,
   );
 
+  // The model-parallel lane carries the blocking collectives of every axis but pp and dp: named after those in use.
+  const modelAxes = mesh.axes.filter((a) => a !== 'pp' && a !== 'dp' && mesh.sizeOf(a) > 1);
+  const modelLane = modelAxes.length > 0 ? modelAxes.join('/') : 'tp';
+  const prefixes: Record<number, string> = { [LANE.tp]: `${modelLane.toUpperCase()} `, [LANE.dp]: 'DP ' };
   const nodes = new Set<number>();
   // tp first, then the other axes in use, then pp and dp, as process names have always read.
   const placeAxes = ['tp' as const, ...mesh.axes.filter((a) => a !== 'tp' && a !== 'pp' && a !== 'dp'), 'pp' as const, 'dp' as const];
@@ -98,7 +102,7 @@ function* traceWriting(sim: SimulatedStep, write: (text: string) => void, option
     emit({ ph: 'M', name: 'process_name', pid: d + 1, args: { name: `GPU ${d} (node ${node}, ${place})` } });
     emit({ ph: 'M', name: 'process_sort_index', pid: d + 1, args: { sort_index: d } });
     for (const [i, lane] of LANES.entries()) {
-      emit({ ph: 'M', name: 'thread_name', pid: d + 1, tid: i + 1, args: { name: lane } });
+      emit({ ph: 'M', name: 'thread_name', pid: d + 1, tid: i + 1, args: { name: i === LANE.tp ? modelLane : lane } });
       emit({ ph: 'M', name: 'thread_sort_index', pid: d + 1, tid: i + 1, args: { sort_index: i } });
     }
     if (pause()) yield;
@@ -136,7 +140,7 @@ function* traceWriting(sim: SimulatedStep, write: (text: string) => void, option
       const device = Math.floor(lane / lanesPerDevice);
       if (!included(device)) continue;
       const laneKind = lane % lanesPerDevice;
-      emit({ name: sliceName(kind, microBatch, laneKind) + (ringStep >= 0 ? ` attention ${ringStep + 1}` : ''), cat, ph: 'X', pid: device + 1, tid: laneKind + 1, ts: us(start), dur: us(end - start), args });
+      emit({ name: sliceName(kind, microBatch, laneKind, prefixes) + (ringStep >= 0 ? ` attention ${ringStep + 1}` : ''), cat, ph: 'X', pid: device + 1, tid: laneKind + 1, ts: us(start), dur: us(end - start), args });
     }
     if ((kind === KIND.p2p || kind === KIND.ring) && lanes.length === 2) {
       const [from, to] = lanes.map((l) => Math.floor(l / lanesPerDevice));
@@ -180,9 +184,7 @@ function* traceWriting(sim: SimulatedStep, write: (text: string) => void, option
   return count;
 }
 
-const LANE_PREFIX: Record<number, string> = { [LANE.tp]: 'TP ', [LANE.dp]: 'DP ' };
-
-function sliceName(kind: number, microBatch: number, lane: number): string {
+function sliceName(kind: number, microBatch: number, lane: number, prefixes: Record<number, string>): string {
   const mb = microBatch >= 0 ? ` mb${microBatch}` : '';
   switch (OP_KINDS[kind]) {
     case 'forward':
@@ -200,6 +202,6 @@ function sliceName(kind: number, microBatch: number, lane: number): string {
     case 'offload':
       return `offload${mb}`;
     default:
-      return `${LANE_PREFIX[lane] ?? ''}${OP_KINDS[kind]}${mb}`;
+      return `${prefixes[lane] ?? ''}${OP_KINDS[kind]}${mb}`;
   }
 }

@@ -2,7 +2,8 @@ import type { PathIssue } from '../errors.js';
 import { GPU_PRESETS, HOST_OVERHEAD_PER_LAYER, NODE_PRESETS, TRANSFER_OVERHEAD, type GpuSpec, type NodeSpec } from '../hardware/presets.js';
 import type { StepConfig } from '../lower/config.js';
 import { resolveParallel } from '../strategies/registry.js';
-import { MODEL_PRESETS } from '../workload/presets.js';
+import { ALPHAFOLD2, MODEL_PRESETS } from '../workload/presets.js';
+import type { EvoformerSpec } from '../workload/evoformer.js';
 import type { ModelSpec } from '../workload/registry.js';
 import type { ScenarioInput } from './schema.js';
 
@@ -54,32 +55,14 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
   const devices = input.cluster.nodes * gpusPerNode;
 
   // Model.
-  const m = input.model;
-  const base = m.preset ? MODEL_PRESETS[m.preset] : undefined;
-  const required = ['layers', 'hidden', 'heads', 'vocab', 'seqLength'] as const;
-  if (!base) for (const key of required) if (m[key] === undefined) fail(['model', key], 'missing required field (or give model.preset)');
-  const hidden = m.hidden ?? base?.hidden ?? 1;
-  const heads = m.heads ?? base?.heads ?? 1;
-  const model: ModelSpec = {
-    name: m.preset ?? 'custom',
-    layers: m.layers ?? base?.layers ?? 1,
-    hidden,
-    heads,
-    kvHeads: m.kvHeads ?? (m.heads === undefined ? base?.kvHeads : undefined) ?? heads,
-    ffnHidden: m.ffnHidden ?? (m.hidden === undefined ? base?.ffnHidden : undefined) ?? 4 * hidden,
-    vocab: m.vocab ?? base?.vocab ?? 1,
-    seqLength: m.seqLength ?? base?.seqLength ?? 1,
-    mlp: m.mlp ?? base?.mlp ?? 'gelu',
-    tiedEmbeddings: m.tiedEmbeddings ?? base?.tiedEmbeddings ?? true,
-    positionEmbedding: m.positionEmbedding ?? base?.positionEmbedding ?? 'learned',
-    causal: m.causal ?? base?.causal ?? true,
-    dropout: m.dropout ?? base?.dropout ?? true,
-  };
-  if (hidden % heads !== 0) fail(['model', 'hidden'], `hidden size ${hidden} must be divisible by heads (${heads})`);
-  if (heads % model.kvHeads !== 0) fail(['model', 'kvHeads'], `heads (${heads}) must be divisible by kvHeads (${model.kvHeads})`);
+  const model = resolveModel(input.model, fail);
+  const t = input.training;
+  const recycles = model.kind === 'evoformer' ? (t.recycles ?? 3) : 0;
+  if (model.kind !== 'evoformer' && t.recycles !== undefined && t.recycles > 0) {
+    fail(['training', 'recycles'], `recycling runs an AlphaFold-style model forward again before the step that takes gradients; it applies to model.kind evoformer, not to this GPT-shaped model; leave training.recycles out or set it to 0`);
+  }
 
   // Parallelism: each pass resolves and checks its own fields.
-  const t = input.training;
   const resolved = resolveParallel(input.parallel, {
     model,
     devices,
@@ -145,6 +128,7 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
         optimizer: t.optimizer,
         recompute: t.recompute,
         flashAttention: t.flashAttention,
+        recycles,
         hostOverheadPerLayerSeconds: t.hostOverheadPerLayer ?? HOST_OVERHEAD_PER_LAYER,
         transferOverheadSeconds: t.transferOverhead ?? TRANSFER_OVERHEAD,
       },
@@ -155,3 +139,49 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
   };
 }
 
+
+const GPT_FIELDS = ['hidden', 'heads', 'kvHeads', 'ffnHidden', 'vocab', 'seqLength', 'mlp', 'tiedEmbeddings', 'positionEmbedding', 'causal', 'dropout'] as const;
+const EVOFORMER_FIELDS = ['extraLayers', 'residues', 'msaRows', 'extraMsaRows', 'msaChannels', 'pairChannels', 'extraMsaChannels', 'singleChannels'] as const;
+
+/** The model section: a preset, overridden field by field, of the kind it names (a GPT-shaped one by default). */
+function resolveModel(m: ScenarioInput['model'], fail: (path: (string | number)[], message: string) => void): ModelSpec {
+  const base = m.preset ? MODEL_PRESETS[m.preset] : undefined;
+  const baseKind = base?.kind ?? 'gpt';
+  const kind = m.kind ?? baseKind;
+  if (m.kind !== undefined && base !== undefined && m.kind !== baseKind) fail(['model', 'kind'], `model.preset ${m.preset} is a model of kind ${baseKind}, not ${m.kind}; leave model.kind out or choose a preset of kind ${m.kind}`);
+  const foreign = kind === 'evoformer' ? GPT_FIELDS : EVOFORMER_FIELDS;
+  const own = kind === 'evoformer' ? ['layers', ...EVOFORMER_FIELDS] : ['layers', ...GPT_FIELDS];
+  for (const key of foreign) {
+    if (m[key] !== undefined) fail(['model', key], `model.${key} does not apply to a model of kind ${kind}; its fields are ${own.join(', ')}`);
+  }
+  if (kind === 'evoformer') {
+    // Without a preset, AlphaFold 2's dimensions.
+    const e = base?.kind === 'evoformer' ? base : ALPHAFOLD2;
+    const spec: EvoformerSpec = { ...e, kind: 'evoformer', name: m.preset ?? 'custom-evoformer', layers: m.layers ?? e.layers };
+    for (const key of EVOFORMER_FIELDS) spec[key] = m[key] ?? e[key];
+    return spec;
+  }
+  const gpt = base?.kind === 'evoformer' ? undefined : base;
+  const required = ['layers', 'hidden', 'heads', 'vocab', 'seqLength'] as const;
+  if (!gpt) for (const key of required) if (m[key] === undefined) fail(['model', key], 'missing required field (or give model.preset)');
+  const hidden = m.hidden ?? gpt?.hidden ?? 1;
+  const heads = m.heads ?? gpt?.heads ?? 1;
+  const model: ModelSpec = {
+    name: m.preset ?? 'custom',
+    layers: m.layers ?? gpt?.layers ?? 1,
+    hidden,
+    heads,
+    kvHeads: m.kvHeads ?? (m.heads === undefined ? gpt?.kvHeads : undefined) ?? heads,
+    ffnHidden: m.ffnHidden ?? (m.hidden === undefined ? gpt?.ffnHidden : undefined) ?? 4 * hidden,
+    vocab: m.vocab ?? gpt?.vocab ?? 1,
+    seqLength: m.seqLength ?? gpt?.seqLength ?? 1,
+    mlp: m.mlp ?? gpt?.mlp ?? 'gelu',
+    tiedEmbeddings: m.tiedEmbeddings ?? gpt?.tiedEmbeddings ?? true,
+    positionEmbedding: m.positionEmbedding ?? gpt?.positionEmbedding ?? 'learned',
+    causal: m.causal ?? gpt?.causal ?? true,
+    dropout: m.dropout ?? gpt?.dropout ?? true,
+  };
+  if (hidden % heads !== 0) fail(['model', 'hidden'], `hidden size ${hidden} must be divisible by heads (${heads})`);
+  if (heads % model.kvHeads !== 0) fail(['model', 'kvHeads'], `heads (${heads}) must be divisible by kvHeads (${model.kvHeads})`);
+  return model;
+}

@@ -93,6 +93,7 @@ export const scenarioSchema = z
     model: z
       .object({
         preset: presetName('model', MODEL_PRESETS).optional(),
+        kind: choice(['gpt', 'evoformer']).optional(),
         layers: count().optional(),
         hidden: count().optional(),
         heads: count().optional(),
@@ -105,6 +106,15 @@ export const scenarioSchema = z
         positionEmbedding: choice(['learned', 'rope']).optional(),
         causal: z.boolean({ error: 'expected true or false' }).optional(),
         dropout: z.boolean({ error: 'expected true or false' }).optional(),
+        // An Evoformer's (kind evoformer): workload/evoformer.ts.
+        extraLayers: z.number({ error: 'expected a whole number' }).int({ error: 'expected a whole number' }).min(0, { error: 'expected a whole number of blocks, 0 or more' }).max(1e6, { error: 'expected at most 1e6 blocks' }).optional(),
+        residues: count().optional(),
+        msaRows: count().optional(),
+        extraMsaRows: count().optional(),
+        msaChannels: count().optional(),
+        pairChannels: count().optional(),
+        extraMsaChannels: count().optional(),
+        singleChannels: count().optional(),
       })
       .strict(),
     training: z
@@ -116,6 +126,7 @@ export const scenarioSchema = z
         optimizer: choice(OPTIMIZERS).default('adam'),
         recompute: choice(RECOMPUTE_POLICIES).default('none'),
         flashAttention: z.boolean().default(false),
+        recycles: z.number({ error: 'expected a whole number' }).int({ error: 'expected a whole number' }).min(0, { error: 'expected a whole number of iterations, 0 or more' }).max(100, { error: 'expected at most 100 recycling iterations' }).optional(),
         hostOverheadPerLayer: quantity('time', { allowZero: true }).optional(),
         transferOverhead: quantity('time', { allowZero: true }).optional(),
       })

@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import type { PathIssue } from '../errors.js';
 import type { Precision } from '../training/precision.js';
+import type { GptSpec } from '../workload/gpt.js';
 import type { ModelSpec } from '../workload/registry.js';
 import type { Coordinates, DeviceMesh } from './mesh.js';
 import type { StepProgram } from './program.js';
@@ -47,6 +48,22 @@ export interface CheckContext extends ConfigContext {
   mesh: DeviceMesh;
   /** Micro-batches per data-parallel replica (maybe not whole when the batch does not divide). */
   microBatches: number;
+}
+
+/**
+ * For a parallelism that splits what only a GPT-shaped transformer has (heads, a token sequence): the model, when it
+ * is one, else a refusal at `field` naming what does apply to the model's kind.
+ */
+export function gptModel(model: ModelSpec, field: string, what: string): { model: GptSpec; issues: PathIssue[] } | { model?: undefined; issues: PathIssue[] } {
+  if (model.kind !== 'evoformer') return { model, issues: [] };
+  return {
+    issues: [
+      {
+        path: ['parallel', field],
+        message: `${what} does not apply to model.kind evoformer, which has no attention heads to split or token sequence to cut; an Evoformer is split by Dynamic Axial Parallelism (parallel.dap) and data parallelism (parallel.dp, with parallel.zero)`,
+      },
+    ],
+  };
 }
 
 export interface ApplyContext {

@@ -103,6 +103,11 @@ export interface StepProgram {
   states: ModelStates;
   /** Attention split along the sequence over a context-parallel axis, when there is one. */
   contextAttention?: ContextAttention;
+  /**
+   * Mesh axes whose blocking collectives run alongside the computation of their pass instead of after it
+   * (FastFold's duality asynchronous operations for DAP).
+   */
+  overlappedAxes?: readonly MeshAxis[];
 }
 
 /** The program before any pass: the whole workload on one stage, nothing sharded, every model state on the GPU. */
@@ -127,11 +132,14 @@ export function ownerLayout(program: StepProgram, virtualStage: number, tensor: 
 
 /** The program with `layout` merged into the layout of every operation `select` picks. */
 export function withLayout(program: StepProgram, select: (op: WorkloadOp) => boolean, layout: OpLayout): StepProgram {
-  return {
-    ...program,
-    stages: program.stages.map((stage) => ({
-      ...stage,
-      blocks: stage.blocks.map((block) => ({ ...block, ops: block.ops.map((p) => (select(p.op) ? { op: p.op, layout: { ...p.layout, ...layout } } : p)) })),
-    })),
+  return withLayouts(program, (op) => (select(op) ? layout : undefined));
+}
+
+/** The program with `layoutOf(op)` merged into each operation's layout, where it gives one. */
+export function withLayouts(program: StepProgram, layoutOf: (op: WorkloadOp) => OpLayout | undefined): StepProgram {
+  const merge = (p: ProgramOp): ProgramOp => {
+    const layout = layoutOf(p.op);
+    return layout === undefined ? p : { op: p.op, layout: { ...p.layout, ...layout } };
   };
+  return { ...program, stages: program.stages.map((stage) => ({ ...stage, blocks: stage.blocks.map((block) => ({ ...block, ops: block.ops.map(merge) })) })) };
 }

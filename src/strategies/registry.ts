@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { PathIssue } from '../errors.js';
 import type { Workload } from '../workload/types.js';
 import { dataParallel } from './data/data-parallel.js';
+import { dynamicAxialParallel } from './evoformer/dap.js';
 import { offload } from './data/offload.js';
 import { zeroRedundancy } from './data/zero.js';
 import { DeviceMesh, type Coordinates } from './mesh.js';
@@ -19,7 +20,7 @@ import { tensorParallel } from './tensor/megatron-tp.js';
  * configuration joins `ParallelConfig`. A pass that defines a mesh axis comes before `dataParallel`, whose degree
  * defaults to what the others leave.
  */
-export const PASSES = [tensorParallel, sequenceParallel, contextParallel, ulysses, pipelineParallel, dataParallel, zeroRedundancy, offload] as const;
+export const PASSES = [tensorParallel, sequenceParallel, contextParallel, ulysses, dynamicAxialParallel, pipelineParallel, dataParallel, zeroRedundancy, offload] as const;
 
 type ConfigOf<P> = P extends ParallelismPass<z.ZodRawShape, infer C, object> ? C : never;
 type Intersection<U> = (U extends unknown ? (x: U) => void : never) extends (x: infer I) => void ? I : never;

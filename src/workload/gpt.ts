@@ -9,6 +9,8 @@ import type { SavedTensor, Shape, SiteTensor, Tensor, Workload, WorkloadBlock, W
  * parameters, 24bsh² + 4bs²h forward FLOPs, sbh(34 + 5as/h) activation bytes (test/workload/gpt.test.ts).
  */
 export interface GptSpec {
+  /** The model kind (workload/registry.ts); GPT when left out. */
+  kind?: 'gpt';
   name: string;
   layers: number;
   hidden: number;

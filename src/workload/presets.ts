@@ -1,7 +1,26 @@
+import type { EvoformerSpec } from './evoformer.js';
 import type { GptSpec } from './gpt.js';
 
 export type ModelShape = Omit<GptSpec, 'name'>;
-type Preset = ModelShape;
+type Preset = ModelShape | Omit<EvoformerSpec, 'name'>;
+
+/**
+ * AlphaFold 2 as trained initially (Jumper et al. 2021, supplementary Table 4 and section 1.11): 48 Evoformer
+ * blocks, 4 extra-MSA blocks, c_m 256, c_z 128, c_e 64, c_s 384; crops of 256 residues, 128 MSA clusters and 1,024
+ * extra sequences. Fine-tuning crops 384 residues, 512 clusters and 5,120 extra sequences.
+ */
+export const ALPHAFOLD2: Omit<EvoformerSpec, 'name'> = {
+  kind: 'evoformer',
+  layers: 48,
+  extraLayers: 4,
+  residues: 256,
+  msaRows: 128,
+  extraMsaRows: 1024,
+  msaChannels: 256,
+  pairChannels: 128,
+  extraMsaChannels: 64,
+  singleChannels: 384,
+};
 
 /** A GPT-style shape: FFN 4h, multi-head attention, GeLU, tied embeddings, learned positions, causal attention, dropout. */
 export const gpt = (layers: number, hidden: number, heads: number, seqLength = 2048, vocab = 51200): ModelShape => ({
@@ -64,4 +83,5 @@ export const MODEL_PRESETS: Record<string, Preset> = {
     causal: true,
     dropout: false,
   },
+  alphafold2: ALPHAFOLD2,
 };

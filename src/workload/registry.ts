@@ -1,3 +1,4 @@
+import { buildEvoformer, type EvoformerBuildOptions, type EvoformerSpec } from './evoformer.js';
 import { buildGpt, type GptBuildOptions, type GptSpec } from './gpt.js';
 import { elements, type Workload } from './types.js';
 
@@ -6,22 +7,26 @@ import { elements, type Workload } from './types.js';
  * micro-batch; the lowering sees only the workload. Adding a kind is a new file and one line here.
  */
 export const MODEL_KINDS = {
-  gpt: buildGpt,
+  gpt: (model: ModelSpec, options: WorkloadOptions) => buildGpt(model as GptSpec, options),
+  evoformer: (model: ModelSpec, options: WorkloadOptions) => buildEvoformer(model as EvoformerSpec, { ...options, recycles: options.recycles ?? 0 }),
 } as const;
 
 export type ModelKind = keyof typeof MODEL_KINDS;
-/** A resolved model: today every kind is GPT-shaped. */
-export type ModelSpec = GptSpec;
-export type WorkloadOptions = GptBuildOptions;
+/** A resolved model of any kind; a GPT-shaped one may leave `kind` out. */
+export type ModelSpec = GptSpec | EvoformerSpec;
+export type WorkloadOptions = GptBuildOptions & Partial<Pick<EvoformerBuildOptions, 'recycles'>>;
+
+export const kindOf = (model: ModelSpec): ModelKind => model.kind ?? 'gpt';
+export const isEvoformer = (model: ModelSpec): model is EvoformerSpec => model.kind === 'evoformer';
 
 export function buildWorkload(model: ModelSpec, options: WorkloadOptions): Workload {
-  return MODEL_KINDS.gpt(model, options);
+  return MODEL_KINDS[kindOf(model)](model, options);
 }
 
-/** Ψ: every parameter of a workload; a tied tensor is a parameter of its owner only, so it counts once. */
+/** Ψ: every parameter of a workload; a tied tensor is a parameter of its owner only, so it counts once; recycled blocks own none. */
 export function workloadParameters(workload: Workload): number {
   let sum = 0;
-  for (const block of workload.blocks) for (const op of block.ops) for (const p of op.parameters) sum += elements(p.shape);
+  for (const block of workload.blocks) if (block.kind !== 'recycle') for (const op of block.ops) for (const p of op.parameters) sum += elements(p.shape);
   return sum;
 }
 
@@ -30,6 +35,7 @@ export function workloadParameters(workload: Workload): number {
  * rest times one layer's: no workload of a billion layers is built to count them.
  */
 export function modelParameters(model: ModelSpec): number {
+  if (isEvoformer(model)) return workloadParameters(buildWorkload(model, { microBatch: 1, attention: 'standard' }));
   const withLayers = (layers: number) => workloadParameters(buildWorkload({ ...model, layers }, { microBatch: 1, attention: 'standard' }));
   const one = withLayers(1);
   return one + (model.layers - 1) * (withLayers(2) - one);

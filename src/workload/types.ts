@@ -8,10 +8,13 @@
  */
 
 /**
- * Named tensor axes. `keys` is the second sequence axis of an attention score matrix; `positions` the rows of a
- * position-embedding table, named apart from `seq` so that splitting the sequence does not split the table.
+ * Named tensor axes. `keys` is the second sequence axis of an attention score matrix (or the summed-over residue
+ * of a triangle operation); `positions` the rows of a position-embedding table, named apart from `seq` so that
+ * splitting the sequence does not split the table. The Evoformer's (evoformer.ts): `msaRows` the sequences of a
+ * multiple sequence alignment, `residues` and `residues2` the two residue axes of a pair representation (rows i
+ * and columns j; an MSA's residues are `residues`), `channels` a representation's channels.
  */
-export const TENSOR_AXES = ['batch', 'seq', 'keys', 'positions', 'hidden', 'heads', 'kvHeads', 'headDim', 'ffn', 'vocab'] as const;
+export const TENSOR_AXES = ['batch', 'seq', 'keys', 'positions', 'hidden', 'heads', 'kvHeads', 'headDim', 'ffn', 'vocab', 'msaRows', 'residues', 'residues2', 'channels'] as const;
 export type TensorAxis = (typeof TENSOR_AXES)[number];
 
 /** A shape: the size of each axis the tensor has. */
@@ -80,10 +83,30 @@ export interface WorkloadOp {
   keyValue?: readonly SavedTensor[];
   /** An attention that skips the blocks a causal mask hides, so that later query positions do more work. */
   causal?: boolean;
+  /**
+   * The operation whose output `input` is, by name (the latest earlier operation so named), when it is not the
+   * operation before: a model of two streams (the Evoformer's MSA and pair representations) reads each from where
+   * it was last written. `DATA` for the step's input batch, which every rank loads itself.
+   */
+  from?: string;
+  /**
+   * Tensors the operation computes from its own slice and then needs whole (an attention's bias from the pair
+   * representation, the projection an outer product or triangle multiplication reads along the other axis): where
+   * a layout splits the operation but not them, they are gathered in the forward and their gradients
+   * reduce-scattered in the backward. Listed among `saved` too when the backward keeps them.
+   */
+  gathered?: readonly Tensor[];
 }
 
-/** Block kinds: a transformer layer can be recomputed whole; the embedding and the output head cannot. */
-export type BlockKind = 'embedding' | 'layer' | 'head';
+/** `WorkloadOp.from` for an operation that reads the step's input data. */
+export const DATA = 'data';
+
+/**
+ * Block kinds: a transformer layer can be recomputed whole; the embedding and the output head cannot. A `recycle`
+ * block is a forward-only pass of the network before the last (AlphaFold's recycling): it keeps nothing, computes
+ * no gradients and holds no parameters of its own (its operations' are those of the blocks that follow).
+ */
+export type BlockKind = 'embedding' | 'layer' | 'head' | 'recycle';
 
 export interface WorkloadBlock {
   kind: BlockKind;

@@ -122,3 +122,34 @@ describe('pruning by model states', () => {
   }, 120_000);
 });
 
+
+describe('dtsim plan on an Evoformer', () => {
+  const evoformer = { cluster: { nodes: 1, gpusPerNode: 4 }, model: { preset: 'alphafold2', layers: 2, extraLayers: 1, residues: 32, msaRows: 16, extraMsaRows: 32 }, training: { globalBatch: 4, microBatch: 1, recycles: 0 }, parallel: { tp: 1, pp: 1, dp: 4 } };
+
+  it('searches DAP x data parallelism, micro-batch, checkpointing and ZeRO, and its best is the best of simulating them all', async () => {
+    const file = scenarioFile('evoformer', evoformer);
+    const source = readScenarioSource(file);
+    const base = parseScenario(source.text, source.file);
+    const space = planCandidates(base, 4);
+    expect(new Set(space.map((c) => c['parallel.dap']))).toEqual(new Set([1, 2, 4]));
+    expect(space.every((c) => c['parallel.tp'] === undefined && c['parallel.pp'] === undefined)).toBe(true);
+    const result = await plan(source, { workers: 1 });
+    let best = Infinity;
+    for (const overrides of space) {
+      const scenario = parseScenario(source.text, source.file, { set: Object.entries(overrides).map(([p, v]) => `${p}=${JSON.stringify(v)}`) });
+      const report = simulate(scenario).report;
+      if (report.memory.fits) best = Math.min(best, report.stepTime);
+    }
+    expect(result.ranked[0].result!.stepTime).toBe(best);
+  }, 60_000);
+
+  it('law: the model-state bound stays below the simulated peak with DAP and ZeRO sharding over data x DAP', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(1, 2, 4), fc.constantFrom(0, 1, 2, 3), (dap, zero) => {
+        const scenario = parseScenario(stringify(merge(BASE, merge(evoformer, { parallel: { dap, dp: 4 / dap, zero } }))), 'e.yaml');
+        expect(statesLowerBound(scenario)!).toBeLessThanOrEqual(simulate(scenario).report.memory.peak.hbm * (1 + 1e-9));
+      }),
+      { numRuns: 12, seed: 12 },
+    );
+  });
+});

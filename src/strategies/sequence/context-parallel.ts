@@ -1,6 +1,5 @@
-import type { PathIssue } from '../../errors.js';
 import { choice, count } from '../../fields.js';
-import type { ParallelismPass } from '../pass.js';
+import { gptModel, type ParallelismPass } from '../pass.js';
 import { withLayout, type ContextAttention } from '../program.js';
 
 /**
@@ -39,9 +38,10 @@ export const contextParallel: ParallelismPass<typeof fields, ContextConfig> = {
   fields,
   resolve: ({ cp, cpAttention, cpSplit }) => ({ cp, cpAttention, cpSplit }),
   axes: ({ cp }) => (cp > 1 ? { cp } : {}),
-  check({ cp, cpAttention, cpSplit }, { model, training }) {
+  check({ cp, cpAttention, cpSplit }, { model: spec, training }) {
     if (cp === 1) return [];
-    const issues: PathIssue[] = [];
+    const { model, issues } = gptModel(spec, 'cp', `cp = ${cp} (context parallelism)`);
+    if (model === undefined) return issues;
     const chunks = cpSplit === 'zigzag' ? 2 * cp : cp;
     if (model.seqLength % chunks !== 0) {
       const how = cpSplit === 'zigzag' ? `the zig-zag split cuts it into 2 x cp = ${chunks} chunks` : `the contiguous split cuts it into cp = ${cp} blocks`;

@@ -1,6 +1,5 @@
 import { z } from 'zod';
-import type { PathIssue } from '../../errors.js';
-import type { ParallelismPass } from '../pass.js';
+import { gptModel, type ParallelismPass } from '../pass.js';
 import { withLayout } from '../program.js';
 import type { TensorConfig } from '../tensor/megatron-tp.js';
 
@@ -25,9 +24,10 @@ export const sequenceParallel: ParallelismPass<typeof fields, SequenceConfig, Se
   name: 'sequence',
   fields,
   resolve: ({ sequenceParallel }) => ({ sequenceParallel }),
-  check({ sequenceParallel, tp }, { model }) {
+  check({ sequenceParallel, tp }, context) {
     if (!sequenceParallel) return [];
-    const issues: PathIssue[] = [];
+    const { model, issues } = gptModel(context.model, 'sequenceParallel', 'sequenceParallel (Megatron sequence parallelism)');
+    if (model === undefined) return issues;
     if (tp === 1) issues.push({ path: ['parallel', 'sequenceParallel'], message: 'sequence parallelism splits the layer norms and dropouts over the tensor-parallel group, but tp is 1; set parallel.tp to 2 or more, or sequenceParallel: false' });
     else if (model.seqLength % tp !== 0) {
       issues.push({ path: ['parallel', 'sequenceParallel'], message: `sequence parallelism splits the sequence over tp = ${tp} ranks, but model.seqLength ${model.seqLength} is not divisible by ${tp}; use a sequence length that is a multiple of ${tp}, another tp, or sequenceParallel: false` });

@@ -1,6 +1,5 @@
-import type { PathIssue } from '../../errors.js';
 import { count } from '../../fields.js';
-import type { ParallelismPass } from '../pass.js';
+import { gptModel, type ParallelismPass } from '../pass.js';
 import { withLayout } from '../program.js';
 import type { TensorConfig } from '../tensor/megatron-tp.js';
 
@@ -26,9 +25,10 @@ export const ulysses: ParallelismPass<typeof fields, UlyssesConfig, UlyssesConfi
   fields,
   resolve: ({ ulysses: degree }) => ({ ulysses: degree }),
   axes: ({ ulysses: degree }) => (degree > 1 ? { sp: degree } : {}),
-  check({ ulysses: degree, tp }, { model }) {
+  check({ ulysses: degree, tp }, context) {
     if (degree === 1) return [];
-    const issues: PathIssue[] = [];
+    const { model, issues } = gptModel(context.model, 'ulysses', `ulysses = ${degree} (DeepSpeed-Ulysses sequence parallelism)`);
+    if (model === undefined) return issues;
     const fail = (message: string) => issues.push({ path: ['parallel', 'ulysses'], message });
     const headsPerRank = model.heads / tp;
     // With tensor parallelism, each tensor-parallel rank's heads (and key/value heads) are spread over the group.

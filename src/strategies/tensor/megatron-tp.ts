@@ -1,6 +1,5 @@
 import { count } from '../../fields.js';
-import type { PathIssue } from '../../errors.js';
-import type { ParallelismPass } from '../pass.js';
+import { gptModel, type ParallelismPass } from '../pass.js';
 import { withLayout } from '../program.js';
 
 /**
@@ -24,8 +23,11 @@ export const tensorParallel: ParallelismPass<typeof fields, TensorConfig> = {
   fields,
   resolve: ({ tp }) => ({ tp }),
   axes: ({ tp }) => ({ tp }),
-  check({ tp }, { model, devices }) {
-    const issues: PathIssue[] = [];
+  check({ tp }, context) {
+    if (tp === 1) return [];
+    const { model, issues } = gptModel(context.model, 'tp', `tp = ${tp} (Megatron tensor parallelism)`);
+    if (model === undefined) return issues;
+    const devices = context.devices;
     if (model.heads % tp !== 0) {
       issues.push({ path: ['parallel', 'tp'], message: `tp = ${tp} must divide the attention heads (${model.heads}); divisors that work: ${divisors(model.heads, devices).join(', ')}` });
     } else if (model.kvHeads % tp !== 0 && tp % model.kvHeads !== 0) {
