@@ -194,10 +194,10 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
    * Blocking collectives over `members` after what each of them did last, one operation per kind, each after the one
    * before; the members' next compute waits for the last.
    */
-  // `alongside`: each member's last operation and last blocking one before the compute just emitted (by place in the
-  // stage), which the collectives start after instead of after that compute: they overlap it, and what
-  // comes next waits for both (the compute lane keeps the compute's place).
-  const blockOn = (steps: CollectiveGroup[], members: number[], first: number, labelOf: (kind: number) => number, alongside?: { ops: Int32Array; blocking: Int32Array }) => {
+  // `alongside`: per member (by place in the stage), a zero-length operation that starts with the compute just
+  // emitted and waits for all it waits for; the collectives start after it instead of after the compute, and overlap
+  // it. The caller joins the two.
+  const blockOn = (steps: CollectiveGroup[], members: number[], first: number, labelOf: (kind: number) => number, alongside?: Int32Array) => {
     const size = members.length;
     const stride = size > 1 ? members[1] - members[0] : 1;
     let previous = -1;
@@ -208,11 +208,11 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
       else {
         for (let m = 0; m < size; m++) {
           const local = members[m] - first;
-          const before = alongside ? alongside.ops[local] : lastOps[local];
-          const blocking = alongside ? alongside.blocking[local] : lastBlocking[members[m]];
-          if (before >= 0) g.dependOn(op, before);
+          const before = alongside ? alongside[local] : lastOps[local];
+          g.dependOn(op, before);
           // A transfer the member must also wait for (a ring's last gradient hop into it).
-          if (blocking >= 0 && blocking !== before) g.dependOn(op, blocking);
+          const blocking = lastBlocking[members[m]];
+          if (!alongside && blocking >= 0 && blocking !== before) g.dependOn(op, blocking);
         }
       }
       previous = op;
@@ -224,8 +224,12 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
       lastOpOf[device] = previous;
     }
   };
+  // Collectives over these axes overlap the compute of their segment (FastFold's duality asynchronous operations):
+  // each member's compute gets a zero-length start, which waits for what the compute waits for and which the
+  // collectives follow, and a zero-length join after both, which what comes next waits for. Overlap needs no
+  // pipeline: a pass with inputs from another stage never overlaps (the DAP pass refuses pp > 1).
   const overlappedAxes = program.overlappedAxes ?? [];
-  const beforeCompute = { ops: new Int32Array(perStage), blocking: new Int32Array(perStage) };
+  const computeStart = new Int32Array(perStage).fill(-1);
 
   // Context parallelism: a segment's attention in steps (attention-phase.ts).
   const attention = new AttentionPhases(program.contextAttention, mesh, emit, variability, { lastOps, lastBlocking, lastOpOf });
@@ -310,24 +314,30 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
         const axis = collectives.length > 0 && collectives.every((c) => c.axis === collectives[0].axis) ? collectives[0].axis : undefined;
         const groups = ring || collectives.length === 0 ? eachRank : axis === undefined ? [allRanks] : axisGroups(axis);
         const freesActivations = !isForward && lastSegment;
-        const overlapped = axis !== undefined && !ring && overlappedAxes.includes(axis);
+        const overlapped = axis !== undefined && !ring && overlappedAxes.includes(axis) && pp === 1;
+        const markLabel = overlapped ? emit.label({ kind, stage, microBatch: mb, chunk: entry.chunk, layers: 0, flops: 0 }) : -1;
         for (let gi = 0; gi < groups.length; gi++) {
           const members = groups[gi];
           for (let m = 0; m < members.length; m++) {
             const device = members[m];
             const local = device - first;
+            let start = -1;
             if (overlapped) {
-              beforeCompute.ops[local] = lastOpOf[device];
-              beforeCompute.blocking[local] = lastBlocking[device];
+              start = computeStart[local] = g.operation(markLabel, device, 0);
+              g.lane(resources.lane(device, LANE.compute));
             }
             // The graph's calls directly: this loop adds most of a large step's operations.
             const op = g.operation(computeLabel, device, variability.vary(segmentNs, device));
             g.lane(resources.lane(device, LANE.compute));
-            if (lastBlocking[device] >= 0) g.dependOn(op, lastBlocking[device]);
+            if (lastBlocking[device] >= 0) {
+              g.dependOn(op, lastBlocking[device]);
+              if (start >= 0) g.dependOn(start, lastBlocking[device]);
+            }
             const k = key(local, vs, mb);
             const hbm = resources.hbm(device);
             if (paramsSharded) {
               g.dependOn(op, gathered[fetchGroups.groupOf[local]]);
+              if (start >= 0) g.dependOn(start, gathered[fetchGroups.groupOf[local]]);
               // The gathered parameters are released once the segment's compute has used them.
               g.memory(op, hbm, CATEGORY.buffers, -segment.params * paramBytes, AT_END);
               computeHistory[device].push(op);
@@ -337,7 +347,10 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
             if (reduceInline) {
               g.memory(op, hbm, CATEGORY.buffers, segment.gradBytes, AT_START);
               const sent = gradientSync[device];
-              if (sent.length >= 2) g.dependOn(op, sent[sent.length - 2]);
+              if (sent.length >= 2) {
+                g.dependOn(op, sent[sent.length - 2]);
+                if (start >= 0) g.dependOn(start, sent[sent.length - 2]);
+              }
             }
             if (firstSegment) {
               if (pass !== 'W') {
@@ -347,9 +360,13 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
               }
               if (pass === 'B' || pass === 'BW') {
                 g.dependOn(op, forwardOp[k]);
+                if (start >= 0) g.dependOn(start, forwardOp[k]);
                 if (v.recomputeBytes > 0) g.memory(op, hbm, CATEGORY.activations, v.recomputeBytes, AT_START);
               }
-              if (pass === 'W') g.dependOn(op, inputGradOp[k]);
+              if (pass === 'W') {
+                g.dependOn(op, inputGradOp[k]);
+                if (start >= 0) g.dependOn(start, inputGradOp[k]);
+              }
               if (isForward) {
                 forwardOp[k] = op;
                 g.memory(op, hbm, CATEGORY.activations, v.activationBytes, AT_START);
@@ -361,7 +378,18 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
             lastBlocking[device] = -1;
             lastOpOf[device] = op;
           }
-          if (axis !== undefined && !ring) blockOn(collectives, members, first, labelOf, overlapped ? beforeCompute : undefined);
+          if (axis !== undefined && !ring) blockOn(collectives, members, first, labelOf, overlapped ? computeStart : undefined);
+          if (overlapped) {
+            for (let m = 0; m < members.length; m++) {
+              const device = members[m];
+              const local = device - first;
+              const join = g.operation(markLabel, device, 0);
+              g.lane(resources.lane(device, LANE.compute));
+              g.dependOn(join, lastOps[local]);
+              g.dependOn(join, lastBlocking[device]);
+              lastOps[local] = lastBlocking[device] = lastOpOf[device] = join;
+            }
+          }
         }
         if (ring) {
           const last = attention.run(segment, passNs, kind, labels, isForward, first);

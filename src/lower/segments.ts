@@ -72,7 +72,8 @@ export function blockSegments(v: VirtualStageModel, forward: boolean, gradientBy
       forward ? u.forwardFlops : u.inputGradFlops + u.recomputeFlops + u.weightGradFlops,
       u.layers,
       u.parameters * gradientBytes,
-      u.parameters,
+      // A recycled pass of the network uses every parameter of the stage in its forward, and none in a backward.
+      u.kind === 'recycle' ? (forward ? v.parametersPerDevice : 0) : u.parameters,
       groupCollectives(forward ? u.forwardCollectives : u.backwardCollectives),
       forward ? u.attentionForwardFlops : u.attentionInputGradFlops,
       u.ringBytes,

@@ -186,8 +186,14 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
       forwardSteps.push(...collective('allGather', context!.axis, t, layout));
       backwardSteps.push(...collective('reduceScatter', context!.axis, t, layout));
     }
+    // What hands the output on to the next operation (not repeated when the block is rebuilt: it leaves the block).
+    const handoff: CollectiveStep[] = [];
     axes.forEach((axis, a) => {
-      if (next) forwardSteps.push(...collective(transition(states[a].output, next.states[a].input), axis, op.output, layout));
+      if (next) {
+        const steps = collective(transition(states[a].output, next.states[a].input), axis, op.output, layout);
+        forwardSteps.push(...steps);
+        handoff.push(...steps);
+      }
       if (previous) backwardSteps.push(...collective(transition(states[a].inputGrad, previous.states[a].outputGrad), axis, op.input, layout));
       // An input from further back: its collective is this operation's, before its compute, in either direction.
       if (op.from !== undefined && source) {
@@ -203,7 +209,7 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
       }
     });
     // A rebuilt block starts from its kept input as it arrived: what it exchanges inside itself runs again.
-    const rebuiltSteps = whole ? [...(index > 0 ? inbound : []), ...(index < block.ops.length - 1 ? forwardSteps : [])] : [];
+    const rebuiltSteps = whole ? [...(index > 0 ? inbound : []), ...(index < block.ops.length - 1 ? forwardSteps : forwardSteps.filter((s) => !handoff.includes(s)))] : [];
     forwardSteps.unshift(...inbound);
     if (forwardOnly) return { ...c, inputGrad: 0, weightGrad: 0, recompute: 0, recomputeMoved: 0, saved, parameters, forwardSteps, backwardSteps: [], rebuiltSteps: [], ring };
     return { ...c, saved, parameters, forwardSteps, backwardSteps, rebuiltSteps, ring };
@@ -306,7 +312,9 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
       inputGradNs = toNanoseconds(costs!.backwardSeconds![stage.stage] / chunks);
       weightGradNs = toNanoseconds((costs!.weightGradSeconds?.[stage.stage] ?? 0) / chunks);
     } else {
-      forwardNs = toNanoseconds(passSeconds(computeModel, { flops: forwardFlops, bytes: traffic, layers, issues: 1 }));
+      // A recycled block is a forward of the whole network: as many layers' kernels to issue again.
+      const recycledLayers = layers * blocks.filter((u) => u.kind === 'recycle').length;
+      forwardNs = toNanoseconds(passSeconds(computeModel, { flops: forwardFlops, bytes: traffic, layers: layers + recycledLayers, issues: 1 }));
       inputGradNs = toNanoseconds(passSeconds(computeModel, { flops: inputGradFlops, bytes: backwardTraffic + sum((u) => u.recomputeMovedBytes), layers, issues }));
       weightGradNs = toNanoseconds(passSeconds(computeModel, { flops: weightGradFlops, bytes: backwardTraffic, layers, issues: 1 }));
     }

@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { compile, type TopLevelSpec } from 'vega-lite';
 import { CATEGORIES, OP_KINDS } from '../lower/resources.js';
 import { VERSION } from '../version.js';
-import { formatBytes, formatSeconds, percent } from './format.js';
+import { formatBytes, formatMesh, formatSeconds, percent } from './format.js';
 import { htmlData, type HtmlData } from './html-data.js';
 import type { Report, SimulatedStep } from './report.js';
 import { modelShape, throughputText } from './summary.js';
@@ -268,7 +268,7 @@ ${row('simulated', `${report.simulation.operations.toLocaleString('en-US')} oper
 <h2>Where the bytes go</h2><div class="chart" data-spec="communication"></div>
 <h2>Exposed communication</h2><p class="note">Time a GPU's communication or offload lanes ran while its compute lane was idle${data.exposedPerDevice ? '' : `; ${report.devices.length.toLocaleString('en-US')} GPUs, so per stage`}.</p>
 <div class="chart" data-spec="exposed"></div>`;
-  const subtitle = `${report.cluster.devices.toLocaleString('en-US')} GPU${report.cluster.devices === 1 ? '' : 's'} (${report.cluster.nodes} x ${report.cluster.gpusPerNode} ${report.cluster.gpu}, ${report.cluster.node}); ${report.model.name} (${modelShape(report.model)}); TP ${p.tp} x PP ${p.pp} x DP ${p.dp}, ${p.schedule}, ${p.microBatches} micro-batches of ${p.microBatch}; seed ${report.seed}; dtsim ${report.version}`;
+  const subtitle = `${report.cluster.devices.toLocaleString('en-US')} GPU${report.cluster.devices === 1 ? '' : 's'} (${report.cluster.nodes} x ${report.cluster.gpusPerNode} ${report.cluster.gpu}, ${report.cluster.node}); ${report.model.name} (${modelShape(report.model)}); ${formatMesh(p.mesh, p)}, ${p.schedule}, ${p.microBatches} micro-batches of ${p.microBatch}; seed ${report.seed}; dtsim ${report.version}`;
   // The report as --output writes it; past EMBEDDED_DEVICES GPUs without its per-GPU entries (6 MB at 16,384 GPUs).
   const embedded = report.devices.length <= EMBEDDED_DEVICES ? report : { ...report, devices: [], devicesOmitted: report.devices.length };
   return page(`dtsim: ${report.name}`, subtitle, body, { timeline: timelineSpec(data, report.stepTime), memory: memorySpec(data, report.stepTime), communication: communicationSpec(report), exposed: exposedSpec(data) }, { report: embedded });

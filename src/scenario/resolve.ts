@@ -58,6 +58,9 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
   const model = resolveModel(input.model, fail);
   const t = input.training;
   const recycles = model.kind === 'evoformer' ? (t.recycles ?? 3) : 0;
+  if (model.kind === 'evoformer' && t.recompute === 'selective') {
+    fail(['training', 'recompute'], 'selective recomputation drops a transformer layer\'s attention scores and reruns its attention core; an Evoformer is checkpointed per block (full) or not at all (none), as AlphaFold, OpenFold and FastFold train it; to keep no attention probabilities, set training.flashAttention: true');
+  }
   if (model.kind !== 'evoformer' && t.recycles !== undefined && t.recycles > 0) {
     fail(['training', 'recycles'], `recycling runs an AlphaFold-style model forward again before the step that takes gradients; it applies to model.kind evoformer, not to this GPT-shaped model; leave training.recycles out or set it to 0`);
   }

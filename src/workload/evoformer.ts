@@ -59,6 +59,16 @@ export const AF2 = {
   heads: { distogram: 64, msa: 23, plddt: 50, plddtHidden: 128, atoms: 37 },
 } as const;
 
+/**
+ * How many times as often as a GPT layer's (decision 7: each saved tensor written once and read once a pass) the
+ * Evoformer's element-wise kernels move each tensor it keeps: layer norms, masks, biased softmaxes over the pair,
+ * gates, dropout and residual adds, each its own kernel over an MSA or pair-sized tensor, with the layout copies
+ * between row-wise and column-wise operations. Fitted to FastFold's measured Evoformer block (Uni-Fold's benchmark,
+ * dptech-corp/Uni-Fold pull request 10: 9.4 ms forward and 20.2 ms backward per block at N_r 256, N_s 128, bf16, one
+ * A100 40GB; dtsim: 9.9 and 19.9 ms); docs/evoformer.md compares it with end-to-end runs.
+ */
+export const EVOFORMER_TRAFFIC = 3.2;
+
 const tensor = (name: string, shape: Shape, element: Tensor['element'] = 'activation'): Tensor => ({ name, shape, element });
 const own = (name: string, shape: Shape, extra: Partial<SavedTensor> = {}): SavedTensor => ({ ...tensor(name, shape), site: 'own', ...extra });
 /** A linear layer's weights and bias, as one parameter tensor each. */
@@ -68,8 +78,8 @@ const linear = (name: string, inputs: number, outputs: number, bias = true): Ten
 ];
 const layerNorm = (name: string, channels: number): Tensor[] => [tensor(`${name}.scale`, { channels: 2 * channels }, 'parameter')];
 
-/** What an operation's element-wise kernels move: each saved tensor written once and read once, as gpt.ts counts. */
-const writtenAndRead = (saved: readonly SavedTensor[]) => saved.map((t) => ({ name: t.name, shape: t.shape, element: t.element, site: t.site, times: 2 }));
+/** What an operation's element-wise kernels move: each saved tensor written and read EVOFORMER_TRAFFIC times as gpt.ts counts. */
+const writtenAndRead = (saved: readonly SavedTensor[]) => saved.map((t) => ({ name: t.name, shape: t.shape, element: t.element, site: t.site, times: 2 * EVOFORMER_TRAFFIC }));
 
 interface OpParts {
   /** FLOPs of its linear layers in the forward (the same again for input and for weight gradients). */
@@ -305,9 +315,10 @@ export function buildEvoformer(m: EvoformerSpec, options: EvoformerBuildOptions)
       ...layerNorm('single.norm', s),
       ...layerNorm('pair.norm', cz),
       ...linear('single.in', s, s),
-      ...linear('ipa.scalar', s, 3 * st.heads * st.headDim),
-      ...linear('ipa.points', s, st.heads * 3 * (2 * st.queryPoints + st.valuePoints)),
-      ...linear('ipa.pair-bias', cz, st.heads),
+      // Invariant point attention's projections have no biases (LinearNoBias in Algorithm 22).
+      ...linear('ipa.scalar', s, 3 * st.heads * st.headDim, false),
+      ...linear('ipa.points', s, st.heads * 3 * (2 * st.queryPoints + st.valuePoints), false),
+      ...linear('ipa.pair-bias', cz, st.heads, false),
       tensor('ipa.head-weights', { channels: st.heads }, 'parameter'),
       ...linear('ipa.out', ipaOutput, s),
       ...layerNorm('ipa.norm', s),
@@ -322,18 +333,25 @@ export function buildEvoformer(m: EvoformerSpec, options: EvoformerBuildOptions)
       ...linear('angles.out', angle, 14),
     ],
   });
-  // Output heads and loss (section 1.9): distogram from the pair, masked MSA from the MSA, pLDDT and experimentally
-  // resolved atoms from the single representation. The distogram logits are kept in fp32 for the loss.
+  // Output heads and loss (section 1.9): distogram from the pair, pLDDT and experimentally resolved atoms from the
+  // single representation; the masked-MSA head reads the MSA where the last block left it. Logits kept in fp32.
   const h = AF2.heads;
-  const heads = op('heads', 'loss', single, tensor('loss', { batch: b }, 'fp32'), {
-    gemm: 2 * b * r * r * cz * h.distogram + 2 * b * main.rows * r * m.msaChannels * h.msa + 2 * b * r * (s * h.plddtHidden + h.plddtHidden * h.plddtHidden + h.plddtHidden * h.plddt + s * h.atoms),
+  const loss = tensor('loss', { batch: b }, 'fp32');
+  const heads = op('heads', 'loss', single, loss, {
+    gemm: 2 * b * r * r * cz * h.distogram + 2 * b * r * (s * h.plddtHidden + h.plddtHidden * h.plddtHidden + h.plddtHidden * h.plddt + s * h.atoms),
     saved: [{ ...tensor('distogram', pair(h.distogram), 'fp32'), site: 'own' }],
-    parameters: [...linear('distogram', cz, h.distogram), ...linear('masked-msa', m.msaChannels, h.msa), ...layerNorm('plddt.norm', s), ...linear('plddt.1', s, h.plddtHidden), ...linear('plddt.2', h.plddtHidden, h.plddtHidden), ...linear('plddt.out', h.plddtHidden, h.plddt), ...linear('resolved', s, h.atoms)],
+    parameters: [...linear('distogram', cz, h.distogram), ...layerNorm('plddt.norm', s), ...linear('plddt.1', s, h.plddtHidden), ...linear('plddt.2', h.plddtHidden, h.plddtHidden), ...linear('plddt.out', h.plddtHidden, h.plddt), ...linear('resolved', s, h.atoms)],
   });
-  const head: WorkloadBlock = { kind: 'head', ops: [structure, heads] };
+  const maskedMsa = op('masked-msa-head', 'loss', main.tensor, loss, {
+    gemm: 2 * b * main.rows * r * m.msaChannels * h.msa,
+    saved: [{ ...tensor('masked-msa', msaShape(main, h.msa), 'fp32'), site: 'own' }],
+    parameters: linear('masked-msa', m.msaChannels, h.msa),
+    from: 'msa-transition',
+  });
+  const head: WorkloadBlock = { kind: 'head', ops: [structure, heads, maskedMsa] };
 
   const network = [embedding, ...stack('extra-', extra, m.extraLayers, 'pair-embedding'), ...stack('', main, m.layers, m.extraLayers > 0 ? 'extra-pair-transition' : 'pair-embedding'), head];
   // Each recycling iteration before the last runs the whole network forward, without gradients, as one block.
-  const recycled: WorkloadBlock = { kind: 'recycle', ops: [...network.flatMap((block) => block.ops).filter((o) => o !== heads)] };
+  const recycled: WorkloadBlock = { kind: 'recycle', ops: network.flatMap((block) => block.ops).filter((o) => o !== heads && o !== maskedMsa) };
   return { name: m.name, blocks: [...Array.from({ length: options.recycles }, () => recycled), ...network] };
 }

@@ -39,20 +39,21 @@ describe('Dynamic Axial Parallelism', () => {
     }
   });
 
-  it('law: each device sends (P-1)/P² of the switched tensor per all-to-all: 2 of the MSA and 4 of the pair per block and pass (one MSA and one pair fewer in the first block)', () => {
+  it("law: each device sends (P-1)/P² of the switched tensor per all-to-all: 2 of the MSA and 4 of the pair per block and pass, of either stack (one MSA and one pair fewer in a stack's first block, but for the pair where the main stack follows the extra-MSA one)", () => {
     fc.assert(
-      fc.property(fc.constantFrom(2, 4, 8), fc.integer({ min: 1, max: 4 }), (P, L) => {
-        const sim = simulate(evoformer(P, { layers: L, extraLayers: 0 }));
-        const { residues: r, msaRows: s } = dims;
+      fc.property(fc.constantFrom(2, 4, 8), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 0, max: 2 }), (P, L, E) => {
+        const sim = simulate(evoformer(P, { layers: L, extraLayers: E }));
+        const { residues: r, msaRows: s, extraMsaRows: se } = dims;
         const msa = 2 * s * r * 256;
+        const extra = 2 * se * r * 64;
         const pair = 2 * r * r * 128;
         const perDevice = sim.report.communication.byKind.allToAll / P;
-        const switches = msa * (2 * L - 1) + pair * (4 * L - 1);
+        const switches = msa * (2 * L - 1) + (E > 0 ? extra * (2 * E - 1) : 0) + pair * (4 * (L + E) - 1);
         // Forward and backward, two micro-batches.
         expect(perDevice / (2 * 2 * switches * ((P - 1) / P ** 2))).toBeCloseTo(1, 9);
         expect(sim.report.communication.byKindAndLinkType.allToAll.nvlink).toBe(sim.report.communication.byKind.allToAll);
       }),
-      { numRuns: 6 },
+      { numRuns: 8 },
     );
   });
 
@@ -72,7 +73,7 @@ describe('Dynamic Axial Parallelism', () => {
         fc.boolean(),
         fc.constantFrom('none', 'full'),
         fc.constantFrom(0, 1),
-        fc.constantFrom(0, 2),
+        fc.constantFrom(0, 2, 3),
         fc.constantFrom(1, 2),
         (dap, overlap, recompute, recycles, zero, dp) => {
           checkStepLaws(simulate(evoformer(dap, { overlap: overlap && dap > 1, recompute, recycles, zero: dap * dp > 1 ? zero : 0, dp })));
@@ -89,24 +90,33 @@ describe('Dynamic Axial Parallelism', () => {
     expect(sim.report.communication.byKind.allReduce / 4 / (2 * (3 / 4) * psi * 2)).toBeCloseTo(1, 9);
   });
 
-  it('dapOverlap runs DAP collectives alongside the compute: a shorter step, less exposed communication, the same bytes', () => {
-    const plain = simulate(evoformer(8, { layers: 4 }));
+  it("dapOverlap runs each pass's DAP collectives alongside its compute, never before it starts, and the next compute waits for both: a shorter step, the same bytes", () => {
+    const plain = simulate(evoformer(8, { layers: 4, dp: 1 }));
     const overlapped = simulate(evoformer(8, { layers: 4, overlap: true }));
     expect(overlapped.report.stepTime).toBeLessThan(plain.report.stepTime);
     expect(overlapped.report.exposedCommunicationTime).toBeLessThan(plain.report.exposedCommunicationTime);
     expect(overlapped.report.communication.bytes).toBe(plain.report.communication.bytes);
-    // Some all-to-all starts before the forward it belongs to has ended.
     const { graph: g, labels } = overlapped.plan;
     const { startNs, endNs } = overlapped.execution;
-    let forwardEnd = Infinity;
-    let firstAllToAll = Infinity;
+    const computes: number[] = [];
+    const collectives: number[] = [];
     for (let op = 0; op < g.count; op++) {
+      if (g.device[op] !== 0) continue;
       const kind = labels.kind[g.label[op]];
-      if (g.device[op] !== 0 || labels.microBatch[g.label[op]] !== 0) continue;
-      if (kind === KIND.forward) forwardEnd = Math.min(forwardEnd, endNs[op]);
-      if (kind === KIND.allToAll) firstAllToAll = Math.min(firstAllToAll, startNs[op]);
+      if ((kind === KIND.forward || kind === KIND.backward) && endNs[op] > startNs[op]) computes.push(op);
+      if (kind === KIND.allToAll || kind === KIND.allGather || kind === KIND.reduceScatter) collectives.push(op);
     }
-    expect(firstAllToAll).toBeLessThan(forwardEnd);
+    computes.sort((a, b) => startNs[a] - startNs[b]);
+    let overlapping = 0;
+    for (const c of collectives) {
+      const i = computes.findLastIndex((p) => startNs[p] <= startNs[c]);
+      expect(i).toBeGreaterThanOrEqual(0);
+      if (i + 1 < computes.length) expect(startNs[computes[i + 1]]).toBeGreaterThanOrEqual(endNs[c]);
+      if (startNs[c] < endNs[computes[i]]) overlapping++;
+      // Reduce-scatters mirror the forward's all-gathers: only a backward has them.
+      if (labels.kind[g.label[c]] === KIND.reduceScatter) expect(labels.kind[g.label[computes[i]]]).toBe(KIND.backward);
+    }
+    expect(overlapping).toBe(collectives.length);
   });
 
   it("the trace shows DAP's all-to-alls and all-gathers on the GPU's dap lane", () => {
@@ -145,6 +155,8 @@ describe('Dynamic Axial Parallelism: bad input', () => {
     expect(refused({ ...af2, parallel: { tp: 4, pp: 1 } })).toMatch(/parallel\.tp.*does not apply to model\.kind evoformer.*parallel\.dap/s);
     expect(refused({ ...af2, parallel: { tp: 2, pp: 1, dp: 2, sequenceParallel: true } })).toMatch(/sequenceParallel/);
     expect(refused({ ...af2, parallel: { tp: 1, pp: 1, ulysses: 4 } })).toMatch(/parallel\.ulysses.*does not apply/s);
+    expect(refused({ ...af2, parallel: { tp: 1, pp: 1, cp: 4 } })).toMatch(/parallel\.cp.*does not apply/s);
+    expect(refused({ ...af2, training: { globalBatch: 4, recompute: 'selective' }, parallel: { tp: 1, pp: 1 } })).toMatch(/training\.recompute.*checkpointed per block/s);
     expect(refused({ ...af2, parallel: { tp: 1, pp: 4 } })).toMatch(/parallel\.pp.*not pipelined/s);
     expect(refused({ ...af2, model: { preset: 'alphafold2', hidden: 1024 }, parallel: { tp: 1, pp: 1 } })).toMatch(/model\.hidden does not apply to a model of kind evoformer/);
     expect(refused({ training: { globalBatch: 8, recycles: 2 } })).toMatch(/training\.recycles.*evoformer/s);

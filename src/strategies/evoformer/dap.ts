@@ -47,6 +47,8 @@ export const DAP_SPLITS: Readonly<Record<string, readonly TensorAxis[]>> = {
   'msa-row-attention': ['msaRows', 'residues2'],
   'msa-column-attention': ['residues'],
   'msa-transition': ['residues'],
+  // The masked-MSA head reads the MSA as the last block left it.
+  'masked-msa-head': ['residues'],
   'outer-product-mean': ['residues'],
   'triangle-multiplication-outgoing': ['residues'],
   'triangle-multiplication-incoming': ['residues2'],
