@@ -11,6 +11,7 @@ export { writeTrace, emitTrace, type TraceOptions } from './report/trace.js';
 export { renderHtmlReport, renderCompareHtml, type CompareEntry } from './report/html.js';
 export { loadSweep, runEntry, mergeLines, readLines, shardFrom, type Sweep, type SweepEntry, type SweepLine } from './sweep.js';
 export { runSweep, type SweepRunOptions } from './sweep-run.js';
+export { memoryWhatIf, techniques, type MemoryWhatIf, type Technique, type TechniqueResult } from './whatif.js';
 export { buildTopology, summarizeTopology } from './hardware/topology.js';
 export { GPU_PRESETS, NODE_PRESETS } from './hardware/presets.js';
 export { MODEL_PRESETS } from './workload/presets.js';

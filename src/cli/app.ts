@@ -75,6 +75,13 @@ function buildParser(argv: string[]) {
         .example('$0 compare my.yaml --vary parallel.tp=2,4', 'two values (--vary again: every combination)')
         .example("$0 compare my.yaml --vary 'parallel.layersPerStage=[10,14],[12,12]'", 'values that are lists'),
     )
+    .command('memory <scenario>', 'what-if memory report: the peak by category, then each memory technique switched on or off, ranked by memory saved per second lost', (y) =>
+      scenarioCommand(y)
+        .option('json', { type: 'boolean', describe: 'print the what-if report as JSON' })
+        .option('max-operations', maxOperations)
+        .example('$0 memory scenarios/esm2-15b-zero3-4node.yaml', 'which technique saves the most memory for the least time')
+        .example('$0 memory my.yaml --set training.microBatch=4', 'the same for a variant'),
+    )
     .command('plan <scenario>', 'search the parallel layout and techniques for the fastest configuration that fits', (y) =>
       scenarioCommand(y)
         .option('gpus', { type: 'number', describe: 'plan for this many GPUs (a multiple of the GPUs per node) instead of the scenario\'s' })
@@ -132,7 +139,7 @@ function buildParser(argv: string[]) {
     .example('$0 completion >> ~/.bashrc', 'tab completion of commands and options in bash (zsh: ~/.zshrc)')
     .completion('completion', 'print a shell completion script (bash or zsh)')
     .recommendCommands()
-    .demandCommand(1, 'name a command: run, compare, validate, topology, presets or schema')
+    .demandCommand(1, 'name a command: run, compare, memory, plan, sweep, merge, validate, topology, presets or schema')
     .strict()
     .version(VERSION)
     .help()
@@ -191,6 +198,8 @@ export async function runCli(given: string[], io: Io): Promise<number> {
         return await commands.run(args as Parameters<typeof commands.run>[0], shell, log, status);
       case 'compare':
         return await commands.compare(args as Parameters<typeof commands.compare>[0], shell, status);
+      case 'memory':
+        return commands.memory(args as Parameters<typeof commands.memory>[0], shell, status);
       case 'plan':
         return await commands.plan(args as unknown as Parameters<typeof commands.plan>[0], shell, status);
       case 'sweep':
@@ -224,7 +233,7 @@ export async function runCli(given: string[], io: Io): Promise<number> {
 }
 
 const OPTIONS = ['set', 'seed', 'json', 'output', 'html', 'shard', 'shards', 'workers', 'gpus', 'objective', 'top', 'scenario-out', 'trace', 'trace-ranks', 'trace-pipeline', 'timeline', 'page-warmer', 'max-operations', 'schedules', 'vary', 'log-level', 'help', 'version'];
-const COMMANDS = ['run', 'compare', 'plan', 'sweep', 'merge', 'validate', 'topology', 'presets', 'schema', 'completion'];
+const COMMANDS = ['run', 'compare', 'memory', 'plan', 'sweep', 'merge', 'validate', 'topology', 'presets', 'schema', 'completion'];
 
 /** " (did you mean --json?)" for an unknown option or command yargs names, when one is near enough. */
 function didYouMean(message: string): string {

@@ -17,6 +17,7 @@ import { runSweep } from '../sweep-run.js';
 import { plan as planStrategies, scenarioWith, type PlanCandidate } from '../plan.js';
 import { MODEL_PRESETS } from '../workload/presets.js';
 import { modelParameters } from '../workload/registry.js';
+import { memoryWhatIf } from '../whatif.js';
 import type { Scenario } from '../scenario/resolve.js';
 import type { Io } from './app.js';
 import type { StatusLine } from './status-line.js';
@@ -132,6 +133,55 @@ export async function compare(args: ScenarioArgs & { schedules?: string; vary?: 
       (reasons.length > 0 ? `\n${reasons.join('\n')}\n` : '') +
       (rederived.length > 0 ? `\n${rederived.join(', ')}: given with the value ${rederived.length > 1 ? 'they derive' : 'it derives'}, so derived anew for each variant\n` : ''),
   );
+  return 0;
+}
+
+export function memory(args: ScenarioArgs & { 'max-operations'?: number }, io: Io, status: StatusLine): number {
+  const onVariant = (index: number, total: number, label: string) => status.show(`technique ${index + 1} of ${total}: ${truncate(label, 60)}`);
+  const result = memoryWhatIf(readScenarioSource(args.scenario), { set: args.set, seed: args.seed, maxOperations: args['max-operations'], onVariant });
+  status.show('');
+  if (args.json) {
+    io.stdout(json(result));
+    return 0;
+  }
+  const b = result.baseline;
+  const hbm = b.breakdown.hbm;
+  const fit = b.fits ? 'fits' : `does not fit: ${formatBytes(b.peak.hbm - b.capacity.hbm)} over`;
+  const rows = result.techniques.map((t) => [
+    t.name,
+    t.set.join(' '),
+    formatBytes(t.peakHbm),
+    t.savedBytes >= 0 ? formatBytes(t.savedBytes) : `-${formatBytes(-t.savedBytes)}`,
+    formatSeconds(t.stepTime),
+    t.lostSeconds >= 0 ? `+${formatSeconds(t.lostSeconds)}` : `-${formatSeconds(-t.lostSeconds)}`,
+    t.savedBytes > 0 ? (t.lostSeconds > 0 ? `${formatBytes(t.savedBytes / t.lostSeconds)}/s` : 'free') : '-',
+    formatBytes(t.peakHost),
+    t.makesItFit ? 'yes: makes it fit' : t.fits ? 'yes' : 'NO',
+  ]);
+  const lines = [
+    `${result.scenario}: the worst GPU (${b.worstDevice}) peaks at ${formatBytes(b.peak.hbm)} of ${formatBytes(b.capacity.hbm)} HBM and ${fit}; step time ${formatSeconds(b.stepTime)}`,
+    `  at its peak: params ${formatBytes(hbm.params)}, grads ${formatBytes(hbm.grads)}, optimizer ${formatBytes(hbm.optimizer)}, activations ${formatBytes(hbm.activations)}, buffers ${formatBytes(hbm.buffers)}`,
+    `  host memory ${formatBytes(b.peak.cpu)} of ${formatBytes(b.capacity.cpu)} per node, NVMe ${formatBytes(b.peak.nvme)} of ${formatBytes(b.capacity.nvme)}`,
+    '',
+    'each technique alone, memory savers first by memory saved per second of step time lost:',
+    '',
+    table(rows, ['technique', 'sets', 'peak HBM', 'saves', 'step time', 'time', 'saved per s lost', 'host peak', 'fits']),
+  ];
+  if (result.refused.length > 0) lines.push('', 'not applicable here:', ...result.refused.map((r) => `  ${r.name} (${r.set.join(' ')}): ${r.reason}`));
+  const alone = result.techniques.find((t) => t.makesItFit);
+  if (alone) lines.push('', `${alone.name} alone makes it fit${result.techniques.filter((t) => t.makesItFit).length > 1 ? ', first of those that do' : ''}: ${formatBytes(alone.peakHbm)} peak HBM, step time ${formatSeconds(alone.stepTime)}`);
+  const c = result.combination;
+  if (c) {
+    lines.push(
+      '',
+      c.fits
+        ? c.names.length === 1
+          ? `combining techniques does no better than ${c.names[0]} alone`
+          : `combined in that order, ${c.names.join(' + ')} make it fit: ${formatBytes(c.peakHbm)} peak HBM, step time ${formatSeconds(c.stepTime)} (${c.set.join(' ')})`
+        : `no combination of these techniques makes it fit: the closest, ${c.names.join(' + ')}, still peaks at ${formatBytes(c.peakHbm)}; more GPUs, or a layout from dtsim plan`,
+    );
+  }
+  io.stdout(lines.join('\n') + '\n');
   return 0;
 }
 
