@@ -5,9 +5,9 @@ import { ScenarioError, UsageError } from './errors.js';
 import { parseScenario } from './scenario/load.js';
 import type { Scenario } from './scenario/resolve.js';
 import { simulateEntries } from './sweep-run.js';
-import { optimizerStateBytes } from './training/optimizer.js';
+import { stateBytesPerParameter } from './training/optimizer.js';
 import { gradientBytes, precisionSpec } from './training/precision.js';
-import { modelParameters } from './workload/registry.js';
+import { buildWorkload, modelParameters, parameterTensors } from './workload/registry.js';
 import { overrideString, type EntrySummary, type SweepEntry, type SweepLine } from './sweep.js';
 
 /**
@@ -80,7 +80,7 @@ export function statesLowerBound(s: Scenario): number | undefined {
   const { precision, optimizer, gradAccumulation } = s.training;
   // ZeRO shards over every replica of the weights: data-parallel, and DAP ranks, which hold them whole too.
   const shards = (stage: number) => (zero >= stage ? dp * (dap ?? 1) : 1);
-  const perParameter = precisionSpec(precision).parameterBytes / shards(3) + gradientBytes(precision, gradAccumulation) / shards(2) + optimizerStateBytes(optimizer, precision) / shards(1);
+  const perParameter = precisionSpec(precision).parameterBytes / shards(3) + gradientBytes(precision, gradAccumulation) / shards(2) + stateBytesPerParameter(optimizer, precision, parameterTensors(buildWorkload(s.model, { microBatch: 1, attention: 'standard' }))) / shards(1);
   return (modelParameters(s.model) / (tp * pp)) * perParameter;
 }
 

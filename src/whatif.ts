@@ -2,6 +2,7 @@ import { compareVariants, type ScenarioSource, type Variant } from './compare.js
 import type { Report } from './report/report.js';
 import { parseScenario, readScenarioSource } from './scenario/load.js';
 import type { Scenario } from './scenario/resolve.js';
+import type { Optimizer } from './training/optimizer.js';
 
 /**
  * The what-if memory report (`dtsim memory`): a scenario's per-device peak by category and tier, then each memory
@@ -60,6 +61,9 @@ export function techniques(s: Scenario): Technique[] {
   if (t.precision === 'fp32') add('training.precision', 'bf16 mixed precision', 'training.precision=bf16');
   else add('training.precision', 'fp32 (no mixed precision)', 'training.precision=fp32');
   if (t.gradAccumulation === 'fp32' && t.precision !== 'fp32') add('training.gradAccumulation', 'gradients in the training precision', 'training.gradAccumulation=precision');
+  // Optimizers that keep less state than Adam (each from the scenario's own).
+  const optimizers: [Optimizer, string][] = [['adam8bit', '8-bit Adam'], ['adam-mini', 'Adam-mini (one second moment per block)'], ['lion', 'Lion (momentum only)'], ['adafactor', 'Adafactor (factored second moment)'], ['came', 'CAME (factored, confidence-guided)'], ['sm3', 'SM3 (factored accumulators)']];
+  for (const [o, name] of optimizers) if (o !== t.optimizer) add('training.optimizer', name, `training.optimizer=${o}`);
   if (t.microBatch > 1) add('training.microBatch', `micro-batch ${t.microBatch / 2} (more accumulation)`, `training.microBatch=${Math.floor(t.microBatch / 2)}`);
   if (!evoformer && p.tp > 1) add('parallel.sequenceParallel', p.sequenceParallel ? 'no sequence parallelism' : 'sequence parallelism', `parallel.sequenceParallel=${!p.sequenceParallel}`);
   const replicas = p.dp * (p.dap ?? 1) * (p.ulysses ?? 1) * (p.cp ?? 1);

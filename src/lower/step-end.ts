@@ -1,6 +1,7 @@
 import { toNanoseconds } from '../engine/kernel.js';
 import type { StepProgram, StatePlacement } from '../strategies/program.js';
-import { optimizerStateBytes, optimizerStepBytes } from '../training/optimizer.js';
+import { optimizerStepBytes, stateBytesPerParameter } from '../training/optimizer.js';
+import { parameterTensors } from '../workload/registry.js';
 import { gradientBytes, precisionSpec } from '../training/precision.js';
 import { ownerLayout } from '../strategies/program.js';
 import { shards } from '../strategies/sharding.js';
@@ -43,7 +44,7 @@ export function finishStep({ config, program, emit, stages, virtualStages, varia
   const precision = precisionSpec(training.precision);
   const gradBytes = gradientBytes(training.precision, training.gradAccumulation);
   const paramBytes = precision.parameterBytes;
-  const optimizerBytes = optimizerStateBytes(training.optimizer, training.precision);
+  const optimizerBytes = stateBytesPerParameter(training.optimizer, training.precision, parameterTensors(program.workload));
   const perStage = mesh.ranksPerStage;
   const shardsOf = (placement: StatePlacement) => placement.shardAxes.reduce((n, axis) => n * mesh.sizeOf(axis), 1);
 
@@ -82,7 +83,7 @@ export function finishStep({ config, program, emit, stages, virtualStages, varia
     const shard = stages[stage].parametersPerDevice / optimizerShards;
     let op: number;
     if (!optimizerOffloaded) {
-      const seconds = costs?.optimizerSeconds ?? (shard * optimizerStepBytes(training.optimizer, training.precision, training.gradAccumulation)) / memoryRate;
+      const seconds = costs?.optimizerSeconds ?? (shard * optimizerStepBytes(optimizerBytes, training.precision, training.gradAccumulation)) / memoryRate;
       op = emit.compute(optimizerLabel[stage], device, variability.vary(toNanoseconds(seconds), device));
     } else {
       const rate = cluster.node.hostOptimizerParamsPerSecond / cluster.gpusPerNode;

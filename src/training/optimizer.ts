@@ -1,24 +1,69 @@
+import type { Tensor } from '../workload/types.js';
 import { gradientBytes, precisionSpec, type GradientAccumulation, type Precision } from './precision.js';
 
 /**
- * Optimizers: the state each keeps per parameter, and what its step moves through memory.
- * Adam and AdamW keep momentum and variance (Kingma and Ba), SGD momentum only; in mixed precision each also keeps
- * the fp32 master parameters: 12 and 8 bytes per parameter, or 8 and 4 in fp32 (the ZeRO paper's K).
+ * Optimizers: the state each keeps, and what its step moves through memory.
+ *
+ * State per parameter, in fp32 unless said, from each method's paper; in mixed precision every optimizer also keeps
+ * the fp32 master parameters (4 bytes):
+ * - adam, adamw (Kingma and Ba; Loshchilov and Hutter): first and second moments, 8 bytes (the ZeRO paper's K = 12
+ *   with the master copy);
+ * - sgd: momentum, 4 bytes;
+ * - lion (Chen et al., 2023): momentum only, 4 bytes;
+ * - adafactor (Shazeer and Stern, 2018), without first moment (its default, beta1 = 0): the second moment of a matrix
+ *   factored into its row and column sums, r + c values for r x c; a vector keeps it whole;
+ * - sm3 (Anil et al., 2019), with momentum: 4 bytes, and one accumulator per row and per column of a matrix;
+ * - came (Luo et al., 2023): momentum, 4 bytes, and two factored matrices (second moment and confidence);
+ * - adam-mini (Zhang et al., 2024): momentum, 4 bytes, and one second-moment value per parameter block (negligible);
+ * - adam8bit (Dettmers et al., 2022): both moments in 8 bits, 2 bytes, with an fp32 scale per block of 2,048.
+ * A factored optimizer's bytes depend on the model's matrix shapes, so state bytes are counted over the workload's
+ * parameter tensors (`stateBytesPerParameter`): a tensor of two or more axes is a matrix of its first axis by the rest.
  */
-export const OPTIMIZERS = ['adam', 'adamw', 'sgd'] as const;
+export const OPTIMIZERS = ['adam', 'adamw', 'sgd', 'lion', 'adafactor', 'sm3', 'came', 'adam-mini', 'adam8bit'] as const;
 export type Optimizer = (typeof OPTIMIZERS)[number];
 
-const MOMENTS: Record<Optimizer, number> = { adam: 2, adamw: 2, sgd: 1 };
+interface OptimizerSpec {
+  /** State bytes every parameter keeps, master copy aside. */
+  perParameter: number;
+  /** fp32 accumulators factored per matrix (r + c values each); a vector keeps each one whole. */
+  factored: number;
+}
 
-/** Optimizer-state bytes per parameter. */
-export function optimizerStateBytes(optimizer: Optimizer, precision: Precision): number {
-  return 4 * MOMENTS[optimizer] + (precisionSpec(precision).masterCopy ? 4 : 0);
+const SPECS: Record<Optimizer, OptimizerSpec> = {
+  adam: { perParameter: 8, factored: 0 },
+  adamw: { perParameter: 8, factored: 0 },
+  sgd: { perParameter: 4, factored: 0 },
+  lion: { perParameter: 4, factored: 0 },
+  adafactor: { perParameter: 0, factored: 1 },
+  sm3: { perParameter: 4, factored: 1 },
+  came: { perParameter: 4, factored: 2 },
+  'adam-mini': { perParameter: 4, factored: 0 },
+  adam8bit: { perParameter: 2 + 8 / 2048, factored: 0 },
+};
+
+/**
+ * Optimizer-state bytes per parameter of a model with these parameter tensors (an average over them where the
+ * optimizer factors matrices), master copy included.
+ */
+export function stateBytesPerParameter(optimizer: Optimizer, precision: Precision, parameters: Iterable<Tensor>): number {
+  const spec = SPECS[optimizer];
+  const master = precisionSpec(precision).masterCopy ? 4 : 0;
+  if (spec.factored === 0) return spec.perParameter + master;
+  let count = 0;
+  let factoredValues = 0;
+  for (const t of parameters) {
+    const sizes = Object.values(t.shape);
+    const n = sizes.reduce((a, b) => a * b, 1);
+    count += n;
+    factoredValues += sizes.length >= 2 ? sizes[0] + n / sizes[0] : n;
+  }
+  return spec.perParameter + master + (count > 0 ? (4 * spec.factored * factoredValues) / count : 0);
 }
 
 /**
  * Bytes one optimizer step moves through the memory holding it, per parameter: it reads the gradient, reads and
  * writes the states, and writes the parameter. The step is memory-bound on a GPU.
  */
-export function optimizerStepBytes(optimizer: Optimizer, precision: Precision, accumulation: GradientAccumulation = 'precision'): number {
-  return gradientBytes(precision, accumulation) + 2 * optimizerStateBytes(optimizer, precision) + precisionSpec(precision).parameterBytes;
+export function optimizerStepBytes(stateBytes: number, precision: Precision, accumulation: GradientAccumulation = 'precision'): number {
+  return gradientBytes(precision, accumulation) + 2 * stateBytes + precisionSpec(precision).parameterBytes;
 }

@@ -71,9 +71,9 @@ export const EVOFORMER_TRAFFIC = 3.2;
 
 const tensor = (name: string, shape: Shape, element: Tensor['element'] = 'activation'): Tensor => ({ name, shape, element });
 const own = (name: string, shape: Shape, extra: Partial<SavedTensor> = {}): SavedTensor => ({ ...tensor(name, shape), site: 'own', ...extra });
-/** A linear layer's weights and bias, as one parameter tensor each. */
+/** A linear layer's weights (a matrix of its inputs by its outputs) and bias, as one parameter tensor each. */
 const linear = (name: string, inputs: number, outputs: number, bias = true): Tensor[] => [
-  tensor(`${name}.weight`, { channels: inputs * outputs }, 'parameter'),
+  tensor(`${name}.weight`, { hidden: inputs, channels: outputs }, 'parameter'),
   ...(bias ? [tensor(`${name}.bias`, { channels: outputs }, 'parameter')] : []),
 ];
 const layerNorm = (name: string, channels: number): Tensor[] => [tensor(`${name}.scale`, { channels: 2 * channels }, 'parameter')];

@@ -1,6 +1,6 @@
 import { buildEvoformer, type EvoformerBuildOptions, type EvoformerSpec } from './evoformer.js';
 import { buildGpt, type GptBuildOptions, type GptSpec } from './gpt.js';
-import { elements, type Workload } from './types.js';
+import { elements, type Tensor, type Workload } from './types.js';
 
 /**
  * Model kinds by name. A kind is a resolved specification and a function that builds its workload for a
@@ -23,10 +23,15 @@ export function buildWorkload(model: ModelSpec, options: WorkloadOptions): Workl
   return MODEL_KINDS[kindOf(model)](model, options);
 }
 
-/** Ψ: every parameter of a workload; a tied tensor is a parameter of its owner only, so it counts once; recycled blocks own none. */
+/** Every parameter tensor of a workload, once each: a tied tensor belongs to its owner only; recycled blocks own none. */
+export function* parameterTensors(workload: Workload): Generator<Tensor> {
+  for (const block of workload.blocks) if (block.kind !== 'recycle') for (const op of block.ops) yield* op.parameters;
+}
+
+/** Ψ: every parameter of a workload. */
 export function workloadParameters(workload: Workload): number {
   let sum = 0;
-  for (const block of workload.blocks) if (block.kind !== 'recycle') for (const op of block.ops) for (const p of op.parameters) sum += elements(p.shape);
+  for (const p of parameterTensors(workload)) sum += elements(p.shape);
   return sum;
 }
 

@@ -1,0 +1,47 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { simulate } from '../../src/simulate.js';
+import { OPTIMIZERS, stateBytesPerParameter } from '../../src/training/optimizer.js';
+import type { Tensor } from '../../src/workload/types.js';
+import { scenario } from '../support/scenarios.js';
+
+// Oracles: each method's paper (src/training/optimizer.ts cites them); the ZeRO paper's K = 12 for mixed-precision Adam.
+const matrix = (r: number, c: number): Tensor => ({ name: 'w', shape: { hidden: r, ffn: c }, element: 'parameter' });
+const vector = (n: number): Tensor => ({ name: 'b', shape: { hidden: n }, element: 'parameter' });
+
+describe('optimizer states', () => {
+  it('per parameter in mixed precision: Adam 12 (the ZeRO paper), SGD and Lion and Adam-mini 8, 8-bit Adam 6 and a block scale', () => {
+    const any = [matrix(64, 64)];
+    expect(stateBytesPerParameter('adam', 'bf16', any)).toBe(12);
+    expect(stateBytesPerParameter('adam', 'fp32', any)).toBe(8);
+    for (const o of ['sgd', 'lion', 'adam-mini'] as const) expect(stateBytesPerParameter(o, 'bf16', any)).toBe(8);
+    expect(stateBytesPerParameter('adam8bit', 'bf16', any)).toBeCloseTo(6 + 8 / 2048, 12);
+  });
+
+  it('law: a factored optimizer keeps r + c fp32 values per accumulator for an r x c matrix and n for a vector of n', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 4096 }), fc.integer({ min: 1, max: 4096 }), fc.integer({ min: 1, max: 4096 }), (r, c, n) => {
+        const tensors = [matrix(r, c), vector(n)];
+        const count = r * c + n;
+        const factored = ((r + c + n) * 4) / count;
+        expect(stateBytesPerParameter('adafactor', 'fp32', tensors)).toBeCloseTo(factored, 9);
+        expect(stateBytesPerParameter('sm3', 'bf16', tensors)).toBeCloseTo(4 + 4 + factored, 9);
+        expect(stateBytesPerParameter('came', 'bf16', tensors)).toBeCloseTo(4 + 4 + 2 * factored, 9);
+      }),
+    );
+  });
+
+  it("the simulated step's optimizer memory is the GPU's parameters times the optimizer's bytes per parameter, and the step moves fewer bytes with less state", () => {
+    const run = (optimizer: string) => simulate(scenario({ cluster: { nodes: 1, gpusPerNode: 4 }, training: { globalBatch: 8, optimizer }, parallel: { tp: 1, pp: 1, dp: 4 } }));
+    const adam = run('adam');
+    const psi = adam.plan.stages[0].parametersPerDevice;
+    for (const o of OPTIMIZERS) {
+      const sim = run(o);
+      const bytes = stateBytesPerParameter(o, 'bf16', (function* () {
+        for (const b of sim.plan.program.workload.blocks) for (const op of b.ops) yield* op.parameters;
+      })());
+      expect(sim.report.devices[0].memoryBreakdown.optimizer / (psi * bytes)).toBeCloseTo(1, 9);
+    }
+    expect(run('adafactor').report.stepTime).toBeLessThan(adam.report.stepTime);
+  });
+});
