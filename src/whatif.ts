@@ -60,6 +60,8 @@ export function techniques(s: Scenario): Technique[] {
   add('training.flashAttention', t.flashAttention ? 'no fused attention' : evoformer ? 'fused attention' : 'FlashAttention', `training.flashAttention=${!t.flashAttention}`);
   if (t.precision === 'fp32') add('training.precision', 'bf16 mixed precision', 'training.precision=bf16');
   else add('training.precision', 'fp32 (no mixed precision)', 'training.precision=fp32');
+  if (t.precision === 'fp8') add('training.precision', 'bf16 matrix multiplications (no fp8)', 'training.precision=bf16');
+  else if (s.cluster.gpu.fp8FlopsPerSecond !== undefined && t.precision !== 'fp32') add('training.precision', 'fp8 matrix multiplications (Transformer Engine)', 'training.precision=fp8');
   if (t.gradAccumulation === 'fp32' && t.precision !== 'fp32') add('training.gradAccumulation', 'gradients in the training precision', 'training.gradAccumulation=precision');
   // Optimizers that keep less state than Adam (each from the scenario's own).
   const optimizers: [Optimizer, string][] = [['adam8bit', '8-bit Adam'], ['adam-mini', 'Adam-mini (one second moment per block)'], ['lion', 'Lion (momentum only)'], ['adafactor', 'Adafactor (factored second moment)'], ['came', 'CAME (factored, confidence-guided)'], ['sm3', 'SM3 (factored accumulators)']];

@@ -10,6 +10,8 @@ export interface GpuSpec {
   flopsPerSecond: number;
   /** Peak used when training in fp32 (TF32 tensor cores where the part has them), FLOP/s. */
   fp32FlopsPerSecond: number;
+  /** Dense fp8 tensor-core peak, FLOP/s; absent on parts without fp8 (before Hopper). */
+  fp8FlopsPerSecond?: number;
   /** HBM capacity, bytes. */
   memoryBytes: number;
   /** HBM bandwidth, bytes/s. */
@@ -115,6 +117,7 @@ export const GPU_PRESETS: Record<string, GpuSpec> = {
     name: 'h100-sxm',
     flopsPerSecond: 989e12,
     fp32FlopsPerSecond: 494e12,
+    fp8FlopsPerSecond: 1979e12,
     memoryBytes: 80 * GiB,
     memoryBandwidthBytesPerSecond: 3.35 * TB,
     nvlinkBandwidthBytesPerSecond: 450 * GB,
@@ -126,6 +129,7 @@ export const GPU_PRESETS: Record<string, GpuSpec> = {
     name: 'h200',
     flopsPerSecond: 989e12,
     fp32FlopsPerSecond: 494e12,
+    fp8FlopsPerSecond: 1979e12,
     memoryBytes: 141 * GiB,
     memoryBandwidthBytesPerSecond: 4.8 * TB,
     nvlinkBandwidthBytesPerSecond: 450 * GB,

@@ -4,7 +4,7 @@ import { passSeconds, type ComputeModel } from '../hardware/compute.js';
 import type { MeshAxis } from '../strategies/mesh.js';
 import { ownerLayout, type StepProgram } from '../strategies/program.js';
 import { isSplit, opStates, shards, transition, withoutAxis, type OpLayout, type OpStates } from '../strategies/sharding.js';
-import { elementBytes, peakFlopsPerSecond } from '../training/precision.js';
+import { elementBytes, gemmSpeedup, peakFlopsPerSecond } from '../training/precision.js';
 import { recomputePlan } from '../training/recompute.js';
 import { DATA, elements, type BlockKind, type SavedTensor, type Shape, type Tensor, type WorkloadOp } from '../workload/types.js';
 import type { StepConfig } from './config.js';
@@ -49,6 +49,11 @@ export interface BlockCosts {
   attentionInputGradFlops: number;
   /** Keys and values of one device that a context-parallel ring passes on in each step of a forward. */
   ringBytes: number;
+  /**
+   * The FLOPs above as the pass's time counts them, at the precision's peak: with fp8, matrix multiplications count
+   * for their share at the faster fp8 peak. Equal to the FLOPs otherwise.
+   */
+  timeFlops: { forward: number; inputGrad: number; weightGrad: number; recompute: number };
 }
 
 /** One virtual stage: a run of blocks on one chunk of one pipeline device, as one device of it computes. */
@@ -105,6 +110,8 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
   const axes = mesh.axes.filter((axis) => mesh.sizeOf(axis) > 1);
   const share = (shape: Shape, layout: OpLayout) => shards(shape, layout, mesh);
   const context = program.contextAttention;
+  // fp8: matrix multiplications run this many times faster than the 16-bit peak the rest runs at.
+  const gemmFaster = gemmSpeedup(cluster.gpu, training.precision);
   const bytesOf = (t: Tensor, layout: OpLayout) => (elements(t.shape) * elementBytes(t.element, precision)) / share(t.shape, layout);
 
   // Every operation in forward order, with its states along each axis. A step repeats the same few operations in
@@ -165,7 +172,7 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     const reruns = recompute.reruns(block.kind, op);
     const whole = recompute.rebuildsWhole(block.kind);
     const moved = op.moved.reduce((sum, t) => sum + t.times * bytesOf(t, layoutOf(t.site)), 0);
-    const c = { forward: op.flops.forward / work, inputGrad: op.flops.inputGrad / work, weightGrad: op.flops.weightGrad / work, recompute: reruns ? op.flops.forward / work : 0, moved, recomputeMoved: reruns && whole ? moved : 0 };
+    const c = { forward: op.flops.forward / work, inputGrad: op.flops.inputGrad / work, weightGrad: op.flops.weightGrad / work, recompute: reruns ? op.flops.forward / work : 0, moved, recomputeMoved: reruns && whole ? moved : 0, speed: op.class === 'gemm' ? gemmFaster : 1 };
     // Context parallelism: the keys and values the attention reads across the sequence, gathered whole and kept so
     // (allgather), or passed around the ring block by block (ring).
     const exchanged = context !== undefined && op.keyValue !== undefined ? op.keyValue : [];
@@ -225,6 +232,7 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
       inputGradFlops: 0,
       weightGradFlops: 0,
       recomputeFlops: 0,
+      timeFlops: { forward: 0, inputGrad: 0, weightGrad: 0, recompute: 0 },
       movedBytes: 0,
       recomputeMovedBytes: 0,
       activationBytes: 0,
@@ -253,6 +261,10 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     unit.forwardFlops += c.forward;
     unit.inputGradFlops += c.inputGrad;
     unit.weightGradFlops += c.weightGrad;
+    unit.timeFlops.forward += c.forward / c.speed;
+    unit.timeFlops.inputGrad += c.inputGrad / c.speed;
+    unit.timeFlops.weightGrad += c.weightGrad / c.speed;
+    unit.timeFlops.recompute += c.recompute / c.speed;
     unit.movedBytes += c.moved;
     unit.recomputeFlops += c.recompute;
     unit.recomputeMovedBytes += c.recomputeMoved;
@@ -314,9 +326,10 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     } else {
       // A recycled block is a forward of the whole network: as many layers' kernels to issue again.
       const recycledLayers = layers * blocks.filter((u) => u.kind === 'recycle').length;
-      forwardNs = toNanoseconds(passSeconds(computeModel, { flops: forwardFlops, bytes: traffic, layers: layers + recycledLayers, issues: 1 }));
-      inputGradNs = toNanoseconds(passSeconds(computeModel, { flops: inputGradFlops, bytes: backwardTraffic + sum((u) => u.recomputeMovedBytes), layers, issues }));
-      weightGradNs = toNanoseconds(passSeconds(computeModel, { flops: weightGradFlops, bytes: backwardTraffic, layers, issues: 1 }));
+      const time = (f: (t: BlockCosts['timeFlops']) => number) => sum((u) => f(u.timeFlops));
+      forwardNs = toNanoseconds(passSeconds(computeModel, { flops: time((t) => t.forward), bytes: traffic, layers: layers + recycledLayers, issues: 1 }));
+      inputGradNs = toNanoseconds(passSeconds(computeModel, { flops: time((t) => t.inputGrad + t.recompute), bytes: backwardTraffic + sum((u) => u.recomputeMovedBytes), layers, issues }));
+      weightGradNs = toNanoseconds(passSeconds(computeModel, { flops: time((t) => t.weightGrad), bytes: backwardTraffic, layers, issues: 1 }));
     }
     // What crosses to the neighbouring virtual stages: the activation as the next stage's first operation takes it,
     // and the input gradient as the previous stage's last operation needs it.

@@ -44,6 +44,7 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
     ...gpuBase,
     flopsPerSecond: gpuInput.flops ?? gpuBase.flopsPerSecond,
     fp32FlopsPerSecond: gpuInput.fp32Flops ?? gpuBase.fp32FlopsPerSecond,
+    ...(gpuInput.fp8Flops ?? gpuBase.fp8FlopsPerSecond ? { fp8FlopsPerSecond: gpuInput.fp8Flops ?? gpuBase.fp8FlopsPerSecond } : {}),
     memoryBytes: gpuInput.memory ?? gpuBase.memoryBytes,
     memoryBandwidthBytesPerSecond: gpuInput.memoryBandwidth ?? gpuBase.memoryBandwidthBytesPerSecond,
     nvlinkBandwidthBytesPerSecond: gpuInput.nvlinkBandwidth ?? gpuBase.nvlinkBandwidthBytesPerSecond,
@@ -58,6 +59,9 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
   const model = resolveModel(input.model, fail);
   const t = input.training;
   const recycles = model.kind === 'evoformer' ? (t.recycles ?? 3) : 0;
+  if (t.precision === 'fp8' && gpu.fp8FlopsPerSecond === undefined) {
+    fail(['training', 'precision'], `fp8 runs the matrix multiplications on fp8 tensor cores, which the ${gpu.name} does not have (H100 and H200 do); use bf16, a GPU with fp8 (cluster.gpu: h100-sxm), or give cluster.gpu.fp8Flops`);
+  }
   if (model.kind === 'evoformer' && t.recompute === 'selective') {
     fail(['training', 'recompute'], 'selective recomputation drops a transformer layer\'s attention scores and reruns its attention core; an Evoformer is checkpointed per block (full) or not at all (none), as AlphaFold, OpenFold and FastFold train it; to keep no attention probabilities, set training.flashAttention: true');
   }

@@ -30,6 +30,7 @@ const gpuOverrides = z
     preset: presetName('GPU', GPU_PRESETS).optional(),
     flops: quantity('flops').optional(),
     fp32Flops: quantity('flops').optional(),
+    fp8Flops: quantity('flops').optional(),
     memory: quantity('size').optional(),
     memoryBandwidth: quantity('bandwidth').optional(),
     nvlinkBandwidth: quantity('bandwidth').optional(),

@@ -4,9 +4,12 @@ import type { ElementType } from '../workload/types.js';
 /**
  * Training precisions: bytes per element of each kind of tensor, and which peak the GEMMs run at. Mixed
  * precision (fp16, bf16) keeps 16-bit parameters, gradients and activations and an fp32 master copy of the
- * parameters with the optimizer states (Micikevicius et al., ICLR 2018; the ZeRO paper's 2Ψ + 2Ψ + 12Ψ).
+ * parameters with the optimizer states (Micikevicius et al., ICLR 2018; the ZeRO paper's 2Ψ + 2Ψ + 12Ψ). fp8 is
+ * bf16 mixed precision whose matrix multiplications run at the fp8 peak, as NVIDIA's Transformer Engine runs them
+ * (Micikevicius et al., 2022): weights, gradients and activations stay bf16 in memory (the fp8 copies it casts for
+ * each GEMM are transient, and caching GEMM inputs in fp8 is not modelled); the other kernels run as in bf16.
  */
-export const PRECISIONS = ['fp32', 'fp16', 'bf16'] as const;
+export const PRECISIONS = ['fp32', 'fp16', 'bf16', 'fp8'] as const;
 export type Precision = (typeof PRECISIONS)[number];
 
 export interface PrecisionSpec {
@@ -24,6 +27,7 @@ const TABLE: Record<Precision, PrecisionSpec> = {
   fp32: { parameterBytes: 4, gradientBytes: 4, activationBytes: 4, masterCopy: false, peak: 'fp32' },
   fp16: { parameterBytes: 2, gradientBytes: 2, activationBytes: 2, masterCopy: true, peak: 'half' },
   bf16: { parameterBytes: 2, gradientBytes: 2, activationBytes: 2, masterCopy: true, peak: 'half' },
+  fp8: { parameterBytes: 2, gradientBytes: 2, activationBytes: 2, masterCopy: true, peak: 'half' },
 };
 
 export const precisionSpec = (precision: Precision): PrecisionSpec => TABLE[precision];
@@ -55,3 +59,9 @@ export function elementBytes(element: ElementType, precision: Precision): number
 
 /** The dense peak of one GPU at this precision, FLOP/s. */
 export const peakFlopsPerSecond = (gpu: GpuSpec, precision: Precision): number => (TABLE[precision].peak === 'fp32' ? gpu.fp32FlopsPerSecond : gpu.flopsPerSecond);
+
+/**
+ * How many times faster than the precision's peak its matrix multiplications run: the fp8 peak over the 16-bit one
+ * for fp8 on a GPU that has it, else 1. MFU stays measured against the 16-bit peak.
+ */
+export const gemmSpeedup = (gpu: GpuSpec, precision: Precision): number => (precision === 'fp8' && gpu.fp8FlopsPerSecond !== undefined ? gpu.fp8FlopsPerSecond / gpu.flopsPerSecond : 1);

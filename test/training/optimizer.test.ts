@@ -45,3 +45,23 @@ describe('optimizer states', () => {
     expect(run('adafactor').report.stepTime).toBeLessThan(adam.report.stepTime);
   });
 });
+
+describe('fp8 precision', () => {
+  const run = (precision: string, gpu: Record<string, unknown> = { preset: 'h100-sxm' }) =>
+    simulate(scenario({ cluster: { nodes: 1, gpusPerNode: 4, node: 'dgx-h100', gpu }, model: { preset: 'gpt3-1.3b', seqLength: 1024 }, training: { globalBatch: 8, precision }, parallel: { tp: 1, pp: 1, dp: 4 } }));
+
+  it('runs the matrix multiplications at the fp8 peak: a shorter step with the same FLOPs and the same memory as bf16', () => {
+    const [bf16, fp8] = [run('bf16'), run('fp8')];
+    expect(fp8.report.stepTime).toBeLessThan(bf16.report.stepTime);
+    expect(fp8.plan.virtualStages[0].forwardFlops).toBe(bf16.plan.virtualStages[0].forwardFlops);
+    expect(fp8.report.memory.peak.hbm).toBe(bf16.report.memory.peak.hbm);
+  });
+
+  it('law: with an fp8 peak equal to the 16-bit one, fp8 is bf16 exactly', () => {
+    expect(run('fp8', { preset: 'h100-sxm', fp8Flops: '989TFLOP/s' }).report.stepTime).toBe(run('bf16').report.stepTime);
+  });
+
+  it('is refused on a GPU without fp8 tensor cores, naming the ones with them', () => {
+    expect(() => run('fp8', { preset: 'a100-80gb' })).toThrow(/training\.precision: fp8 .* a100-80gb does not have .*H100/);
+  });
+});
