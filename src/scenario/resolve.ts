@@ -69,14 +69,22 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
     fail(['training', 'recycles'], `recycling runs an AlphaFold-style model forward again before the step that takes gradients; it applies to model.kind evoformer, not to this GPT-shaped model; leave training.recycles out or set it to 0`);
   }
 
-  // Parallelism: each pass resolves and checks its own fields.
-  const resolved = resolveParallel(input.parallel, {
-    model,
-    devices,
-    nodes: input.cluster.nodes,
-    gpusPerNode,
-    training: { globalBatch: t.globalBatch, microBatch: t.microBatch, precision: t.precision, flashAttention: t.flashAttention },
-  });
+  // Parallelism: each pass resolves and checks its own fields. The global batch is given, or is the micro-batch times
+  // the data-parallel degree times the accumulation steps given (the degree does not depend on the batch).
+  const context = { model, devices, nodes: input.cluster.nodes, gpusPerNode };
+  const trainingContext = (globalBatch: number) => ({ globalBatch, microBatch: t.microBatch, precision: t.precision, flashAttention: t.flashAttention });
+  let globalBatch = t.globalBatch ?? 1;
+  if (t.accumulation !== undefined) {
+    const dp = resolveParallel(input.parallel, { ...context, training: trainingContext(t.microBatch) }, false).parallel?.dp ?? 1;
+    const derived = t.microBatch * dp * t.accumulation;
+    if (t.globalBatch === undefined) globalBatch = derived;
+    else if (t.globalBatch !== derived) {
+      fail(['training', 'accumulation'], `${t.accumulation} accumulation steps of micro-batch ${t.microBatch} on dp ${dp} make a global batch of ${derived}, but training.globalBatch is ${t.globalBatch}; give one of the two, or make them agree`);
+    }
+  } else if (t.globalBatch === undefined) {
+    fail(['training', 'globalBatch'], 'missing required field (or give training.accumulation, the micro-batches each data-parallel replica runs per step)');
+  }
+  const resolved = resolveParallel(input.parallel, { ...context, training: trainingContext(globalBatch) });
   issues.push(...resolved.issues);
   const pp = typeof input.parallel.pp === 'number' ? input.parallel.pp : 1;
 
@@ -128,7 +136,7 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
       },
       model,
       training: {
-        globalBatch: t.globalBatch,
+        globalBatch,
         microBatch: t.microBatch,
         precision: t.precision,
         gradAccumulation: t.gradAccumulation,

@@ -120,7 +120,8 @@ export const scenarioSchema = z
       .strict(),
     training: z
       .object({
-        globalBatch: count(),
+        globalBatch: count().optional(),
+        accumulation: count().optional(),
         microBatch: count().default(1),
         precision: choice(PRECISIONS).default('bf16'),
         gradAccumulation: choice(GRADIENT_ACCUMULATIONS).default('precision'),

@@ -38,8 +38,11 @@ for (const pass of passes) {
   Object.assign(parallelFields, pass.fields);
 }
 
-/** Resolves the parsed `parallel` section pass by pass, then checks it whole. */
-export function resolveParallel(input: Record<string, unknown>, context: ConfigContext): { parallel?: ParallelConfig; issues: PathIssue[] } {
+/**
+ * Resolves the parsed `parallel` section pass by pass, then checks it whole (unless `check` is false: the mesh's
+ * degrees before any check, which do not depend on the batch).
+ */
+export function resolveParallel(input: Record<string, unknown>, context: ConfigContext, check = true): { parallel?: ParallelConfig; issues: PathIssue[] } {
   const issues: PathIssue[] = [];
   const fail = (path: (string | number)[], message: string) => issues.push({ path, message });
   const resolved: Record<string, unknown> = {};
@@ -49,6 +52,7 @@ export function resolveParallel(input: Record<string, unknown>, context: ConfigC
     Object.assign(axes, pass.axes?.(resolved as unknown as ParallelConfig));
   }
   const parallel = resolved as unknown as ParallelConfig;
+  if (!check) return { parallel, issues };
   const product = Object.values(axes).reduce((a, b) => a * b, 1);
   if (product !== context.devices) {
     const degrees = Object.entries(axes);

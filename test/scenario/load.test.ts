@@ -88,7 +88,7 @@ describe('bad input: one clear message with file:line:column and field path', ()
     ['unknown GPU preset', GOOD.replace('  node: dgx-a100', '  node: dgx-a100\n  gpu: a100'), /^bad\.yaml:6:8: cluster\.gpu: unknown GPU preset; known presets: v100-32gb, a100-40gb, a100-80gb, h100-sxm, h200, got "a100"/],
     ['unknown model preset', GOOD.replace('gpt3-1.3b', 'gpt5'), /^bad\.yaml:7:11: model\.preset: unknown model preset; known presets: .*, got "gpt5"/],
     ['unknown schedule', `${GOOD}  schedule: zigzag\n`, /parallel\.schedule: unknown schedule "zigzag"; registered schedules: gpipe, 1f1b/],
-    ['enum value', GOOD.replace('  microBatch: 2', '  microBatch: 2\n  precision: fp8'), /training\.precision: expected one of fp32, fp16, bf16, got "fp8"$/],
+    ['enum value', GOOD.replace('  microBatch: 2', '  microBatch: 2\n  precision: fp4'), /training\.precision: expected one of fp32, fp16, bf16, fp8, got "fp4"$/],
     ['layers per stage', `${GOOD}  layersPerStage: [10, 10]\n`, /parallel\.layersPerStage: adds up to 20 layers but the model has 24/],
     ['chunks for 1f1b', `${GOOD}  chunks: 2\n`, /parallel\.chunks: the 1f1b schedule needs one model chunk per device \(chunks: 1\), got chunks: 2/],
     ['interleaved needs a layer per chunk', `${GOOD}  schedule: interleaved\n  chunks: 13\n`, /parallel\.chunks: chunks: 13 needs at least one layer per chunk, but stage 0 has 12; use at most 12 chunks, or set parallel\.layersPerStage/],

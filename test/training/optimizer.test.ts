@@ -65,3 +65,18 @@ describe('fp8 precision', () => {
     expect(() => run('fp8', { preset: 'a100-80gb' })).toThrow(/training\.precision: fp8 .* a100-80gb does not have .*H100/);
   });
 });
+
+describe('gradient accumulation', () => {
+  const base = { cluster: { nodes: 1, gpusPerNode: 8 }, parallel: { tp: 2, pp: 1, dp: undefined } };
+  it('given instead of the global batch, it makes the global batch microBatch x dp x accumulation, and each replica runs that many micro-batches', () => {
+    const s = scenario({ ...base, training: { globalBatch: undefined, microBatch: 2, accumulation: 3 } });
+    expect(s.parallel.dp).toBe(4);
+    expect(s.training.globalBatch).toBe(2 * 4 * 3);
+    expect(simulate(s).plan.microBatches).toBe(3);
+  });
+
+  it('given with a global batch that disagrees, or with neither, the scenario is refused with what agrees', () => {
+    expect(() => scenario({ ...base, training: { globalBatch: 30, microBatch: 2, accumulation: 3 } })).toThrow(/training\.accumulation: 3 accumulation steps of micro-batch 2 on dp 4 make a global batch of 24, but training\.globalBatch is 30/);
+    expect(() => scenario({ ...base, training: { globalBatch: undefined } })).toThrow(/training\.globalBatch: missing required field \(or give training\.accumulation/);
+  });
+});
