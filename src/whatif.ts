@@ -57,6 +57,9 @@ export function techniques(s: Scenario): Technique[] {
   const recompute = evoformer ? (['none', 'full'] as const) : (['none', 'selective', 'full'] as const);
   const recomputeNames = { none: 'no recomputation', selective: 'selective recomputation (attention core)', full: evoformer ? 'per-block checkpointing' : 'full recomputation' };
   for (const r of recompute) if (r !== t.recompute) add('training.recompute', recomputeNames[r], `training.recompute=${r}`);
+  // Full recomputation of half of each stage's layers (Megatron's block method), between none and full.
+  const half = Math.floor(Math.min(...p.layersPerStage) / p.chunks / 2);
+  if (!evoformer && half >= 1 && (t.recompute !== 'full' || t.recomputeLayers !== half)) add('training.recompute', `full recomputation of ${half} layers a stage`, 'training.recompute=full', `training.recomputeLayers=${half}`);
   add('training.flashAttention', t.flashAttention ? 'no fused attention' : evoformer ? 'fused attention' : 'FlashAttention', `training.flashAttention=${!t.flashAttention}`);
   if (t.precision === 'fp32') add('training.precision', 'bf16 mixed precision', 'training.precision=bf16');
   else add('training.precision', 'fp32 (no mixed precision)', 'training.precision=fp32');

@@ -30,6 +30,8 @@ export interface TrainingConfig {
   gradAccumulation: GradientAccumulation;
   optimizer: Optimizer;
   recompute: Recompute;
+  /** With full recomputation, only the first this many layers of each virtual stage are recomputed (all when absent). */
+  recomputeLayers?: number;
   flashAttention: boolean;
   /** Forward-only recycling iterations before the one that takes gradients (AlphaFold); 0 for other models. */
   recycles: number;

@@ -104,7 +104,15 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
   const { cluster, training } = config;
   const { mesh } = program;
   const precision = training.precision;
-  const recompute = recomputePlan(training.recompute);
+  // Full recomputation of only the first `recomputeLayers` layers of each virtual stage (Megatron's block method):
+  // the layers after them keep everything.
+  const policy = recomputePlan(training.recompute);
+  const keepAll = recomputePlan('none');
+  const limit = training.recompute === 'full' ? (training.recomputeLayers ?? Infinity) : Infinity;
+  const plans = program.stages.map((stage) => {
+    let ordinal = 0;
+    return stage.blocks.map((block) => (block.kind === 'layer' && ordinal++ >= limit ? keepAll : policy));
+  });
   const profiled = config.costs?.forwardSeconds !== undefined;
   // Mesh axes that split anything: those of more than one rank.
   const axes = mesh.axes.filter((axis) => mesh.sizeOf(axis) > 1);
@@ -151,6 +159,7 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     const { p, vs, blockIndex, index, states, producer } = chain[i];
     const { op, layout } = p;
     const block = program.stages[vs].blocks[blockIndex];
+    const recompute = plans[vs][blockIndex];
     // A recycled block runs its forward only: it keeps nothing and has no backward or parameters of its own.
     const forwardOnly = block.kind === 'recycle';
     // The operation whose output this one reads, when it is the one before (else the transition is this one's, below).
@@ -223,8 +232,8 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
   };
   const contributions = new Map<string, ReturnType<typeof contribution>>();
 
-  const stages = program.stages.map((stage) =>
-    stage.blocks.map((block): BlockCosts => ({
+  const stages = program.stages.map((stage, vs) =>
+    stage.blocks.map((block, blockIndex): BlockCosts => ({
       kind: block.kind,
       layers: block.kind === 'layer' ? 1 : 0,
       parameters: 0,
@@ -238,7 +247,7 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
       activationBytes: 0,
       weightGradBytes: 0,
       rebuiltBytes: 0,
-      extraIssues: recompute.rebuildsWhole(block.kind) ? recompute.extraIssues : 0,
+      extraIssues: plans[vs][blockIndex].rebuildsWhole(block.kind) ? plans[vs][blockIndex].extraIssues : 0,
       forwardCollectives: [],
       backwardCollectives: [],
       attentionForwardFlops: 0,
@@ -249,13 +258,13 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
 
   // Blocks rebuilt whole for their backward, with the collectives their forward runs inside them.
   const rebuilt = new Map<BlockCosts, CollectiveStep[]>();
-  for (const costs of stages) for (const block of costs) if (recompute.rebuildsWhole(block.kind)) rebuilt.set(block, []);
+  stages.forEach((costs, vs) => costs.forEach((block, blockIndex) => plans[vs][blockIndex].rebuildsWhole(block.kind) && rebuilt.set(block, [])));
   let weightGradKept = 0;
   chain.forEach(({ vs, blockIndex, index, id }, i) => {
     const unit = stages[vs][blockIndex];
     const block = program.stages[vs].blocks[blockIndex];
     const source = chain[i].producer;
-    const key = `${chain[i - 1]?.id}|${id}|${chain[i + 1]?.id}|${source >= 0 ? chain[source].id : ''}|${block.kind}|${index}|${block.ops.length}`;
+    const key = `${chain[i - 1]?.id}|${id}|${chain[i + 1]?.id}|${source >= 0 ? chain[source].id : ''}|${block.kind}|${index}|${block.ops.length}|${plans[vs][blockIndex] === keepAll ? 'kept' : ''}`;
     let c = contributions.get(key);
     if (c === undefined) contributions.set(key, (c = contribution(i)));
     unit.forwardFlops += c.forward;

@@ -62,6 +62,9 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
   if (t.precision === 'fp8' && gpu.fp8FlopsPerSecond === undefined) {
     fail(['training', 'precision'], `fp8 runs the matrix multiplications on fp8 tensor cores, which the ${gpu.name} does not have (H100 and H200 do); use bf16, a GPU with fp8 (cluster.gpu: h100-sxm), or give cluster.gpu.fp8Flops`);
   }
+  if (t.recomputeLayers !== undefined && t.recompute !== 'full') {
+    fail(['training', 'recomputeLayers'], `recomputes the first layers of each stage in full, but training.recompute is ${t.recompute}; set training.recompute: full, or leave recomputeLayers out`);
+  }
   if (model.kind === 'evoformer' && t.recompute === 'selective') {
     fail(['training', 'recompute'], 'selective recomputation drops a transformer layer\'s attention scores and reruns its attention core; an Evoformer is checkpointed per block (full) or not at all (none), as AlphaFold, OpenFold and FastFold train it; to keep no attention probabilities, set training.flashAttention: true');
   }
@@ -86,6 +89,13 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
   }
   const resolved = resolveParallel(input.parallel, { ...context, training: trainingContext(globalBatch) });
   issues.push(...resolved.issues);
+  if (t.recomputeLayers !== undefined && resolved.parallel) {
+    const { layersPerStage, chunks } = resolved.parallel;
+    const fewest = Math.min(...layersPerStage) / chunks;
+    if (t.recomputeLayers > fewest) {
+      fail(['training', 'recomputeLayers'], `${t.recomputeLayers} layers, but a virtual stage holds as few as ${Math.floor(fewest)} (layers per stage ${layersPerStage.join(', ')}${chunks > 1 ? ` in ${chunks} chunks` : ''}); use 1 to ${Math.floor(fewest)}, or leave it out to recompute every layer`);
+    }
+  }
   const pp = typeof input.parallel.pp === 'number' ? input.parallel.pp : 1;
 
   // Profiled costs.
@@ -142,6 +152,7 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
         gradAccumulation: t.gradAccumulation,
         optimizer: t.optimizer,
         recompute: t.recompute,
+        ...(t.recomputeLayers !== undefined ? { recomputeLayers: t.recomputeLayers } : {}),
         flashAttention: t.flashAttention,
         recycles,
         hostOverheadPerLayerSeconds: t.hostOverheadPerLayer ?? HOST_OVERHEAD_PER_LAYER,

@@ -127,6 +127,7 @@ export const scenarioSchema = z
         gradAccumulation: choice(GRADIENT_ACCUMULATIONS).default('precision'),
         optimizer: choice(OPTIMIZERS).default('adam'),
         recompute: choice(RECOMPUTE_POLICIES).default('none'),
+        recomputeLayers: count().optional(),
         flashAttention: z.boolean().default(false),
         recycles: z.number({ error: 'expected a whole number' }).int({ error: 'expected a whole number' }).min(0, { error: 'expected a whole number of iterations, 0 or more' }).max(100, { error: 'expected at most 100 recycling iterations' }).optional(),
         hostOverheadPerLayer: quantity('time', { allowZero: true }).optional(),

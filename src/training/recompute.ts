@@ -8,7 +8,8 @@ import type { BlockKind, SavedTensor, WorkloadOp } from '../workload/types.js';
  * - selective (Korthikanti et al., MLSys 2023): the attention scores are dropped and the attention core is run
  *   again; with FlashAttention there are no scores to drop, but the core still runs again.
  * - full: a transformer layer keeps only its input and runs its whole forward again, its collectives included, while
- *   the rebuilt layer's activations live for the duration of its backward.
+ *   the rebuilt layer's activations live for the duration of its backward. With `training.recomputeLayers`, only the
+ *   first layers of each virtual stage do; the lowering gives the rest the `none` plan (stage-costs.ts).
  */
 export const RECOMPUTE_POLICIES = ['none', 'selective', 'full'] as const;
 export type Recompute = (typeof RECOMPUTE_POLICIES)[number];

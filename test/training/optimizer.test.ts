@@ -80,3 +80,24 @@ describe('gradient accumulation', () => {
     expect(() => scenario({ ...base, training: { globalBatch: undefined } })).toThrow(/training\.globalBatch: missing required field \(or give training\.accumulation/);
   });
 });
+
+describe('full recomputation of the first k layers of each stage', () => {
+  const run = (extra: Record<string, unknown>) => simulate(scenario({ cluster: { nodes: 1, gpusPerNode: 2 }, model: { preset: 'gpt3-1.3b', layers: 8, seqLength: 1024 }, training: { globalBatch: 8, recompute: 'full', ...extra }, parallel: { tp: 1, pp: 2, dp: 1 } }));
+
+  it('law: k = the layers of a stage is full recomputation exactly; fewer layers keep more memory and take less time, one layer at a time', () => {
+    expect(run({ recomputeLayers: 4 }).report).toEqual(run({}).report);
+    const steps = [1, 2, 3, 4].map((k) => run({ recomputeLayers: k }).report);
+    for (let k = 1; k < steps.length; k++) {
+      expect(steps[k].stages[0].peakActivations).toBeLessThan(steps[k - 1].stages[0].peakActivations);
+      expect(steps[k].stepTime).toBeGreaterThanOrEqual(steps[k - 1].stepTime);
+    }
+    // Each more recomputed layer frees the same bytes (the layers are alike).
+    const freed = steps.slice(1).map((s, k) => steps[k].stages[0].peakActivations - s.stages[0].peakActivations);
+    for (const f of freed) expect(f / freed[0]).toBeCloseTo(1, 6);
+  });
+
+  it('is refused without full recomputation, and beyond the layers of the smallest stage', () => {
+    expect(() => run({ recompute: 'selective', recomputeLayers: 2 })).toThrow(/training\.recomputeLayers: .*training\.recompute is selective/);
+    expect(() => run({ recomputeLayers: 5 })).toThrow(/training\.recomputeLayers: 5 layers, but a virtual stage holds as few as 4/);
+  });
+});
