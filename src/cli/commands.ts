@@ -237,7 +237,8 @@ export async function schema(io: Io): Promise<number> {
 export function presets(args: { json?: boolean }, io: Io): number {
   const schedules = Object.values(SCHEDULES).map((s) => ({ name: s.name, description: s.description }));
   if (args.json) {
-    io.stdout(json({ gpus: GPU_PRESETS, nodes: NODE_PRESETS, models: MODEL_PRESETS, schedules }));
+    const models = Object.fromEntries(Object.entries(MODEL_PRESETS).map(([name, m]) => [name, { ...m, parameters: modelParameters({ name, ...m }), modelStateBytes: 16 * modelParameters({ name, ...m }) }]));
+    io.stdout(json({ gpus: GPU_PRESETS, nodes: NODE_PRESETS, models, schedules }));
     return 0;
   }
   const lines = [
@@ -249,11 +250,14 @@ export function presets(args: { json?: boolean }, io: Io): number {
     '',
     'models (model.preset):',
     table(
-      Object.entries(MODEL_PRESETS).map(([name, m]) =>
-        m.kind === 'evoformer'
-          ? ['  ' + name, `${(modelParameters({ name, ...m }) / 1e6).toFixed(1)}M`, `${m.layers}+${m.extraLayers} blocks`, `c_m ${m.msaChannels}, c_z ${m.pairChannels}`, `${m.residues} residues`, `${m.msaRows} MSA rows`]
-          : ['  ' + name, `${(modelParameters({ name, ...m }) / 1e9).toFixed(2)}B`, `${m.layers} layers`, `hidden ${m.hidden}`, `${m.heads} heads`, `seq ${m.seqLength}`],
-      ),
+      Object.entries(MODEL_PRESETS).map(([name, m]) => {
+        const psi = modelParameters({ name, ...m });
+        // Parameters, and the model states of mixed-precision Adam: 16 bytes a parameter (the ZeRO paper's 2 + 2 + 12).
+        const size = [psi >= 1e9 ? `${(psi / 1e9).toFixed(2)}B` : `${(psi / 1e6).toFixed(1)}M`, `states ${formatBytes(16 * psi)}`];
+        return m.kind === 'evoformer'
+          ? ['  ' + name, ...size, `${m.layers}+${m.extraLayers} blocks`, `c_m ${m.msaChannels}, c_z ${m.pairChannels}`, `${m.residues} residues`, `${m.msaRows} MSA rows`]
+          : ['  ' + name, ...size, `${m.layers} layers`, `hidden ${m.hidden}`, `${m.heads} heads`, `seq ${m.seqLength}`];
+      }),
     ),
     '',
     'schedules (parallel.schedule):',

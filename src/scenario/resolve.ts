@@ -166,7 +166,7 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
 }
 
 
-const GPT_FIELDS = ['hidden', 'heads', 'kvHeads', 'ffnHidden', 'vocab', 'seqLength', 'mlp', 'tiedEmbeddings', 'positionEmbedding', 'causal', 'dropout'] as const;
+const GPT_FIELDS = ['hidden', 'heads', 'kvHeads', 'headDim', 'ffnHidden', 'vocab', 'seqLength', 'mlp', 'tiedEmbeddings', 'positionEmbedding', 'causal', 'dropout'] as const;
 const EVOFORMER_FIELDS = ['extraLayers', 'residues', 'msaRows', 'extraMsaRows', 'msaChannels', 'pairChannels', 'extraMsaChannels', 'singleChannels'] as const;
 
 /** The model section: a preset, overridden field by field, of the kind it names (a GPT-shaped one by default). */
@@ -192,12 +192,15 @@ function resolveModel(m: ScenarioInput['model'], fail: (path: (string | number)[
   if (!gpt) for (const key of required) if (m[key] === undefined) fail(['model', key], 'missing required field (or give model.preset)');
   const hidden = m.hidden ?? gpt?.hidden ?? 1;
   const heads = m.heads ?? gpt?.heads ?? 1;
+  const headDim = m.headDim ?? (m.heads === undefined && m.hidden === undefined ? gpt?.headDim : undefined);
   const model: ModelSpec = {
     name: m.preset ?? 'custom',
     layers: m.layers ?? gpt?.layers ?? 1,
     hidden,
     heads,
     kvHeads: m.kvHeads ?? (m.heads === undefined ? gpt?.kvHeads : undefined) ?? heads,
+    // A preset's own head size holds while its heads and hidden size do.
+    ...(headDim !== undefined ? { headDim } : {}),
     ffnHidden: m.ffnHidden ?? (m.hidden === undefined ? gpt?.ffnHidden : undefined) ?? 4 * hidden,
     vocab: m.vocab ?? gpt?.vocab ?? 1,
     seqLength: m.seqLength ?? gpt?.seqLength ?? 1,
@@ -207,7 +210,7 @@ function resolveModel(m: ScenarioInput['model'], fail: (path: (string | number)[
     causal: m.causal ?? gpt?.causal ?? true,
     dropout: m.dropout ?? gpt?.dropout ?? true,
   };
-  if (hidden % heads !== 0) fail(['model', 'hidden'], `hidden size ${hidden} must be divisible by heads (${heads})`);
+  if (model.headDim === undefined && hidden % heads !== 0) fail(['model', 'hidden'], `hidden size ${hidden} must be divisible by heads (${heads}), or give model.headDim`);
   if (heads % model.kvHeads !== 0) fail(['model', 'kvHeads'], `heads (${heads}) must be divisible by kvHeads (${model.kvHeads})`);
   return model;
 }

@@ -99,6 +99,7 @@ export const scenarioSchema = z
         hidden: count().optional(),
         heads: count().optional(),
         kvHeads: count().optional(),
+        headDim: count().optional(),
         ffnHidden: count().optional(),
         vocab: count().optional(),
         seqLength: count().optional(),

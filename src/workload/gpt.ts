@@ -17,6 +17,8 @@ export interface GptSpec {
   heads: number;
   /** Key/value heads (grouped-query attention); equal to heads for multi-head attention. */
   kvHeads: number;
+  /** Channels of one attention head, when heads x headDim is not the hidden size (PaLM); hidden / heads otherwise. */
+  headDim?: number;
   ffnHidden: number;
   vocab: number;
   seqLength: number;
@@ -66,7 +68,9 @@ export function buildGpt(m: GptSpec, options: GptBuildOptions): Workload {
   const s = m.seqLength;
   const h = m.hidden;
   const a = m.heads;
-  const headDim = h / a;
+  const headDim = m.headDim ?? h / a;
+  // The attention's width: the hidden size but where heads x headDim differs from it.
+  const width = a * headDim;
   const F = m.ffnHidden;
   const flash = options.attention === 'flash';
   const hiddenState = tensor('hidden', { batch: b, seq: s, hidden: h });
@@ -84,7 +88,7 @@ export function buildGpt(m: GptSpec, options: GptBuildOptions): Workload {
   const linearInput = (name: string, input: Tensor): SavedTensor => ({ ...site(input, 'input'), name: `${name}.input`, weightGrad: true });
 
   // Attention scores: QKᵀ and the product with V, 2bs²h FLOPs each; a causal kernel that skips masked blocks does half.
-  const scoreFlops = 4 * b * s * s * h * (m.causal && flash ? 0.5 : 1);
+  const scoreFlops = 4 * b * s * s * width * (m.causal && flash ? 0.5 : 1);
   const scoreTensors: SavedTensor[] = flash
     ? []
     : [
@@ -104,7 +108,7 @@ export function buildGpt(m: GptSpec, options: GptBuildOptions): Workload {
   };
 
   const kvShare = m.kvHeads / a;
-  const qkv = op('qkv', 'gemm', hiddenState, qkvOut, gemmFlops(2 * b * s * h * h * (1 + 2 * kvShare)), [linearInput('qkv', hiddenState)], [
+  const qkv = op('qkv', 'gemm', hiddenState, qkvOut, gemmFlops(2 * b * s * h * width * (1 + 2 * kvShare)), [linearInput('qkv', hiddenState)], [
     parameter('qkv.q', { hidden: h, heads: a, headDim }),
     parameter('qkv.k', { hidden: h, kvHeads: m.kvHeads, headDim }),
     parameter('qkv.v', { hidden: h, kvHeads: m.kvHeads, headDim }),
@@ -112,7 +116,7 @@ export function buildGpt(m: GptSpec, options: GptBuildOptions): Workload {
     parameter('qkv.kBias', { kvHeads: m.kvHeads, headDim }),
     parameter('qkv.vBias', { kvHeads: m.kvHeads, headDim }),
   ]);
-  const outProjection = op('out-proj', 'gemm', heads, hiddenState, gemmFlops(2 * b * s * h * h), [linearInput('out-proj', heads)], [parameter('out-proj.weight', { heads: a, headDim, hidden: h }), parameter('out-proj.bias', { hidden: h })]);
+  const outProjection = op('out-proj', 'gemm', heads, hiddenState, gemmFlops(2 * b * s * width * h), [linearInput('out-proj', heads)], [parameter('out-proj.weight', { heads: a, headDim, hidden: h }), parameter('out-proj.bias', { hidden: h })]);
 
   // The MLP: GeLU keeps its input (F wide); SwiGLU keeps the gate's and the up projection's outputs.
   const gated = m.mlp === 'swiglu';

@@ -38,6 +38,22 @@ export const gpt = (layers: number, hidden: number, heads: number, seqLength = 2
   dropout: true,
 });
 
+/** A Llama-style shape: SwiGLU, rotary positions, untied embeddings, no dropout, grouped-query attention. */
+const llama = (layers: number, hidden: number, heads: number, kvHeads: number, ffnHidden: number, vocab: number, seqLength: number): ModelShape => ({
+  layers,
+  hidden,
+  heads,
+  kvHeads,
+  ffnHidden,
+  vocab,
+  seqLength,
+  mlp: 'swiglu',
+  tiedEmbeddings: false,
+  positionEmbedding: 'rope',
+  causal: true,
+  dropout: false,
+});
+
 /**
  * Model presets. GPT sizes follow Brown et al. (GPT-3) and the Megatron-LM weak
  * scaling table (Narayanan et al., SC21, Table 1); Llama 3 405B from the Llama 3
@@ -83,5 +99,22 @@ export const MODEL_PRESETS: Record<string, Preset> = {
     causal: true,
     dropout: false,
   },
+  // Models of science and medicine from the survey's table, and the usual baselines (each with its published size
+  // in test/workload/presets.test.ts).
+  'esm2-15b': { ...gpt(48, 5120, 40, 1024, 33), positionEmbedding: 'rope', causal: false, dropout: false },
+  'xtrimopglm-100b': { ...gpt(72, 10240, 80, 2048, 128), ffnHidden: 31744, mlp: 'swiglu', positionEmbedding: 'rope', tiedEmbeddings: false },
+  'biogpt-347m': gpt(24, 1024, 16, 1024, 42384),
+  'chemgpt-1.2b': gpt(24, 2048, 16, 2048, 1024),
+  'geogalactica-30b': gpt(48, 7168, 56, 2048, 50000),
+  'k2-7b': llama(32, 4096, 32, 32, 11008, 32000, 2048),
+  'bert-base': { ...gpt(12, 768, 12, 512, 30522), causal: false },
+  'llama2-7b': llama(32, 4096, 32, 32, 11008, 32000, 4096),
+  'llama2-13b': llama(40, 5120, 40, 40, 13824, 32000, 4096),
+  'llama2-70b': llama(80, 8192, 64, 8, 28672, 32000, 4096),
+  'meditron-7b': llama(32, 4096, 32, 32, 11008, 32000, 4096),
+  'meditron-70b': llama(80, 8192, 64, 8, 28672, 32000, 4096),
+  'llama3-70b': llama(80, 8192, 64, 8, 28672, 128256, 8192),
+  'mt-nlg-530b': gpt(105, 20480, 128),
+  'med-palm-540b': { ...gpt(118, 18432, 48, 2048, 256000), headDim: 256, kvHeads: 1, ffnHidden: 73728, mlp: 'swiglu', positionEmbedding: 'rope', dropout: false },
   alphafold2: ALPHAFOLD2,
 };
