@@ -17,6 +17,8 @@ export interface Variant {
   label: string;
   /** `path=value` overrides on top of the base ones. */
   set: string[];
+  /** Fields of the file left out for this variant (a setting that another one would contradict). */
+  unset?: string[];
 }
 
 export interface VariantResult {
@@ -102,7 +104,7 @@ export function compareVariants(scenario: string | ScenarioSource, variants: Var
     options.onVariant?.(index, variants.length, variant.label);
     const set = [...(options.set ?? []), ...variant.set];
     try {
-      const scenario = parseScenario(source.text, source.file, { set, seed: options.seed, unset });
+      const scenario = parseScenario(source.text, source.file, { set, seed: options.seed, unset: [...unset, ...(variant.unset ?? [])] });
       for (const field of unset) if (JSON.stringify(valueAt(scenario, field)) !== JSON.stringify(valueAt(base, field))) rederived.add(field);
       return { variant: variant.label, set: variant.set, report: simulate(scenario, { maxOperations: options.maxOperations }).report };
     } catch (error) {

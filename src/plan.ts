@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { parseDocument } from 'yaml';
 import type { ScenarioSource } from './compare.js';
 import { ScenarioError, UsageError } from './errors.js';
-import { parseScenario } from './scenario/load.js';
+import { batchPinned, parseScenario } from './scenario/load.js';
 import type { Scenario } from './scenario/resolve.js';
 import { simulateEntries } from './sweep-run.js';
 import { stateBytesPerParameter } from './training/optimizer.js';
@@ -147,8 +147,10 @@ function clusterOverrides(base: Scenario, gpus: number | undefined): Record<stri
 /** A candidate as --set overrides, written as a sweep entry's are, so that the check and the simulation read the same. */
 const setOf = (overrides: Record<string, unknown>) => Object.entries(overrides).map(([path, value]) => overrideString(path, value));
 
-export async function plan(source: ScenarioSource, options: PlanOptions = {}): Promise<Plan> {
-  const base = parseScenario(source.text, source.file);
+export async function plan(given: ScenarioSource, options: PlanOptions = {}): Promise<Plan> {
+  const base = parseScenario(given.text, given.file);
+  // Every candidate trains on the scenario's global batch, whatever its micro-batch and data-parallel degree.
+  const source = batchPinned(given, base.training.globalBatch);
   const cluster = clusterOverrides(base, options.gpus);
   const gpus = options.gpus ?? base.cluster.nodes * base.cluster.gpusPerNode;
   const objective = options.objective ?? 'time';

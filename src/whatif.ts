@@ -1,6 +1,6 @@
 import { compareVariants, type ScenarioSource, type Variant } from './compare.js';
 import type { Report } from './report/report.js';
-import { parseScenario, readScenarioSource } from './scenario/load.js';
+import { batchPinned, parseScenario, readScenarioSource } from './scenario/load.js';
 import type { Scenario } from './scenario/resolve.js';
 import type { Optimizer } from './training/optimizer.js';
 
@@ -16,6 +16,8 @@ export interface Technique {
   name: string;
   /** Scenario fields it sets, as `path=value`. */
   set: string[];
+  /** Scenario fields it leaves out. */
+  unset?: string[];
   /** The scenario field it is a value of: two techniques of one field do not combine. */
   field: string;
 }
@@ -46,20 +48,25 @@ export interface MemoryWhatIf {
   combination?: { names: string[]; set: string[]; peakHbm: number; stepTime: number; fits: boolean };
 }
 
+/** Fields whose techniques change what is computed (convergence, numerics): shown alone, never combined. */
+const CHANGES_THE_MATH = new Set(['training.optimizer', 'training.precision']);
+
 const ZERO_NAMES = ['no ZeRO', 'ZeRO-1 (optimizer states sharded)', 'ZeRO-2 (and gradients)', 'ZeRO-3 (and parameters)'];
 
 /** The techniques that apply to a scenario's model and layout, each switched from the scenario's setting. */
 export function techniques(s: Scenario): Technique[] {
   const out: Technique[] = [];
   const add = (field: string, name: string, ...set: string[]) => out.push({ name, field, set });
+  // A variant of the recomputation policy drops a base's recomputeLayers, which only full recomputation takes.
+  const addRecompute = (name: string, ...set: string[]) => out.push({ name, field: 'training.recompute', set, ...(t.recomputeLayers !== undefined ? { unset: ['training.recomputeLayers'] } : {}) });
   const { training: t, parallel: p, model } = s;
   const evoformer = model.kind === 'evoformer';
   const recompute = evoformer ? (['none', 'full'] as const) : (['none', 'selective', 'full'] as const);
   const recomputeNames = { none: 'no recomputation', selective: 'selective recomputation (attention core)', full: evoformer ? 'per-block checkpointing' : 'full recomputation' };
-  for (const r of recompute) if (r !== t.recompute) add('training.recompute', recomputeNames[r], `training.recompute=${r}`);
+  for (const r of recompute) if (r !== t.recompute || (r === 'full' && t.recomputeLayers !== undefined)) addRecompute(recomputeNames[r], `training.recompute=${r}`);
   // Full recomputation of half of each stage's layers (Megatron's block method), between none and full.
   const half = Math.floor(Math.min(...p.layersPerStage) / p.chunks / 2);
-  if (!evoformer && half >= 1 && (t.recompute !== 'full' || t.recomputeLayers !== half)) add('training.recompute', `full recomputation of ${half} layers a stage`, 'training.recompute=full', `training.recomputeLayers=${half}`);
+  if (!evoformer && half >= 1 && (t.recompute !== 'full' || t.recomputeLayers !== half)) add('training.recompute', `full recomputation of ${half} layers a virtual stage`, 'training.recompute=full', `training.recomputeLayers=${half}`);
   add('training.flashAttention', t.flashAttention ? 'no fused attention' : evoformer ? 'fused attention' : 'FlashAttention', `training.flashAttention=${!t.flashAttention}`);
   if (t.precision === 'fp32') add('training.precision', 'bf16 mixed precision', 'training.precision=bf16');
   else add('training.precision', 'fp32 (no mixed precision)', 'training.precision=fp32');
@@ -69,7 +76,7 @@ export function techniques(s: Scenario): Technique[] {
   // Optimizers that keep less state than Adam (each from the scenario's own).
   const optimizers: [Optimizer, string][] = [['adam8bit', '8-bit Adam'], ['adam-mini', 'Adam-mini (one second moment per block)'], ['lion', 'Lion (momentum only)'], ['adafactor', 'Adafactor (factored second moment)'], ['came', 'CAME (factored, confidence-guided)'], ['sm3', 'SM3 (factored accumulators)']];
   for (const [o, name] of optimizers) if (o !== t.optimizer) add('training.optimizer', name, `training.optimizer=${o}`);
-  if (t.microBatch > 1) add('training.microBatch', `micro-batch ${t.microBatch / 2} (more accumulation)`, `training.microBatch=${Math.floor(t.microBatch / 2)}`);
+  if (t.microBatch > 1) add('training.microBatch', `micro-batch ${Math.floor(t.microBatch / 2)} (more accumulation)`, `training.microBatch=${Math.floor(t.microBatch / 2)}`);
   if (!evoformer && p.tp > 1) add('parallel.sequenceParallel', p.sequenceParallel ? 'no sequence parallelism' : 'sequence parallelism', `parallel.sequenceParallel=${!p.sequenceParallel}`);
   const replicas = p.dp * (p.dap ?? 1) * (p.ulysses ?? 1) * (p.cp ?? 1);
   if (replicas > 1) for (let z = 0; z <= 3; z++) if (z !== p.zero) add('parallel.zero', ZERO_NAMES[z], `parallel.zero=${z}`);
@@ -88,11 +95,13 @@ export interface WhatIfOptions {
 }
 
 export function memoryWhatIf(scenario: string | ScenarioSource, options: WhatIfOptions = {}): MemoryWhatIf {
-  const source = typeof scenario === 'string' ? readScenarioSource(scenario) : scenario;
+  const given = typeof scenario === 'string' ? readScenarioSource(scenario) : scenario;
   // The baseline must be valid: its own errors are the answer (ScenarioError, exit 3).
-  const base = parseScenario(source.text, source.file, { set: options.set, seed: options.seed });
+  const base = parseScenario(given.text, given.file, { set: options.set, seed: options.seed });
+  // Every variant trains on the same global batch.
+  const source = batchPinned(given, base.training.globalBatch);
   const list = techniques(base);
-  const variants: Variant[] = [{ label: 'baseline', set: [] }, ...list.map((t) => ({ label: t.name, set: t.set }))];
+  const variants: Variant[] = [{ label: 'baseline', set: [] }, ...list.map((t) => ({ label: t.name, set: t.set, ...(t.unset ? { unset: t.unset } : {}) }))];
   const { results } = compareVariants(source, variants, options);
   const baseline = results[0].report;
   if (!baseline) throw new Error(`the baseline did not run: ${results[0].error}`);
@@ -149,7 +158,8 @@ export function rank(results: TechniqueResult[]): TechniqueResult[] {
  * memory. It may beat the single technique that makes the step fit: two cheap savers can cost less time than one dear one.
  */
 function combine(source: ScenarioSource, ranked: TechniqueResult[], options: WhatIfOptions): MemoryWhatIf['combination'] {
-  const savers = ranked.filter((t) => t.savedBytes > 0);
+  // Only techniques that train the same model the same way: not another optimizer or precision.
+  const savers = ranked.filter((t) => t.savedBytes > 0 && !CHANGES_THE_MATH.has(t.field));
   const paths = (t: Technique) => t.set.map((s) => s.slice(0, s.indexOf('=')));
   const attempt = (order: TechniqueResult[]) => {
     const chosen: TechniqueResult[] = [];
@@ -157,7 +167,7 @@ function combine(source: ScenarioSource, ranked: TechniqueResult[], options: Wha
     for (const t of order) {
       if (chosen.some((c) => c.field === t.field || paths(c).some((x) => paths(t).includes(x)))) continue;
       const trial = [...chosen, t];
-      const [tried] = compareVariants(source, [{ label: trial.map((c) => c.name).join(' + '), set: trial.flatMap((c) => c.set) }], { ...options, onVariant: undefined }).results;
+      const [tried] = compareVariants(source, [{ label: trial.map((c) => c.name).join(' + '), set: trial.flatMap((c) => c.set), unset: trial.flatMap((c) => c.unset ?? []) }], { ...options, onVariant: undefined }).results;
       // Two techniques the checks refuse together: leave this one out.
       if (!tried.report) continue;
       chosen.push(t);

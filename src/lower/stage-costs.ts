@@ -323,7 +323,8 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     const traffic = sum((u) => u.movedBytes);
     // Recycled blocks run no backward.
     const backwardTraffic = traffic - sum((u) => (u.kind === 'recycle' ? u.movedBytes : 0));
-    const issues = 1 + Math.max(0, ...blocks.map((u) => u.extraIssues));
+    // Kernel issues per layer in the input-gradient pass: one more in each layer rebuilt for it.
+    const issues = 1 + blocks.reduce((n, u) => n + u.extraIssues * u.layers, 0) / Math.max(1, sum((u) => u.layers));
     const activationBytes = sum((u) => u.activationBytes);
     let forwardNs: number;
     let inputGradNs: number;

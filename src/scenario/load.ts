@@ -57,6 +57,19 @@ export function scenarioFromObject(input: ScenarioInput, name = '<object>', opti
   return parseScenario(JSON.stringify(input, null, 2), name, options);
 }
 
+/**
+ * The scenario's text with its global batch written out and its gradient accumulation left out: variants that change
+ * the micro-batch or the data-parallel degree (dtsim memory, dtsim plan) then compare the same work per step, where
+ * `training.accumulation` would scale the batch with them.
+ */
+export function batchPinned(source: { file: string; text: string }, globalBatch: number): { file: string; text: string } {
+  const doc = parseDocument(source.text);
+  if (!doc.hasIn(['training', 'accumulation'])) return source;
+  doc.deleteIn(['training', 'accumulation']);
+  doc.setIn(['training', 'globalBatch'], globalBatch);
+  return { file: source.file, text: doc.toString() };
+}
+
 export function parseScenario(text: string, file: string, options: LoadOptions = {}): Scenario {
   const lineCounter = new LineCounter();
   if (text.length > MAX_FILE_CHARACTERS) {

@@ -59,6 +59,9 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
   const model = resolveModel(input.model, fail);
   const t = input.training;
   const recycles = model.kind === 'evoformer' ? (t.recycles ?? 3) : 0;
+  if (model.kind !== 'evoformer' && model.attention !== undefined && t.flashAttention) {
+    fail(['training', 'flashAttention'], `FlashAttention computes exact attention block by block; model.attention is ${model.attention}, which never forms the full score matrix; set one or the other`);
+  }
   if (t.precision === 'fp8' && gpu.fp8FlopsPerSecond === undefined) {
     fail(['training', 'precision'], `fp8 runs the matrix multiplications on fp8 tensor cores, which the ${gpu.name} does not have (H100 and H200 do); use bf16, a GPU with fp8 (cluster.gpu: h100-sxm), or give cluster.gpu.fp8Flops`);
   }
@@ -166,7 +169,7 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
 }
 
 
-const GPT_FIELDS = ['hidden', 'heads', 'kvHeads', 'headDim', 'ffnHidden', 'vocab', 'seqLength', 'mlp', 'tiedEmbeddings', 'positionEmbedding', 'causal', 'dropout'] as const;
+const GPT_FIELDS = ['hidden', 'heads', 'kvHeads', 'headDim', 'ffnHidden', 'vocab', 'seqLength', 'mlp', 'tiedEmbeddings', 'positionEmbedding', 'causal', 'dropout', 'attention', 'attentionRank'] as const;
 const EVOFORMER_FIELDS = ['extraLayers', 'residues', 'msaRows', 'extraMsaRows', 'msaChannels', 'pairChannels', 'extraMsaChannels', 'singleChannels'] as const;
 
 /** The model section: a preset, overridden field by field, of the kind it names (a GPT-shaped one by default). */
@@ -209,7 +212,20 @@ function resolveModel(m: ScenarioInput['model'], fail: (path: (string | number)[
     positionEmbedding: m.positionEmbedding ?? gpt?.positionEmbedding ?? 'learned',
     causal: m.causal ?? gpt?.causal ?? true,
     dropout: m.dropout ?? gpt?.dropout ?? true,
+    ...(m.attention !== undefined && m.attention !== 'standard' ? { attention: m.attention } : {}),
+    ...(m.attentionRank !== undefined ? { attentionRank: m.attentionRank } : {}),
   };
+  const approximate = model.attention !== undefined;
+  if (approximate && m.attentionRank === undefined) {
+    fail(['model', 'attentionRank'], `${model.attention} attention needs its size: ${model.attention === 'linformer' ? 'the rows keys and values are projected to (Wang et al. use 128 to 256)' : 'the random features queries and keys are mapped to (Choromanski et al. use about 256)'}; give model.attentionRank`);
+  }
+  if (!approximate && m.attentionRank !== undefined) fail(['model', 'attentionRank'], 'is the size of an approximate attention; set model.attention: linformer or performer, or leave attentionRank out');
+  if (model.attention === 'linformer' && model.causal) {
+    fail(['model', 'attention'], "Linformer's projection along the sequence mixes later positions into every key, so it has no causal form; set model.causal: false (an encoder such as BERT or ESM-2), or use performer");
+  }
+  if (model.attention === 'linformer' && m.attentionRank !== undefined && m.attentionRank >= model.seqLength) {
+    fail(['model', 'attentionRank'], `${m.attentionRank} rows is no smaller than the sequence (${model.seqLength}): Linformer saves only with a rank below it`);
+  }
   if (model.headDim === undefined && hidden % heads !== 0) fail(['model', 'hidden'], `hidden size ${hidden} must be divisible by heads (${heads}), or give model.headDim`);
   if (heads % model.kvHeads !== 0) fail(['model', 'kvHeads'], `heads (${heads}) must be divisible by kvHeads (${model.kvHeads})`);
   return model;

@@ -108,6 +108,8 @@ export const scenarioSchema = z
         positionEmbedding: choice(['learned', 'rope']).optional(),
         causal: z.boolean({ error: 'expected true or false' }).optional(),
         dropout: z.boolean({ error: 'expected true or false' }).optional(),
+        attention: choice(['standard', 'linformer', 'performer']).optional(),
+        attentionRank: count().optional(),
         // An Evoformer's (kind evoformer): workload/evoformer.ts.
         extraLayers: z.number({ error: 'expected a whole number' }).int({ error: 'expected a whole number' }).min(0, { error: 'expected a whole number of blocks, 0 or more' }).max(1e6, { error: 'expected at most 1e6 blocks' }).optional(),
         residues: count().optional(),

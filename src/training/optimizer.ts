@@ -17,7 +17,9 @@ import { gradientBytes, precisionSpec, type GradientAccumulation, type Precision
  * - adam-mini (Zhang et al., 2024): momentum, 4 bytes, and one second-moment value per parameter block (negligible);
  * - adam8bit (Dettmers et al., 2022): both moments in 8 bits, 2 bytes, with an fp32 scale per block of 2,048.
  * A factored optimizer's bytes depend on the model's matrix shapes, so state bytes are counted over the workload's
- * parameter tensors (`stateBytesPerParameter`): a tensor of two or more axes is a matrix of its first axis by the rest.
+ * parameter tensors (`stateBytesPerParameter`): a weight with a `hidden` axis and others is a matrix of the hidden size
+ * by the rest (as the framework stores it: QKV hidden x heads·headDim, the output projection heads·headDim x hidden);
+ * a tensor without one (a bias, a norm's scale) is a vector.
  */
 export const OPTIMIZERS = ['adam', 'adamw', 'sgd', 'lion', 'adafactor', 'sm3', 'came', 'adam-mini', 'adam8bit'] as const;
 export type Optimizer = (typeof OPTIMIZERS)[number];
@@ -52,10 +54,10 @@ export function stateBytesPerParameter(optimizer: Optimizer, precision: Precisio
   let count = 0;
   let factoredValues = 0;
   for (const t of parameters) {
-    const sizes = Object.values(t.shape);
-    const n = sizes.reduce((a, b) => a * b, 1);
+    const n = Object.values(t.shape).reduce((a, b) => a * b, 1);
+    const rows = t.shape.hidden;
     count += n;
-    factoredValues += sizes.length >= 2 ? sizes[0] + n / sizes[0] : n;
+    factoredValues += rows !== undefined && Object.keys(t.shape).length >= 2 ? rows + n / rows : n;
   }
   return spec.perParameter + master + (count > 0 ? (4 * spec.factored * factoredValues) / count : 0);
 }

@@ -35,6 +35,13 @@ export interface GptSpec {
   causal: boolean;
   /** Dropout after attention, after the MLP and on the attention probabilities, keeping its masks (GPT); Llama has none. */
   dropout: boolean;
+  /**
+   * Exact attention (standard), or an approximation linear in the sequence: Linformer (Wang et al., 2020) projects
+   * keys and values along the sequence to `attentionRank` rows; Performer (Choromanski et al., 2021) maps queries and
+   * keys to `attentionRank` random features and never forms the score matrix.
+   */
+  attention?: 'standard' | 'linformer' | 'performer';
+  attentionRank?: number;
 }
 
 export interface GptBuildOptions {
@@ -87,22 +94,38 @@ export function buildGpt(m: GptSpec, options: GptBuildOptions): Workload {
   const dropout = (name: string) => op(name, 'elementwise', hiddenState, hiddenState, noFlops, m.dropout ? [{ ...tensor(`${name}.mask`, hiddenState.shape, 'mask'), site: 'own' }] : [], []);
   const linearInput = (name: string, input: Tensor): SavedTensor => ({ ...site(input, 'input'), name: `${name}.input`, weightGrad: true });
 
+  const kvWidth = m.kvHeads * headDim;
+  const rank = m.attentionRank ?? s;
+  const probabilities = (shape: Shape): SavedTensor[] => [
+    { ...tensor('softmax', shape), site: 'own', selective: true },
+    ...(m.dropout
+      ? [
+          { ...tensor('softmax.dropoutMask', shape, 'mask'), site: 'own' as const, selective: true },
+          { ...tensor('softmax.dropout', shape), site: 'own' as const, selective: true },
+        ]
+      : []),
+  ];
   // Attention scores: QKᵀ and the product with V, 2bs²h FLOPs each; a causal kernel that skips masked blocks does half.
-  const scoreFlops = 4 * b * s * s * width * (m.causal && flash ? 0.5 : 1);
-  const scoreTensors: SavedTensor[] = flash
-    ? []
-    : [
-        { ...tensor('softmax', scores), site: 'own', selective: true },
-        ...(m.dropout
-          ? [
-              { ...tensor('softmax.dropoutMask', scores, 'mask'), site: 'own' as const, selective: true },
-              { ...tensor('softmax.dropout', scores), site: 'own' as const, selective: true },
-            ]
-          : []),
-      ];
+  // Linformer: keys and values projected to k rows (2bks FLOPs a channel each), then scores against k keys.
+  // Performer: queries and keys mapped to m features, then Kᵀ V and Q (Kᵀ V), each 2bsm FLOPs a channel.
+  let scoreFlops = 4 * b * s * s * width * (m.causal && flash ? 0.5 : 1);
+  let scoreTensors: SavedTensor[] = flash ? [] : probabilities(scores);
+  let approximation: Tensor[] = [];
+  if (m.attention === 'linformer') {
+    scoreFlops = 4 * b * s * rank * width + 2 * 2 * b * rank * s * kvWidth;
+    scoreTensors = [...probabilities({ batch: b, heads: a, seq: s, keys: rank }), { ...tensor('k.projected', { batch: b, keys: rank, kvHeads: m.kvHeads, headDim }), site: 'own' }, { ...tensor('v.projected', { batch: b, keys: rank, kvHeads: m.kvHeads, headDim }), site: 'own' }];
+    approximation = [parameter('linformer.e', { positions: s, keys: rank }), parameter('linformer.f', { positions: s, keys: rank })];
+  } else if (m.attention === 'performer') {
+    scoreFlops = 2 * b * s * rank * (width + kvWidth) + 4 * b * s * rank * width;
+    scoreTensors = [
+      { ...tensor('q.features', { batch: b, seq: s, heads: a, keys: rank }), site: 'own', selective: true },
+      { ...tensor('k.features', { batch: b, seq: s, kvHeads: m.kvHeads, keys: rank }), site: 'own', selective: true },
+      { ...tensor('kv.summary', { batch: b, heads: a, keys: rank, headDim }), site: 'own', selective: true },
+    ];
+  }
   const keyValue: SavedTensor[] = [{ ...tensor('k', kv), site: 'own' }, { ...tensor('v', kv), site: 'own' }];
   const attention: WorkloadOp = {
-    ...op('attention', 'attention', qkvOut, heads, { forward: scoreFlops, inputGrad: 2 * scoreFlops, weightGrad: 0 }, [{ ...tensor('q', heads.shape), site: 'own' }, ...keyValue, ...scoreTensors], []),
+    ...op('attention', 'attention', qkvOut, heads, { forward: scoreFlops, inputGrad: 2 * scoreFlops, weightGrad: m.attention === 'linformer' ? 2 * 2 * b * rank * s * kvWidth : 0 }, [{ ...tensor('q', heads.shape), site: 'own' }, ...keyValue, ...scoreTensors], approximation),
     keyValue,
     causal: m.causal && flash,
   };

@@ -59,10 +59,21 @@ describe('the what-if memory report', () => {
     expect(result.baseline.fits).toBe(false);
     for (const t of result.techniques) expect(t.makesItFit).toBe(t.fits);
     const c = result.combination!;
-    expect(c).toBeDefined();
+    expect(c.fits).toBe(true);
     const confirmed = simulate(parseScenario(tight.text, tight.file, { set: c.set })).report;
     expect(confirmed.memory.peak.hbm).toBe(c.peakHbm);
     expect(confirmed.memory.fits).toBe(c.fits);
+  });
+
+  it('keeps the global batch when the scenario gives gradient accumulation instead, and drops recomputeLayers where a variant changes the policy', () => {
+    const accumulated = source({ cluster: { nodes: 1, gpusPerNode: 4 }, training: { globalBatch: undefined, microBatch: 2, accumulation: 2, recompute: 'full', recomputeLayers: 1 }, parallel: { tp: 2, pp: 1, dp: 2 } });
+    const result = memoryWhatIf(accumulated);
+    expect(result.refused).toEqual([]);
+    const halved = result.techniques.find((t) => t.field === 'training.microBatch')!;
+    const direct = simulate(parseScenario(small.text, small.file, { set: ['training.microBatch=1', 'training.recompute=full', 'training.recomputeLayers=1'] }));
+    expect(direct.scenario.training.globalBatch).toBe(8);
+    expect(halved.stepTime).toBe(direct.report.stepTime);
+    expect(result.techniques.some((t) => t.set.includes('training.recompute=none'))).toBe(true);
   });
 
   it('dtsim memory prints the breakdown and the ranked table; --json gives the same; a bad scenario exits 3', async () => {

@@ -42,6 +42,9 @@ export const contextParallel: ParallelismPass<typeof fields, ContextConfig> = {
     if (cp === 1) return [];
     const { model, issues } = gptModel(spec, 'cp', `cp = ${cp} (context parallelism)`);
     if (model === undefined) return issues;
+    if (model.attention !== undefined) {
+      issues.push({ path: ['parallel', 'cp'], message: `context parallelism splits exact attention's keys and values over the sequence; ${model.attention} attention reduces them over the whole sequence first, which this split does not model; use model.attention: standard, or ulysses` });
+    }
     const chunks = cpSplit === 'zigzag' ? 2 * cp : cp;
     if (model.seqLength % chunks !== 0) {
       const how = cpSplit === 'zigzag' ? `the zig-zag split cuts it into 2 x cp = ${chunks} chunks` : `the contiguous split cuts it into cp = ${cp} blocks`;

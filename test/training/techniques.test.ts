@@ -31,6 +31,13 @@ describe('optimizer states', () => {
     );
   });
 
+  it('reads a weight as its hidden size by the rest, as frameworks store it, and a tensor without a hidden axis as a vector', () => {
+    // An output projection {heads 4, headDim 8, hidden 16}: 16 + 32 values; its bias {heads 4, headDim 8}: 32.
+    const out: Tensor = { name: 'o', shape: { heads: 4, headDim: 8, hidden: 16 }, element: 'parameter' };
+    const bias: Tensor = { name: 'b', shape: { heads: 4, headDim: 8 }, element: 'parameter' };
+    expect(stateBytesPerParameter('adafactor', 'fp32', [out, bias])).toBeCloseTo((4 * (16 + 32 + 32)) / (512 + 32), 12);
+  });
+
   it("the simulated step's optimizer memory is the GPU's parameters times the optimizer's bytes per parameter, and the step moves fewer bytes with less state", () => {
     const run = (optimizer: string) => simulate(scenario({ cluster: { nodes: 1, gpusPerNode: 4 }, training: { globalBatch: 8, optimizer }, parallel: { tp: 1, pp: 1, dp: 4 } }));
     const adam = run('adam');
@@ -91,13 +98,48 @@ describe('full recomputation of the first k layers of each stage', () => {
       expect(steps[k].stages[0].peakActivations).toBeLessThan(steps[k - 1].stages[0].peakActivations);
       expect(steps[k].stepTime).toBeGreaterThanOrEqual(steps[k - 1].stepTime);
     }
-    // Each more recomputed layer frees the same bytes (the layers are alike).
+    // Each more recomputed layer frees the same bytes and adds the same time to the backward (the layers are alike).
     const freed = steps.slice(1).map((s, k) => steps[k].stages[0].peakActivations - s.stages[0].peakActivations);
     for (const f of freed) expect(f / freed[0]).toBeCloseTo(1, 6);
+    const backward = [0, 1, 2, 3, 4].map((k) => (k === 0 ? run({ recompute: 'none' }) : run({ recomputeLayers: k })).plan.virtualStages[0].inputGradNs);
+    const added = backward.slice(1).map((t, k) => t - backward[k]);
+    for (const a of added) expect(Math.abs(a / added[0] - 1)).toBeLessThan(0.02);
   });
 
   it('is refused without full recomputation, and beyond the layers of the smallest stage', () => {
     expect(() => run({ recompute: 'selective', recomputeLayers: 2 })).toThrow(/training\.recomputeLayers: .*training\.recompute is selective/);
     expect(() => run({ recomputeLayers: 5 })).toThrow(/training\.recomputeLayers: 5 layers, but a virtual stage holds as few as 4/);
+  });
+});
+
+describe('approximate attention (Linformer, Performer)', () => {
+  const run = (s: number, model: Record<string, unknown>) =>
+    simulate(scenario({ cluster: { nodes: 1, gpusPerNode: 1 }, model: { preset: 'gpt3-1.3b', layers: 2, seqLength: s, causal: false, ...model }, training: { globalBatch: 1 }, parallel: { tp: 1, pp: 1, dp: 1 } }));
+  const peak = (s: number, model: Record<string, unknown>) => run(s, model).report.stages[0].peakActivations;
+
+  it('law: with a fixed rank, activations grow linearly in the sequence (second differences vanish), where exact attention grows with its square', () => {
+    for (const attention of ['linformer', 'performer']) {
+      const f = [1024, 2048, 3072].map((s) => peak(s, { attention, attentionRank: 256 }));
+      expect(Math.abs(f[2] - 2 * f[1] + f[0]) / f[2]).toBeLessThan(1e-9);
+    }
+    const exact = [1024, 2048, 3072].map((s) => peak(s, {}));
+    expect(exact[2] - 2 * exact[1] + exact[0]).toBeGreaterThan(0);
+  });
+
+  it("Linformer's scores are s x k: at rank k = s its score FLOPs are exact attention's plus the projections of keys and values", () => {
+    const s = 1024;
+    const h = 2048;
+    const exact = run(s, {}).plan.virtualStages[0].forwardFlops;
+    const linformer = run(s, { attention: 'linformer', attentionRank: s - 1 }).plan.virtualStages[0].forwardFlops;
+    // Per layer: 4·s·(s-1)·h scores instead of 4·s²·h, plus 2 x 2·(s-1)·s·h for the two projections.
+    const perLayer = 4 * s * (s - 1) * h + 4 * (s - 1) * s * h - 4 * s * s * h;
+    expect((linformer - exact) / (2 * perLayer)).toBeCloseTo(1, 9);
+  });
+
+  it('refuses an approximate attention without its size, Linformer on a causal model, FlashAttention beside one, and context parallelism', () => {
+    expect(() => run(1024, { attention: 'performer' })).toThrow(/model\.attentionRank: performer attention needs its size/);
+    expect(() => run(1024, { attention: 'linformer', attentionRank: 256, causal: true })).toThrow(/model\.attention: Linformer.*no causal form/);
+    expect(() => simulate(scenario({ cluster: { nodes: 1, gpusPerNode: 1 }, model: { preset: 'gpt3-1.3b', attention: 'performer', attentionRank: 256 }, training: { globalBatch: 1, flashAttention: true }, parallel: { tp: 1, pp: 1, dp: 1 } }))).toThrow(/training\.flashAttention/);
+    expect(() => simulate(scenario({ cluster: { nodes: 1, gpusPerNode: 2 }, model: { preset: 'gpt3-1.3b', attention: 'performer', attentionRank: 256 }, training: { globalBatch: 1, flashAttention: false }, parallel: { tp: 1, pp: 1, dp: 1, cp: 2, cpAttention: 'allgather' } }))).toThrow(/parallel\.cp/);
   });
 });
