@@ -102,6 +102,7 @@ export const MODEL_PRESETS: Record<string, Preset> = {
   // Models of science and medicine from the survey's table, and the usual baselines (each with its published size
   // in test/workload/presets.test.ts).
   'esm2-15b': { ...gpt(48, 5120, 40, 1024, 33), positionEmbedding: 'rope', causal: false, dropout: false },
+  // GLM's blank infilling attends bidirectionally within its prefix: counted as causal, its larger share.
   'xtrimopglm-100b': { ...gpt(72, 10240, 80, 2048, 128), ffnHidden: 31744, mlp: 'swiglu', positionEmbedding: 'rope', tiedEmbeddings: false },
   'biogpt-347m': gpt(24, 1024, 16, 1024, 42384),
   'chemgpt-1.2b': gpt(24, 2048, 16, 2048, 1024),
