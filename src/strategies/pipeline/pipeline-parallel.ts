@@ -99,7 +99,8 @@ export const pipelineParallel: ParallelismPass<typeof fields, PipelineConfig> = 
       const at = members[copy].indexOf(blocks[tied.to]);
       members[copy][at] = { ...blocks[tied.to], tiedCopies: [...blocks[tied.to].tiedCopies, tied.tensor] };
     }
-    const stages: VirtualStage[] = members.map((b, v) => ({ virtualStage: v, stage: stageOf[v], chunk: chunkOf[v], layers: layersOf(v), blocks: b }));
+    // The layers each holds, as placed: an Evoformer's extra-MSA blocks are layers its model.layers does not count.
+    const stages: VirtualStage[] = members.map((b, v) => ({ virtualStage: v, stage: stageOf[v], chunk: chunkOf[v], layers: b.filter((block) => block.kind === 'layer').length, blocks: b }));
     return { ...program, stages, schedule, microBatchGroup, ...(copied ? { tied: { tensor: tied.tensor, owner, copy } } : {}) };
   },
 };
