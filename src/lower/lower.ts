@@ -40,9 +40,9 @@ const BACKWARD = 1;
 const freedBy = (v: VirtualStageModel, pass: Pass) =>
   pass === 'B' ? v.activationBytes - v.weightGradBytes + v.recomputeBytes : pass === 'W' ? v.weightGradBytes : v.activationBytes + v.recomputeBytes;
 
-/** Of a pass's time, the share in attention (split into steps under context parallelism), by FLOPs. */
+/** Of a pass's time, the share in attention (split into steps under context parallelism), by time FLOPs (attention runs at the 16-bit peak). */
 function attentionShare(v: VirtualStageModel, pass: Pass): number {
-  const [attention, total] = pass === 'F' ? [v.attentionForwardFlops, v.forwardFlops] : pass === 'B' ? [v.attentionInputGradFlops, v.inputGradFlops] : pass === 'BW' ? [v.attentionInputGradFlops, v.inputGradFlops + v.weightGradFlops] : [0, 1];
+  const [attention, total] = pass === 'F' ? [v.attentionForwardFlops, v.forwardTimeFlops] : pass === 'B' ? [v.attentionInputGradFlops, v.inputGradTimeFlops] : pass === 'BW' ? [v.attentionInputGradFlops, v.inputGradTimeFlops + v.weightGradTimeFlops] : [0, 1];
   return total > 0 ? attention / total : 0;
 }
 

@@ -68,8 +68,8 @@ export function groupCollectives(steps: readonly CollectiveStep[]): CollectiveGr
 export function blockSegments(v: VirtualStageModel, forward: boolean, gradientBytes: number): Segment[] {
   const list = v.blocks.map((u: BlockCosts) =>
     segmentOf(
-      // The backward's share includes what it recomputes, as its time does.
-      forward ? u.forwardFlops : u.inputGradFlops + u.recomputeFlops + u.weightGradFlops,
+      // The backward's share includes what it recomputes, as its time does; shares go by time (fp8 GEMMs count less).
+      forward ? u.timeFlops.forward : u.timeFlops.inputGrad + u.timeFlops.recompute + u.timeFlops.weightGrad,
       u.layers,
       u.parameters * gradientBytes,
       // A recycled pass of the network uses every parameter of the stage in its forward, and none in a backward.

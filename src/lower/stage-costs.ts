@@ -73,6 +73,10 @@ export interface VirtualStageModel {
   weightGradFlops: number;
   /** Backward FLOPs the model needs (no recompute). */
   modelBackwardFlops: number;
+  /** The pass FLOPs as their time counts them (BlockCosts.timeFlops): the shares of a pass's time go by these. */
+  forwardTimeFlops: number;
+  inputGradTimeFlops: number;
+  weightGradTimeFlops: number;
   forwardNs: number;
   inputGradNs: number;
   weightGradNs: number;
@@ -326,6 +330,10 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     // Kernel issues per layer in the input-gradient pass: one more in each layer rebuilt for it.
     const issues = 1 + blocks.reduce((n, u) => n + u.extraIssues * u.layers, 0) / Math.max(1, sum((u) => u.layers));
     const activationBytes = sum((u) => u.activationBytes);
+    const time = (f: (t: BlockCosts['timeFlops']) => number) => sum((u) => f(u.timeFlops));
+    const forwardTimeFlops = time((t) => t.forward);
+    const inputGradTimeFlops = time((t) => t.inputGrad + t.recompute);
+    const weightGradTimeFlops = time((t) => t.weightGrad);
     let forwardNs: number;
     let inputGradNs: number;
     let weightGradNs: number;
@@ -336,10 +344,9 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     } else {
       // A recycled block is a forward of the whole network: as many layers' kernels to issue again.
       const recycledLayers = layers * blocks.filter((u) => u.kind === 'recycle').length;
-      const time = (f: (t: BlockCosts['timeFlops']) => number) => sum((u) => f(u.timeFlops));
-      forwardNs = toNanoseconds(passSeconds(computeModel, { flops: time((t) => t.forward), bytes: traffic, layers: layers + recycledLayers, issues: 1 }));
-      inputGradNs = toNanoseconds(passSeconds(computeModel, { flops: time((t) => t.inputGrad + t.recompute), bytes: backwardTraffic + sum((u) => u.recomputeMovedBytes), layers, issues }));
-      weightGradNs = toNanoseconds(passSeconds(computeModel, { flops: time((t) => t.weightGrad), bytes: backwardTraffic, layers, issues: 1 }));
+      forwardNs = toNanoseconds(passSeconds(computeModel, { flops: forwardTimeFlops, bytes: traffic, layers: layers + recycledLayers, issues: 1 }));
+      inputGradNs = toNanoseconds(passSeconds(computeModel, { flops: inputGradTimeFlops, bytes: backwardTraffic + sum((u) => u.recomputeMovedBytes), layers, issues }));
+      weightGradNs = toNanoseconds(passSeconds(computeModel, { flops: weightGradTimeFlops, bytes: backwardTraffic, layers, issues: 1 }));
     }
     // What crosses to the neighbouring virtual stages: the activation as the next stage's first operation takes it,
     // and the input gradient as the previous stage's last operation needs it.
@@ -362,6 +369,9 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
       inputGradFlops,
       weightGradFlops,
       modelBackwardFlops: inputGradFlops - recomputeFlops + weightGradFlops,
+      forwardTimeFlops,
+      inputGradTimeFlops,
+      weightGradTimeFlops,
       forwardNs,
       inputGradNs,
       weightGradNs,

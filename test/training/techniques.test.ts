@@ -4,6 +4,7 @@ import { simulate } from '../../src/simulate.js';
 import { OPTIMIZERS, stateBytesPerParameter } from '../../src/training/optimizer.js';
 import type { Tensor } from '../../src/workload/types.js';
 import { scenario } from '../support/scenarios.js';
+import { checkStepLaws } from '../support/step-laws.js';
 
 // Oracles: each method's paper (src/training/optimizer.ts cites them); the ZeRO paper's K = 12 for mixed-precision Adam.
 const matrix = (r: number, c: number): Tensor => ({ name: 'w', shape: { hidden: r, ffn: c }, element: 'parameter' });
@@ -66,6 +67,16 @@ describe('fp8 precision', () => {
 
   it('law: with an fp8 peak equal to the 16-bit one, fp8 is bf16 exactly', () => {
     expect(run('fp8', { preset: 'h100-sxm', fp8Flops: '989TFLOP/s' }).report.stepTime).toBe(run('bf16').report.stepTime);
+  });
+
+  it("with context parallelism, attention (at the 16-bit peak) takes a larger share of an fp8 pass's time than of its FLOPs, and the step laws hold", () => {
+    const sim = (precision: string) =>
+      simulate(scenario({ cluster: { nodes: 1, gpusPerNode: 2, node: 'dgx-h100' }, model: { preset: 'gpt3-1.3b', layers: 4, seqLength: 8192 }, training: { globalBatch: 2, precision, flashAttention: true }, parallel: { tp: 1, pp: 1, dp: 1, cp: 2 } }));
+    const fp8 = sim('fp8');
+    checkStepLaws(fp8);
+    const v = fp8.plan.virtualStages[0];
+    expect(v.attentionForwardFlops / v.forwardTimeFlops).toBeGreaterThan(v.attentionForwardFlops / v.forwardFlops);
+    expect(fp8.report.stepTime).toBeLessThan(sim('bf16').report.stepTime);
   });
 
   it('is refused on a GPU without fp8 tensor cores, naming the ones with them', () => {
