@@ -80,7 +80,7 @@ export function statesLowerBound(s: Scenario): number | undefined {
   const { precision, optimizer, gradAccumulation } = s.training;
   // ZeRO shards over every replica of the weights: data-parallel, and DAP ranks, which hold them whole too.
   const shards = (stage: number) => (zero >= stage ? dp * (dap ?? 1) : 1);
-  const perParameter = precisionSpec(precision).parameterBytes / shards(3) + gradientBytes(precision, gradAccumulation) / shards(2) + stateBytesPerParameter(optimizer, precision, parameterTensors(buildWorkload(s.model, { microBatch: 1, attention: 'standard' }))) / shards(1);
+  const perParameter = precisionSpec(precision).parameterBytes / shards(3) + gradientBytes(precision, gradAccumulation) / shards(2) + stateBytesPerParameter(optimizer, precision, () => parameterTensors(buildWorkload(s.model, { microBatch: 1, attention: 'standard' }))) / shards(1);
   return (modelParameters(s.model) / (tp * pp)) * perParameter;
 }
 

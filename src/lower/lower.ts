@@ -15,7 +15,7 @@ import { StepEmitter } from './emitter.js';
 import { CATEGORY, KIND, LANE, OP_KINDS, StepResources } from './resources.js';
 import { AttentionPhases } from './attention-phase.js';
 import { ScatterGather } from './scatter-gather.js';
-import { blockSegments, gradientBuckets, groupCollectives, plannedOver, segmentOf, type CollectiveGroup, type Segment } from './segments.js';
+import { attentionShare, blockSegments, gradientBuckets, groupCollectives, plannedOver, segmentOf, type CollectiveGroup, type Segment } from './segments.js';
 import { stageCosts, type VirtualStageModel } from './stage-costs.js';
 import { finishStep } from './step-end.js';
 import type { StageModel, StepPlan } from './plan.js';
@@ -40,11 +40,6 @@ const BACKWARD = 1;
 const freedBy = (v: VirtualStageModel, pass: Pass) =>
   pass === 'B' ? v.activationBytes - v.weightGradBytes + v.recomputeBytes : pass === 'W' ? v.weightGradBytes : v.activationBytes + v.recomputeBytes;
 
-/** Of a pass's time, the share in attention (split into steps under context parallelism), by time FLOPs (attention runs at the 16-bit peak). */
-function attentionShare(v: VirtualStageModel, pass: Pass): number {
-  const [attention, total] = pass === 'F' ? [v.attentionForwardFlops, v.forwardTimeFlops] : pass === 'B' ? [v.attentionInputGradFlops, v.inputGradTimeFlops] : pass === 'BW' ? [v.attentionInputGradFlops, v.inputGradTimeFlops + v.weightGradTimeFlops] : [0, 1];
-  return total > 0 ? attention / total : 0;
-}
 
 export function lowerStep(config: StepConfig, program: StepProgram, topology: Topology, options: { allocation?: AllocationHook } = {}): StepPlan {
   const { cluster, training } = config;
@@ -194,9 +189,9 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
    * Blocking collectives over `members` after what each of them did last, one operation per kind, each after the one
    * before; the members' next compute waits for the last.
    */
-  // `alongside`: per member (by place in the stage), a zero-length operation that starts with the compute just
-  // emitted and waits for all it waits for; the collectives start after it instead of after the compute, and overlap
-  // it. The caller joins the two.
+  // `alongside`: per member (by place in the stage), the zero-length start of the compute just emitted, which waits
+  // for all the compute waits for; the collectives start after it instead of after the compute, and overlap it. The
+  // caller joins the two.
   const blockOn = (steps: CollectiveGroup[], members: number[], first: number, labelOf: (kind: number) => number, alongside?: Int32Array) => {
     const size = members.length;
     const stride = size > 1 ? members[1] - members[0] : 1;
@@ -225,9 +220,9 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
     }
   };
   // Collectives over these axes overlap the compute of their segment (FastFold's duality asynchronous operations):
-  // each member's compute gets a zero-length start, which waits for what the compute waits for and which the
-  // collectives follow, and a zero-length join after both, which what comes next waits for. Overlap needs no
-  // pipeline: a pass with inputs from another stage never overlaps (the DAP pass refuses pp > 1).
+  // each member's compute gets a zero-length start before it on the compute lane, which takes the compute's waits
+  // and which the collectives follow, and a zero-length join after both, which what comes next waits for. Overlap
+  // needs no pipeline: a pass with inputs from another stage never overlaps (the DAP pass refuses pp > 1).
   const overlappedAxes = program.overlappedAxes ?? [];
   const computeStart = new Int32Array(perStage).fill(-1);
 
@@ -321,23 +316,20 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
           for (let m = 0; m < members.length; m++) {
             const device = members[m];
             const local = device - first;
-            let start = -1;
             if (overlapped) {
-              start = computeStart[local] = g.operation(markLabel, device, 0);
+              computeStart[local] = g.operation(markLabel, device, 0);
               g.lane(resources.lane(device, LANE.compute));
             }
             // The graph's calls directly: this loop adds most of a large step's operations.
             const op = g.operation(computeLabel, device, variability.vary(segmentNs, device));
             g.lane(resources.lane(device, LANE.compute));
-            if (lastBlocking[device] >= 0) {
-              g.dependOn(op, lastBlocking[device]);
-              if (start >= 0) g.dependOn(start, lastBlocking[device]);
-            }
+            // What the compute waits for: an overlapped compute's start takes its waits (the lane orders the two).
+            const waits = overlapped ? computeStart[local] : op;
+            if (lastBlocking[device] >= 0) g.dependOn(waits, lastBlocking[device]);
             const k = key(local, vs, mb);
             const hbm = resources.hbm(device);
             if (paramsSharded) {
-              g.dependOn(op, gathered[fetchGroups.groupOf[local]]);
-              if (start >= 0) g.dependOn(start, gathered[fetchGroups.groupOf[local]]);
+              g.dependOn(waits, gathered[fetchGroups.groupOf[local]]);
               // The gathered parameters are released once the segment's compute has used them.
               g.memory(op, hbm, CATEGORY.buffers, -segment.params * paramBytes, AT_END);
               computeHistory[device].push(op);
@@ -347,10 +339,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
             if (reduceInline) {
               g.memory(op, hbm, CATEGORY.buffers, segment.gradBytes, AT_START);
               const sent = gradientSync[device];
-              if (sent.length >= 2) {
-                g.dependOn(op, sent[sent.length - 2]);
-                if (start >= 0) g.dependOn(start, sent[sent.length - 2]);
-              }
+              if (sent.length >= 2) g.dependOn(waits, sent[sent.length - 2]);
             }
             if (firstSegment) {
               if (pass !== 'W') {
@@ -359,14 +348,10 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
                 linkInput(direction, vs, k, device);
               }
               if (pass === 'B' || pass === 'BW') {
-                g.dependOn(op, forwardOp[k]);
-                if (start >= 0) g.dependOn(start, forwardOp[k]);
+                g.dependOn(waits, forwardOp[k]);
                 if (v.recomputeBytes > 0) g.memory(op, hbm, CATEGORY.activations, v.recomputeBytes, AT_START);
               }
-              if (pass === 'W') {
-                g.dependOn(op, inputGradOp[k]);
-                if (start >= 0) g.dependOn(start, inputGradOp[k]);
-              }
+              if (pass === 'W') g.dependOn(waits, inputGradOp[k]);
               if (isForward) {
                 forwardOp[k] = op;
                 g.memory(op, hbm, CATEGORY.activations, v.activationBytes, AT_START);

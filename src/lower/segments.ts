@@ -1,5 +1,6 @@
 import { planCollective, type CollectiveKind, type CollectivePlan } from '../collectives/collectives.js';
 import type { MeshAxis } from '../strategies/mesh.js';
+import type { Pass } from '../strategies/pipeline/schedule.js';
 import type { CollectiveStep, BlockCosts, VirtualStageModel } from './stage-costs.js';
 
 /**
@@ -48,6 +49,12 @@ export const segmentOf = (fraction: number, layers: number, gradBytes: number, p
   attention,
   ringBytes,
 });
+
+/** Of a pass's time, the share in attention (split into steps under context parallelism), by time FLOPs (attention runs at the 16-bit peak). */
+export function attentionShare(v: VirtualStageModel, pass: Pass): number {
+  const [attention, total] = pass === 'F' ? [v.attentionForwardFlops, v.forwardTimeFlops] : pass === 'B' ? [v.attentionInputGradFlops, v.inputGradTimeFlops] : pass === 'BW' ? [v.attentionInputGradFlops, v.inputGradTimeFlops + v.weightGradTimeFlops] : [0, 1];
+  return total > 0 ? attention / total : 0;
+}
 
 /** Collective steps as operations: one per kind, axis and size, repeated, in the order each first appears. */
 export function groupCollectives(steps: readonly CollectiveStep[]): CollectiveGroup[] {

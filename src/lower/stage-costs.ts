@@ -222,7 +222,7 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
       }
       // What it computes split and needs whole: gathered over each axis that splits the operation but not the tensor.
       for (const t of op.gathered ?? []) {
-        if (work > 1 && isSplit(op.input.shape, layout, axis) && !isSplit(t.shape, layout, axis)) {
+        if (isSplit(op.input.shape, layout, axis) && !isSplit(t.shape, layout, axis)) {
           forwardSteps.push(...collective('allGather', axis, t, layout));
           backwardSteps.push(...collective('reduceScatter', axis, t, layout));
         }
@@ -328,7 +328,7 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     // Recycled blocks run no backward.
     const backwardTraffic = traffic - sum((u) => (u.kind === 'recycle' ? u.movedBytes : 0));
     // Kernel issues per layer in the input-gradient pass: one more in each layer rebuilt for it.
-    const issues = 1 + blocks.reduce((n, u) => n + u.extraIssues * u.layers, 0) / Math.max(1, sum((u) => u.layers));
+    const issues = 1 + blocks.reduce((n, u) => n + u.extraIssues * u.layers, 0) / Math.max(1, layers);
     const activationBytes = sum((u) => u.activationBytes);
     const time = (f: (t: BlockCosts['timeFlops']) => number) => sum((u) => f(u.timeFlops));
     const forwardTimeFlops = time((t) => t.forward);

@@ -44,7 +44,7 @@ export function finishStep({ config, program, emit, stages, virtualStages, varia
   const precision = precisionSpec(training.precision);
   const gradBytes = gradientBytes(training.precision, training.gradAccumulation);
   const paramBytes = precision.parameterBytes;
-  const optimizerBytes = stateBytesPerParameter(training.optimizer, training.precision, parameterTensors(program.workload));
+  const optimizerBytes = stateBytesPerParameter(training.optimizer, training.precision, () => parameterTensors(program.workload));
   const perStage = mesh.ranksPerStage;
   const shardsOf = (placement: StatePlacement) => placement.shardAxes.reduce((n, axis) => n * mesh.sizeOf(axis), 1);
 

@@ -45,15 +45,15 @@ const SPECS: Record<Optimizer, OptimizerSpec> = {
 
 /**
  * Optimizer-state bytes per parameter of a model with these parameter tensors (an average over them where the
- * optimizer factors matrices), master copy included.
+ * optimizer factors matrices), master copy included. The tensors are asked for only by an optimizer that factors.
  */
-export function stateBytesPerParameter(optimizer: Optimizer, precision: Precision, parameters: Iterable<Tensor>): number {
+export function stateBytesPerParameter(optimizer: Optimizer, precision: Precision, parameters: () => Iterable<Tensor>): number {
   const spec = SPECS[optimizer];
   const master = precisionSpec(precision).masterCopy ? 4 : 0;
   if (spec.factored === 0) return spec.perParameter + master;
   let count = 0;
   let factoredValues = 0;
-  for (const t of parameters) {
+  for (const t of parameters()) {
     const n = Object.values(t.shape).reduce((a, b) => a * b, 1);
     const rows = t.shape.hidden;
     count += n;
