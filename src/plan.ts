@@ -5,8 +5,7 @@ import { ScenarioError, UsageError } from './errors.js';
 import { batchPinned, parseScenario } from './scenario/load.js';
 import type { Scenario } from './scenario/resolve.js';
 import { simulateEntries } from './sweep-run.js';
-import { stateBytesPerParameter } from './training/optimizer.js';
-import { gradientBytes, precisionSpec } from './training/precision.js';
+import { stateBytes } from './training/states.js';
 import { buildWorkload, modelParameters, parameterTensors } from './workload/registry.js';
 import { overrideString, type EntrySummary, type SweepEntry, type SweepLine } from './sweep.js';
 
@@ -77,10 +76,10 @@ export function statesLowerBound(s: Scenario): number | undefined {
   const offload = (s.parallel as { offload?: { optimizer?: string; params?: string } }).offload;
   if ((offload?.optimizer ?? 'none') !== 'none' || (offload?.params ?? 'none') !== 'none') return undefined;
   const { tp, pp, dp, zero, dap } = s.parallel as { tp: number; pp: number; dp: number; zero: number; dap?: number };
-  const { precision, optimizer, gradAccumulation } = s.training;
+  const bytes = stateBytes(s.training, () => parameterTensors(buildWorkload(s.model, { microBatch: 1, attention: 'standard' })));
   // ZeRO shards over every replica of the weights: data-parallel, and DAP ranks, which hold them whole too.
   const shards = (stage: number) => (zero >= stage ? dp * (dap ?? 1) : 1);
-  const perParameter = precisionSpec(precision).parameterBytes / shards(3) + gradientBytes(precision, gradAccumulation) / shards(2) + stateBytesPerParameter(optimizer, precision, () => parameterTensors(buildWorkload(s.model, { microBatch: 1, attention: 'standard' }))) / shards(1);
+  const perParameter = bytes.parameter / shards(3) + bytes.gradient / shards(2) + bytes.optimizer / shards(1);
   return (modelParameters(s.model) / (tp * pp)) * perParameter;
 }
 

@@ -49,7 +49,7 @@ export interface MemoryWhatIf {
 }
 
 /** Fields whose techniques change what is computed (convergence, numerics): shown alone, never combined. */
-const CHANGES_THE_MATH = new Set(['training.optimizer', 'training.precision']);
+const CHANGES_THE_MATH = new Set(['training.optimizer', 'training.precision', 'training.weightBits']);
 
 const ZERO_NAMES = ['no ZeRO', 'ZeRO-1 (optimizer states sharded)', 'ZeRO-2 (and gradients)', 'ZeRO-3 (and parameters)'];
 
@@ -76,6 +76,15 @@ export function techniques(s: Scenario): Technique[] {
   // Optimizers that keep less state than Adam (each from the scenario's own).
   const optimizers: [Optimizer, string][] = [['adam8bit', '8-bit Adam'], ['adam-mini', 'Adam-mini (one second moment per block)'], ['lion', 'Lion (momentum only)'], ['adafactor', 'Adafactor (factored second moment)'], ['came', 'CAME (factored, confidence-guided)'], ['sm3', 'SM3 (factored accumulators)']];
   for (const [o, name] of optimizers) if (o !== t.optimizer) add('training.optimizer', name, `training.optimizer=${o}`);
+  // MeZO runs no backward: it drops recomputation, and the ZeRO stages and offload that have nothing left to act on.
+  if (t.optimizer !== 'mezo') {
+    const undo = [...(t.recompute !== 'none' ? ['training.recompute=none'] : []), ...(p.zero === 1 || p.zero === 2 ? ['parallel.zero=0'] : []), ...(p.offload.optimizer !== 'none' ? ['parallel.offload.optimizer=none'] : [])];
+    out.push({ name: 'MeZO (zeroth order, no backward; converges in many more steps)', field: 'training.optimizer', set: ['training.optimizer=mezo', ...undo], ...(t.recomputeLayers !== undefined ? { unset: ['training.recomputeLayers'] } : {}) });
+  }
+  if (t.precision !== 'fp32' && t.weightBits === undefined) {
+    add('training.weightBits', '4-bit weights (quantisation-aware training)', 'training.weightBits=4');
+    add('training.weightBits', 'ternary weights (BitNet b1.58)', 'training.weightBits=1.58');
+  } else if (t.weightBits !== undefined) out.push({ name: '16-bit weights (no quantisation-aware training)', field: 'training.weightBits', set: [], unset: ['training.weightBits'] });
   if (t.microBatch > 1) add('training.microBatch', `micro-batch ${Math.floor(t.microBatch / 2)} (more accumulation)`, `training.microBatch=${Math.floor(t.microBatch / 2)}`);
   if (!evoformer && p.tp > 1) add('parallel.sequenceParallel', p.sequenceParallel ? 'no sequence parallelism' : 'sequence parallelism', `parallel.sequenceParallel=${!p.sequenceParallel}`);
   const replicas = p.dp * (p.dap ?? 1) * (p.ulysses ?? 1) * (p.cp ?? 1);

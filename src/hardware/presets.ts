@@ -24,6 +24,12 @@ export interface GpuSpec {
   memoryEfficiency: number;
   /** FLOPs per layer and pass at which the achieved compute efficiency is half of computeEfficiency. */
   efficiencyHalfSize: number;
+  /**
+   * Achievable fraction of the peak for FlashAttention kernels in a training step (forward and backward), where it
+   * differs from a GEMM's: FlashAttention-2 on A100, FlashAttention-3 on H100 (FLASH_ATTENTION_EFFICIENCY). Absent:
+   * as the GEMMs run.
+   */
+  flashAttentionEfficiency?: number;
 }
 
 export interface LinkSpec {
@@ -78,6 +84,13 @@ export const TRANSFER_OVERHEAD = 0;
 export const HOST_ADAM_RATE = 4.5e9;
 /** Software overhead per algorithm step of a collective, seconds. */
 export const COLLECTIVE_STEP_LATENCY = 5e-6;
+/**
+ * Fraction of the 16-bit peak FlashAttention reaches in a training step, forward and backward together:
+ * FlashAttention-2 reaches 50-73% of the A100's (Dao, arXiv:2307.08691), its backward at the low end;
+ * FlashAttention-3 up to 75% of the H100's in the forward (740 TFLOP/s) and less in the backward (Shah et al.,
+ * arXiv:2407.08608), where FlashAttention-2 reached 35%. FlashAttention-2 does not run on V100.
+ */
+export const FLASH_ATTENTION_EFFICIENCY = { a100: 0.6, h100: 0.6 };
 
 export const GPU_PRESETS: Record<string, GpuSpec> = {
   'v100-32gb': {
@@ -101,6 +114,7 @@ export const GPU_PRESETS: Record<string, GpuSpec> = {
     computeEfficiency: COMPUTE_EFFICIENCY,
     memoryEfficiency: 0.8,
     efficiencyHalfSize: EFFICIENCY_HALF_SIZE,
+    flashAttentionEfficiency: FLASH_ATTENTION_EFFICIENCY.a100,
   },
   'a100-80gb': {
     name: 'a100-80gb',
@@ -112,6 +126,7 @@ export const GPU_PRESETS: Record<string, GpuSpec> = {
     computeEfficiency: COMPUTE_EFFICIENCY,
     memoryEfficiency: 0.8,
     efficiencyHalfSize: EFFICIENCY_HALF_SIZE,
+    flashAttentionEfficiency: FLASH_ATTENTION_EFFICIENCY.a100,
   },
   'h100-sxm': {
     name: 'h100-sxm',
@@ -124,6 +139,7 @@ export const GPU_PRESETS: Record<string, GpuSpec> = {
     computeEfficiency: COMPUTE_EFFICIENCY,
     memoryEfficiency: 0.8,
     efficiencyHalfSize: EFFICIENCY_HALF_SIZE,
+    flashAttentionEfficiency: FLASH_ATTENTION_EFFICIENCY.h100,
   },
   h200: {
     name: 'h200',
@@ -136,6 +152,7 @@ export const GPU_PRESETS: Record<string, GpuSpec> = {
     computeEfficiency: COMPUTE_EFFICIENCY,
     memoryEfficiency: 0.8,
     efficiencyHalfSize: EFFICIENCY_HALF_SIZE,
+    flashAttentionEfficiency: FLASH_ATTENTION_EFFICIENCY.h100,
   },
 };
 

@@ -5,6 +5,7 @@ import type { ParallelConfig } from '../strategies/registry.js';
 import type { Optimizer } from '../training/optimizer.js';
 import type { GradientAccumulation, Precision } from '../training/precision.js';
 import type { Recompute } from '../training/recompute.js';
+import type { WeightBits } from '../training/states.js';
 import type { ModelSpec } from '../workload/registry.js';
 
 /**
@@ -29,6 +30,8 @@ export interface TrainingConfig {
   /** The type gradients accumulate and are reduced in. */
   gradAccumulation: GradientAccumulation;
   optimizer: Optimizer;
+  /** Quantisation-aware training: the working weights are stored at this many bits (training/states.ts). */
+  weightBits?: WeightBits;
   recompute: Recompute;
   /** With full recomputation, only the first this many layers of each virtual stage are recomputed (all when absent). */
   recomputeLayers?: number;

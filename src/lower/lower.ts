@@ -6,10 +6,12 @@ import { toNanoseconds } from '../engine/kernel.js';
 import type { Topology } from '../hardware/topology.js';
 import type { MeshAxis } from '../strategies/mesh.js';
 import { getSchedule } from '../strategies/pipeline/registry.js';
-import type { Pass, PassCosts } from '../strategies/pipeline/schedule.js';
+import { forwardOnlyOrder, type Pass, type PassCosts } from '../strategies/pipeline/schedule.js';
 import type { StepProgram } from '../strategies/program.js';
-import { gradientBytes, precisionSpec, peakFlopsPerSecond } from '../training/precision.js';
-import { modelParameters } from '../workload/registry.js';
+import { takesGradients } from '../training/optimizer.js';
+import { peakFlopsPerSecond } from '../training/precision.js';
+import { stateBytes } from '../training/states.js';
+import { modelParameters, parameterTensors } from '../workload/registry.js';
 import { microBatchesOf, type StepConfig } from './config.js';
 import { StepEmitter } from './emitter.js';
 import { CATEGORY, KIND, LANE, OP_KINDS, StepResources } from './resources.js';
@@ -47,11 +49,12 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
   const pp = mesh.sizeOf('pp');
   const chunks = program.stages.length / pp;
   const resources = new StepResources(cluster.nodes, cluster.gpusPerNode);
-  const microBatches = microBatchesOf(config, mesh);
+  // A zeroth-order optimizer (MeZO) runs each micro-batch forward twice, with the weights perturbed each way, and no
+  // backward: micro-batch m + i is micro-batch i's second forward.
+  const zerothOrder = !takesGradients(training.optimizer);
+  const microBatches = microBatchesOf(config, mesh) * (zerothOrder ? 2 : 1);
   const schedule = getSchedule(program.schedule);
-  const precision = precisionSpec(training.precision);
-  const gradBytes = gradientBytes(training.precision, training.gradAccumulation);
-  const paramBytes = precision.parameterBytes;
+  const { gradient: gradBytes, parameter: paramBytes } = stateBytes(training, () => parameterTensors(program.workload));
   const costs = config.costs;
   const stepLatency = cluster.collectiveStepLatencySeconds;
   const perStage = mesh.ranksPerStage;
@@ -86,7 +89,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
     p2p: p2pEstimateNs,
   };
   const passMemory = { activation: virtualStages.map((v) => v.activationBytes), weightGrad: virtualStages.map((v) => v.weightGradBytes) };
-  const order = schedule.order({ stages: pp, microBatches, chunks, costs: passCosts, memory: passMemory, microBatchGroup: program.microBatchGroup });
+  const order = zerothOrder ? forwardOnlyOrder(pp, microBatches, chunks) : schedule.order({ stages: pp, microBatches, chunks, costs: passCosts, memory: passMemory, microBatchGroup: program.microBatchGroup });
 
   const variability = new Variability(config.seed, resources.devices, config.variability);
 
@@ -110,7 +113,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
   // Gradients leave the compute pass when there is a group to reduce over or a host optimizer to feed.
   const gradientGroupSize = gradients.axes.reduce((n, axis) => n * mesh.sizeOf(axis), 1);
   const optimizerOffloaded = states.optimizer.tier !== 'hbm';
-  const syncGradients = gradientGroupSize > 1 || optimizerOffloaded;
+  const syncGradients = !zerothOrder && (gradientGroupSize > 1 || optimizerOffloaded);
   const perMicroBatch = gradients.every === 'micro-batch';
   const buckets: Segment[][] = virtualStages.map((v) => gradientBuckets(v, gradBytes, syncGradients ? gradients.bucketBytes : Infinity));
   // Which entry of each device's order produces each chunk's gradients last: it is split into buckets.
@@ -259,13 +262,21 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
       if (paramsSharded) segments.push(...blockSegments(v, isForward, gradBytes));
       else if (finalGradient || reduceInline) for (const b of buckets[vs]) segments.push(segmentOf(b.fraction, b.layers, b.gradBytes, b.params, pass === 'W' ? [] : b.collectives, pass === 'W' ? 0 : b.attention, b.ringBytes));
       else segments.push(segmentOf(1, v.layers, 0, v.parametersPerDevice, isForward ? forwardGroups[vs] : pass === 'W' ? [] : backwardGroups[vs], attentionShare(v, pass), v.ringBytes));
+      // A recomputed forward runs as its own operation before the backward it serves, each segment's before that
+      // segment's backward (Megatron reruns a checkpointed layer when its backward starts); its share of the pass's
+      // time goes by time FLOPs. Context-parallel attention steps keep their recomputation inside them.
+      const passTimeFlops = pass === 'B' ? v.inputGradTimeFlops : pass === 'BW' ? v.inputGradTimeFlops + v.weightGradTimeFlops : 0;
+      const rerunShare = passTimeFlops > 0 && v.recomputeTimeFlops > 0 ? v.recomputeTimeFlops / passTimeFlops : 0;
       const labels = place(stage, mb, entry.chunk);
       // One label per kind of operation in this pass, shared by every rank.
       passLabel.fill(-1);
       const labelOf = (kind: number) => (passLabel[kind] >= 0 ? passLabel[kind] : (passLabel[kind] = labelAt(kind, labels)));
 
       segments.forEach((segment, segIndex) => {
-        const computeLabel = emit.label({ kind, stage, microBatch: mb, chunk: entry.chunk, layers: segment.layers, flops: passFlops * segment.fraction });
+        const ring = attention.active && segment.attention > 0;
+        const rerun = ring ? 0 : rerunShare;
+        const computeLabel = emit.label({ kind, stage, microBatch: mb, chunk: entry.chunk, layers: segment.layers, flops: (passFlops - (rerun > 0 ? v.recomputeFlops : 0)) * segment.fraction });
+        const rerunLabel = rerun > 0 ? emit.label({ kind: KIND.recompute, stage, microBatch: mb, chunk: entry.chunk, layers: segment.layers, flops: v.recomputeFlops * segment.fraction }) : -1;
         const firstSegment = segIndex === 0;
         const lastSegment = segIndex === segments.length - 1;
         // Sharded parameters: gather this segment's from the group (fetching this device's shard from host memory or
@@ -301,7 +312,6 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
           }
         }
         // Attention split into context-parallel steps runs as operations of its own after the rest of the segment.
-        const ring = attention.active && segment.attention > 0;
         const segmentNs = Math.round(passNs * (ring ? segment.fraction - segment.attention : segment.fraction));
         // Each rank's compute, then the segment's blocking collectives: group by group when they all run over one
         // mesh axis (a tensor-parallel group's compute and its collectives together), else after the whole stage.
@@ -321,10 +331,17 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
               g.lane(resources.lane(device, LANE.compute));
             }
             // The graph's calls directly: this loop adds most of a large step's operations.
-            const op = g.operation(computeLabel, device, variability.vary(segmentNs, device));
+            const rerunNs = rerun > 0 ? Math.round(segmentNs * rerun) : 0;
+            let rerunOp = -1;
+            if (rerun > 0) {
+              rerunOp = g.operation(rerunLabel, device, variability.vary(rerunNs, device));
+              g.lane(resources.lane(device, LANE.compute));
+            }
+            const op = g.operation(computeLabel, device, variability.vary(segmentNs - rerunNs, device));
             g.lane(resources.lane(device, LANE.compute));
-            // What the compute waits for: an overlapped compute's start takes its waits (the lane orders the two).
-            const waits = overlapped ? computeStart[local] : op;
+            // What the compute waits for: an overlapped compute's start, or its recomputed forward, takes its waits
+            // (the lane orders them).
+            const waits = overlapped ? computeStart[local] : rerunOp >= 0 ? rerunOp : op;
             if (lastBlocking[device] >= 0) g.dependOn(waits, lastBlocking[device]);
             const k = key(local, vs, mb);
             const hbm = resources.hbm(device);
@@ -344,19 +361,21 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
             if (firstSegment) {
               if (pass !== 'W') {
                 const direction = isForward ? FORWARD : BACKWARD;
-                consumers[direction][k] = op;
+                // A recomputed forward starts when the backward's input has arrived, as Megatron reruns it inside the backward.
+                consumers[direction][k] = rerunOp >= 0 ? rerunOp : op;
                 linkInput(direction, vs, k, device);
               }
               if (pass === 'B' || pass === 'BW') {
                 g.dependOn(waits, forwardOp[k]);
-                if (v.recomputeBytes > 0) g.memory(op, hbm, CATEGORY.activations, v.recomputeBytes, AT_START);
+                if (v.recomputeBytes > 0) g.memory(rerunOp >= 0 ? rerunOp : op, hbm, CATEGORY.activations, v.recomputeBytes, AT_START);
               }
               if (pass === 'W') g.dependOn(waits, inputGradOp[k]);
               if (isForward) {
                 forwardOp[k] = op;
-                g.memory(op, hbm, CATEGORY.activations, v.activationBytes, AT_START);
+                g.memory(op, hbm, CATEGORY.activations, v.activationBytes + v.forwardWorkingBytes, AT_START);
               }
             }
+            if (isForward && lastSegment && v.forwardWorkingBytes > 0) g.memory(op, hbm, CATEGORY.activations, -v.forwardWorkingBytes, AT_END);
             if (freesActivations && !ring) g.memory(op, hbm, CATEGORY.activations, -freedBy(v, pass), AT_END);
             if (pass === 'B' && lastSegment && !ring) inputGradOp[k] = op;
             lastOps[local] = op;

@@ -16,7 +16,8 @@ export const LANES = ['compute', 'tp', 'dp', 'gather', 'pp-send-next', 'pp-recv-
  */
 export const LANE = { compute: 0, tp: 1, dp: 2, gather: 3, sendNext: 4, recvPrev: 5, sendPrev: 6, recvNext: 7, offload: 8, host: 9, ringSend: 10, ringReceive: 11 } as const;
 
-export const COMPUTE_KINDS = ['forward', 'backward', 'inputGrad', 'weightGrad', 'optimizer'] as const;
+/** recompute: a forward run again before its backward (activation recomputation). */
+export const COMPUTE_KINDS = ['forward', 'backward', 'inputGrad', 'weightGrad', 'recompute', 'optimizer'] as const;
 /**
  * Communication by kind: collectives and point-to-point transfers between GPUs, offload transfers between HBM, host
  * memory and NVMe, and Ring Attention's key/value blocks passed around the context-parallel ring.

@@ -50,7 +50,7 @@ export const segmentOf = (fraction: number, layers: number, gradBytes: number, p
   ringBytes,
 });
 
-/** Of a pass's time, the share in attention (split into steps under context parallelism), by time FLOPs (attention runs at the 16-bit peak). */
+/** Of a pass's time, the share in attention (split into steps under context parallelism), by time FLOPs. */
 export function attentionShare(v: VirtualStageModel, pass: Pass): number {
   const [attention, total] = pass === 'F' ? [v.attentionForwardFlops, v.forwardTimeFlops] : pass === 'B' ? [v.attentionInputGradFlops, v.inputGradTimeFlops] : pass === 'BW' ? [v.attentionInputGradFlops, v.inputGradTimeFlops + v.weightGradTimeFlops] : [0, 1];
   return total > 0 ? attention / total : 0;

@@ -5,6 +5,7 @@ import type { MeshAxis } from '../strategies/mesh.js';
 import { ownerLayout, type StepProgram } from '../strategies/program.js';
 import { isSplit, opStates, shards, transition, withoutAxis, type OpLayout, type OpStates } from '../strategies/sharding.js';
 import { elementBytes, gemmSpeedup, peakFlopsPerSecond } from '../training/precision.js';
+import { takesGradients } from '../training/optimizer.js';
 import { recomputePlan } from '../training/recompute.js';
 import { DATA, elements, type BlockKind, type SavedTensor, type Shape, type Tensor, type WorkloadOp } from '../workload/types.js';
 import type { StepConfig } from './config.js';
@@ -27,11 +28,13 @@ export interface BlockCosts {
   /** Parameters one device holds, before any data-parallel sharding. */
   parameters: number;
   forwardFlops: number;
-  /** Input gradients, without recomputation. */
+  /** Input gradients, with what their kernels recompute (kernelRecomputeFlops) but without a forward run again. */
   inputGradFlops: number;
   weightGradFlops: number;
   /** Forward FLOPs run again before the input-gradient pass. */
   recomputeFlops: number;
+  /** FLOPs the input-gradient pass's kernels spend recomputing what they did not store (FlashAttention's scores). */
+  kernelRecomputeFlops: number;
   /** HBM bytes the element-wise kernels move in each pass, and in the forward run again. */
   movedBytes: number;
   recomputeMovedBytes: number;
@@ -44,7 +47,7 @@ export interface BlockCosts {
   /** Blocking collectives after the block's compute: in the forward, and in the input-gradient pass. */
   forwardCollectives: CollectiveStep[];
   backwardCollectives: CollectiveStep[];
-  /** Of the FLOPs, those of attention, which a context-parallel ring splits into steps: forward, and input-gradient with any recomputation. */
+  /** Of the time FLOPs, those of attention, which a context-parallel ring splits into steps: forward, and input-gradient with any recomputation. */
   attentionForwardFlops: number;
   attentionInputGradFlops: number;
   /** Keys and values of one device that a context-parallel ring passes on in each step of a forward. */
@@ -73,6 +76,9 @@ export interface VirtualStageModel {
   weightGradFlops: number;
   /** Backward FLOPs the model needs (no recompute). */
   modelBackwardFlops: number;
+  /** Forward FLOPs run again before the input-gradient pass (in inputGradFlops), and as their time counts them. */
+  recomputeFlops: number;
+  recomputeTimeFlops: number;
   /** The pass FLOPs as their time counts them (BlockCosts.timeFlops): the shares of a pass's time go by these. */
   forwardTimeFlops: number;
   inputGradTimeFlops: number;
@@ -88,6 +94,8 @@ export interface VirtualStageModel {
   weightGradBytes: number;
   /** Extra bytes while a backward rebuilds a layer (full recompute): its activations but for the kept input. */
   recomputeBytes: number;
+  /** Without a backward (a zeroth-order optimizer), bytes a forward holds while it runs: one block's activations. */
+  forwardWorkingBytes: number;
   /** Bytes each device sends to the next virtual stage after a forward, and to the previous one after B. */
   sendForwardBytes: number;
   sendBackwardBytes: number;
@@ -98,7 +106,7 @@ export interface VirtualStageModel {
    */
   sendForwardReplicas: number;
   sendBackwardReplicas: number;
-  /** Attention FLOPs in the forward and in B (with recomputation), and ring bytes per step: sums of the blocks'. */
+  /** Attention time FLOPs in the forward and in B (with recomputation), and ring bytes per step: sums of the blocks'. */
   attentionForwardFlops: number;
   attentionInputGradFlops: number;
   ringBytes: number;
@@ -118,12 +126,16 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     return stage.blocks.map((block) => (block.kind === 'layer' && ordinal++ >= limit ? keepAll : policy));
   });
   const profiled = config.costs?.forwardSeconds !== undefined;
+  // A zeroth-order optimizer (MeZO) runs forwards only: nothing is kept for a backward, and there is none.
+  const zerothOrder = !takesGradients(training.optimizer);
   // Mesh axes that split anything: those of more than one rank.
   const axes = mesh.axes.filter((axis) => mesh.sizeOf(axis) > 1);
   const share = (shape: Shape, layout: OpLayout) => shards(shape, layout, mesh);
   const context = program.contextAttention;
   // fp8: matrix multiplications run this many times faster than the 16-bit peak the rest runs at.
   const gemmFaster = gemmSpeedup(cluster.gpu, training.precision);
+  // FlashAttention kernels run at their own fraction of the peak, against the GEMMs' the compute model applies.
+  const flashSpeed = (cluster.gpu.flashAttentionEfficiency ?? cluster.gpu.computeEfficiency) / cluster.gpu.computeEfficiency;
   const bytesOf = (t: Tensor, layout: OpLayout) => (elements(t.shape) * elementBytes(t.element, precision)) / share(t.shape, layout);
 
   // Every operation in forward order, with its states along each axis. A step repeats the same few operations in
@@ -185,15 +197,18 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     const reruns = recompute.reruns(block.kind, op);
     const whole = recompute.rebuildsWhole(block.kind);
     const moved = op.moved.reduce((sum, t) => sum + t.times * bytesOf(t, layoutOf(t.site)), 0);
-    const c = { forward: op.flops.forward / work, inputGrad: op.flops.inputGrad / work, weightGrad: op.flops.weightGrad / work, recompute: reruns ? op.flops.forward / work : 0, moved, recomputeMoved: reruns && whole ? moved : 0, speed: op.class === 'gemm' ? gemmFaster : 1 };
+    // A FlashAttention kernel recomputes its scores inside its backward, and runs at its own efficiency.
+    const speed = op.class === 'gemm' ? gemmFaster : op.flash ? flashSpeed : 1;
+    const c = { forward: op.flops.forward / work, inputGrad: op.flops.inputGrad / work, weightGrad: op.flops.weightGrad / work, recompute: reruns ? op.flops.forward / work : 0, kernelRecompute: (op.flash?.backwardRecompute ?? 0) / work, moved, recomputeMoved: reruns && whole ? moved : 0, speed };
     // Context parallelism: the keys and values the attention reads across the sequence, gathered whole and kept so
     // (allgather), or passed around the ring block by block (ring).
     const exchanged = context !== undefined && op.keyValue !== undefined ? op.keyValue : [];
     const gathered = context?.exchange === 'allgather' ? exchanged : [];
     const layoutFor = (t: SavedTensor) => (gathered.includes(t) ? withoutAxis(layoutOf(t.site), context!.axis) : layoutOf(t.site));
-    const saved = forwardOnly ? [] : op.saved.map((t) => ({ bytes: bytesOf(t, layoutFor(t)), kept: recompute.keeps(block.kind, index, t), weightGrad: t.weightGrad === true }));
+    const saved = forwardOnly ? [] : op.saved.map((t) => ({ bytes: bytesOf(t, layoutFor(t)), kept: !zerothOrder && recompute.keeps(block.kind, index, t), weightGrad: t.weightGrad === true }));
     const ringBytes = context?.exchange === 'ring' ? exchanged.reduce((sum, t) => sum + bytesOf(t, layout), 0) : 0;
-    const ring = exchanged.length > 0 ? { forward: c.forward, inputGrad: c.inputGrad + c.recompute, bytes: ringBytes } : { forward: 0, inputGrad: 0, bytes: 0 };
+    // As time FLOPs: the shares of a pass's time go by them.
+    const ring = exchanged.length > 0 ? { forward: c.forward / speed, inputGrad: (c.inputGrad + c.recompute + c.kernelRecompute) / speed, bytes: ringBytes } : { forward: 0, inputGrad: 0, bytes: 0 };
     // Split as the layout splits them; the others (norm weights, row-parallel biases, position embeddings) replicated.
     const parameters = forwardOnly ? [] : op.parameters.map((t) => elements(t.shape) / share(t.shape, layout));
     // Collectives between this operation and the next, by the sharding rule: forward on the producer's side,
@@ -231,7 +246,7 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     // A rebuilt block starts from its kept input as it arrived: what it exchanges inside itself runs again.
     const rebuiltSteps = whole ? [...(index > 0 ? inbound : []), ...(index < block.ops.length - 1 ? forwardSteps : forwardSteps.filter((s) => !handoff.includes(s)))] : [];
     forwardSteps.unshift(...inbound);
-    if (forwardOnly) return { ...c, inputGrad: 0, weightGrad: 0, recompute: 0, recomputeMoved: 0, saved, parameters, forwardSteps, backwardSteps: [], rebuiltSteps: [], ring };
+    if (forwardOnly || zerothOrder) return { ...c, inputGrad: 0, weightGrad: 0, recompute: 0, kernelRecompute: 0, recomputeMoved: 0, saved, parameters, forwardSteps, backwardSteps: [], rebuiltSteps: [], ring: { ...ring, inputGrad: 0 } };
     return { ...c, saved, parameters, forwardSteps, backwardSteps, rebuiltSteps, ring };
   };
   const contributions = new Map<string, ReturnType<typeof contribution>>();
@@ -245,6 +260,7 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
       inputGradFlops: 0,
       weightGradFlops: 0,
       recomputeFlops: 0,
+      kernelRecomputeFlops: 0,
       timeFlops: { forward: 0, inputGrad: 0, weightGrad: 0, recompute: 0 },
       movedBytes: 0,
       recomputeMovedBytes: 0,
@@ -272,10 +288,11 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     let c = contributions.get(key);
     if (c === undefined) contributions.set(key, (c = contribution(i)));
     unit.forwardFlops += c.forward;
-    unit.inputGradFlops += c.inputGrad;
+    unit.inputGradFlops += c.inputGrad + c.kernelRecompute;
+    unit.kernelRecomputeFlops += c.kernelRecompute;
     unit.weightGradFlops += c.weightGrad;
     unit.timeFlops.forward += c.forward / c.speed;
-    unit.timeFlops.inputGrad += c.inputGrad / c.speed;
+    unit.timeFlops.inputGrad += (c.inputGrad + c.kernelRecompute) / c.speed;
     unit.timeFlops.weightGrad += c.weightGrad / c.speed;
     unit.timeFlops.recompute += c.recompute / c.speed;
     unit.movedBytes += c.moved;
@@ -287,7 +304,8 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
     for (const t of c.saved) {
       if (t.kept) unit.activationBytes += t.bytes;
       // A rebuilt block's activations live again during its backward, but for those it kept all along.
-      if (rebuilt.has(unit) && !t.kept) unit.rebuiltBytes += t.bytes;
+      // Without a backward, they live while the forward computes the block.
+      if ((rebuilt.has(unit) || zerothOrder) && !t.kept) unit.rebuiltBytes += t.bytes;
       if (t.weightGrad) weightGradKept += t.bytes;
     }
     for (const n of c.parameters) unit.parameters += n;
@@ -348,6 +366,7 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
       inputGradNs = toNanoseconds(passSeconds(computeModel, { flops: inputGradTimeFlops, bytes: backwardTraffic + sum((u) => u.recomputeMovedBytes), layers, issues }));
       weightGradNs = toNanoseconds(passSeconds(computeModel, { flops: weightGradTimeFlops, bytes: backwardTraffic, layers, issues: 1 }));
     }
+    if (zerothOrder) inputGradNs = weightGradNs = 0;
     // What crosses to the neighbouring virtual stages: the activation as the next stage's first operation takes it,
     // and the input gradient as the previous stage's last operation needs it.
     const first = chain.findIndex((c) => c.vs === vs);
@@ -368,7 +387,9 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
       forwardFlops,
       inputGradFlops,
       weightGradFlops,
-      modelBackwardFlops: inputGradFlops - recomputeFlops + weightGradFlops,
+      modelBackwardFlops: inputGradFlops - recomputeFlops - sum((u) => u.kernelRecomputeFlops) + weightGradFlops,
+      recomputeFlops,
+      recomputeTimeFlops: time((t) => t.recompute),
       forwardTimeFlops,
       inputGradTimeFlops,
       weightGradTimeFlops,
@@ -378,7 +399,8 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
       backwardNs: inputGradNs + weightGradNs,
       activationBytes,
       weightGradBytes: sum((b) => b.weightGradBytes),
-      recomputeBytes: Math.max(0, ...blocks.map((u) => u.rebuiltBytes)),
+      recomputeBytes: zerothOrder ? 0 : Math.max(0, ...blocks.map((u) => u.rebuiltBytes)),
+      forwardWorkingBytes: zerothOrder ? Math.max(0, ...blocks.map((u) => u.rebuiltBytes)) : 0,
       sendForwardBytes,
       sendBackwardBytes,
       sendForwardReplicas,

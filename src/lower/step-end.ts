@@ -1,8 +1,7 @@
 import { toNanoseconds } from '../engine/kernel.js';
 import type { StepProgram, StatePlacement } from '../strategies/program.js';
-import { optimizerStepBytes, stateBytesPerParameter } from '../training/optimizer.js';
 import { parameterTensors } from '../workload/registry.js';
-import { gradientBytes, precisionSpec } from '../training/precision.js';
+import { stateBytes } from '../training/states.js';
 import { ownerLayout } from '../strategies/program.js';
 import { shards } from '../strategies/sharding.js';
 import { elements } from '../workload/types.js';
@@ -41,15 +40,13 @@ export function finishStep({ config, program, emit, stages, virtualStages, varia
   const { mesh, states } = program;
   const { resources } = emit;
   const g = emit.graph;
-  const precision = precisionSpec(training.precision);
-  const gradBytes = gradientBytes(training.precision, training.gradAccumulation);
-  const paramBytes = precision.parameterBytes;
-  const optimizerBytes = stateBytesPerParameter(training.optimizer, training.precision, () => parameterTensors(program.workload));
+  const bytes = stateBytes(training, () => parameterTensors(program.workload));
+  const { gradient: gradBytes, parameter: paramBytes, optimizer: optimizerBytes } = bytes;
   const perStage = mesh.ranksPerStage;
   const shardsOf = (placement: StatePlacement) => placement.shardAxes.reduce((n, axis) => n * mesh.sizeOf(axis), 1);
 
-  // Tied parameters on two devices: their gradients are summed between the two.
-  if (program.tied) {
+  // Tied parameters on two devices: their gradients are summed between the two (when there are gradients).
+  if (program.tied && gradBytes > 0) {
     // Split as the operation that owns them splits them.
     const { tensor, owner, copy } = program.tied;
     // With sharded gradients (ZeRO-2) each device sums only its shard.
@@ -83,7 +80,7 @@ export function finishStep({ config, program, emit, stages, virtualStages, varia
     const shard = stages[stage].parametersPerDevice / optimizerShards;
     let op: number;
     if (!optimizerOffloaded) {
-      const seconds = costs?.optimizerSeconds ?? (shard * optimizerStepBytes(optimizerBytes, training.precision, training.gradAccumulation)) / memoryRate;
+      const seconds = costs?.optimizerSeconds ?? (shard * bytes.step) / memoryRate;
       op = emit.compute(optimizerLabel[stage], device, variability.vary(toNanoseconds(seconds), device));
     } else {
       const rate = cluster.node.hostOptimizerParamsPerSecond / cluster.gpusPerNode;

@@ -22,6 +22,7 @@ export const KIND_COLOURS: Record<(typeof OP_KINDS)[number], string> = {
   backward: '#f58518',
   inputGrad: '#e45756',
   weightGrad: '#72b7b2',
+  recompute: '#a0cbe8',
   optimizer: '#54a24b',
   p2p: '#eeca3b',
   allReduce: '#b279a2',

@@ -362,7 +362,7 @@ function sumOperations(graph: OperationGraph, kindOf: Uint8Array, execution: Exe
       bytesByKindAndLinkType[kind * LINK_TYPES.length + cachedType[slot]] += bytes;
       if (source < devices) sent[source] += bytes;
     }
-    if (kind !== KIND.forward && kind !== KIND.backward && kind !== KIND.inputGrad && kind !== KIND.weightGrad) continue;
+    if (kind !== KIND.forward && kind !== KIND.backward && kind !== KIND.inputGrad && kind !== KIND.weightGrad && kind !== KIND.recompute) continue;
     const d = deviceOf[op];
     const start = startNs[op];
     const end = endNs[op];

@@ -45,7 +45,7 @@ export function renderTimeline(sim: SimulatedStep, options: TimelineOptions = {}
       const to = Math.max(from + 1, Math.round(execution.endNs[op] / quantum));
       const { kind, chunk, microBatch } = plan.labels;
       const at = graph.label[op];
-      let letter = kind[at] === KIND.forward ? 'F' : kind[at] === KIND.weightGrad ? 'W' : kind[at] === KIND.optimizer ? 'O' : 'B';
+      let letter = kind[at] === KIND.forward ? 'F' : kind[at] === KIND.weightGrad ? 'W' : kind[at] === KIND.recompute ? 'R' : kind[at] === KIND.optimizer ? 'O' : 'B';
       if (chunk[at] > 0) letter = letter.toLowerCase();
       const label = kind[at] === KIND.optimizer ? letter : `${letter}${microBatch[at]}`;
       for (let c = from; c < Math.min(to, width); c++) row[c] = c - from < label.length && to - from >= label.length ? label[c - from] : c === from ? letter : '-';
@@ -53,5 +53,5 @@ export function renderTimeline(sim: SimulatedStep, options: TimelineOptions = {}
     return `stage ${String(stage).padStart(2)} |${row.join('')}|`;
   });
   const scale = quantum >= 1e6 ? `${+(quantum / 1e6).toFixed(3)} ms` : `${+(quantum / 1e3).toFixed(3)} us`;
-  return `${rows.join('\n')}\none character = ${scale}; F forward, B backward (input gradients when split), W weight gradients, O optimizer; lower case: second chunk\n`;
+  return `${rows.join('\n')}\none character = ${scale}; F forward, R recomputed forward, B backward (input gradients when split), W weight gradients, O optimizer; lower case: second chunk\n`;
 }

@@ -195,6 +195,8 @@ function sliceName(kind: number, microBatch: number, lane: number, prefixes: Rec
       return `B (input grad)${mb}`;
     case 'weightGrad':
       return `W${mb}`;
+    case 'recompute':
+      return `R (recomputed forward)${mb}`;
     case 'optimizer':
       return 'optimizer step';
     case 'p2p':

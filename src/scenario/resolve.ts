@@ -6,6 +6,7 @@ import { ALPHAFOLD2, MODEL_PRESETS } from '../workload/presets.js';
 import type { EvoformerSpec } from '../workload/evoformer.js';
 import type { ModelSpec } from '../workload/registry.js';
 import type { ScenarioInput } from './schema.js';
+import { takesGradients } from '../training/optimizer.js';
 
 /**
  * A scenario with every preset resolved and every default filled: plain, serialisable data, in base units (bytes,
@@ -51,6 +52,7 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
     computeEfficiency: gpuInput.computeEfficiency ?? gpuBase.computeEfficiency,
     memoryEfficiency: gpuInput.memoryEfficiency ?? gpuBase.memoryEfficiency,
     efficiencyHalfSize: gpuInput.efficiencyHalfSize ?? gpuBase.efficiencyHalfSize,
+    ...((gpuInput.flashAttentionEfficiency ?? gpuBase.flashAttentionEfficiency) !== undefined ? { flashAttentionEfficiency: gpuInput.flashAttentionEfficiency ?? gpuBase.flashAttentionEfficiency } : {}),
   };
   const gpusPerNode = input.cluster.gpusPerNode ?? node.gpusPerNode;
   const devices = input.cluster.nodes * gpusPerNode;
@@ -70,6 +72,12 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
   }
   if (model.kind === 'evoformer' && t.recompute === 'selective') {
     fail(['training', 'recompute'], 'selective recomputation drops a transformer layer\'s attention scores and reruns its attention core; an Evoformer is checkpointed per block (full) or not at all (none), as AlphaFold, OpenFold and FastFold train it; to keep no attention probabilities, set training.flashAttention: true');
+  }
+  if (t.weightBits !== undefined && t.precision === 'fp32') {
+    fail(['training', 'weightBits'], `quantisation-aware training keeps its full-precision master weights in the optimizer and stores the working weights at ${t.weightBits} bits; in fp32 training the working weights are the master copy; use precision bf16 or fp16 with it`);
+  }
+  if (!takesGradients(t.optimizer) && t.recompute !== 'none') {
+    fail(['training', 'recompute'], `${t.optimizer} runs two forward passes and no backward, so nothing is kept for a backward to recompute; use recompute: none`);
   }
   if (model.kind !== 'evoformer' && t.recycles !== undefined && t.recycles > 0) {
     fail(['training', 'recycles'], `recycling runs an AlphaFold-style model forward again before the step that takes gradients; it applies to model.kind evoformer, not to this GPT-shaped model; leave training.recycles out or set it to 0`);
@@ -92,6 +100,13 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
   }
   const resolved = resolveParallel(input.parallel, { ...context, training: trainingContext(globalBatch) });
   issues.push(...resolved.issues);
+  const parallel = resolved.parallel as { zero?: number; offload?: { optimizer: string } } | undefined;
+  if (!takesGradients(t.optimizer) && parallel && ((parallel.zero ?? 0) === 1 || parallel.zero === 2)) {
+    fail(['parallel', 'zero'], `${t.optimizer} keeps no gradients and no optimizer states, so ZeRO-${parallel.zero} has nothing to shard; use zero: 0, or zero: 3 to shard the parameters`);
+  }
+  if (!takesGradients(t.optimizer) && parallel?.offload && parallel.offload.optimizer !== 'none') {
+    fail(['parallel', 'offload', 'optimizer'], `${t.optimizer} keeps no optimizer states to offload (it updates the weights in place on the GPU); use offload.optimizer: none`);
+  }
   if (t.recomputeLayers !== undefined && resolved.parallel) {
     const { layersPerStage, chunks } = resolved.parallel;
     const fewest = Math.min(...layersPerStage) / chunks;
@@ -154,6 +169,7 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
         precision: t.precision,
         gradAccumulation: t.gradAccumulation,
         optimizer: t.optimizer,
+        ...(t.weightBits !== undefined ? { weightBits: t.weightBits } : {}),
         recompute: t.recompute,
         ...(t.recomputeLayers !== undefined ? { recomputeLayers: t.recomputeLayers } : {}),
         flashAttention: t.flashAttention,

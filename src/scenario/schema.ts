@@ -8,6 +8,7 @@ import { parallelFields } from '../strategies/registry.js';
 import { OPTIMIZERS } from '../training/optimizer.js';
 import { GRADIENT_ACCUMULATIONS, PRECISIONS } from '../training/precision.js';
 import { RECOMPUTE_POLICIES } from '../training/recompute.js';
+import { WEIGHT_BITS } from '../training/states.js';
 
 /**
  * The scenario file's schema: strict (unknown keys are errors), with units parsed
@@ -36,6 +37,7 @@ const gpuOverrides = z
     nvlinkBandwidth: quantity('bandwidth').optional(),
     computeEfficiency: fraction('a fraction from 1e-6 to 1').optional(),
     memoryEfficiency: fraction('a fraction from 1e-6 to 1').optional(),
+    flashAttentionEfficiency: fraction('a fraction from 1e-6 to 1').optional(),
     efficiencyHalfSize: z.number({ error: 'expected a number of FLOPs, 0 or more' }).min(0, { error: 'expected a number of FLOPs, 0 or more' }).max(1e21, { error: 'expected a number of FLOPs, at most 1e21' }).optional(),
   })
   .strict();
@@ -129,6 +131,7 @@ export const scenarioSchema = z
         precision: choice(PRECISIONS).default('bf16'),
         gradAccumulation: choice(GRADIENT_ACCUMULATIONS).default('precision'),
         optimizer: choice(OPTIMIZERS).default('adam'),
+        weightBits: z.union([z.literal(8), z.literal(4), z.literal(2), z.literal(1.58)], { error: `expected the bits of a quantised weight: ${WEIGHT_BITS.join(', ')}` }).optional(),
         recompute: choice(RECOMPUTE_POLICIES).default('none'),
         recomputeLayers: count().optional(),
         flashAttention: z.boolean().default(false),

@@ -128,6 +128,9 @@ export function buildGpt(m: GptSpec, options: GptBuildOptions): Workload {
     ...op('attention', 'attention', qkvOut, heads, { forward: scoreFlops, inputGrad: 2 * scoreFlops, weightGrad: m.attention === 'linformer' ? 2 * 2 * b * rank * s * kvWidth : 0 }, [{ ...tensor('q', heads.shape), site: 'own' }, ...keyValue, ...scoreTensors], approximation),
     keyValue,
     causal: m.causal && flash,
+    // FlashAttention's backward recomputes QKᵀ from Q and K: half the forward's score FLOPs again, 2.5 times the
+    // forward in all (Dao, arXiv:2307.08691, which counts its backward so).
+    ...(flash && (m.attention ?? 'standard') === 'standard' ? { flash: { backwardRecompute: scoreFlops / 2 } } : {}),
   };
 
   const kvShare = m.kvHeads / a;

@@ -84,6 +84,11 @@ export interface WorkloadOp {
   /** An attention that skips the blocks a causal mask hides, so that later query positions do more work. */
   causal?: boolean;
   /**
+   * Its FLOPs run in a fused FlashAttention kernel: at the GPU's FlashAttention efficiency rather than a GEMM's,
+   * with `backwardRecompute` FLOPs its backward kernel spends recomputing the scores it never stored.
+   */
+  flash?: { backwardRecompute: number };
+  /**
    * The operation whose output `input` is, by name (the latest earlier operation so named), when it is not the
    * operation before: a model of two streams (the Evoformer's MSA and pair representations) reads each from where
    * it was last written. `DATA` for the step's input batch, which every rank loads itself.

@@ -48,7 +48,8 @@ describe('optimizer states', () => {
       const bytes = stateBytesPerParameter(o, 'bf16', () => (function* () {
         for (const b of sim.plan.program.workload.blocks) for (const op of b.ops) yield* op.parameters;
       })());
-      expect(sim.report.devices[0].memoryBreakdown.optimizer / (psi * bytes)).toBeCloseTo(1, 9);
+      if (bytes === 0) expect(sim.report.devices[0].memoryBreakdown.optimizer, o).toBe(0);
+      else expect(sim.report.devices[0].memoryBreakdown.optimizer / (psi * bytes)).toBeCloseTo(1, 9);
     }
     expect(run('adafactor').report.stepTime).toBeLessThan(adam.report.stepTime);
   });
@@ -152,5 +153,26 @@ describe('approximate attention (Linformer, Performer)', () => {
     expect(() => run(1024, { attention: 'linformer', attentionRank: 256, causal: true })).toThrow(/model\.attention: Linformer.*no causal form/);
     expect(() => simulate(scenario({ cluster: { nodes: 1, gpusPerNode: 1 }, model: { preset: 'gpt3-1.3b', attention: 'performer', attentionRank: 256 }, training: { globalBatch: 1, flashAttention: true }, parallel: { tp: 1, pp: 1, dp: 1 } }))).toThrow(/training\.flashAttention/);
     expect(() => simulate(scenario({ cluster: { nodes: 1, gpusPerNode: 2 }, model: { preset: 'gpt3-1.3b', attention: 'performer', attentionRank: 256 }, training: { globalBatch: 1, flashAttention: false }, parallel: { tp: 1, pp: 1, dp: 1, cp: 2, cpAttention: 'allgather' } }))).toThrow(/parallel\.cp/);
+  });
+});
+
+describe('FlashAttention kernels', () => {
+  const run = (gpu: Record<string, unknown> = {}, flashAttention = true) =>
+    simulate(scenario({ cluster: { nodes: 1, gpusPerNode: 1, gpu: { preset: 'a100-80gb', ...gpu } }, model: { preset: 'gpt3-1.3b', layers: 4, seqLength: 4096 }, training: { globalBatch: 1, flashAttention }, parallel: { tp: 1, pp: 1, dp: 1 } }));
+
+  it('recompute the causal scores QKᵀ in their backward: b·s²·h FLOPs a layer more hardware FLOPs, none more model FLOPs', () => {
+    const v = run().plan.virtualStages[0];
+    const { seqLength: s, hidden: h } = run().scenario.model as { seqLength: number; hidden: number };
+    expect(v.inputGradFlops + v.weightGradFlops - v.modelBackwardFlops).toBeCloseTo(4 * s * s * h, 0);
+    expect(run({}, false).plan.virtualStages[0].inputGradFlops + run({}, false).plan.virtualStages[0].weightGradFlops).toBe(run({}, false).plan.virtualStages[0].modelBackwardFlops);
+  });
+
+  it('run at the GPU’s FlashAttention efficiency: a lower one makes a longer step, and one equal to the GEMMs’ counts attention as GEMM time', () => {
+    const steps = [0.3, 0.5, 0.75].map((e) => run({ flashAttentionEfficiency: e }));
+    expect(steps[0].report.stepTime).toBeGreaterThan(steps[1].report.stepTime);
+    expect(steps[1].report.stepTime).toBeGreaterThan(steps[2].report.stepTime);
+    const v = steps[2].plan.virtualStages[0];
+    expect(v.forwardTimeFlops).toBe(v.forwardFlops);
+    expect(steps[0].plan.virtualStages[0].forwardTimeFlops).toBeGreaterThan(v.forwardFlops);
   });
 });

@@ -107,3 +107,11 @@ export function needMicroBatches(name: string, shape: ScheduleShape, least: numb
 export function singleChunkOnly(name: string) {
   return (shape: ScheduleShape): PathIssue[] => checkChunks(name, shape, (c) => c === 1, 'one model chunk per device (chunks: 1)');
 }
+
+/**
+ * The order of a step without a backward (a zeroth-order optimizer): every device runs its forwards, chunk by chunk
+ * and micro-batch by micro-batch, as a pipeline's fill and drain. No schedule has anything else to order.
+ */
+export function forwardOnlyOrder(stages: number, microBatches: number, chunks: number): ScheduledPass[][] {
+  return Array.from({ length: stages }, () => Array.from({ length: chunks * microBatches }, (_, i) => ({ pass: 'F' as const, microBatch: i % microBatches, chunk: Math.floor(i / microBatches) })));
+}
