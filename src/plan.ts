@@ -89,15 +89,17 @@ const divisors = (n: number) => Array.from({ length: n }, (_, i) => i + 1).filte
 export function planCandidates(base: Scenario, gpus: number): Record<string, unknown>[] {
   const { model, training, cluster } = base;
   const out: Record<string, unknown>[] = [];
-  if (model.kind === 'evoformer') {
-    // An Evoformer: DAP within a node (dividing what it splits) times data parallelism, checkpointing, ZeRO.
-    const splits = [model.residues, model.msaRows, ...(model.extraLayers > 0 ? [model.extraMsaRows] : [])];
-    for (const dap of divisors(cluster.gpusPerNode).filter((d) => gpus % d === 0 && splits.every((n) => n % d === 0))) {
+  if (model.kind === 'evoformer' || model.kind === 'vit') {
+    // An Evoformer: DAP within a node (dividing what it splits) times data parallelism, checkpointing, ZeRO. A
+    // weather vision transformer: data parallelism alone.
+    const splits = model.kind === 'evoformer' ? [model.residues, model.msaRows, ...(model.extraLayers > 0 ? [model.extraMsaRows] : [])] : [];
+    const daps = model.kind === 'evoformer' ? divisors(cluster.gpusPerNode) : [1];
+    for (const dap of daps.filter((d) => gpus % d === 0 && splits.every((n) => n % d === 0))) {
       const dp = gpus / dap;
       for (const microBatch of [1, 2].filter((m) => training.globalBatch % (m * dp) === 0)) {
         for (const recompute of ['none', 'full']) {
           for (const zero of dp * dap > 1 ? [0, 1, 2] : [0]) {
-            out.push({ 'parallel.dap': dap, 'parallel.dp': dp, 'training.microBatch': microBatch, 'training.recompute': recompute, 'parallel.zero': zero });
+            out.push({ ...(model.kind === 'evoformer' ? { 'parallel.dap': dap } : {}), 'parallel.dp': dp, 'training.microBatch': microBatch, 'training.recompute': recompute, 'parallel.zero': zero });
           }
         }
       }

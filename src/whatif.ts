@@ -68,7 +68,9 @@ export function techniques(s: Scenario): Technique[] {
   const half = Math.floor(Math.min(...p.layersPerStage) / p.chunks / 2);
   if (!evoformer && half >= 1 && (t.recompute !== 'full' || t.recomputeLayers !== half)) add('training.recompute', `full recomputation of ${half} layers a virtual stage`, 'training.recompute=full', `training.recomputeLayers=${half}`);
   add('training.flashAttention', t.flashAttention ? 'no fused attention' : evoformer ? 'fused attention' : 'FlashAttention', `training.flashAttention=${!t.flashAttention}`);
-  if (t.precision === 'fp32') add('training.precision', 'bf16 mixed precision', 'training.precision=bf16');
+  // Mixed precision in bf16, or in fp16 on a GPU without bf16 (V100).
+  const sixteen = s.cluster.gpu.bf16 === false ? 'fp16' : 'bf16';
+  if (t.precision === 'fp32') add('training.precision', `${sixteen} mixed precision`, `training.precision=${sixteen}`);
   else add('training.precision', 'fp32 (no mixed precision)', 'training.precision=fp32');
   if (t.precision === 'fp8') add('training.precision', 'bf16 matrix multiplications (no fp8)', 'training.precision=bf16');
   else if (s.cluster.gpu.fp8FlopsPerSecond !== undefined && t.precision !== 'fp32') add('training.precision', 'fp8 matrix multiplications (Transformer Engine)', 'training.precision=fp8');

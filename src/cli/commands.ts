@@ -16,7 +16,7 @@ import { loadSweep, mergeLines, readLines, shardFrom, formatLines, type SweepLin
 import { runSweep } from '../sweep-run.js';
 import { plan as planStrategies, scenarioWith, type PlanCandidate } from '../plan.js';
 import { MODEL_PRESETS } from '../workload/presets.js';
-import { modelParameters } from '../workload/registry.js';
+import { modelParameters, type ModelSpec } from '../workload/registry.js';
 import { memoryWhatIf } from '../whatif.js';
 import type { Scenario } from '../scenario/resolve.js';
 import type { Io } from './app.js';
@@ -197,8 +197,8 @@ export function validate(args: ScenarioArgs, io: Io): number {
   io.stdout(
     `${args.scenario}: valid scenario "${scenario.name}"\n` +
       `  ${cluster.nodes * cluster.gpusPerNode} GPUs: ${cluster.nodes} x ${cluster.gpusPerNode} ${cluster.gpu.name} (${cluster.node.name})\n` +
-      `  model ${model.name}: ${model.kind === 'evoformer' ? `${model.layers} Evoformer blocks and ${model.extraLayers} extra-MSA blocks, ${model.residues} residues, ${model.msaRows} MSA rows, ${(modelParameters(model) / 1e6).toFixed(1)}M` : `${model.layers} layers, hidden ${model.hidden}, ${model.heads} heads, ${(modelParameters(model) / 1e9).toFixed(2)}B`} parameters\n` +
-      `  ${formatMesh(meshOf(parallel).sizes(), parallel)}${model.kind === 'evoformer' ? '' : `, ${parallel.schedule}, layers per stage ${parallel.layersPerStage.join(',')}`}\n` +
+      `  model ${model.name}: ${describeModel(model)} parameters\n` +
+      `  ${formatMesh(meshOf(parallel).sizes(), parallel)}${model.kind === 'evoformer' || model.kind === 'vit' ? '' : `, ${parallel.schedule}, layers per stage ${parallel.layersPerStage.join(',')}`}\n` +
       `  ${training.globalBatch / (training.microBatch * parallel.dp)} micro-batches of ${training.microBatch} per replica, ${training.precision}, recompute ${training.recompute}\n`,
   );
   return 0;
@@ -256,6 +256,7 @@ export function presets(args: { json?: boolean }, io: Io): number {
         const psi = modelParameters({ name, ...m });
         // Parameters, and the model states of mixed-precision Adam: 16 bytes a parameter (the ZeRO paper's 2 + 2 + 12).
         const size = [psi >= 1e9 ? `${(psi / 1e9).toFixed(2)}B` : `${(psi / 1e6).toFixed(1)}M`, `states ${formatBytes(16 * psi)}`];
+        if (m.kind === 'vit') return ['  ' + name, ...size, `${m.layers} blocks`, `channels ${[...new Set(m.stages.map((s) => s.channels))].join('/')}`, `tokens ${m.grid.join('x')}`, `window ${m.window.join('x')}`];
         return m.kind === 'evoformer'
           ? ['  ' + name, ...size, `${m.layers}+${m.extraLayers} blocks`, `c_m ${m.msaChannels}, c_z ${m.pairChannels}`, `${m.residues} residues`, `${m.msaRows} MSA rows`]
           : ['  ' + name, ...size, `${m.layers} layers`, `hidden ${m.hidden}`, `${m.heads} heads`, `seq ${m.seqLength}`];
@@ -426,4 +427,12 @@ export function parseRanks(text: string, devices = Infinity): Set<number> {
     for (let r = from; r <= to; r++) ranks.add(r);
   }
   return ranks;
+}
+
+/** A model's size in the words of its kind, with its parameter count. */
+function describeModel(model: ModelSpec): string {
+  const psi = modelParameters(model);
+  if (model.kind === 'evoformer') return `${model.layers} Evoformer blocks and ${model.extraLayers} extra-MSA blocks, ${model.residues} residues, ${model.msaRows} MSA rows, ${(psi / 1e6).toFixed(1)}M`;
+  if (model.kind === 'vit') return `${model.layers} windowed blocks in ${model.stages.length} stages, ${model.grid.join(' x ')} tokens, windows of ${model.window.join(' x ')}, ${(psi / 1e6).toFixed(1)}M`;
+  return `${model.layers} layers, hidden ${model.hidden}, ${model.heads} heads, ${(psi / 1e9).toFixed(2)}B`;
 }

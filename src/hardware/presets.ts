@@ -12,6 +12,8 @@ export interface GpuSpec {
   fp32FlopsPerSecond: number;
   /** Dense fp8 tensor-core peak, FLOP/s; absent on parts without fp8 (before Hopper). */
   fp8FlopsPerSecond?: number;
+  /** False on parts whose tensor cores have no bf16 (before Ampere): their 16-bit peak is fp16's. */
+  bf16?: false;
   /** HBM capacity, bytes. */
   memoryBytes: number;
   /** HBM bandwidth, bytes/s. */
@@ -95,6 +97,7 @@ export const FLASH_ATTENTION_EFFICIENCY = { a100: 0.6, h100: 0.6 };
 export const GPU_PRESETS: Record<string, GpuSpec> = {
   'v100-32gb': {
     name: 'v100-32gb',
+    bf16: false,
     flopsPerSecond: 125e12,
     fp32FlopsPerSecond: 15.7e12,
     memoryBytes: 32 * GiB,

@@ -8,6 +8,7 @@ import type { StepPlan } from '../lower/lower.js';
 import type { Coordinates } from '../strategies/mesh.js';
 import { CATEGORIES, KIND, LANE, OP_KINDS, TIERS, TRANSFER_KINDS, type Category, type Tier, type TransferKind } from '../lower/resources.js';
 import { VERSION } from '../version.js';
+import { isGpt } from '../workload/registry.js';
 
 /**
  * The report of one simulated step: plain data, every time in seconds, every
@@ -17,7 +18,8 @@ import { VERSION } from '../version.js';
 /** The model as the report states it: a GPT-shaped transformer's dimensions, or an Evoformer's (kind `evoformer`). */
 export type ModelSummary =
   | { name: string; kind?: undefined; parameters: number; layers: number; hidden: number; heads: number; seqLength: number; vocab: number }
-  | { name: string; kind: 'evoformer'; parameters: number; layers: number; extraLayers: number; residues: number; msaRows: number; extraMsaRows: number; recycles: number };
+  | { name: string; kind: 'evoformer'; parameters: number; layers: number; extraLayers: number; residues: number; msaRows: number; extraMsaRows: number; recycles: number }
+  | { name: string; kind: 'vit'; parameters: number; layers: number; grid: number[]; window: number[]; channels: number[] };
 
 export interface DeviceReport {
   rank: number;
@@ -266,7 +268,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
   if (parallel.tp > scenario.cluster.gpusPerNode) {
     warnings.push(`tensor parallelism over ${parallel.tp} GPUs spans nodes of ${scenario.cluster.gpusPerNode}: its blocking collectives cross the inter-node network every layer; Megatron keeps tp within a node`);
   }
-  if (model.kind !== 'evoformer' && parallel.tp > model.kvHeads) {
+  if (isGpt(model) && parallel.tp > model.kvHeads) {
     warnings.push(`tp = ${parallel.tp} exceeds the ${model.kvHeads} key/value heads: each is replicated on ${parallel.tp / model.kvHeads} GPUs, as Megatron does, computing and storing them ${parallel.tp / model.kvHeads} times`);
   }
   return {
@@ -280,7 +282,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
     pipelineBubbleRate,
     throughput: {
       samplesPerSecond: stepTime > 0 ? training.globalBatch / stepTime : 0,
-      ...(model.kind !== 'evoformer' ? { tokensPerSecond: stepTime > 0 ? (training.globalBatch * model.seqLength) / stepTime : 0 } : {}),
+      ...(isGpt(model) ? { tokensPerSecond: stepTime > 0 ? (training.globalBatch * model.seqLength) / stepTime : 0 } : {}),
       tflopsPerDevice: deviceSeconds > 0 ? plan.modelFlops / deviceSeconds / 1e12 : 0,
       mfu: deviceSeconds > 0 ? plan.modelFlops / (deviceSeconds * plan.peakFlopsPerDevice) : 0,
       hfu,
@@ -289,7 +291,9 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
     model:
       model.kind === 'evoformer'
         ? { name: model.name, kind: 'evoformer', parameters: plan.parameters, layers: model.layers, extraLayers: model.extraLayers, residues: model.residues, msaRows: model.msaRows, extraMsaRows: model.extraMsaRows, recycles: training.recycles }
-        : { name: model.name, parameters: plan.parameters, layers: model.layers, hidden: model.hidden, heads: model.heads, seqLength: model.seqLength, vocab: model.vocab },
+        : model.kind === 'vit'
+          ? { name: model.name, kind: 'vit', parameters: plan.parameters, layers: model.layers, grid: [...model.grid], window: [...model.window], channels: model.stages.map((s) => s.channels) }
+          : { name: model.name, parameters: plan.parameters, layers: model.layers, hidden: model.hidden, heads: model.heads, seqLength: model.seqLength, vocab: model.vocab },
     parallel: {
       tp: parallel.tp,
       pp: parallel.pp,

@@ -86,12 +86,13 @@ function byKindAndLink(report: Report): string {
 
 /** The model's size in the words of its kind: a sequence length, or an Evoformer's residues, MSA rows and recycles. */
 export function modelShape(model: Report['model']): string {
+  if (model.kind === 'vit') return `${model.grid.join(' x ')} tokens, windows of ${model.window.join(' x ')}`;
   return model.kind === 'evoformer' ? `${model.residues} residues, ${model.msaRows} MSA rows, ${model.recycles} recycles` : `sequence ${model.seqLength}`;
 }
 
-/** Throughput as a line: tokens per second for a model of tokens, proteins per second for an Evoformer. */
+/** Throughput as a line: tokens per second for a model of tokens, proteins per second for an Evoformer, samples (states of the globe) for a vision transformer. */
 export function throughputText(report: Report, count: (n: number) => string): string {
   const t = report.throughput;
-  const rate = t.tokensPerSecond !== undefined ? `${count(t.tokensPerSecond)} tokens/s` : `${t.samplesPerSecond.toPrecision(3)} proteins/s`;
+  const rate = t.tokensPerSecond !== undefined ? `${count(t.tokensPerSecond)} tokens/s` : `${t.samplesPerSecond.toPrecision(3)} ${report.model.kind === 'vit' ? 'samples' : 'proteins'}/s`;
   return `${rate}, ${t.tflopsPerDevice.toFixed(1)} TFLOP/s per GPU, MFU ${percent(t.mfu)} (HFU ${percent(t.hfu)})`;
 }

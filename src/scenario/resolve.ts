@@ -4,7 +4,8 @@ import type { StepConfig } from '../lower/config.js';
 import { resolveParallel } from '../strategies/registry.js';
 import { ALPHAFOLD2, MODEL_PRESETS } from '../workload/presets.js';
 import type { EvoformerSpec } from '../workload/evoformer.js';
-import type { ModelSpec } from '../workload/registry.js';
+import { isGpt, type ModelSpec } from '../workload/registry.js';
+import type { VitSpec } from '../workload/vit.js';
 import type { ScenarioInput } from './schema.js';
 import { takesGradients } from '../training/optimizer.js';
 
@@ -60,11 +61,16 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
   // Model.
   const model = resolveModel(input.model, fail);
   const t = input.training;
+  // Mixed precision by default: bf16, or fp16 on a GPU without bf16 (V100).
+  const precision = t.precision ?? (gpu.bf16 === false ? 'fp16' : 'bf16');
   const recycles = model.kind === 'evoformer' ? (t.recycles ?? 3) : 0;
-  if (model.kind !== 'evoformer' && model.attention !== undefined && t.flashAttention) {
+  if (isGpt(model) && model.attention !== undefined && t.flashAttention) {
     fail(['training', 'flashAttention'], `FlashAttention computes exact attention block by block; model.attention is ${model.attention}, which never forms the full score matrix; set one or the other`);
   }
-  if (t.precision === 'fp8' && gpu.fp8FlopsPerSecond === undefined) {
+  if (precision === 'bf16' && gpu.bf16 === false) {
+    fail(['training', 'precision'], `the ${gpu.name} has no bf16 tensor cores (A100 and later do); use fp16 mixed precision, or fp32`);
+  }
+  if (precision === 'fp8' && gpu.fp8FlopsPerSecond === undefined) {
     fail(['training', 'precision'], `fp8 runs the matrix multiplications on fp8 tensor cores, which the ${gpu.name} does not have (H100 and H200 do); use bf16, a GPU with fp8 (cluster.gpu: h100-sxm), or give cluster.gpu.fp8Flops`);
   }
   if (t.recomputeLayers !== undefined && t.recompute !== 'full') {
@@ -73,20 +79,20 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
   if (model.kind === 'evoformer' && t.recompute === 'selective') {
     fail(['training', 'recompute'], 'selective recomputation drops a transformer layer\'s attention scores and reruns its attention core; an Evoformer is checkpointed per block (full) or not at all (none), as AlphaFold, OpenFold and FastFold train it; to keep no attention probabilities, set training.flashAttention: true');
   }
-  if (t.weightBits !== undefined && t.precision === 'fp32') {
+  if (t.weightBits !== undefined && precision === 'fp32') {
     fail(['training', 'weightBits'], `quantisation-aware training keeps its full-precision master weights in the optimizer and stores the working weights at ${t.weightBits} bits; in fp32 training the working weights are the master copy; use precision bf16 or fp16 with it`);
   }
   if (!takesGradients(t.optimizer) && t.recompute !== 'none') {
     fail(['training', 'recompute'], `${t.optimizer} runs two forward passes and no backward, so nothing is kept for a backward to recompute; use recompute: none`);
   }
   if (model.kind !== 'evoformer' && t.recycles !== undefined && t.recycles > 0) {
-    fail(['training', 'recycles'], `recycling runs an AlphaFold-style model forward again before the step that takes gradients; it applies to model.kind evoformer, not to this GPT-shaped model; leave training.recycles out or set it to 0`);
+    fail(['training', 'recycles'], `recycling runs an AlphaFold-style model forward again before the step that takes gradients; it applies to model.kind evoformer, not to this ${model.kind === 'vit' ? 'vision transformer' : 'GPT-shaped model'}; leave training.recycles out or set it to 0`);
   }
 
   // Parallelism: each pass resolves and checks its own fields. The global batch is given, or is the micro-batch times
   // the data-parallel degree times the accumulation steps given (the degree does not depend on the batch).
   const context = { model, devices, nodes: input.cluster.nodes, gpusPerNode };
-  const trainingContext = (globalBatch: number) => ({ globalBatch, microBatch: t.microBatch, precision: t.precision, flashAttention: t.flashAttention });
+  const trainingContext = (globalBatch: number) => ({ globalBatch, microBatch: t.microBatch, precision: precision, flashAttention: t.flashAttention });
   let globalBatch = t.globalBatch ?? 1;
   if (t.accumulation !== undefined) {
     const dp = resolveParallel(input.parallel, { ...context, training: trainingContext(t.microBatch) }, false).parallel?.dp ?? 1;
@@ -106,6 +112,9 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
   }
   if (!takesGradients(t.optimizer) && parallel?.offload && parallel.offload.optimizer !== 'none') {
     fail(['parallel', 'offload', 'optimizer'], `${t.optimizer} keeps no optimizer states to offload (it updates the weights in place on the GPU); use offload.optimizer: none`);
+  }
+  if (model.kind === 'vit' && parallel && (parallel as { pp?: number }).pp !== undefined && (parallel as { pp: number }).pp > 1) {
+    fail(['parallel', 'pp'], `pipeline parallelism is not modelled for model.kind vit: its U-Net's skip connections run from each encoder stage to the decoder stage that mirrors it; split it with data parallelism (parallel.dp, with parallel.zero)`);
   }
   if (t.recomputeLayers !== undefined && resolved.parallel) {
     const { layersPerStage, chunks } = resolved.parallel;
@@ -166,7 +175,7 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
       training: {
         globalBatch,
         microBatch: t.microBatch,
-        precision: t.precision,
+        precision,
         gradAccumulation: t.gradAccumulation,
         optimizer: t.optimizer,
         ...(t.weightBits !== undefined ? { weightBits: t.weightBits } : {}),
@@ -187,6 +196,9 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
 
 const GPT_FIELDS = ['hidden', 'heads', 'kvHeads', 'headDim', 'ffnHidden', 'vocab', 'seqLength', 'mlp', 'tiedEmbeddings', 'positionEmbedding', 'causal', 'dropout', 'attention', 'attentionRank'] as const;
 const EVOFORMER_FIELDS = ['extraLayers', 'residues', 'msaRows', 'extraMsaRows', 'msaChannels', 'pairChannels', 'extraMsaChannels', 'singleChannels'] as const;
+const VIT_FIELDS = ['inputChannels', 'outputChannels', 'patch', 'grid', 'window', 'stages', 'mlpRatio', 'positionBias', 'norm', 'resample'] as const;
+/** Each kind's own fields: those of the others do not apply to it. */
+const KIND_FIELDS: Record<string, readonly string[]> = { gpt: ['layers', ...GPT_FIELDS], evoformer: ['layers', ...EVOFORMER_FIELDS], vit: VIT_FIELDS };
 
 /** The model section: a preset, overridden field by field, of the kind it names (a GPT-shaped one by default). */
 function resolveModel(m: ScenarioInput['model'], fail: (path: (string | number)[], message: string) => void): ModelSpec {
@@ -194,11 +206,11 @@ function resolveModel(m: ScenarioInput['model'], fail: (path: (string | number)[
   const baseKind = base?.kind ?? 'gpt';
   const kind = m.kind ?? baseKind;
   if (m.kind !== undefined && base !== undefined && m.kind !== baseKind) fail(['model', 'kind'], `model.preset ${m.preset} is a model of kind ${baseKind}, not ${m.kind}; leave model.kind out or choose a preset of kind ${m.kind}`);
-  const foreign = kind === 'evoformer' ? GPT_FIELDS : EVOFORMER_FIELDS;
-  const own = kind === 'evoformer' ? ['layers', ...EVOFORMER_FIELDS] : ['layers', ...GPT_FIELDS];
-  for (const key of foreign) {
-    if (m[key] !== undefined) fail(['model', key], `model.${key} does not apply to a model of kind ${kind}; its fields are ${own.join(', ')}`);
+  const own = KIND_FIELDS[kind];
+  for (const key of ['layers', ...GPT_FIELDS, ...EVOFORMER_FIELDS, ...VIT_FIELDS] as const) {
+    if (m[key] !== undefined && !own.includes(key)) fail(['model', key], `model.${key} does not apply to a model of kind ${kind}; its fields are ${own.join(', ')}`);
   }
+  if (kind === 'vit') return resolveVit(m, base?.kind === 'vit' ? base : undefined, fail);
   if (kind === 'evoformer') {
     // Without a preset, AlphaFold 2's dimensions.
     const e = base?.kind === 'evoformer' ? base : ALPHAFOLD2;
@@ -206,7 +218,7 @@ function resolveModel(m: ScenarioInput['model'], fail: (path: (string | number)[
     for (const key of EVOFORMER_FIELDS) spec[key] = m[key] ?? e[key];
     return spec;
   }
-  const gpt = base?.kind === 'evoformer' ? undefined : base;
+  const gpt = base?.kind === undefined || base.kind === 'gpt' ? base : undefined;
   const required = ['layers', 'hidden', 'heads', 'vocab', 'seqLength'] as const;
   if (!gpt) for (const key of required) if (m[key] === undefined) fail(['model', key], 'missing required field (or give model.preset)');
   const hidden = m.hidden ?? gpt?.hidden ?? 1;
@@ -245,4 +257,34 @@ function resolveModel(m: ScenarioInput['model'], fail: (path: (string | number)[
   if (model.headDim === undefined && hidden % heads !== 0) fail(['model', 'hidden'], `hidden size ${hidden} must be divisible by heads (${heads}), or give model.headDim`);
   if (heads % model.kvHeads !== 0) fail(['model', 'kvHeads'], `heads (${heads}) must be divisible by kvHeads (${model.kvHeads})`);
   return model;
+}
+
+/** A weather vision transformer: a preset (Pangu-Weather's shape without one), overridden field by field. */
+function resolveVit(m: ScenarioInput['model'], base: Omit<VitSpec, 'name'> | undefined, fail: (path: (string | number)[], message: string) => void): VitSpec {
+  const v = base ?? (MODEL_PRESETS['pangu-weather'] as Omit<VitSpec, 'name'>);
+  const stages = m.stages ?? v.stages;
+  const spec: VitSpec = {
+    kind: 'vit',
+    name: m.preset ?? 'custom-vit',
+    layers: stages.reduce((n, s) => n + s.depth, 0),
+    inputChannels: m.inputChannels ?? v.inputChannels,
+    outputChannels: m.outputChannels ?? v.outputChannels,
+    patch: m.patch ?? v.patch,
+    grid: m.grid ?? v.grid,
+    window: m.window ?? v.window,
+    stages,
+    mlpRatio: m.mlpRatio ?? v.mlpRatio,
+    positionBias: m.positionBias ?? v.positionBias,
+    norm: m.norm ?? v.norm,
+    resample: m.resample ?? v.resample,
+  };
+  if (spec.window.length !== spec.grid.length) fail(['model', 'window'], `gives ${spec.window.length} sizes for a grid of ${spec.grid.length} axes (${spec.grid.join(' x ')}); give one window size per axis`);
+  spec.stages.forEach((s, i) => {
+    if (s.channels % s.heads !== 0) fail(['model', 'stages', i, 'heads'], `${s.heads} heads do not divide the stage's ${s.channels} channels`);
+    const before = i === 0 ? s.channels : spec.stages[i - 1].channels;
+    const ratio = s.channels / before;
+    if (spec.resample === 'conv' && ratio !== 1) fail(['model', 'stages', i, 'channels'], `with resample: conv every stage keeps the first stage's ${spec.stages[0].channels} channels (the convolutions resample the grid before and after them); use resample: merge for a U-Net whose stages change width`);
+    else if (ratio !== 1 && ratio !== 2 && ratio !== 0.5) fail(['model', 'stages', i, 'channels'], `${s.channels} channels after ${before}: a stage merges 2 x 2 tokens into twice the channels, or splits them into half; use ${before / 2}, ${before} or ${2 * before}`);
+  });
+  return spec;
 }

@@ -96,7 +96,7 @@ export const scenarioSchema = z
     model: z
       .object({
         preset: presetName('model', MODEL_PRESETS).optional(),
-        kind: choice(['gpt', 'evoformer']).optional(),
+        kind: choice(['gpt', 'evoformer', 'vit']).optional(),
         layers: count().optional(),
         hidden: count().optional(),
         heads: count().optional(),
@@ -121,6 +121,17 @@ export const scenarioSchema = z
         pairChannels: count().optional(),
         extraMsaChannels: count().optional(),
         singleChannels: count().optional(),
+        // A weather vision transformer's (kind vit): workload/vit.ts.
+        inputChannels: count().optional(),
+        outputChannels: count().optional(),
+        patch: count().optional(),
+        grid: z.array(count(), { error: 'expected a list of token counts' }).min(2, { error: 'expected [latitude, longitude] or [levels, latitude, longitude]' }).max(3, { error: 'expected [latitude, longitude] or [levels, latitude, longitude]' }).optional(),
+        window: z.array(count(), { error: 'expected a list of token counts' }).min(2, { error: 'expected one size per grid axis' }).max(3, { error: 'expected one size per grid axis' }).optional(),
+        stages: z.array(z.object({ depth: count(), channels: count(), heads: count() }).strict(), { error: 'expected a list of stages, each { depth, channels, heads }' }).min(1, { error: 'expected at least one stage' }).optional(),
+        mlpRatio: count().optional(),
+        positionBias: choice(['earth', 'relative', 'none']).optional(),
+        norm: choice(['layer', 'adaptive']).optional(),
+        resample: choice(['merge', 'conv']).optional(),
       })
       .strict(),
     training: z
@@ -128,7 +139,7 @@ export const scenarioSchema = z
         globalBatch: count().optional(),
         accumulation: count().optional(),
         microBatch: count().default(1),
-        precision: choice(PRECISIONS).default('bf16'),
+        precision: choice(PRECISIONS).optional(),
         gradAccumulation: choice(GRADIENT_ACCUMULATIONS).default('precision'),
         optimizer: choice(OPTIMIZERS).default('adam'),
         weightBits: z.union([z.literal(8), z.literal(4), z.literal(2), z.literal(1.58)], { error: `expected the bits of a quantised weight: ${WEIGHT_BITS.join(', ')}` }).optional(),

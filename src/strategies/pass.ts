@@ -2,7 +2,7 @@ import type { z } from 'zod';
 import type { PathIssue } from '../errors.js';
 import type { Precision } from '../training/precision.js';
 import type { GptSpec } from '../workload/gpt.js';
-import type { ModelSpec } from '../workload/registry.js';
+import { isGpt, type ModelSpec } from '../workload/registry.js';
 import type { Coordinates, DeviceMesh } from './mesh.js';
 import type { StepProgram } from './program.js';
 
@@ -55,15 +55,12 @@ export interface CheckContext extends ConfigContext {
  * is one, else a refusal at `field` naming what does apply to the model's kind.
  */
 export function gptModel(model: ModelSpec, field: string, what: string): { model: GptSpec; issues: PathIssue[] } | { model?: undefined; issues: PathIssue[] } {
-  if (model.kind !== 'evoformer') return { model, issues: [] };
-  return {
-    issues: [
-      {
-        path: ['parallel', field],
-        message: `${what} does not apply to model.kind evoformer, which has no attention heads to split or token sequence to cut; an Evoformer is split by Dynamic Axial Parallelism (parallel.dap) and data parallelism (parallel.dp, with parallel.zero)`,
-      },
-    ],
-  };
+  if (isGpt(model)) return { model, issues: [] };
+  const message =
+    model.kind === 'evoformer'
+      ? `${what} does not apply to model.kind evoformer, which has no attention heads to split or token sequence to cut; an Evoformer is split by Dynamic Axial Parallelism (parallel.dap) and data parallelism (parallel.dp, with parallel.zero)`
+      : `${what} is not modelled for model.kind vit, whose windowed blocks change width from stage to stage; a weather vision transformer is split by data parallelism (parallel.dp, with parallel.zero), as Pangu-Weather, FuXi and Aurora train`;
+  return { issues: [{ path: ['parallel', field], message }] };
 }
 
 export interface ApplyContext {

@@ -1,8 +1,12 @@
 import type { EvoformerSpec } from './evoformer.js';
 import type { GptSpec } from './gpt.js';
+import type { VitSpec, VitStage } from './vit.js';
 
 export type ModelShape = Omit<GptSpec, 'name'>;
-type Preset = ModelShape | Omit<EvoformerSpec, 'name'>;
+type Preset = ModelShape | Omit<EvoformerSpec, 'name'> | Omit<VitSpec, 'name'>;
+
+const stages = (...list: [depth: number, channels: number, heads: number][]): VitStage[] => list.map(([depth, channels, heads]) => ({ depth, channels, heads }));
+const vit = (spec: Omit<VitSpec, 'kind' | 'name' | 'layers'>): Omit<VitSpec, 'name'> => ({ kind: 'vit', layers: spec.stages.reduce((n, s) => n + s.depth, 0), ...spec });
 
 /**
  * AlphaFold 2 as trained initially (Jumper et al. 2021, supplementary Table 4 and section 1.11): 48 Evoformer
@@ -118,4 +122,18 @@ export const MODEL_PRESETS: Record<string, Preset> = {
   'mt-nlg-530b': gpt(105, 20480, 128),
   'med-palm-540b': { ...gpt(118, 18432, 48, 2048, 256000), headDim: 256, kvHeads: 1, ffnHidden: 73728, mlp: 'swiglu', positionEmbedding: 'rope', dropout: false },
   alphafold2: ALPHAFOLD2,
+  // Weather vision transformers (workload/vit.ts), on the 0.25-degree ERA5 grid of 721 x 1,440 points.
+  // Pangu-Weather (Bi et al., Nature 2023; arXiv:2211.02556 and its pseudocode): 5 upper-air variables on 13 levels
+  // and 4 surface ones with 3 constant masks, patches of 4 x 4 (2 levels), 8 x 181 x 360 tokens, windows 2 x 6 x 12,
+  // stages of 2, 6, 6, 2 blocks at 192 and 384 channels, the Earth-specific bias. One of its four models (1, 3, 6, 24 h).
+  'pangu-weather': vit({ inputChannels: 72, outputChannels: 69, patch: 4, grid: [8, 181, 360], window: [2, 6, 12], stages: stages([2, 192, 6], [6, 384, 12], [6, 384, 12], [2, 192, 6]), mlpRatio: 4, positionBias: 'earth', norm: 'layer', resample: 'merge' }),
+  // FuXi (Chen et al., npj Clim. Atmos. Sci. 2023; arXiv:2306.12873): 70 variables at two time steps, cube embedding
+  // of 2 x 4 x 4 to 180 x 360 tokens of 1,536 channels, a strided convolution to 90 x 180, 48 Swin V2 blocks, back up.
+  // Heads and window are not published: 8 and 7 x 7, as OneScience's reimplementation. One of its three cascaded
+  // models (short, medium, long range).
+  fuxi: vit({ inputChannels: 140, outputChannels: 70, patch: 4, grid: [180, 360], window: [7, 7], stages: stages([48, 1536, 8]), mlpRatio: 4, positionBias: 'relative', norm: 'layer', resample: 'conv' }),
+  // Aurora (Bodnar et al., 2024; arXiv:2405.13063; microsoft/aurora's defaults): a 3-D Swin U-Net of 512 channels
+  // over 4 latent levels x 180 x 360 tokens, windows 2 x 6 x 12, encoder depths 6, 10, 8 and decoder 8, 10, 6 with 8,
+  // 16, 32 heads, adaptive LayerNorms, no position bias; its Perceiver encoder and decoder are not modelled.
+  aurora: vit({ inputChannels: 72, outputChannels: 69, patch: 4, grid: [4, 180, 360], window: [2, 6, 12], stages: stages([6, 512, 8], [10, 1024, 16], [8, 2048, 32], [8, 2048, 32], [10, 1024, 16], [6, 512, 8]), mlpRatio: 4, positionBias: 'none', norm: 'adaptive', resample: 'merge' }),
 };

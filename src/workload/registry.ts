@@ -1,5 +1,6 @@
 import { buildEvoformer, type EvoformerBuildOptions, type EvoformerSpec } from './evoformer.js';
 import { buildGpt, type GptBuildOptions, type GptSpec } from './gpt.js';
+import { buildVit, type VitSpec } from './vit.js';
 import { elements, type Tensor, type Workload } from './types.js';
 
 /**
@@ -9,15 +10,17 @@ import { elements, type Tensor, type Workload } from './types.js';
 export const MODEL_KINDS = {
   gpt: (model: ModelSpec, options: WorkloadOptions) => buildGpt(model as GptSpec, options),
   evoformer: (model: ModelSpec, options: WorkloadOptions) => buildEvoformer(model as EvoformerSpec, { ...options, recycles: options.recycles ?? 0 }),
+  vit: (model: ModelSpec, options: WorkloadOptions) => buildVit(model as VitSpec, options),
 } as const;
 
 export type ModelKind = keyof typeof MODEL_KINDS;
 /** A resolved model of any kind; a GPT-shaped one may leave `kind` out. */
-export type ModelSpec = GptSpec | EvoformerSpec;
+export type ModelSpec = GptSpec | EvoformerSpec | VitSpec;
 export type WorkloadOptions = GptBuildOptions & Partial<Pick<EvoformerBuildOptions, 'recycles'>>;
 
 export const kindOf = (model: ModelSpec): ModelKind => model.kind ?? 'gpt';
 export const isEvoformer = (model: ModelSpec): model is EvoformerSpec => model.kind === 'evoformer';
+export const isGpt = (model: ModelSpec): model is GptSpec => kindOf(model) === 'gpt';
 
 export function buildWorkload(model: ModelSpec, options: WorkloadOptions): Workload {
   return MODEL_KINDS[kindOf(model)](model, options);
@@ -40,7 +43,7 @@ export function workloadParameters(workload: Workload): number {
  * rest times one layer's: no workload of a billion layers is built to count them.
  */
 export function modelParameters(model: ModelSpec): number {
-  if (isEvoformer(model)) return workloadParameters(buildWorkload(model, { microBatch: 1, attention: 'standard' }));
+  if (kindOf(model) !== 'gpt') return workloadParameters(buildWorkload(model, { microBatch: 1, attention: 'standard' }));
   const withLayers = (layers: number) => workloadParameters(buildWorkload({ ...model, layers }, { microBatch: 1, attention: 'standard' }));
   const one = withLayers(1);
   return one + (model.layers - 1) * (withLayers(2) - one);

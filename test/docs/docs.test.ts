@@ -119,11 +119,11 @@ describe('README and tutorial commands', () => {
   });
 });
 
-describe('outputs shown in docs/schedules.md, zero.md, sequence.md and evoformer.md', () => {
+describe('outputs shown in docs/schedules.md, zero.md, sequence.md, evoformer.md, techniques.md and weather.md', () => {
   // Each single-command block followed by an output block: the output must be what dtsim prints today (a doc may
   // show only the tail of it: timelines, or a table without its heading).
   const pairsOf = (file: string) => [...read(file).matchAll(/```sh\nnpx dtsim ([^\n]+)\n```\n\n```\n([\s\S]*?)```/g)].map((m) => [file, m[1], m[2]] as const);
-  const pairs = [...pairsOf('docs/schedules.md'), ...pairsOf('docs/zero.md'), ...pairsOf('docs/sequence.md'), ...pairsOf('docs/evoformer.md'), ...pairsOf('docs/techniques.md')];
+  const pairs = [...pairsOf('docs/schedules.md'), ...pairsOf('docs/zero.md'), ...pairsOf('docs/sequence.md'), ...pairsOf('docs/evoformer.md'), ...pairsOf('docs/techniques.md'), ...pairsOf('docs/weather.md')];
 
   it('schedules.md shows a timeline for every registered schedule', () => {
     for (const name of Object.keys(SCHEDULES)) expect(read('docs/schedules.md')).toContain(`--set parallel.schedule=${name} `);

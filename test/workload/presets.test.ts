@@ -9,6 +9,9 @@ import { cli } from '../support/cli.js';
  * continues; K2, Deng et al. 2024, on LLaMA 7B; BERT-base, Devlin et al. 2019, as PharmBERT and ChemBERT use it;
  * Llama 2, Touvron et al. 2023, which Meditron continues; Llama 3, Meta 2024; MT-NLG, Smith et al. 2022; PaLM,
  * Chowdhery et al. 2022, which Med-PaLM fine-tunes; GPT-3, Brown et al. 2020; AlphaFold 2 as OpenFold counts it).
+ * The weather models are one model each: Pangu-Weather's 256M are four models of 64M (Bi et al. 2023); FuXi's 4.5B
+ * three cascaded models of 1.5B (Chen et al. 2023); Aurora's "1.3B" configuration builds 1,259,150,992 parameters in
+ * microsoft/aurora (counted by building it at commit 7fa85ff).
  */
 const PUBLISHED: Record<string, number> = {
   'esm2-15b': 15e9,
@@ -30,6 +33,9 @@ const PUBLISHED: Record<string, number> = {
   'med-palm-540b': 540.35e9,
   'gpt3-175b': 175e9,
   alphafold2: 93.2e6,
+  'pangu-weather': 256e6 / 4,
+  fuxi: 4.5e9 / 3,
+  aurora: 1_259_150_992,
 };
 
 describe('model presets', () => {
