@@ -102,7 +102,9 @@ export function compareVariants(scenario: string | ScenarioSource, variants: Var
   const rederived = new Set<string>();
   const results = variants.map((variant, index) => {
     options.onVariant?.(index, variants.length, variant.label);
-    const set = [...(options.set ?? []), ...variant.set];
+    // A field the variant unsets is unset after the base's --set too: drop the base's overrides of it.
+    const dropped = (text: string) => (variant.unset ?? []).some((path) => text.startsWith(`${path}=`) || text.startsWith(`${path}.`));
+    const set = [...(options.set ?? []).filter((text) => !dropped(text)), ...variant.set];
     try {
       const scenario = parseScenario(source.text, source.file, { set, seed: options.seed, unset: [...unset, ...(variant.unset ?? [])] });
       for (const field of unset) if (JSON.stringify(valueAt(scenario, field)) !== JSON.stringify(valueAt(base, field))) rederived.add(field);

@@ -75,10 +75,12 @@ export interface Plan {
 export function statesLowerBound(s: Scenario): number | undefined {
   const offload = (s.parallel as { offload?: { optimizer?: string; params?: string } }).offload;
   if ((offload?.optimizer ?? 'none') !== 'none' || (offload?.params ?? 'none') !== 'none') return undefined;
-  const { tp, pp, dp, zero, dap } = s.parallel as { tp: number; pp: number; dp: number; zero: number; dap?: number };
+  const { tp, pp, zero } = s.parallel as { tp: number; pp: number; zero: number };
   const bytes = stateBytes(s.training, () => parameterTensors(buildWorkload(s.model, { microBatch: 1, attention: 'standard' })));
-  // ZeRO shards over every replica of the weights: data-parallel, and DAP ranks, which hold them whole too.
-  const shards = (stage: number) => (zero >= stage ? dp * (dap ?? 1) : 1);
+  // ZeRO shards over every replica of the weights: the GPUs of a (tensor, pipeline) position, which hold them whole
+  // (data-parallel, DAP, context- and sequence-parallel ranks alike).
+  const replicas = (s.cluster.nodes * s.cluster.gpusPerNode) / (tp * pp);
+  const shards = (stage: number) => (zero >= stage ? replicas : 1);
   const perParameter = bytes.parameter / shards(3) + bytes.gradient / shards(2) + bytes.optimizer / shards(1);
   return (modelParameters(s.model) / (tp * pp)) * perParameter;
 }
@@ -106,27 +108,45 @@ export function planCandidates(base: Scenario, gpus: number): Record<string, unk
     }
     return out;
   }
+  // Splitting the sequence (context parallelism, Ulysses) pays only for long sequences; ring attention needs
+  // FlashAttention, so without it context parallelism gathers keys and values whole (Llama 3's way).
+  const long = model.seqLength >= 16384;
+  const cpAttention = training.flashAttention ? 'ring' : 'allgather';
   for (const tp of divisors(cluster.gpusPerNode).filter((t) => gpus % t === 0 && model.heads % t === 0)) {
-    // Stages need not hold equal layers (the split is derived, or uneven): any pp up to the layers.
-    for (const pp of divisors(gpus / tp).filter((p) => p <= model.layers)) {
-      const dp = gpus / (tp * pp);
-      for (const microBatch of [1, 2, 4, 8].filter((m) => training.globalBatch % (m * dp) === 0)) {
-        const schedules: [string, number][] = pp === 1 ? [['1f1b', 1]] : [['1f1b', 1], ['interleaved', 2], ['zb-h1', 1], ['zb-v', 2]];
-        for (const [schedule, chunks] of schedules) {
-          for (const recompute of ['none', 'selective', 'full']) {
-            for (const sequenceParallel of tp > 1 ? [false, true] : [false]) {
-              for (const zero of dp > 1 ? [0, 1] : [0]) {
-                out.push({
-                  'parallel.tp': tp,
-                  'parallel.pp': pp,
-                  'parallel.dp': dp,
-                  'training.microBatch': microBatch,
-                  'parallel.schedule': schedule,
-                  'parallel.chunks': chunks,
-                  'training.recompute': recompute,
-                  'parallel.sequenceParallel': sequenceParallel,
-                  'parallel.zero': zero,
-                });
+    // Sequence splits within a node, beside tensor parallelism: one of the two at a time.
+    const splits: [cp: number, ulysses: number][] = [[1, 1]];
+    if (long) for (const d of divisors(cluster.gpusPerNode / tp).filter((d) => d > 1 && gpus % (tp * d) === 0)) splits.push([d, 1], [1, d]);
+    for (const [cp, ulysses] of splits) {
+      // Stages need not hold equal layers (the split is derived, or uneven): any pp up to the layers.
+      for (const pp of divisors(gpus / (tp * cp * ulysses)).filter((p) => p <= model.layers)) {
+        const dp = gpus / (tp * cp * ulysses * pp);
+        const replicas = dp * cp * ulysses;
+        for (const microBatch of [1, 2, 4, 8].filter((m) => training.globalBatch % (m * dp) === 0)) {
+          const schedules: [string, number][] = pp === 1 ? [['1f1b', 1]] : [['gpipe', 1], ['1f1b', 1], ['interleaved', 2], ['zb-h1', 1], ['zb-h2', 1], ['zb-v', 2]];
+          for (const [schedule, chunks] of schedules) {
+            for (const recompute of ['none', 'selective', 'full']) {
+              for (const sequenceParallel of tp > 1 ? [false, true] : [false]) {
+                // ZeRO-3 gathers every layer's parameters for each micro-batch: not with a pipeline. ZeRO-Offload
+                // (the optimizer on the CPU) beside ZeRO-2, the stage DeepSpeed pairs it with.
+                const zeros: [number, string][] = replicas === 1 ? [[0, 'none']] : [[0, 'none'], [1, 'none'], [2, 'none'], [2, 'cpu'], ...(pp === 1 ? [[3, 'none'] as [number, string]] : [])];
+                for (const [zero, offload] of zeros) {
+                  out.push({
+                    'parallel.tp': tp,
+                    'parallel.pp': pp,
+                    'parallel.dp': dp,
+                    // Every searched field explicit, so that none is inherited from the scenario.
+                    'parallel.cp': cp,
+                    ...(cp > 1 ? { 'parallel.cpAttention': cpAttention } : {}),
+                    'parallel.ulysses': ulysses,
+                    'training.microBatch': microBatch,
+                    'parallel.schedule': schedule,
+                    'parallel.chunks': chunks,
+                    'training.recompute': recompute,
+                    'parallel.sequenceParallel': sequenceParallel,
+                    'parallel.zero': zero,
+                    'parallel.offload.optimizer': offload,
+                  });
+                }
               }
             }
           }

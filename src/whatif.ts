@@ -71,7 +71,8 @@ export function techniques(s: Scenario): Technique[] {
   // Mixed precision in bf16, or in fp16 on a GPU without bf16 (V100).
   const sixteen = s.cluster.gpu.bf16 === false ? 'fp16' : 'bf16';
   if (t.precision === 'fp32') add('training.precision', `${sixteen} mixed precision`, `training.precision=${sixteen}`);
-  else add('training.precision', 'fp32 (no mixed precision)', 'training.precision=fp32');
+  // fp32 has no master copy to quantise from: it drops quantisation-aware training.
+  else out.push({ name: 'fp32 (no mixed precision)', field: 'training.precision', set: ['training.precision=fp32'], ...(t.weightBits !== undefined ? { unset: ['training.weightBits'] } : {}) });
   if (t.precision === 'fp8') add('training.precision', 'bf16 matrix multiplications (no fp8)', 'training.precision=bf16');
   else if (s.cluster.gpu.fp8FlopsPerSecond !== undefined && t.precision !== 'fp32') add('training.precision', 'fp8 matrix multiplications (Transformer Engine)', 'training.precision=fp8');
   if (t.gradAccumulation === 'fp32' && t.precision !== 'fp32') add('training.gradAccumulation', 'gradients in the training precision', 'training.gradAccumulation=precision');
@@ -79,11 +80,11 @@ export function techniques(s: Scenario): Technique[] {
   const optimizers: [Optimizer, string][] = [['adam8bit', '8-bit Adam'], ['adam-mini', 'Adam-mini (one second moment per block)'], ['lion', 'Lion (momentum only)'], ['adafactor', 'Adafactor (factored second moment)'], ['came', 'CAME (factored, confidence-guided)'], ['sm3', 'SM3 (factored accumulators)']];
   for (const [o, name] of optimizers) if (o !== t.optimizer) add('training.optimizer', name, `training.optimizer=${o}`);
   // MeZO runs no backward: it drops recomputation, and the ZeRO stages and offload that have nothing left to act on.
-  if (t.optimizer !== 'mezo') {
+  if (t.optimizer !== 'mezo' && t.weightBits === undefined && p.offload.params === 'none') {
     const undo = [...(t.recompute !== 'none' ? ['training.recompute=none'] : []), ...(p.zero === 1 || p.zero === 2 ? ['parallel.zero=0'] : []), ...(p.offload.optimizer !== 'none' ? ['parallel.offload.optimizer=none'] : [])];
     out.push({ name: 'MeZO (zeroth order, no backward; converges in many more steps)', field: 'training.optimizer', set: ['training.optimizer=mezo', ...undo], ...(t.recomputeLayers !== undefined ? { unset: ['training.recomputeLayers'] } : {}) });
   }
-  if (t.precision !== 'fp32' && t.weightBits === undefined) {
+  if (t.precision !== 'fp32' && t.weightBits === undefined && t.optimizer !== 'mezo') {
     add('training.weightBits', '4-bit weights (quantisation-aware training)', 'training.weightBits=4');
     add('training.weightBits', 'ternary weights (BitNet b1.58)', 'training.weightBits=1.58');
   } else if (t.weightBits !== undefined) out.push({ name: '16-bit weights (no quantisation-aware training)', field: 'training.weightBits', set: [], unset: ['training.weightBits'] });

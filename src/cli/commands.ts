@@ -9,7 +9,7 @@ import { meshOf } from '../strategies/registry.js';
 import { renderTimeline } from '../report/timeline.js';
 import { renderSummary } from '../report/summary.js';
 import { writeTraceInterruptibly } from '../report/trace.js';
-import { loadScenarioFile, parseScenario, readScenarioSource } from '../scenario/load.js';
+import { loadScenarioFile, parseScenario, readScenarioSource, sourceWith } from '../scenario/load.js';
 import { pipelineRanks, simulate } from '../simulate.js';
 import { SCHEDULES } from '../strategies/pipeline/registry.js';
 import { loadSweep, mergeLines, readLines, shardFrom, formatLines, type SweepLine } from '../sweep.js';
@@ -270,11 +270,12 @@ export function presets(args: { json?: boolean }, io: Io): number {
   return 0;
 }
 
-export async function plan(args: { scenario: string; gpus?: number; objective?: 'time' | 'memory'; top?: number; 'scenario-out'?: string; html?: string; workers?: number; json?: boolean }, io: Io, status: StatusLine): Promise<number> {
+export async function plan(args: { scenario: string; set?: string[]; seed?: number; gpus?: number; objective?: 'time' | 'memory'; top?: number; 'scenario-out'?: string; html?: string; workers?: number; json?: boolean }, io: Io, status: StatusLine): Promise<number> {
   if (args['scenario-out'] !== undefined) checkWritable(args['scenario-out'], '--scenario-out');
   if (args.html !== undefined) checkWritable(args.html, '--html');
   checkWorkers(args.workers);
-  const source = readScenarioSource(args.scenario);
+  // --set and --seed vary the scenario that is planned, and the scenario --scenario-out writes.
+  const source = sourceWith(readScenarioSource(args.scenario), { set: args.set, seed: args.seed });
   const { result, stopped } = await interruptibly(status, 'plan: candidates simulated', (signal, onProgress) => planStrategies(source, { gpus: args.gpus, objective: args.objective, workers: args.workers, signal, onProgress }));
   // Stopped by Ctrl-C: what was simulated so far is still an answer, printed as such, with exit 130.
   if (stopped) io.stderr(`dtsim: plan stopped by Ctrl-C after ${result.simulated} of the candidates; the results below cover those only\n`);
@@ -287,9 +288,10 @@ export async function plan(args: { scenario: string; gpus?: number; objective?: 
   }
   const layout = (c: PlanCandidate) => {
     const o = c.overrides;
-    const extras = [o['parallel.sequenceParallel'] ? 'SP' : '', o['parallel.zero'] ? `ZeRO-${o['parallel.zero']}` : ''].filter(Boolean).join(' ');
+    const offload = o['parallel.offload.optimizer'];
+    const extras = [o['parallel.sequenceParallel'] ? 'SP' : '', o['parallel.zero'] ? `ZeRO-${o['parallel.zero']}` : '', offload !== undefined && offload !== 'none' ? `offload ${offload}` : ''].filter(Boolean).join(' ');
     const degree = (axis: string) => Number(o[`parallel.${axis}`] ?? 1);
-    const mesh = formatMesh({ tp: degree('tp'), dap: degree('dap'), pp: degree('pp'), dp: degree('dp') });
+    const mesh = formatMesh({ tp: degree('tp'), cp: degree('cp'), sp: degree('ulysses'), dap: degree('dap'), pp: degree('pp'), dp: degree('dp') });
     const schedule = o['parallel.schedule'] === undefined ? '-' : `${o['parallel.schedule']}${Number(o['parallel.chunks']) > 1 ? ` x ${o['parallel.chunks']}` : ''}`;
     return [mesh, schedule, String(o['training.microBatch']), String(o['training.recompute']), extras || '-'];
   };

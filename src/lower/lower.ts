@@ -17,7 +17,7 @@ import { StepEmitter } from './emitter.js';
 import { CATEGORY, KIND, LANE, OP_KINDS, StepResources } from './resources.js';
 import { AttentionPhases } from './attention-phase.js';
 import { ScatterGather } from './scatter-gather.js';
-import { attentionShare, blockSegments, gradientBuckets, groupCollectives, plannedOver, segmentOf, type CollectiveGroup, type Segment } from './segments.js';
+import { attentionShare, blockSegments, gradientBuckets, groupCollectives, plannedOver, recomputeShare, segmentOf, type CollectiveGroup, type Segment } from './segments.js';
 import { stageCosts, type VirtualStageModel } from './stage-costs.js';
 import { finishStep } from './step-end.js';
 import type { StageModel, StepPlan } from './plan.js';
@@ -52,7 +52,10 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
   // A zeroth-order optimizer (MeZO) runs each micro-batch forward twice, with the weights perturbed each way, and no
   // backward: micro-batch m + i is micro-batch i's second forward.
   const zerothOrder = !takesGradients(training.optimizer);
-  const microBatches = microBatchesOf(config, mesh) * (zerothOrder ? 2 : 1);
+  const microBatches = microBatchesOf(config, mesh);
+  // Forward passes each micro-batch runs on each virtual stage.
+  const forwardsEach = zerothOrder ? 2 : 1;
+  const runs = microBatches * forwardsEach;
   const schedule = getSchedule(program.schedule);
   const { gradient: gradBytes, parameter: paramBytes } = stateBytes(training, () => parameterTensors(program.workload));
   const costs = config.costs;
@@ -89,7 +92,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
     p2p: p2pEstimateNs,
   };
   const passMemory = { activation: virtualStages.map((v) => v.activationBytes), weightGrad: virtualStages.map((v) => v.weightGradBytes) };
-  const order = zerothOrder ? forwardOnlyOrder(pp, microBatches, chunks) : schedule.order({ stages: pp, microBatches, chunks, costs: passCosts, memory: passMemory, microBatchGroup: program.microBatchGroup });
+  const order = zerothOrder ? forwardOnlyOrder(pp, runs, chunks) : schedule.order({ stages: pp, microBatches, chunks, costs: passCosts, memory: passMemory, microBatchGroup: program.microBatchGroup });
 
   const variability = new Variability(config.seed, resources.devices, config.variability);
 
@@ -126,8 +129,8 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
     return last;
   });
 
-  const key = (local: number, vs: number, mb: number) => (vs * perStage + local) * microBatches + mb;
-  const slots = virtualStages.length * perStage * microBatches;
+  const key = (local: number, vs: number, mb: number) => (vs * perStage + local) * runs + mb;
+  const slots = virtualStages.length * perStage * runs;
   const forwardOp = new Int32Array(slots).fill(-1);
   const inputGradOp = new Int32Array(slots).fill(-1);
   // The producer delivering each pass's input (a transfer, or the producing op on the same device) and the compute
@@ -135,6 +138,9 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
   const inputs = [new Int32Array(slots).fill(-1), new Int32Array(slots).fill(-1)];
   const viaTransfer = [new Uint8Array(slots), new Uint8Array(slots)];
   const consumers = [new Int32Array(slots).fill(-1), new Int32Array(slots).fill(-1)];
+  // The compute that reads the received input, which frees its buffer: the consumer, or the backward after a
+  // recomputed forward that waits for the input in its place.
+  const readers = [new Int32Array(slots).fill(-1), new Int32Array(slots).fill(-1)];
   // A receive buffer holds what the neighbouring virtual stage sent: forward from the one before, backward from the one after.
   const received = [virtualStages.map((v) => (v.virtualStage > 0 ? virtualStages[v.virtualStage - 1].sendForwardBytes : 0)), virtualStages.map((v) => (v.virtualStage < lastVs ? virtualStages[v.virtualStage + 1].sendBackwardBytes : 0))];
   const linkInput = (direction: number, vs: number, k: number, device: number) => {
@@ -143,7 +149,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
     if (producer < 0 || consumer < 0) return;
     g.dependOn(consumer, producer);
     // A receive buffer is freed once the compute that reads it has ended.
-    if (viaTransfer[direction][k]) g.memory(consumer, resources.hbm(device), CATEGORY.buffers, -received[direction][vs], AT_END);
+    if (viaTransfer[direction][k]) g.memory(readers[direction][k], resources.hbm(device), CATEGORY.buffers, -received[direction][vs], AT_END);
   };
   /** Gradient buckets whose pass has been emitted, waiting for their reduction: per (stage, chunk, bucket), each rank's last op. */
   const bucketReady = new Map<string, Int32Array>();
@@ -257,16 +263,15 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
       const passNs = pass === 'F' ? v.forwardNs : pass === 'B' ? v.inputGradNs : pass === 'W' ? v.weightGradNs : v.backwardNs;
       const passFlops = pass === 'F' ? v.forwardFlops : pass === 'B' ? v.inputGradFlops : pass === 'W' ? v.weightGradFlops : v.inputGradFlops + v.weightGradFlops;
       const kind = pass === 'F' ? KIND.forward : pass === 'B' ? KIND.inputGrad : pass === 'W' ? KIND.weightGrad : KIND.backward;
-      // Filled by push in every case: one array layout for the JIT (a literal and map()'s result differ).
-      const segments: Segment[] = [];
-      if (paramsSharded) segments.push(...blockSegments(v, isForward, gradBytes));
-      else if (finalGradient || reduceInline) for (const b of buckets[vs]) segments.push(segmentOf(b.fraction, b.layers, b.gradBytes, b.params, pass === 'W' ? [] : b.collectives, pass === 'W' ? 0 : b.attention, b.ringBytes));
-      else segments.push(segmentOf(1, v.layers, 0, v.parametersPerDevice, isForward ? forwardGroups[vs] : pass === 'W' ? [] : backwardGroups[vs], attentionShare(v, pass), v.ringBytes));
       // A recomputed forward runs as its own operation before the backward it serves, each segment's before that
       // segment's backward (Megatron reruns a checkpointed layer when its backward starts); its share of the pass's
       // time goes by time FLOPs. Context-parallel attention steps keep their recomputation inside them.
-      const passTimeFlops = pass === 'B' ? v.inputGradTimeFlops : pass === 'BW' ? v.inputGradTimeFlops + v.weightGradTimeFlops : 0;
-      const rerunShare = passTimeFlops > 0 && v.recomputeTimeFlops > 0 ? v.recomputeTimeFlops / passTimeFlops : 0;
+      const rerunShare = recomputeShare(v, pass);
+      // Filled by push in every case: one array layout for the JIT (a literal and map()'s result differ).
+      const segments: Segment[] = [];
+      if (paramsSharded) segments.push(...blockSegments(v, isForward, gradBytes));
+      else if (finalGradient || reduceInline) for (const b of buckets[vs]) segments.push(segmentOf(b.fraction, b.layers, b.gradBytes, b.params, pass === 'W' ? [] : b.collectives, pass === 'W' ? 0 : b.attention, b.ringBytes, pass === 'W' ? 0 : b.recompute));
+      else segments.push(segmentOf(1, v.layers, 0, v.parametersPerDevice, isForward ? forwardGroups[vs] : pass === 'W' ? [] : backwardGroups[vs], attentionShare(v, pass), v.ringBytes, rerunShare));
       const labels = place(stage, mb, entry.chunk);
       // One label per kind of operation in this pass, shared by every rank.
       passLabel.fill(-1);
@@ -274,9 +279,11 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
 
       segments.forEach((segment, segIndex) => {
         const ring = attention.active && segment.attention > 0;
-        const rerun = ring ? 0 : rerunShare;
-        const computeLabel = emit.label({ kind, stage, microBatch: mb, chunk: entry.chunk, layers: segment.layers, flops: (passFlops - (rerun > 0 ? v.recomputeFlops : 0)) * segment.fraction });
-        const rerunLabel = rerun > 0 ? emit.label({ kind: KIND.recompute, stage, microBatch: mb, chunk: entry.chunk, layers: segment.layers, flops: v.recomputeFlops * segment.fraction }) : -1;
+        // Of the pass's time, this segment's recomputed forward; its FLOPs are the segment's share of the pass's.
+        const rerun = ring || rerunShare === 0 ? 0 : segment.recompute;
+        const rerunFlops = rerun > 0 ? (v.recomputeFlops * rerun) / rerunShare : 0;
+        const computeLabel = emit.label({ kind, stage, microBatch: mb, chunk: entry.chunk, layers: segment.layers, flops: passFlops * segment.fraction - rerunFlops });
+        const rerunLabel = rerun > 0 ? emit.label({ kind: KIND.recompute, stage, microBatch: mb, chunk: entry.chunk, layers: segment.layers, flops: rerunFlops }) : -1;
         const firstSegment = segIndex === 0;
         const lastSegment = segIndex === segments.length - 1;
         // Sharded parameters: gather this segment's from the group (fetching this device's shard from host memory or
@@ -331,7 +338,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
               g.lane(resources.lane(device, LANE.compute));
             }
             // The graph's calls directly: this loop adds most of a large step's operations.
-            const rerunNs = rerun > 0 ? Math.round(segmentNs * rerun) : 0;
+            const rerunNs = rerun > 0 ? Math.round(passNs * rerun) : 0;
             let rerunOp = -1;
             if (rerun > 0) {
               rerunOp = g.operation(rerunLabel, device, variability.vary(rerunNs, device));
@@ -363,6 +370,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
                 const direction = isForward ? FORWARD : BACKWARD;
                 // A recomputed forward starts when the backward's input has arrived, as Megatron reruns it inside the backward.
                 consumers[direction][k] = rerunOp >= 0 ? rerunOp : op;
+                readers[direction][k] = op;
                 linkInput(direction, vs, k, device);
               }
               if (pass === 'B' || pass === 'BW') {
@@ -465,8 +473,8 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
   const end = finishStep({ config, program, emit, stages, virtualStages, variability, gradientSync, lastOpOf, labelAt: (kind, stage) => labelAt(kind, place(stage)) });
   const peakFlopsPerDevice = peakFlopsPerSecond(cluster.gpu, training.precision);
   // Every rank of a stage (tensor, sequence, context and data-parallel) runs its share of each micro-batch.
-  const modelFlops = virtualStages.reduce((sum, v) => sum + (v.forwardFlops + v.modelBackwardFlops) * perStage, 0) * microBatches;
-  const hardwareFlops = virtualStages.reduce((sum, v) => sum + (v.forwardFlops + v.inputGradFlops + v.weightGradFlops) * perStage, 0) * microBatches;
+  const modelFlops = virtualStages.reduce((sum, v) => sum + (forwardsEach * v.forwardFlops + v.modelBackwardFlops) * perStage, 0) * microBatches;
+  const hardwareFlops = virtualStages.reduce((sum, v) => sum + (forwardsEach * v.forwardFlops + v.inputGradFlops + v.weightGradFlops) * perStage, 0) * microBatches;
   return {
     config,
     program,

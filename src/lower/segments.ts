@@ -37,10 +37,12 @@ export interface Segment {
   attention: number;
   /** Keys and values of one device the ring passes on per step (in a forward). */
   ringBytes: number;
+  /** Of `fraction`, the share of the pass's time in its blocks' recomputed forward, which runs as an operation before it. */
+  recompute: number;
 }
 
 // Segments are made by one function, so that every one has the same shape for the JIT.
-export const segmentOf = (fraction: number, layers: number, gradBytes: number, params: number, collectives: CollectiveGroup[], attention = 0, ringBytes = 0): Segment => ({
+export const segmentOf = (fraction: number, layers: number, gradBytes: number, params: number, collectives: CollectiveGroup[], attention = 0, ringBytes = 0, recompute = 0): Segment => ({
   fraction,
   layers,
   gradBytes,
@@ -48,12 +50,19 @@ export const segmentOf = (fraction: number, layers: number, gradBytes: number, p
   collectives,
   attention,
   ringBytes,
+  recompute,
 });
 
 /** Of a pass's time, the share in attention (split into steps under context parallelism), by time FLOPs. */
 export function attentionShare(v: VirtualStageModel, pass: Pass): number {
   const [attention, total] = pass === 'F' ? [v.attentionForwardFlops, v.forwardTimeFlops] : pass === 'B' ? [v.attentionInputGradFlops, v.inputGradTimeFlops] : pass === 'BW' ? [v.attentionInputGradFlops, v.inputGradTimeFlops + v.weightGradTimeFlops] : [0, 1];
   return total > 0 ? attention / total : 0;
+}
+
+/** Of a pass's time, the share of the forward run again before it (activation recomputation), by time FLOPs. */
+export function recomputeShare(v: VirtualStageModel, pass: Pass): number {
+  const total = pass === 'B' ? v.inputGradTimeFlops : pass === 'BW' ? v.inputGradTimeFlops + v.weightGradTimeFlops : 0;
+  return total > 0 ? v.recomputeTimeFlops / total : 0;
 }
 
 /** Collective steps as operations: one per kind, axis and size, repeated, in the order each first appears. */
@@ -84,12 +93,14 @@ export function blockSegments(v: VirtualStageModel, forward: boolean, gradientBy
       groupCollectives(forward ? u.forwardCollectives : u.backwardCollectives),
       forward ? u.attentionForwardFlops : u.attentionInputGradFlops,
       u.ringBytes,
+      forward ? 0 : u.timeFlops.recompute,
     ),
   );
   const total = list.reduce((a, u) => a + u.fraction, 0) || 1;
   for (const u of list) {
     u.fraction /= total;
     u.attention = Math.min(u.fraction, u.attention / total);
+    u.recompute = Math.min(u.fraction, u.recompute / total);
   }
   return forward ? list : list.reverse();
 }
@@ -116,6 +127,7 @@ export function gradientBuckets(v: VirtualStageModel, gradientBytes: number, buc
     cur.params += u.params;
     cur.attention += u.attention;
     cur.ringBytes += u.ringBytes;
+    cur.recompute += u.recompute;
     steps.push(...blocks[i].backwardCollectives);
     if (cur.gradBytes >= bucketBytes) close();
   }

@@ -70,6 +70,19 @@ export function batchPinned(source: { file: string; text: string }, globalBatch:
   return { file: source.file, text: doc.toString() };
 }
 
+/**
+ * The scenario's text with --set and --seed written into it, for commands that vary a scenario further (dtsim plan):
+ * checked first, so that a bad override is reported as one. Comments and the rest of the file are kept.
+ */
+export function sourceWith(source: { file: string; text: string }, options: LoadOptions): { file: string; text: string } {
+  if ((options.set ?? []).length === 0 && options.seed === undefined) return source;
+  parseScenario(source.text, source.file, options);
+  const doc = parseDocument(source.text);
+  applyOverrides(doc, options.set ?? []);
+  if (options.seed !== undefined) doc.setIn(['seed'], options.seed);
+  return { file: source.file, text: doc.toString() };
+}
+
 export function parseScenario(text: string, file: string, options: LoadOptions = {}): Scenario {
   const lineCounter = new LineCounter();
   if (text.length > MAX_FILE_CHARACTERS) {

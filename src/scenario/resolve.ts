@@ -71,7 +71,7 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
     fail(['training', 'precision'], `the ${gpu.name} has no bf16 tensor cores (A100 and later do); use fp16 mixed precision, or fp32`);
   }
   if (precision === 'fp8' && gpu.fp8FlopsPerSecond === undefined) {
-    fail(['training', 'precision'], `fp8 runs the matrix multiplications on fp8 tensor cores, which the ${gpu.name} does not have (H100 and H200 do); use bf16, a GPU with fp8 (cluster.gpu: h100-sxm), or give cluster.gpu.fp8Flops`);
+    fail(['training', 'precision'], `fp8 runs the matrix multiplications on fp8 tensor cores, which the ${gpu.name} does not have (H100 and H200 do); use ${gpu.bf16 === false ? 'fp16' : 'bf16'}, a GPU with fp8 (cluster.gpu: h100-sxm), or give cluster.gpu.fp8Flops`);
   }
   if (t.recomputeLayers !== undefined && t.recompute !== 'full') {
     fail(['training', 'recomputeLayers'], `recomputes the first layers of each stage in full, but training.recompute is ${t.recompute}; set training.recompute: full, or leave recomputeLayers out`);
@@ -81,6 +81,9 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
   }
   if (t.weightBits !== undefined && precision === 'fp32') {
     fail(['training', 'weightBits'], `quantisation-aware training keeps its full-precision master weights in the optimizer and stores the working weights at ${t.weightBits} bits; in fp32 training the working weights are the master copy; use precision bf16 or fp16 with it`);
+  }
+  if (!takesGradients(t.optimizer) && t.weightBits !== undefined) {
+    fail(['training', 'weightBits'], `${t.optimizer} perturbs and updates the working weights in place, with no full-precision copy to quantise from; quantised weights cannot take its small steps; leave weightBits out`);
   }
   if (!takesGradients(t.optimizer) && t.recompute !== 'none') {
     fail(['training', 'recompute'], `${t.optimizer} runs two forward passes and no backward, so nothing is kept for a backward to recompute; use recompute: none`);
@@ -106,12 +109,15 @@ export function resolveScenario(input: ScenarioInput): { scenario?: Scenario; is
   }
   const resolved = resolveParallel(input.parallel, { ...context, training: trainingContext(globalBatch) });
   issues.push(...resolved.issues);
-  const parallel = resolved.parallel as { zero?: number; offload?: { optimizer: string } } | undefined;
+  const parallel = resolved.parallel as { zero?: number; offload?: { optimizer: string; params: string } } | undefined;
   if (!takesGradients(t.optimizer) && parallel && ((parallel.zero ?? 0) === 1 || parallel.zero === 2)) {
     fail(['parallel', 'zero'], `${t.optimizer} keeps no gradients and no optimizer states, so ZeRO-${parallel.zero} has nothing to shard; use zero: 0, or zero: 3 to shard the parameters`);
   }
   if (!takesGradients(t.optimizer) && parallel?.offload && parallel.offload.optimizer !== 'none') {
     fail(['parallel', 'offload', 'optimizer'], `${t.optimizer} keeps no optimizer states to offload (it updates the weights in place on the GPU); use offload.optimizer: none`);
+  }
+  if (!takesGradients(t.optimizer) && parallel?.offload && parallel.offload.params !== 'none') {
+    fail(['parallel', 'offload', 'params'], `${t.optimizer} perturbs and updates every weight in place on the GPU each step, which offloaded parameters are not modelled for; use offload.params: none, or zero: 3 to shard them`);
   }
   if (model.kind === 'vit' && parallel && (parallel as { pp?: number }).pp !== undefined && (parallel as { pp: number }).pp > 1) {
     fail(['parallel', 'pp'], `pipeline parallelism is not modelled for model.kind vit: its U-Net's skip connections run from each encoder stage to the decoder stage that mirrors it; split it with data parallelism (parallel.dp, with parallel.zero)`);

@@ -20,7 +20,7 @@ import type { SavedTensor, Tensor, Workload, WorkloadBlock, WorkloadOp } from '.
  * - Norms: `layer` (LayerNorm), or `adaptive` (Aurora's adaptive LayerNorm: no affine parameters, a linear map
  *   from the first stage's channels to a scale and shift).
  * Not modelled: the U-Net's skip concatenation before the recovery (Pangu), the Perceiver encoder and decoder of
- * Aurora (a few million parameters), Swin V2's continuous position bias (FuXi; a small MLP). Parameter counts of
+ * Aurora (16M parameters), Swin V2's continuous position bias (FuXi; a small MLP). Parameter counts of
  * the presets stay within 2% of the published ones (test/workload/presets.test.ts).
  */
 export interface VitStage {

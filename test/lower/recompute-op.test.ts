@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { KIND } from '../../src/lower/resources.js';
+import { CATEGORY, KIND } from '../../src/lower/resources.js';
 import { simulate } from '../../src/simulate.js';
 import { scenario } from '../support/scenarios.js';
 import { checkStepLaws } from '../support/step-laws.js';
@@ -51,5 +51,40 @@ describe('the recomputed forward on the timeline', () => {
   it('there is none without recomputation', () => {
     const { graph: g, labels } = run('none').plan;
     for (let op = 0; op < g.count; op++) expect(labels.kind[g.label[op]]).not.toBe(KIND.recompute);
+  });
+});
+
+describe('the recomputed forward in a pass cut into segments', () => {
+  it('under ZeRO-3 with the first 2 of 4 layers recomputed, recomputed forwards precede only those layers, each about one layer forward', () => {
+    const sim = simulate(scenario({ cluster: { nodes: 1, gpusPerNode: 2 }, model: { preset: 'gpt3-1.3b', layers: 4, seqLength: 1024 }, training: { globalBatch: 4, recompute: 'full', recomputeLayers: 2 }, parallel: { tp: 1, pp: 1, dp: 2, zero: 3 }, variability: { jitter: 0 } }));
+    checkStepLaws(sim);
+    const { graph: g, labels, virtualStages } = sim.plan;
+    const v = virtualStages[0];
+    const layer = v.blocks.find((b) => b.kind === 'layer')!;
+    let reruns = 0;
+    for (let op = 0; op < g.count; op++) {
+      const at = g.label[op];
+      if (labels.kind[at] !== KIND.recompute || g.device[op] !== 0) continue;
+      reruns++;
+      expect(labels.layers[at]).toBe(1);
+      expect(labels.flops[at] / layer.recomputeFlops).toBeCloseTo(1, 9);
+    }
+    // 2 micro-batches per replica, 2 recomputed layers each.
+    expect(reruns).toBe(2 * 2);
+  });
+
+  it('a received input gradient is freed when the backward that reads it ends, not when its recomputed forward does', () => {
+    const sim = simulate(scenario({ cluster: { nodes: 1, gpusPerNode: 2 }, model: { preset: 'gpt3-1.3b', layers: 4, seqLength: 1024 }, training: { globalBatch: 4, recompute: 'full' }, parallel: { tp: 1, pp: 2, dp: 1 }, variability: { jitter: 0 } }));
+    const { graph: g, labels, resources } = sim.plan;
+    let frees = 0;
+    for (let op = 0; op < g.count; op++) {
+      for (let e = g.memoryFirst[op]; e >= 0; e = g.memoryNext[e]) {
+        const amount = g.memoryAmount[e];
+        if (g.memoryAmounts.category[amount] !== CATEGORY.buffers || g.memoryAmounts.bytes[amount] >= 0 || g.memoryLocation[e] !== resources.hbm(0)) continue;
+        expect(labels.kind[g.label[op]]).not.toBe(KIND.recompute);
+        frees++;
+      }
+    }
+    expect(frees).toBeGreaterThan(0);
   });
 });

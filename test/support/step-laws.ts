@@ -49,9 +49,11 @@ export function checkStepLaws(sim: Simulation): void {
     if (backwardKinds.has(labels.kind[label])) backwardFlops.set(key, (backwardFlops.get(key) ?? 0) + labels.flops[label]);
   }
   const expectedPasses = resources.devices * plan.microBatches * plan.config.parallel.chunks;
-  if (forwardFlops.size !== expectedPasses) say(`${forwardFlops.size} (device, chunk, micro-batch) forwards for ${expectedPasses}`);
-  // A zeroth-order optimizer runs no backward (and twice the forwards, which plan.microBatches counts).
-  const backwards = takesGradients(plan.config.training.optimizer) ? expectedPasses : 0;
+  // A zeroth-order optimizer runs each micro-batch forward twice (the second as micro-batch m + i), and no backward.
+  const gradients = takesGradients(plan.config.training.optimizer);
+  const forwards = gradients ? expectedPasses : 2 * expectedPasses;
+  if (forwardFlops.size !== forwards) say(`${forwardFlops.size} (device, chunk, micro-batch) forwards for ${forwards}`);
+  const backwards = gradients ? expectedPasses : 0;
   if (backwardFlops.size !== backwards) say(`${backwardFlops.size} (device, chunk, micro-batch) backwards for ${backwards}`);
   const once = (pass: string, done: Map<string, number>, expected: (v: (typeof plan.virtualStages)[number]) => number) => {
     for (const [key, flops] of done) {

@@ -69,7 +69,8 @@ export const dynamicAxialParallel: ParallelismPass<typeof fields, DapConfig, Dap
     const issues: PathIssue[] = [];
     const fail = (field: string, message: string) => issues.push({ path: ['parallel', field], message });
     if (model.kind !== 'evoformer') {
-      if (dap > 1) fail('dap', `dap = ${dap}: Dynamic Axial Parallelism splits an Evoformer's MSA and pair representations, and this model is a GPT-shaped transformer; set model.kind: evoformer (or model.preset: alphafold2), or split a transformer with tp, cp or ulysses`);
+      const instead = model.kind === 'vit' ? 'a vision transformer, split by data parallelism (parallel.dp, with parallel.zero)' : 'a GPT-shaped transformer; split it with tp, cp or ulysses';
+      if (dap > 1) fail('dap', `dap = ${dap}: Dynamic Axial Parallelism splits an Evoformer's MSA and pair representations, and this model is ${instead}, or set model.kind: evoformer (or model.preset: alphafold2)`);
       if (dapOverlap) fail('dapOverlap', 'dapOverlap overlaps Dynamic Axial Parallelism, which applies only to model.kind evoformer');
       return issues;
     }
