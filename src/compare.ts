@@ -103,7 +103,10 @@ export function compareVariants(scenario: string | ScenarioSource, variants: Var
   const results = variants.map((variant, index) => {
     options.onVariant?.(index, variants.length, variant.label);
     // A field the variant unsets is unset after the base's --set too: drop the base's overrides of it.
-    const dropped = (text: string) => (variant.unset ?? []).some((path) => text.startsWith(`${path}=`) || text.startsWith(`${path}.`));
+    const dropped = (text: string) => (variant.unset ?? []).some((path) => {
+      const field = text.slice(0, Math.max(0, text.indexOf('='))).trim();
+      return field === path || field.startsWith(`${path}.`);
+    });
     const set = [...(options.set ?? []).filter((text) => !dropped(text)), ...variant.set];
     try {
       const scenario = parseScenario(source.text, source.file, { set, seed: options.seed, unset: [...unset, ...(variant.unset ?? [])] });

@@ -101,7 +101,9 @@ export function planCandidates(base: Scenario, gpus: number): Record<string, unk
       for (const microBatch of [1, 2].filter((m) => training.globalBatch % (m * dp) === 0)) {
         for (const recompute of ['none', 'full']) {
           for (const zero of dp * dap > 1 ? [0, 1, 2] : [0]) {
-            out.push({ ...(model.kind === 'evoformer' ? { 'parallel.dap': dap } : {}), 'parallel.dp': dp, 'training.microBatch': microBatch, 'training.recompute': recompute, 'parallel.zero': zero });
+            // Every searched field explicit, so that none is inherited from the scenario; DAP's overlap kept where there is DAP.
+            const evoformer = model.kind === 'evoformer' ? { 'parallel.dap': dap, 'parallel.dapOverlap': dap > 1 && (base.parallel as { dapOverlap?: boolean }).dapOverlap === true } : {};
+            out.push({ ...evoformer, 'parallel.offload.optimizer': 'none', 'parallel.offload.params': 'none', 'parallel.dp': dp, 'training.microBatch': microBatch, 'training.recompute': recompute, 'parallel.zero': zero });
           }
         }
       }
@@ -127,9 +129,12 @@ export function planCandidates(base: Scenario, gpus: number): Record<string, unk
             for (const recompute of ['none', 'selective', 'full']) {
               for (const sequenceParallel of tp > 1 ? [false, true] : [false]) {
                 // ZeRO-3 gathers every layer's parameters for each micro-batch: not with a pipeline. ZeRO-Offload
-                // (the optimizer on the CPU) beside ZeRO-2, the stage DeepSpeed pairs it with.
-                const zeros: [number, string][] = replicas === 1 ? [[0, 'none']] : [[0, 'none'], [1, 'none'], [2, 'none'], [2, 'cpu'], ...(pp === 1 ? [[3, 'none'] as [number, string]] : [])];
-                for (const [zero, offload] of zeros) {
+                // (the optimizer on the CPU) beside ZeRO-2, the stage DeepSpeed pairs it with, on one replica too;
+                // ZeRO-Infinity (parameters and optimizer on NVMe) beside ZeRO-3.
+                const infinity: [number, string, string][] = pp === 1 ? [[3, 'nvme', 'nvme']] : [];
+                const zeros: [number, string, string][] =
+                  replicas === 1 ? [[0, 'none', 'none'], [2, 'cpu', 'none'], ...infinity] : [[0, 'none', 'none'], [1, 'none', 'none'], [2, 'none', 'none'], [2, 'cpu', 'none'], ...(pp === 1 ? [[3, 'none', 'none'] as [number, string, string]] : []), ...infinity];
+                for (const [zero, offload, params] of zeros) {
                   out.push({
                     'parallel.tp': tp,
                     'parallel.pp': pp,
@@ -145,6 +150,7 @@ export function planCandidates(base: Scenario, gpus: number): Record<string, unk
                     'parallel.sequenceParallel': sequenceParallel,
                     'parallel.zero': zero,
                     'parallel.offload.optimizer': offload,
+                    'parallel.offload.params': params,
                   });
                 }
               }
@@ -171,7 +177,7 @@ const setOf = (overrides: Record<string, unknown>) => Object.entries(overrides).
 export async function plan(given: ScenarioSource, options: PlanOptions = {}): Promise<Plan> {
   const base = parseScenario(given.text, given.file);
   // Every candidate trains on the scenario's global batch, whatever its micro-batch and data-parallel degree.
-  const source = batchPinned(given, base.training.globalBatch);
+  const source = untuned(batchPinned(given, base.training.globalBatch));
   const cluster = clusterOverrides(base, options.gpus);
   const gpus = options.gpus ?? base.cluster.nodes * base.cluster.gpusPerNode;
   const objective = options.objective ?? 'time';
@@ -279,10 +285,22 @@ function detuned(source: ScenarioSource): ScenarioSource {
 }
 
 /**
+ * The scenario without the partial recomputation it tunes (`training.recomputeLayers`): the search varies the
+ * recomputation policy over whole stages, which that field would restrict or refuse.
+ */
+function untuned(source: ScenarioSource): ScenarioSource {
+  const doc = parseDocument(source.text);
+  if (!doc.hasIn(['training', 'recomputeLayers'])) return source;
+  doc.deleteIn(['training', 'recomputeLayers']);
+  return { file: source.file, text: doc.toString() };
+}
+
+/**
  * The scenario file's text with a candidate's overrides written in: `dtsim run` on it reproduces the candidate.
  * A pipeline layout other than the scenario's own leaves out the fields the scenario tuned to its own.
  */
-export function scenarioWith(source: ScenarioSource, overrides: Record<string, unknown>): string {
+export function scenarioWith(given: ScenarioSource, overrides: Record<string, unknown>): string {
+  const source = untuned(given);
   const base = parseScenario(source.text, source.file);
   const own = overrides['parallel.pp'] === undefined || (overrides['parallel.pp'] === base.parallel.pp && overrides['parallel.chunks'] === base.parallel.chunks);
   const doc = parseDocument(own ? source.text : detuned(source).text);

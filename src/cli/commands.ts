@@ -288,8 +288,8 @@ export async function plan(args: { scenario: string; set?: string[]; seed?: numb
   }
   const layout = (c: PlanCandidate) => {
     const o = c.overrides;
-    const offload = o['parallel.offload.optimizer'];
-    const extras = [o['parallel.sequenceParallel'] ? 'SP' : '', o['parallel.zero'] ? `ZeRO-${o['parallel.zero']}` : '', offload !== undefined && offload !== 'none' ? `offload ${offload}` : ''].filter(Boolean).join(' ');
+    const offloaded = (field: string, what: string) => (o[field] !== undefined && o[field] !== 'none' ? `${what} on ${o[field]}` : '');
+    const extras = [o['parallel.sequenceParallel'] ? 'SP' : '', o['parallel.zero'] ? `ZeRO-${o['parallel.zero']}` : '', offloaded('parallel.offload.optimizer', 'optimizer'), offloaded('parallel.offload.params', 'params')].filter(Boolean).join(' ');
     const degree = (axis: string) => Number(o[`parallel.${axis}`] ?? 1);
     const mesh = formatMesh({ tp: degree('tp'), cp: degree('cp'), sp: degree('ulysses'), dap: degree('dap'), pp: degree('pp'), dp: degree('dp') });
     const schedule = o['parallel.schedule'] === undefined ? '-' : `${o['parallel.schedule']}${Number(o['parallel.chunks']) > 1 ? ` x ${o['parallel.chunks']}` : ''}`;
@@ -310,7 +310,7 @@ export async function plan(args: { scenario: string; set?: string[]; seed?: numb
   let text = `${summary}\n\n`;
   if (!best) {
     const near = result.closest.map((c) => [...layout(c), c.result ? formatSeconds(c.result.stepTime) : '-', c.result ? percent(c.result.mfu) : '-', c.result ? formatBytes(c.result.peakHbm) : `>= ${formatBytes(c.statesBound!)} (states)`]);
-    text += 'no candidate fits. The closest:\n\n' + table(near, header) + `\nEach needs more than the ${formatBytes(result.capacity)} of HBM a GPU has: add GPUs (--gpus), or memory-saving techniques the search does not cover (offloading, ZeRO-3).\n`;
+    text += 'no candidate fits. The closest:\n\n' + table(near, header) + `\nEach needs more than the ${formatBytes(result.capacity)} of HBM a GPU has: add GPUs (--gpus), or memory-saving techniques the search does not vary (a lighter optimizer, quantised weights, a smaller model: dtsim memory shows what each saves).\n`;
     io.stdout(text);
     return code;
   }

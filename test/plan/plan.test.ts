@@ -78,8 +78,9 @@ describe('dtsim plan', () => {
     expect(JSON.parse(run.stdout).stepTime).toBe(planned.ranked[0].result.stepTime);
   }, 120_000);
 
-  it('with no candidate that fits, the answer says so and lists the closest, least memory first', async () => {
-    const small = scenarioFile('small-gpu', { cluster: { gpu: { preset: 'a100-80gb', memory: '64MiB' } }, training: { globalBatch: 8 } });
+  it('with no candidate that fits, not even with ZeRO-Infinity, the answer says so and lists the closest, least memory first', async () => {
+    // 64 MiB fits the tiny model with parameters and optimizer on NVMe; 16 MiB does not.
+    const small = scenarioFile('small-gpu', { cluster: { gpu: { preset: 'a100-80gb', memory: '16MiB' } }, training: { globalBatch: 8 } });
     const r = await cli('plan', small, '--workers', '1');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('no candidate fits. The closest:');
@@ -88,7 +89,18 @@ describe('dtsim plan', () => {
     expect(result.closest.length).toBeGreaterThan(0);
     const peaks = result.closest.map((c) => c.result?.peakHbm ?? c.statesBound!);
     expect([...peaks].sort((a, b) => a - b)).toEqual(peaks);
-    expect(peaks[0]).toBeGreaterThan(64 * 2 ** 20);
+    expect(peaks[0]).toBeGreaterThan(16 * 2 ** 20);
+  }, 120_000);
+
+  it('searches ZeRO-Offload on a single GPU, and no candidate inherits the scenario\'s offload or partial recomputation', async () => {
+    // One GPU whose HBM holds the tiny model's 16-bit weights and activations but not its fp32 optimizer states.
+    const one = scenarioFile('one-gpu', { cluster: { nodes: 1, gpusPerNode: 1, gpu: { preset: 'a100-80gb', memory: '200MiB' } }, training: { globalBatch: 2, recompute: 'full', recomputeLayers: 1 }, parallel: { tp: 1, pp: 1, dp: 1, zero: 3, offload: { optimizer: 'nvme', params: 'nvme' } } });
+    const result = await plan(readScenarioSource(one), { workers: 1 });
+    expect(Object.keys(result.refused)).toEqual([]);
+    expect(result.ranked.length).toBeGreaterThan(0);
+    expect(result.ranked[0].overrides['parallel.offload.optimizer']).not.toBe('none');
+    const searched = new Set(planCandidates(parseScenario(readScenarioSource(one).text, one), 1).map((c) => `${c['parallel.zero']}/${c['parallel.offload.optimizer']}/${c['parallel.offload.params']}`));
+    expect([...searched].sort()).toEqual(['0/none/none', '2/cpu/none', '3/nvme/nvme']);
   }, 120_000);
 
   it('scenarioWith keeps the rest of the file and sets each field', () => {
