@@ -148,11 +148,11 @@ if (flag('--plan')) {
   const result = await plan({ file: 'gpt3-13b-64-a100.yaml', text });
   const wall = seconds() - started;
   const refused = Object.values(result.refused).reduce((a, b) => a + b, 0);
-  const figures = { candidates: result.candidates, refused, pruned: result.pruned, simulated: result.simulated, seconds: wall, simulatedPerSecond: result.simulated / wall, best: result.ranked[0]?.overrides, bestStepTime: result.ranked[0]?.result?.stepTime };
+  const figures = { candidates: result.candidates, refused, pruned: result.pruned, simulated: result.simulated, seconds: wall, simulatedPerSecond: result.simulated / wall, prunedPerSecond: result.pruned / wall, best: result.ranked[0]?.overrides, bestStepTime: result.ranked[0]?.result?.stepTime };
   if (asJson) console.log(JSON.stringify(figures, null, 2));
   else {
     console.log(`dtsim plan, GPT-3 13B on 64 A100 (8 DGX A100), ${cpus().length} cores: ${result.candidates} candidates, ${refused} refused by the checks, ${result.pruned} pruned, ${result.simulated} simulated in ${sec(wall)}`);
-    console.log(`${(result.simulated / wall).toFixed(1)} candidates simulated per second (target: 200); best ${sec(figures.bestStepTime ?? 0)} with ${JSON.stringify(figures.best)}`);
+    console.log(`${(result.simulated / wall).toFixed(1)} candidates simulated per second (target: 200), ${(result.pruned / wall).toFixed(1)} pruned per second; best ${sec(figures.bestStepTime ?? 0)} with ${JSON.stringify(figures.best)}`);
   }
   process.exit(0);
 }

@@ -87,11 +87,15 @@ export function statesLowerBound(s: Scenario): number | undefined {
 
 const divisors = (n: number) => Array.from({ length: n }, (_, i) => i + 1).filter((d) => n % d === 0);
 
-/** The candidates for a scenario: field path to value, each a complete parallel layout. */
-export function planCandidates(base: Scenario, gpus: number): Record<string, unknown>[] {
+/**
+ * The candidates for a scenario: field path to value, each a complete parallel layout. The `main` phase is the
+ * search; the `infinity` phase, ZeRO-Infinity's layouts, which dtsim plan tries only when none of the main ones fits.
+ */
+export function planCandidates(base: Scenario, gpus: number, phase: 'main' | 'infinity' = 'main'): Record<string, unknown>[] {
   const { model, training, cluster } = base;
   const out: Record<string, unknown>[] = [];
   if (model.kind === 'evoformer' || model.kind === 'vit') {
+    if (phase === 'infinity') return out;
     // An Evoformer: DAP within a node (dividing what it splits) times data parallelism, checkpointing, ZeRO. A
     // weather vision transformer: data parallelism alone.
     const splits = model.kind === 'evoformer' ? [model.residues, model.msaRows, ...(model.extraLayers > 0 ? [model.extraMsaRows] : [])] : [];
@@ -131,9 +135,14 @@ export function planCandidates(base: Scenario, gpus: number): Record<string, unk
                 // ZeRO-3 gathers every layer's parameters for each micro-batch: not with a pipeline. ZeRO-Offload
                 // (the optimizer on the CPU) beside ZeRO-2, the stage DeepSpeed pairs it with, on one replica too;
                 // ZeRO-Infinity (parameters and optimizer on NVMe) beside ZeRO-3.
-                const infinity: [number, string, string][] = pp === 1 ? [[3, 'nvme', 'nvme']] : [];
                 const zeros: [number, string, string][] =
-                  replicas === 1 ? [[0, 'none', 'none'], [2, 'cpu', 'none'], ...infinity] : [[0, 'none', 'none'], [1, 'none', 'none'], [2, 'none', 'none'], [2, 'cpu', 'none'], ...(pp === 1 ? [[3, 'none', 'none'] as [number, string, string]] : []), ...infinity];
+                  phase === 'infinity'
+                    ? pp === 1
+                      ? [[3, 'nvme', 'nvme']]
+                      : []
+                    : replicas === 1
+                      ? [[0, 'none', 'none'], [2, 'cpu', 'none']]
+                      : [[0, 'none', 'none'], [1, 'none', 'none'], [2, 'none', 'none'], [2, 'cpu', 'none'], ...(pp === 1 ? [[3, 'none', 'none'] as [number, string, string]] : [])];
                 for (const [zero, offload, params] of zeros) {
                   out.push({
                     'parallel.tp': tp,
@@ -181,7 +190,7 @@ export async function plan(given: ScenarioSource, options: PlanOptions = {}): Pr
   const cluster = clusterOverrides(base, options.gpus);
   const gpus = options.gpus ?? base.cluster.nodes * base.cluster.gpusPerNode;
   const objective = options.objective ?? 'time';
-  const all = planCandidates(base, gpus).map((c) => ({ ...cluster, ...c }));
+  const all: Record<string, unknown>[] = [];
 
   // The checks first: a candidate they refuse is counted by the field they name, not simulated.
   const refused: Record<string, number> = {};
@@ -192,44 +201,51 @@ export async function plan(given: ScenarioSource, options: PlanOptions = {}): Pr
   const retuned = detuned(source);
   const own = (o: Record<string, unknown>) => o['parallel.pp'] === base.parallel.pp && o['parallel.chunks'] === base.parallel.chunks;
   const sourceOf = (o: Record<string, unknown>) => (own(o) ? source : retuned);
-  const batches = new Map<ScenarioSource, SweepEntry[]>([[source, []], [retuned, []]]);
-  let index = 0;
-  for (const overrides of all) {
-    const from = sourceOf(overrides);
-    try {
-      const candidate = parseScenario(from.text, from.file, { set: setOf(overrides) });
-      // Proved not to fit without simulating: its model states alone exceed the HBM.
-      const bound = statesLowerBound(candidate) ?? 0;
-      if (bound > candidate.cluster.gpu.memoryBytes) prunedCandidates.push({ overrides, statesBound: bound });
-      else batches.get(from)!.push({ index: index++, overrides });
-    } catch (error) {
-      // Only an invalid configuration is a refusal; anything else is a fault to report.
-      if (!(error instanceof ScenarioError)) throw error;
-      const path = error.issues[0]?.path || 'scenario';
-      refused[path] = (refused[path] ?? 0) + 1;
+  // ZeRO-Infinity (weights and optimizer on NVMe) is the last resort: searched only when nothing else fits, since
+  // its candidates are the dearest to simulate and the slowest to run.
+  for (const phase of ['main', 'infinity'] as const) {
+    if (phase === 'infinity' && (candidates.some((c) => c.result?.fits) || options.signal?.aborted)) break;
+    const list = planCandidates(base, gpus, phase).map((c) => ({ ...cluster, ...c }));
+    all.push(...list);
+    const batches = new Map<ScenarioSource, SweepEntry[]>([[source, []], [retuned, []]]);
+    let index = 0;
+    for (const overrides of list) {
+      const from = sourceOf(overrides);
+      try {
+        const candidate = parseScenario(from.text, from.file, { set: setOf(overrides) });
+        // Proved not to fit without simulating: its model states alone exceed the HBM.
+        const bound = statesLowerBound(candidate) ?? 0;
+        if (bound > candidate.cluster.gpu.memoryBytes) prunedCandidates.push({ overrides, statesBound: bound });
+        else batches.get(from)!.push({ index: index++, overrides });
+      } catch (error) {
+        // Only an invalid configuration is a refusal; anything else is a fault to report.
+        if (!(error instanceof ScenarioError)) throw error;
+        const path = error.issues[0]?.path || 'scenario';
+        refused[path] = (refused[path] ?? 0) + 1;
+      }
     }
-  }
-  const lines: SweepLine[] = [];
-  options.onProgress?.(0, index);
-  for (const [from, entries] of batches) {
-    if (entries.length === 0) continue;
-    const id = createHash('sha256').update(from.text).digest('hex').slice(0, 16);
-    await simulateEntries({ id, source: from, set: [] }, entries, {
-      workers: options.workers,
-      signal: options.signal,
-      onLine: (line) => {
-        lines.push(line);
-        options.onProgress?.(lines.length, index);
-      },
-    });
-  }
-  lines.sort((a, b) => a.index - b.index);
-  for (const line of lines) {
-    // Refused by a check only the full lowering makes (a schedule that needs more micro-batches, say): counted too.
-    if (line.error !== undefined) {
-      const path = line.error.split(':')[0] || 'scenario';
-      refused[path] = (refused[path] ?? 0) + 1;
-    } else candidates.push({ overrides: line.overrides, result: line.result });
+    const lines: SweepLine[] = [];
+    options.onProgress?.(0, index);
+    for (const [from, entries] of batches) {
+      if (entries.length === 0) continue;
+      const id = createHash('sha256').update(from.text).digest('hex').slice(0, 16);
+      await simulateEntries({ id, source: from, set: [] }, entries, {
+        workers: options.workers,
+        signal: options.signal,
+        onLine: (line) => {
+          lines.push(line);
+          options.onProgress?.(lines.length, index);
+        },
+      });
+    }
+    lines.sort((a, b) => a.index - b.index);
+    for (const line of lines) {
+      // Refused by a check only the full lowering makes (a schedule that needs more micro-batches, say): counted too.
+      if (line.error !== undefined) {
+        const path = line.error.split(':')[0] || 'scenario';
+        refused[path] = (refused[path] ?? 0) + 1;
+      } else candidates.push({ overrides: line.overrides, result: line.result });
+    }
   }
 
   const score = (c: PlanCandidate) => (objective === 'time' ? c.result!.stepTime : c.result!.peakHbm);

@@ -78,7 +78,7 @@ describe('dtsim plan', () => {
     expect(JSON.parse(run.stdout).stepTime).toBe(planned.ranked[0].result.stepTime);
   }, 120_000);
 
-  it('with no candidate that fits, not even with ZeRO-Infinity, the answer says so and lists the closest, least memory first', async () => {
+  it('tries ZeRO-Infinity when nothing else fits, and with no candidate that fits even then, says so and lists the closest, least memory first', async () => {
     // 64 MiB fits the tiny model with parameters and optimizer on NVMe; 16 MiB does not.
     const small = scenarioFile('small-gpu', { cluster: { gpu: { preset: 'a100-80gb', memory: '16MiB' } }, training: { globalBatch: 8 } });
     const r = await cli('plan', small, '--workers', '1');
@@ -86,6 +86,8 @@ describe('dtsim plan', () => {
     expect(r.stdout).toContain('no candidate fits. The closest:');
     const result = await plan(readScenarioSource(small), { workers: 1 });
     expect(result.ranked).toEqual([]);
+    const base = parseScenario(readScenarioSource(small).text, small);
+    expect(result.candidates).toBe(planCandidates(base, 4).length + planCandidates(base, 4, 'infinity').length);
     expect(result.closest.length).toBeGreaterThan(0);
     const peaks = result.closest.map((c) => c.result?.peakHbm ?? c.statesBound!);
     expect([...peaks].sort((a, b) => a - b)).toEqual(peaks);
@@ -99,8 +101,12 @@ describe('dtsim plan', () => {
     expect(Object.keys(result.refused)).toEqual([]);
     expect(result.ranked.length).toBeGreaterThan(0);
     expect(result.ranked[0].overrides['parallel.offload.optimizer']).not.toBe('none');
-    const searched = new Set(planCandidates(parseScenario(readScenarioSource(one).text, one), 1).map((c) => `${c['parallel.zero']}/${c['parallel.offload.optimizer']}/${c['parallel.offload.params']}`));
-    expect([...searched].sort()).toEqual(['0/none/none', '2/cpu/none', '3/nvme/nvme']);
+    const scenario = parseScenario(readScenarioSource(one).text, one);
+    const searched = (phase: 'main' | 'infinity') => [...new Set(planCandidates(scenario, 1, phase).map((c) => `${c['parallel.zero']}/${c['parallel.offload.optimizer']}/${c['parallel.offload.params']}`))].sort();
+    expect(searched('main')).toEqual(['0/none/none', '2/cpu/none']);
+    // ZeRO-Infinity only when nothing of the main search fits: here ZeRO-Offload does.
+    expect(searched('infinity')).toEqual(['3/nvme/nvme']);
+    expect(result.candidates).toBe(planCandidates(scenario, 1).length);
   }, 120_000);
 
   it('scenarioWith keeps the rest of the file and sets each field', () => {
