@@ -293,23 +293,23 @@ export async function plan(given: ScenarioSource, options: PlanOptions = {}): Pr
   };
 }
 
-/** The scenario without the fields tuned to its own pipeline layout. */
-function detuned(source: ScenarioSource): ScenarioSource {
+/** The scenario's text without these fields (dotted paths); the source itself when it has none of them. */
+function without(source: ScenarioSource, paths: readonly string[]): ScenarioSource {
   const doc = parseDocument(source.text);
-  for (const path of ['parallel.layersPerStage', 'parallel.microBatchGroup']) doc.deleteIn(path.split('.'));
+  const present = paths.map((path) => path.split('.')).filter((path) => doc.hasIn(path));
+  if (present.length === 0) return source;
+  for (const path of present) doc.deleteIn(path);
   return { file: source.file, text: doc.toString() };
 }
+
+/** The scenario without the fields tuned to its own pipeline layout. */
+const detuned = (source: ScenarioSource) => without(source, ['parallel.layersPerStage', 'parallel.microBatchGroup']);
 
 /**
  * The scenario without the partial recomputation it tunes (`training.recomputeLayers`): the search varies the
  * recomputation policy over whole stages, which that field would restrict or refuse.
  */
-function untuned(source: ScenarioSource): ScenarioSource {
-  const doc = parseDocument(source.text);
-  if (!doc.hasIn(['training', 'recomputeLayers'])) return source;
-  doc.deleteIn(['training', 'recomputeLayers']);
-  return { file: source.file, text: doc.toString() };
-}
+const untuned = (source: ScenarioSource) => without(source, ['training.recomputeLayers']);
 
 /**
  * The scenario file's text with a candidate's overrides written in: `dtsim run` on it reproduces the candidate.

@@ -17,7 +17,8 @@ import { StepEmitter } from './emitter.js';
 import { CATEGORY, KIND, LANE, OP_KINDS, StepResources } from './resources.js';
 import { AttentionPhases } from './attention-phase.js';
 import { ScatterGather } from './scatter-gather.js';
-import { attentionShare, blockSegments, gradientBuckets, groupCollectives, plannedOver, recomputeShare, segmentOf, type CollectiveGroup, type Segment } from './segments.js';
+import { attentionShare, blockSegments, gradientBuckets, groupCollectives, recomputeShare, segmentOf, type CollectiveGroup, type Segment } from './segments.js';
+import { BlockingCollectives } from './blocking.js';
 import { stageCosts, type VirtualStageModel } from './stage-costs.js';
 import { finishStep } from './step-end.js';
 import type { StageModel, StepPlan } from './plan.js';
@@ -41,7 +42,6 @@ const BACKWARD = 1;
 /** Activation bytes the last segment of a pass frees: B what W does not need; W the rest; a whole backward all. */
 const freedBy = (v: VirtualStageModel, pass: Pass) =>
   pass === 'B' ? v.activationBytes - v.weightGradBytes + v.recomputeBytes : pass === 'W' ? v.weightGradBytes : v.activationBytes + v.recomputeBytes;
-
 
 export function lowerStep(config: StepConfig, program: StepProgram, topology: Topology, options: { allocation?: AllocationHook } = {}): StepPlan {
   const { cluster, training } = config;
@@ -194,44 +194,9 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
   // The whole stage, and each rank alone: the groups of a segment without a common collective axis.
   let allRanks: number[] = [];
   let eachRank: number[][] = [];
-  /**
-   * Blocking collectives over `members` after what each of them did last, one operation per kind, each after the one
-   * before; the members' next compute waits for the last.
-   */
-  // `alongside`: per member (by place in the stage), the zero-length start of the compute just emitted, which waits
-  // for all the compute waits for; the collectives start after it instead of after the compute, and overlap it. The
-  // caller joins the two.
-  const blockOn = (steps: CollectiveGroup[], members: number[], first: number, labelOf: (kind: number) => number, alongside?: Int32Array) => {
-    const size = members.length;
-    const stride = size > 1 ? members[1] - members[0] : 1;
-    let previous = -1;
-    for (let i = 0; i < steps.length; i++) {
-      const c = steps[i];
-      const op = emit.groupCollective(plannedOver(c, size), c.kind, members[0], size, stride, LANE.tp, labelOf(KIND[c.kind]));
-      if (previous >= 0) g.dependOn(op, previous);
-      else {
-        for (let m = 0; m < size; m++) {
-          const local = members[m] - first;
-          const before = alongside ? alongside[local] : lastOps[local];
-          g.dependOn(op, before);
-          // A transfer the member must also wait for (a ring's last gradient hop into it).
-          const blocking = lastBlocking[members[m]];
-          if (!alongside && blocking >= 0 && blocking !== before) g.dependOn(op, blocking);
-        }
-      }
-      previous = op;
-    }
-    for (let m = 0; m < size; m++) {
-      const device = members[m];
-      if (!alongside) lastOps[device - first] = previous;
-      lastBlocking[device] = previous;
-      lastOpOf[device] = previous;
-    }
-  };
-  // Collectives over these axes overlap the compute of their segment (FastFold's duality asynchronous operations):
-  // each member's compute gets a zero-length start before it on the compute lane, which takes the compute's waits
-  // and which the collectives follow, and a zero-length join after both, which what comes next waits for. Overlap
-  // needs no pipeline: a pass with inputs from another stage never overlaps (the DAP pass refuses pp > 1).
+  const blocking = new BlockingCollectives(emit, { lastOps, lastBlocking, lastOpOf });
+  // Collectives over these axes overlap the compute of their segment (blocking.ts). Overlap needs no pipeline: a pass
+  // with inputs from another stage never overlaps (the DAP pass refuses pp > 1).
   const overlappedAxes = program.overlappedAxes ?? [];
   const computeStart = new Int32Array(perStage).fill(-1);
 
@@ -320,6 +285,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
         }
         // Attention split into context-parallel steps runs as operations of its own after the rest of the segment.
         const segmentNs = Math.round(passNs * (ring ? segment.fraction - segment.attention : segment.fraction));
+        const rerunNs = rerun > 0 ? Math.round(passNs * rerun) : 0;
         // Each rank's compute, then the segment's blocking collectives: group by group when they all run over one
         // mesh axis (a tensor-parallel group's compute and its collectives together), else after the whole stage.
         const collectives = segment.collectives;
@@ -338,7 +304,6 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
               g.lane(resources.lane(device, LANE.compute));
             }
             // The graph's calls directly: this loop adds most of a large step's operations.
-            const rerunNs = rerun > 0 ? Math.round(passNs * rerun) : 0;
             let rerunOp = -1;
             if (rerun > 0) {
               rerunOp = g.operation(rerunLabel, device, variability.vary(rerunNs, device));
@@ -348,7 +313,8 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
             g.lane(resources.lane(device, LANE.compute));
             // What the compute waits for: an overlapped compute's start, or its recomputed forward, takes its waits
             // (the lane orders them).
-            const waits = overlapped ? computeStart[local] : rerunOp >= 0 ? rerunOp : op;
+            const firstOp = rerunOp >= 0 ? rerunOp : op;
+            const waits = overlapped ? computeStart[local] : firstOp;
             if (lastBlocking[device] >= 0) g.dependOn(waits, lastBlocking[device]);
             const k = key(local, vs, mb);
             const hbm = resources.hbm(device);
@@ -369,13 +335,13 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
               if (pass !== 'W') {
                 const direction = isForward ? FORWARD : BACKWARD;
                 // A recomputed forward starts when the backward's input has arrived, as Megatron reruns it inside the backward.
-                consumers[direction][k] = rerunOp >= 0 ? rerunOp : op;
+                consumers[direction][k] = firstOp;
                 readers[direction][k] = op;
                 linkInput(direction, vs, k, device);
               }
               if (pass === 'B' || pass === 'BW') {
                 g.dependOn(waits, forwardOp[k]);
-                if (v.recomputeBytes > 0) g.memory(rerunOp >= 0 ? rerunOp : op, hbm, CATEGORY.activations, v.recomputeBytes, AT_START);
+                if (v.recomputeBytes > 0) g.memory(firstOp, hbm, CATEGORY.activations, v.recomputeBytes, AT_START);
               }
               if (pass === 'W') g.dependOn(waits, inputGradOp[k]);
               if (isForward) {
@@ -390,18 +356,8 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
             lastBlocking[device] = -1;
             lastOpOf[device] = op;
           }
-          if (axis !== undefined && !ring) blockOn(collectives, members, first, labelOf, overlapped ? computeStart : undefined);
-          if (overlapped) {
-            for (let m = 0; m < members.length; m++) {
-              const device = members[m];
-              const local = device - first;
-              const join = g.operation(markLabel, device, 0);
-              g.lane(resources.lane(device, LANE.compute));
-              g.dependOn(join, lastOps[local]);
-              g.dependOn(join, lastBlocking[device]);
-              lastOps[local] = lastBlocking[device] = lastOpOf[device] = join;
-            }
-          }
+          if (axis !== undefined && !ring) blocking.after(collectives, members, first, labelOf, overlapped ? computeStart : undefined);
+          if (overlapped) blocking.join(members, first, markLabel);
         }
         if (ring) {
           const last = attention.run(segment, passNs, kind, labels, isForward, first);
@@ -409,11 +365,11 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
             if (freesActivations) g.memory(last[local], resources.hbm(first + local), CATEGORY.activations, -freedBy(v, pass), AT_END);
             if (pass === 'B' && lastSegment) inputGradOp[key(local, vs, mb)] = last[local];
           }
-          if (axis !== undefined) for (const members of axisGroups(axis)) blockOn(collectives, members, first, labelOf);
+          if (axis !== undefined) for (const members of axisGroups(axis)) blocking.after(collectives, members, first, labelOf);
         }
         if (collectives.length > 0 && axis === undefined) {
           // Over several axes: each collective over each of its groups, after what each member did last.
-          for (const c of collectives) for (const members of axisGroups(c.axis)) blockOn([c], members, first, labelOf);
+          for (const c of collectives) for (const members of axisGroups(c.axis)) blocking.after([c], members, first, labelOf);
         }
         if (finalGradient) bucketReady.set(`${stage}:${entry.chunk}:${segIndex}`, lastOps.slice());
         // Gradients reduced every micro-batch go as soon as every member of the group has them.
