@@ -140,19 +140,54 @@ if (againstAt >= 0) {
   process.exit(0);
 }
 
-// --plan: how fast dtsim plan searches the issue's problem, a 13B model on 64 A100 (8 DGX A100 nodes).
+// --plan: how fast dtsim plan searches the issue's problems, a 13B and a 70B model on 64 A100 (8 DGX A100 nodes).
 if (flag('--plan')) {
   const { plan } = await import('../src/plan.js');
-  const text = 'name: gpt3-13b-64-a100\ncluster: { nodes: 8, gpusPerNode: 8, gpu: a100-80gb, node: dgx-a100 }\nmodel: { preset: gpt3-13b }\ntraining: { globalBatch: 512, microBatch: 1, precision: bf16 }\nparallel: { tp: 8, pp: 1, dp: 8 }\n';
-  const started = seconds();
-  const result = await plan({ file: 'gpt3-13b-64-a100.yaml', text });
-  const wall = seconds() - started;
-  const refused = Object.values(result.refused).reduce((a, b) => a + b, 0);
-  const figures = { candidates: result.candidates, refused, pruned: result.pruned, simulated: result.simulated, seconds: wall, simulatedPerSecond: result.simulated / wall, prunedPerSecond: result.pruned / wall, best: result.ranked[0]?.overrides, bestStepTime: result.ranked[0]?.result?.stepTime };
-  if (asJson) console.log(JSON.stringify(figures, null, 2));
+  const problems = [
+    { name: 'GPT-3 13B', text: 'name: gpt3-13b-64-a100\ncluster: { nodes: 8, gpusPerNode: 8, gpu: a100-80gb, node: dgx-a100 }\nmodel: { preset: gpt3-13b }\ntraining: { globalBatch: 512, microBatch: 1, precision: bf16 }\nparallel: { tp: 8, pp: 1, dp: 8 }\n' },
+    { name: 'Llama 2 70B', text: 'name: llama2-70b-64-a100\ncluster: { nodes: 8, gpusPerNode: 8, gpu: a100-80gb, node: dgx-a100 }\nmodel: { preset: llama2-70b }\ntraining: { globalBatch: 512, microBatch: 1, precision: bf16, flashAttention: true }\nparallel: { tp: 8, pp: 8, dp: 1 }\n' },
+  ];
+  const all = [];
+  for (const problem of problems) {
+    const started = seconds();
+    let assessed = 0;
+    const result = await plan({ file: `${problem.text.slice(6, problem.text.indexOf('\n'))}.yaml`, text: problem.text }, { onProgress: (done) => void (done === 0 && assessed === 0 && (assessed = seconds() - started)) });
+    const wall = seconds() - started;
+    const refused = Object.values(result.refused).reduce((a, b) => a + b, 0);
+    const simulating = wall - assessed;
+    all.push({
+      problem: problem.name,
+      candidates: result.candidates,
+      refused,
+      pruned: result.pruned,
+      skipped: result.skipped,
+      simulated: result.simulated,
+      seconds: wall,
+      checkingSeconds: assessed,
+      simulatedPerSecond: result.simulated / simulating,
+      prunedPerSecond: result.pruned / assessed,
+      best: result.ranked[0]?.overrides,
+      bestStepTime: result.ranked[0]?.result?.stepTime,
+    });
+  }
+  if (asJson) console.log(JSON.stringify(all, null, 2));
   else {
-    console.log(`dtsim plan, GPT-3 13B on 64 A100 (8 DGX A100), ${cpus().length} cores: ${result.candidates} candidates, ${refused} refused by the checks, ${result.pruned} pruned, ${result.simulated} simulated in ${sec(wall)}`);
-    console.log(`${(result.simulated / wall).toFixed(1)} candidates simulated per second (target: 200), ${(result.pruned / wall).toFixed(1)} pruned per second; best ${sec(figures.bestStepTime ?? 0)} with ${JSON.stringify(figures.best)}`);
+    console.log(`dtsim plan on 64 A100 (8 DGX A100), ${cpus().length} cores, --within 0.1 (the default)\n`);
+    console.log(
+      table(
+        all.map((f) => [f.problem, String(f.candidates), String(f.refused), String(f.pruned), String(f.skipped), String(f.simulated), sec(f.checkingSeconds), sec(f.seconds), f.simulatedPerSecond.toFixed(1), f.prunedPerSecond.toFixed(0), sec(f.bestStepTime ?? 0)]),
+        ['problem', 'candidates', 'refused', 'pruned', 'skipped', 'simulated', 'checks and bounds', 'planning time', 'simulated/s', 'pruned/s', 'best step'],
+      ),
+    );
+    for (const f of all) console.log(`${f.problem}: best ${JSON.stringify(f.best)}`);
+    const seventy = all[1];
+    console.log(`\ntargets\n${table(
+      [
+        ['70B on 64 GPUs planned in <= 60 s', sec(seventy.seconds), seventy.seconds <= 60 ? 'met' : 'missed'],
+        ['>= 200 candidates simulated/s (13B)', all[0].simulatedPerSecond.toFixed(1), all[0].simulatedPerSecond >= 200 ? 'met' : 'missed'],
+      ],
+      ['target', 'measured', ''],
+    )}`);
   }
   process.exit(0);
 }

@@ -1,20 +1,29 @@
 import { createHash } from 'node:crypto';
 import { parseDocument } from 'yaml';
 import type { ScenarioSource } from './compare.js';
-import { ScenarioError, UsageError } from './errors.js';
+import { DtsimError, ScenarioError, UsageError } from './errors.js';
 import { batchPinned, parseScenario } from './scenario/load.js';
 import type { Scenario } from './scenario/resolve.js';
-import { simulateEntries } from './sweep-run.js';
+import { buildTopology, type Topology } from './hardware/topology.js';
+import { stageCostsKey, stepBounds } from './lower/bound.js';
+import { stageCosts, type VirtualStageModel } from './lower/stage-costs.js';
+import type { StepProgram } from './strategies/program.js';
+import { buildProgram } from './strategies/registry.js';
+import { entryRunner } from './sweep-run.js';
 import { stateBytes } from './training/states.js';
 import { buildWorkload, modelParameters, parameterTensors } from './workload/registry.js';
 import { overrideString, type EntrySummary, type SweepEntry, type SweepLine } from './sweep.js';
 
 /**
  * `dtsim plan`: keeps a scenario's cluster, model and batch, and searches the parallel strategy and the techniques
- * that apply (TP, PP, DP, micro-batch, schedule and chunks, recomputation, sequence parallelism, ZeRO-1). Every
- * candidate the scenario's checks accept is simulated in full (on worker threads); the checks' refusals are counted
- * by field. The answer: the best candidates, the Pareto front of step time against peak HBM, and for each value of
- * each dimension how far its best falls behind, or why nothing with it fits.
+ * that apply (TP, PP, DP, sequence splits, micro-batch, schedule and chunks, recomputation, sequence parallelism,
+ * ZeRO, offloading). The checks' refusals are counted by field; a candidate whose model states alone exceed HBM is
+ * pruned. The rest are simulated in full (on worker threads), in rounds, least lower bound on the objective first;
+ * once the next candidate's bound is past the cut-off (the best so far plus `within`, and no better than the
+ * `top`-th best), the rest are skipped: none of them can rank among the best, come within `within` of it, or stand
+ * on the Pareto front below the cut-off. The answer: the best candidates, that Pareto front of step time against
+ * peak HBM, and for each value of each dimension how far its best falls behind (at least how far, when its
+ * candidates were skipped), or why nothing with it fits.
  */
 export type Objective = 'time' | 'memory';
 
@@ -23,6 +32,13 @@ export interface PlanOptions {
   gpus?: number;
   objective?: Objective;
   workers?: number;
+  /**
+   * Simulate every candidate whose bound is within this fraction of the best so far (default 0.1: 10%); Infinity
+   * simulates every candidate the checks and the states bound let through.
+   */
+  within?: number;
+  /** The best this many are ranked exactly, whatever `within` (default 10). */
+  top?: number;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
 }
@@ -30,8 +46,10 @@ export interface PlanOptions {
 export interface PlanCandidate {
   overrides: Record<string, unknown>;
   result?: EntrySummary;
-  /** For a pruned candidate: the least HBM its model states need, bytes (statesLowerBound). */
+  /** For a pruned candidate: the least HBM it needs, bytes: its model states and the activations its schedule holds (planBounds). */
   statesBound?: number;
+  /** A lower bound on the objective (step time, seconds; or peak HBM, bytes) from the pass costs, without simulating. */
+  bound?: number;
 }
 
 export interface DimensionVerdict {
@@ -40,6 +58,11 @@ export interface DimensionVerdict {
   /** The best fitting candidate with this value, and how much worse it is than the best by the objective. */
   best?: PlanCandidate;
   behind?: number;
+  /**
+   * When candidates with this value were skipped (their bound past the cut-off) and could beat `best`, or there is
+   * no `best`: the least they can fall behind the best, from their bounds. The value's true best lies between.
+   */
+  behindAtLeast?: number;
   /** When none with this value fits: the least HBM any needs, bytes, and the capacity. */
   closestPeakHbm?: number;
 }
@@ -48,21 +71,33 @@ export interface Plan {
   scenario: string;
   gpus: number;
   objective: Objective;
-  /** Candidates generated, refused by a check (by field), pruned (their model states alone exceed HBM), simulated, and fitting. */
+  /**
+   * Candidates generated, refused by a check (by field), pruned (their model states and activations provably exceed HBM), skipped (their
+   * bound on the objective past the cut-off), simulated, and fitting.
+   */
   candidates: number;
   refused: Record<string, number>;
   pruned: number;
+  skipped: number;
   simulated: number;
   fitting: number;
+  /** The search's `within` (null: every candidate simulated), and the cut-off it ended with (seconds or bytes; absent when none cut). */
+  within: number | null;
+  cutoff?: number;
   /** Every simulated candidate, in the order generated. */
   evaluated: PlanCandidate[];
   /** Fitting candidates by the objective, best first. */
   ranked: PlanCandidate[];
-  /** Fitting candidates no other beats in both step time and peak HBM, by peak HBM. */
+  /**
+   * Fitting candidates no other beats in both step time and peak HBM, by peak HBM; with a cut-off, those whose
+   * objective is within it (beyond it, a skipped candidate might beat them).
+   */
   pareto: PlanCandidate[];
   dimensions: DimensionVerdict[];
   /** Simulated candidates that do not fit, least HBM first (what to look at when none fits). */
   closest: PlanCandidate[];
+  /** Candidates skipped by their bound, in the order generated, each with its bound. */
+  skippedCandidates: PlanCandidate[];
   capacity: number;
 }
 
@@ -183,6 +218,90 @@ function clusterOverrides(base: Scenario, gpus: number | undefined): Record<stri
 /** A candidate as --set overrides, written as a sweep entry's are, so that the check and the simulation read the same. */
 const setOf = (overrides: Record<string, unknown>) => Object.entries(overrides).map(([path, value]) => overrideString(path, value));
 
+/** Candidates simulated between two decisions to go on: fixed, so that what is skipped does not depend on the cores. */
+const ROUND = 32;
+
+/**
+ * Lower bounds on a candidate's step time (seconds) and peak HBM (bytes) without simulating it: from its pass costs
+ * and its schedule's order (lower/bound.ts), and for memory also from its model states over every replica
+ * (statesLowerBound). A time of 0 where none is claimed (jitter), and both 0 where the program cannot be built (the
+ * simulation then says why). `topology` is the cluster's, built once for a whole search.
+ */
+export function planBounds(s: Scenario, topology: Topology = buildTopology(s.cluster), costs?: StageCostsCache): { stepTime: number; peakHbm: number } {
+  const states = statesLowerBound(s) ?? 0;
+  try {
+    const workload = buildWorkload(s.model, { microBatch: s.training.microBatch, attention: s.training.flashAttention ? 'flash' : 'standard', recycles: s.training.recycles });
+    const program = buildProgram(workload, s.parallel);
+    const bounds = stepBounds(s, program, topology, costs?.get(s, program));
+    return { stepTime: bounds.stepTime ?? 0, peakHbm: Math.max(states, bounds.peakHbm) };
+  } catch (error) {
+    if (error instanceof DtsimError) return { stepTime: 0, peakHbm: states };
+    throw error;
+  }
+}
+
+/** Candidates to check and bound: each names its source (a scenario text) by its place in `sources`. */
+export interface AssessRequest {
+  objective: Objective;
+  sources: ScenarioSource[];
+  items: { index: number; source: number; overrides: Record<string, unknown> }[];
+}
+
+/** A candidate checked and bounded: refused (the field the check names), pruned (the least HBM it needs, bytes), or its bound on the objective. */
+export interface Assessment {
+  index: number;
+  refused?: string;
+  pruned?: number;
+  bound?: number;
+}
+
+/**
+ * The stage costs of the last few layouts: candidates that differ only in ZeRO stage and offloading come one after
+ * another, and share them (stageCostsKey).
+ */
+export class StageCostsCache {
+  private readonly entries = new Map<string, VirtualStageModel[]>();
+  constructor(private readonly size = 16) {}
+  get(config: Scenario, program: StepProgram): VirtualStageModel[] {
+    const key = stageCostsKey(config);
+    let costs = this.entries.get(key);
+    if (costs === undefined) {
+      costs = stageCosts(config, program);
+      this.entries.set(key, costs);
+      if (this.entries.size > this.size) this.entries.delete(this.entries.keys().next().value!);
+    }
+    return costs;
+  }
+}
+const stageCostsCache = new StageCostsCache();
+
+/** The topology of the last cluster assessed: a search assesses thousands of candidates on one cluster. */
+let lastTopology: { cluster: string; topology: Topology } | undefined;
+
+/** Checks and bounds candidates without simulating them (on a worker thread, or in this one). */
+export function assessCandidates(request: AssessRequest): Assessment[] {
+  return request.items.map(({ index, source, overrides }) => {
+    const from = request.sources[source];
+    let candidate: Scenario;
+    try {
+      candidate = parseScenario(from.text, from.file, { set: setOf(overrides) });
+    } catch (error) {
+      // Only an invalid configuration is a refusal; anything else is a fault to report.
+      if (!(error instanceof ScenarioError)) throw error;
+      return { index, refused: error.issues[0]?.path || 'scenario' };
+    }
+    // The model states alone first: cheap, and enough for most of what cannot fit.
+    const states = statesLowerBound(candidate) ?? 0;
+    if (states > candidate.cluster.gpu.memoryBytes) return { index, pruned: states };
+    const cluster = JSON.stringify(candidate.cluster);
+    if (lastTopology?.cluster !== cluster) lastTopology = { cluster, topology: buildTopology(candidate.cluster) };
+    const bounds = planBounds(candidate, lastTopology.topology, stageCostsCache);
+    // Proved not to fit without simulating: its model states and the activations its schedule holds exceed the HBM.
+    if (bounds.peakHbm > candidate.cluster.gpu.memoryBytes) return { index, pruned: bounds.peakHbm };
+    return { index, bound: request.objective === 'time' ? bounds.stepTime : bounds.peakHbm };
+  });
+}
+
 export async function plan(given: ScenarioSource, options: PlanOptions = {}): Promise<Plan> {
   const base = parseScenario(given.text, given.file);
   // Every candidate trains on the scenario's global batch, whatever its micro-batch and data-parallel degree.
@@ -190,71 +309,96 @@ export async function plan(given: ScenarioSource, options: PlanOptions = {}): Pr
   const cluster = clusterOverrides(base, options.gpus);
   const gpus = options.gpus ?? base.cluster.nodes * base.cluster.gpusPerNode;
   const objective = options.objective ?? 'time';
+  const within = options.within ?? 0.1;
+  const top = options.top ?? 10;
+  if (!(within >= 0)) throw new UsageError(`--within must be a fraction of 0 or more (0.1: within 10% of the best); got ${within}`);
+  if (!Number.isInteger(top) || top < 1) throw new UsageError(`--top must be a whole number, 1 or more; got ${top}`);
   const all: Record<string, unknown>[] = [];
+  const score = (c: PlanCandidate) => (objective === 'time' ? c.result!.stepTime : c.result!.peakHbm);
+  const tie = (c: PlanCandidate) => (objective === 'time' ? c.result!.peakHbm : c.result!.stepTime);
 
   // The checks first: a candidate they refuse is counted by the field they name, not simulated.
   const refused: Record<string, number> = {};
   const candidates: PlanCandidate[] = [];
   const prunedCandidates: PlanCandidate[] = [];
+  const skippedCandidates: PlanCandidate[] = [];
   // A layout the scenario tunes (layersPerStage, microBatchGroup) holds for its own pp and chunks only: other
   // candidates run on the scenario without them, so that they are derived for each.
   const retuned = detuned(source);
   const own = (o: Record<string, unknown>) => o['parallel.pp'] === base.parallel.pp && o['parallel.chunks'] === base.parallel.chunks;
   const sourceOf = (o: Record<string, unknown>) => (own(o) ? source : retuned);
-  // ZeRO-Infinity (weights and optimizer on NVMe) is the last resort: searched only when nothing else fits, since
-  // its candidates are the dearest to simulate and the slowest to run.
-  for (const phase of ['main', 'infinity'] as const) {
-    if (phase === 'infinity' && (candidates.some((c) => c.result?.fits) || options.signal?.aborted)) break;
-    const list = planCandidates(base, gpus, phase).map((c) => ({ ...cluster, ...c }));
-    all.push(...list);
-    const batches = new Map<ScenarioSource, SweepEntry[]>([[source, []], [retuned, []]]);
-    let index = 0;
-    for (const overrides of list) {
-      const from = sourceOf(overrides);
-      try {
-        const candidate = parseScenario(from.text, from.file, { set: setOf(overrides) });
-        // Proved not to fit without simulating: its model states alone exceed the HBM.
-        const bound = statesLowerBound(candidate) ?? 0;
-        if (bound > candidate.cluster.gpu.memoryBytes) prunedCandidates.push({ overrides, statesBound: bound });
-        else batches.get(from)!.push({ index: index++, overrides });
-      } catch (error) {
-        // Only an invalid configuration is a refusal; anything else is a fault to report.
-        if (!(error instanceof ScenarioError)) throw error;
-        const path = error.issues[0]?.path || 'scenario';
-        refused[path] = (refused[path] ?? 0) + 1;
+  const ids = new Map([source, retuned].map((s) => [s, createHash('sha256').update(s.text).digest('hex').slice(0, 16)]));
+  const runner = entryRunner(options.workers);
+  // The cut-off: no candidate whose bound reaches it can rank among the best `top`, or come within `within` of the best.
+  const cutoffNow = () => {
+    const scores = candidates.filter((c) => c.result?.fits).map(score).sort((x, y) => x - y);
+    if (scores.length === 0) return Infinity;
+    return Math.max(scores[0] * (1 + within), scores[top - 1] ?? Infinity);
+  };
+  let cutoff = Infinity;
+  try {
+    // ZeRO-Infinity (weights and optimizer on NVMe) is the last resort: searched only when nothing else fits, since
+    // its candidates are the dearest to simulate and the slowest to run.
+    for (const phase of ['main', 'infinity'] as const) {
+      if (phase === 'infinity' && (candidates.some((c) => c.result?.fits) || options.signal?.aborted)) break;
+      const list = planCandidates(base, gpus, phase).map((c) => ({ ...cluster, ...c }));
+      const sources = [...new Set([source, retuned])];
+      const items = list.map((overrides, i) => ({ index: all.length + i, source: sources.indexOf(sourceOf(overrides)), overrides }));
+      all.push(...list);
+      const survivors: (SweepEntry & { bound: number })[] = [];
+      for (const a of await runner.assess({ objective, sources, items })) {
+        const { overrides } = items[a.index - items[0].index];
+        if (a.refused !== undefined) refused[a.refused] = (refused[a.refused] ?? 0) + 1;
+        else if (a.pruned !== undefined) prunedCandidates.push({ overrides, statesBound: a.pruned });
+        else survivors.push({ index: a.index, overrides, bound: a.bound! });
       }
+      // Least bound first, so that the best is found early and the cut-off falls fast.
+      survivors.sort((x, y) => x.bound - y.bound || x.index - y.index);
+      let next = 0;
+      options.onProgress?.(0, survivors.length);
+      while (next < survivors.length && !options.signal?.aborted) {
+        cutoff = cutoffNow();
+        if (survivors[next].bound >= cutoff) break;
+        const round = survivors.slice(next, next + ROUND);
+        next += round.length;
+        const lines: SweepLine[] = [];
+        for (const from of new Set([source, retuned])) {
+          const entries = round.filter((e) => sourceOf(e.overrides) === from);
+          if (entries.length === 0) continue;
+          await runner.run({ id: ids.get(from)!, source: from, set: [] }, entries, {
+            signal: options.signal,
+            onLine: (line) => {
+              lines.push(line);
+              options.onProgress?.(candidates.length + lines.length, survivors.length);
+            },
+          });
+        }
+        const entryOf = new Map(round.map((e) => [e.index, e]));
+        for (const line of lines.sort((x, y) => x.index - y.index)) {
+          // Refused by a check only the full lowering makes (a schedule that needs more micro-batches, say): counted too.
+          if (line.error !== undefined) {
+            const path = line.error.split(':')[0] || 'scenario';
+            refused[path] = (refused[path] ?? 0) + 1;
+          } else candidates.push({ overrides: entryOf.get(line.index)!.overrides, result: line.result, bound: entryOf.get(line.index)!.bound });
+        }
+      }
+      if (!options.signal?.aborted) for (const e of survivors.slice(next)) skippedCandidates.push({ overrides: e.overrides, bound: e.bound });
     }
-    const lines: SweepLine[] = [];
-    options.onProgress?.(0, index);
-    for (const [from, entries] of batches) {
-      if (entries.length === 0) continue;
-      const id = createHash('sha256').update(from.text).digest('hex').slice(0, 16);
-      await simulateEntries({ id, source: from, set: [] }, entries, {
-        workers: options.workers,
-        signal: options.signal,
-        onLine: (line) => {
-          lines.push(line);
-          options.onProgress?.(lines.length, index);
-        },
-      });
-    }
-    lines.sort((a, b) => a.index - b.index);
-    for (const line of lines) {
-      // Refused by a check only the full lowering makes (a schedule that needs more micro-batches, say): counted too.
-      if (line.error !== undefined) {
-        const path = line.error.split(':')[0] || 'scenario';
-        refused[path] = (refused[path] ?? 0) + 1;
-      } else candidates.push({ overrides: line.overrides, result: line.result });
-    }
+  } finally {
+    runner.close();
   }
+  const indexOf = new Map(all.map((o, i) => [o, i]));
+  const generated = (x: PlanCandidate, y: PlanCandidate) => indexOf.get(x.overrides)! - indexOf.get(y.overrides)!;
+  candidates.sort(generated);
+  skippedCandidates.sort(generated);
 
-  const score = (c: PlanCandidate) => (objective === 'time' ? c.result!.stepTime : c.result!.peakHbm);
-  const tie = (c: PlanCandidate) => (objective === 'time' ? c.result!.peakHbm : c.result!.stepTime);
   const fitting = candidates.filter((c) => c.result?.fits);
   const ranked = [...fitting].sort((a, b) => score(a) - score(b) || tie(a) - tie(b));
   const byPeak = [...fitting].sort((a, b) => a.result!.peakHbm - b.result!.peakHbm || a.result!.stepTime - b.result!.stepTime);
   const pareto: PlanCandidate[] = [];
-  for (const c of byPeak) if (pareto.length === 0 || c.result!.stepTime < pareto[pareto.length - 1].result!.stepTime) pareto.push(c);
+  // Beyond the cut-off a skipped candidate might stand on the front: the front stops there.
+  const cut = skippedCandidates.length > 0 ? cutoff : Infinity;
+  for (const c of byPeak) if (score(c) < cut && (pareto.length === 0 || c.result!.stepTime < pareto[pareto.length - 1].result!.stepTime)) pareto.push(c);
   const best = ranked[0];
 
   // Each dimension's values: how far the best with that value falls behind, or how close one comes to fitting.
@@ -265,10 +409,13 @@ export async function plan(given: ScenarioSource, options: PlanOptions = {}): Pr
     for (const v of values) {
       const value = JSON.parse(v) as unknown;
       const mine = ranked.find((c) => JSON.stringify(c.overrides[field]) === v);
-      if (mine) dimensions.push({ field, value, best: mine, behind: best ? score(mine) / score(best) - 1 : 0 });
+      const skippedBounds = skippedCandidates.filter((c) => JSON.stringify(c.overrides[field]) === v).map((c) => c.bound!);
+      const leastSkipped = skippedBounds.length > 0 ? Math.min(...skippedBounds) : Infinity;
+      const atLeast = best && leastSkipped < (mine ? score(mine) : Infinity) ? { behindAtLeast: leastSkipped / score(best) - 1 } : {};
+      if (mine) dimensions.push({ field, value, best: mine, behind: best ? score(mine) / score(best) - 1 : 0, ...atLeast });
       else {
         const peaks = candidates.filter((c) => c.result && JSON.stringify(c.overrides[field]) === v).map((c) => c.result!.peakHbm);
-        dimensions.push({ field, value, closestPeakHbm: peaks.length > 0 ? Math.min(...peaks) : undefined });
+        dimensions.push({ field, value, ...atLeast, closestPeakHbm: peaks.length > 0 ? Math.min(...peaks) : undefined });
       }
     }
   }
@@ -282,13 +429,17 @@ export async function plan(given: ScenarioSource, options: PlanOptions = {}): Pr
     candidates: all.length,
     refused,
     pruned: prunedCandidates.length,
+    skipped: skippedCandidates.length,
     simulated: candidates.length,
     fitting: fitting.length,
+    within: Number.isFinite(within) ? within : null,
+    ...(skippedCandidates.length > 0 ? { cutoff } : {}),
     evaluated: candidates,
     ranked,
     pareto,
     dimensions,
     closest,
+    skippedCandidates,
     capacity: base.cluster.gpu.memoryBytes,
   };
 }

@@ -4,6 +4,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { UsageError } from './errors.js';
 import { writeFileAtomic } from './report/atomic.js';
+import { assessCandidates, type Assessment, type AssessRequest } from './plan.js';
 import { formatLines, mergeLines, readLines, runEntry, type Shard, type Sweep, type SweepEntry, type SweepLine } from './sweep.js';
 
 const WORKER = new URL('./sweep-worker.js', import.meta.url);
@@ -63,54 +64,112 @@ export async function runSweep(sweep: Sweep, options: SweepRunOptions): Promise<
  * order they end; `signal` stops between entries. Worker threads run the compiled worker: from TypeScript sources
  * (a test runner), entries run in this thread.
  */
-export async function simulateEntries(sweep: Pick<Sweep, 'id' | 'source' | 'set'>, entries: SweepEntry[], options: { workers?: number; signal?: AbortSignal; onLine: (line: SweepLine) => void }): Promise<void> {
-  const threaded = existsSync(fileURLToPath(WORKER));
-  const workers = threaded ? Math.max(1, Math.min(options.workers ?? availableParallelism(), entries.length)) : 1;
-  if (workers > 1) return runInWorkers(sweep, entries, workers, options.onLine, options.signal);
-  for (const entry of entries) {
-    if (options.signal?.aborted) break;
-    options.onLine(runEntry(sweep, entry));
-    // Lets a signal handler run between entries.
-    await new Promise((resolve) => setImmediate(resolve));
+export async function simulateEntries(sweep: SweepSource, entries: SweepEntry[], options: { workers?: number; signal?: AbortSignal; onLine: (line: SweepLine) => void }): Promise<void> {
+  const runner = entryRunner(Math.min(options.workers ?? availableParallelism(), entries.length));
+  try {
+    await runner.run(sweep, entries, options);
+  } finally {
+    runner.close();
   }
 }
 
-/** Entries over a pool of worker threads, each given the next entry when it posts a line. */
-function runInWorkers(sweep: Pick<Sweep, 'id' | 'source' | 'set'>, todo: SweepEntry[], count: number, finish: (line: SweepLine) => void, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let next = 0;
-    let running = 0;
-    const pool: Worker[] = [];
-    const stop = () => {
-      for (const w of pool) void w.terminate();
-      resolve();
-    };
-    signal?.addEventListener('abort', stop, { once: true });
-    const feed = (worker: Worker) => {
-      if (signal?.aborted || next >= todo.length) {
-        void worker.terminate();
-        if (--running === 0) {
-          signal?.removeEventListener('abort', stop);
-          resolve();
+type SweepSource = Pick<Sweep, 'id' | 'source' | 'set'>;
+
+/** What a worker thread is asked to do: simulate a sweep entry, or assess a batch of plan candidates. */
+export type WorkerJob = { kind: 'entry'; sweep: SweepSource; entry: SweepEntry } | { kind: 'assess'; request: AssessRequest };
+
+/** Runs batches of entries, one after another, on the same threads: a search that decides between batches. */
+export interface EntryRunner {
+  run(sweep: SweepSource, entries: SweepEntry[], options: { signal?: AbortSignal; onLine: (line: SweepLine) => void }): Promise<void>;
+  /** Plan candidates checked and bounded (plan.ts's assessCandidates), spread over the threads, in the order given. */
+  assess(request: AssessRequest): Promise<Assessment[]>;
+  close(): void;
+}
+
+/** Candidates per assessment job: enough to outweigh posting them, few enough to share out evenly. */
+const ASSESS_BATCH = 128;
+
+/** A runner on `workers` threads (kept between batches, since starting one costs about as much as a simulation), or in this thread. */
+export function entryRunner(workers = availableParallelism()): EntryRunner {
+  const threaded = existsSync(fileURLToPath(WORKER)) && workers > 1;
+  const batches = (request: AssessRequest) => {
+    const out: AssessRequest[] = [];
+    for (let i = 0; i < request.items.length; i += ASSESS_BATCH) out.push({ ...request, items: request.items.slice(i, i + ASSESS_BATCH) });
+    return out;
+  };
+  if (!threaded) {
+    return {
+      async run(sweep, entries, { signal, onLine }) {
+        for (const entry of entries) {
+          if (signal?.aborted) break;
+          onLine(runEntry(sweep, entry));
+          // Lets a signal handler run between entries.
+          await new Promise((resolve) => setImmediate(resolve));
         }
-        return;
-      }
-      worker.postMessage(todo[next++]);
+      },
+      assess: async (request) => assessCandidates(request),
+      close() {},
     };
-    for (let i = 0; i < count; i++) {
-      const worker = new Worker(WORKER, { workerData: { id: sweep.id, source: sweep.source, set: sweep.set } });
-      pool.push(worker);
-      running++;
-      worker.on('message', (line: SweepLine) => {
-        if (signal?.aborted) return;
-        finish(line);
-        feed(worker);
-      });
-      worker.on('error', (error) => {
+  }
+  const pool = Array.from({ length: Math.max(1, workers) }, () => new Worker(WORKER));
+  // Workers are unref'd between batches, so that an idle pool never holds the process open.
+  const idle = () => pool.forEach((w) => w.unref());
+  idle();
+  /** Each job to the next free worker; `onReply` with each reply, in the order they come. */
+  const dispatch = <R>(jobs: WorkerJob[], onReply: (reply: R) => void, signal?: AbortSignal): Promise<void> =>
+    new Promise((resolve, reject) => {
+      let next = 0;
+      let running = 0;
+      const listeners: [Worker, (reply: R) => void, (error: Error) => void][] = [];
+      const finish = (error?: Error) => {
+        for (const [w, onMessage, onError] of listeners) {
+          w.off('message', onMessage);
+          w.off('error', onError);
+        }
+        signal?.removeEventListener('abort', stop);
+        idle();
+        if (error) reject(error);
+        else resolve();
+      };
+      const stop = () => {
         for (const w of pool) void w.terminate();
-        reject(error);
-      });
-      feed(worker);
-    }
-  });
+        finish();
+      };
+      if (signal?.aborted) return resolve();
+      signal?.addEventListener('abort', stop, { once: true });
+      const feed = (worker: Worker) => {
+        if (next < jobs.length) {
+          running++;
+          worker.postMessage(jobs[next++]);
+        } else if (running === 0) finish();
+      };
+      for (const worker of pool) {
+        worker.ref();
+        const onMessage = (reply: R) => {
+          if (signal?.aborted) return;
+          running--;
+          onReply(reply);
+          feed(worker);
+        };
+        const onError = (error: Error) => {
+          for (const w of pool) void w.terminate();
+          finish(error);
+        };
+        worker.on('message', onMessage);
+        worker.on('error', onError);
+        listeners.push([worker, onMessage, onError]);
+      }
+      for (const worker of pool) feed(worker);
+      if (jobs.length === 0) finish();
+    });
+  return {
+    run: (sweep, entries, { signal, onLine }) => dispatch<SweepLine>(entries.map((entry) => ({ kind: 'entry', sweep, entry })), onLine, signal),
+    async assess(request) {
+      const out: Assessment[] = [];
+      await dispatch<Assessment[]>(batches(request).map((r) => ({ kind: 'assess', request: r })), (reply) => out.push(...reply));
+      const at = new Map(request.items.map((item, i) => [item.index, i]));
+      return out.sort((x, y) => at.get(x.index)! - at.get(y.index)!);
+    },
+    close: () => pool.forEach((w) => void w.terminate()),
+  };
 }

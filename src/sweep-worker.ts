@@ -1,6 +1,7 @@
-import { parentPort, workerData } from 'node:worker_threads';
-import { runEntry, type Sweep, type SweepEntry } from './sweep.js';
+import { parentPort } from 'node:worker_threads';
+import { assessCandidates } from './plan.js';
+import { runEntry } from './sweep.js';
+import type { WorkerJob } from './sweep-run.js';
 
-/** A sweep's worker thread: simulates the entries it is sent, one at a time, and posts each line back. */
-const sweep = workerData as Pick<Sweep, 'id' | 'source' | 'set'>;
-parentPort!.on('message', (entry: SweepEntry) => parentPort!.postMessage(runEntry(sweep, entry)));
+/** The worker thread of sweeps and plans: runs the jobs it is sent, one at a time, and posts each reply back. */
+parentPort!.on('message', (job: WorkerJob) => parentPort!.postMessage(job.kind === 'entry' ? runEntry(job.sweep, job.entry) : assessCandidates(job.request)));

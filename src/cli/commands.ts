@@ -270,13 +270,13 @@ export function presets(args: { json?: boolean }, io: Io): number {
   return 0;
 }
 
-export async function plan(args: { scenario: string; set?: string[]; seed?: number; gpus?: number; objective?: 'time' | 'memory'; top?: number; 'scenario-out'?: string; html?: string; workers?: number; json?: boolean }, io: Io, status: StatusLine): Promise<number> {
+export async function plan(args: { scenario: string; set?: string[]; seed?: number; gpus?: number; objective?: 'time' | 'memory'; top?: number; within?: number; exhaustive?: boolean; 'scenario-out'?: string; html?: string; workers?: number; json?: boolean }, io: Io, status: StatusLine): Promise<number> {
   if (args['scenario-out'] !== undefined) checkWritable(args['scenario-out'], '--scenario-out');
   if (args.html !== undefined) checkWritable(args.html, '--html');
   checkWorkers(args.workers);
   // --set and --seed vary the scenario that is planned, and the scenario --scenario-out writes.
   const source = sourceWith(readScenarioSource(args.scenario), { set: args.set, seed: args.seed });
-  const { result, stopped } = await interruptibly(status, 'plan: candidates simulated', (signal, onProgress) => planStrategies(source, { gpus: args.gpus, objective: args.objective, workers: args.workers, signal, onProgress }));
+  const { result, stopped } = await interruptibly(status, 'plan: candidates simulated', (signal, onProgress) => planStrategies(source, { gpus: args.gpus, objective: args.objective, workers: args.workers, top: args.top, within: args.exhaustive ? Infinity : args.within, signal, onProgress }));
   // Stopped by Ctrl-C: what was simulated so far is still an answer, printed as such, with exit 130.
   if (stopped) io.stderr(`dtsim: plan stopped by Ctrl-C after ${result.simulated} of the candidates; the results below cover those only\n`);
   const code = stopped ? 130 : 0;
@@ -298,7 +298,9 @@ export async function plan(args: { scenario: string; set?: string[]; seed?: numb
   const header = ['layout', 'schedule', 'micro-batch', 'recompute', 'also', 'step time', 'MFU', 'peak HBM'];
   const rows = (list: PlanCandidate[]) => list.map((c) => [...layout(c), formatSeconds(c.result!.stepTime), percent(c.result!.mfu), formatBytes(c.result!.peakHbm)]);
   const refused = Object.entries(result.refused).sort((a, b) => b[1] - a[1]).map(([field, n]) => `${n} by ${field}`).join(', ');
-  const summary = `${result.scenario}: ${result.gpus} GPUs, ${result.candidates} candidates; ${Object.values(result.refused).reduce((a, b) => a + b, 0)} refused by the checks${refused ? ` (${refused})` : ''}; ${result.pruned} pruned (model states alone exceed HBM); ${result.simulated} simulated, ${result.fitting} fit in ${formatBytes(result.capacity)}`;
+  const measure = (x: number) => (result.objective === 'time' ? formatSeconds(x) : formatBytes(x));
+  const skipped = result.cutoff !== undefined ? `; ${result.skipped} skipped (bound at or past ${measure(result.cutoff)})` : '';
+  const summary = `${result.scenario}: ${result.gpus} GPUs, ${result.candidates} candidates; ${Object.values(result.refused).reduce((a, b) => a + b, 0)} refused by the checks${refused ? ` (${refused})` : ''}; ${result.pruned} pruned (states and activations exceed HBM)${skipped}; ${result.simulated} simulated, ${result.fitting} fit in ${formatBytes(result.capacity)}`;
   if (args.html) {
     const { renderPlanHtml } = await import('../report/html.js');
     const front = new Set(result.pareto);
@@ -314,9 +316,17 @@ export async function plan(args: { scenario: string; set?: string[]; seed?: numb
     io.stdout(text);
     return code;
   }
-  text += `best by ${result.objective === 'time' ? 'step time' : 'peak HBM'}:\n\n${table(rows(result.ranked.slice(0, args.top ?? 10)), header)}\n`;
-  text += `Pareto front (no other candidate is both faster and smaller):\n\n${table(rows(result.pareto), header)}\n`;
-  const verdicts = result.dimensions.map((d) => [d.field, JSON.stringify(d.value), d.best ? (d.behind! > 0 ? `${percent(d.behind!)} behind` : 'best') : d.closestPeakHbm !== undefined ? `none fits (least peak ${formatBytes(d.closestPeakHbm)})` : 'none simulated']);
+  text += `best by ${result.objective === 'time' ? 'step time' : 'peak HBM'}:\n\n${table(rows(result.ranked.slice(0, args.top ?? 10)), header)}\n\n`;
+  const below = result.cutoff !== undefined ? `, below the cut-off of ${measure(result.cutoff)}` : '';
+  text += `Pareto front (no other candidate is both faster and smaller${below}):\n\n${table(rows(result.pareto), header)}\n\n`;
+  // A value whose candidates were skipped by their bound is at least that far behind; its best simulated, if any, at most.
+  const verdict = (d: (typeof result.dimensions)[number]) => {
+    const atLeast = d.behindAtLeast !== undefined ? `at least ${percent(Math.max(0, d.behindAtLeast))} behind` : '';
+    if (d.best) return d.behind! === 0 ? 'best' : atLeast ? `${atLeast} (${percent(d.behind!)} simulated)` : `${percent(d.behind!)} behind`;
+    if (atLeast) return `${atLeast} (skipped)`;
+    return d.closestPeakHbm !== undefined ? `none fits (least peak ${formatBytes(d.closestPeakHbm)})` : 'none simulated';
+  };
+  const verdicts = result.dimensions.map((d) => [d.field, JSON.stringify(d.value), verdict(d)]);
   text += `each choice's best, against the best:\n\n${table(verdicts, ['field', 'value', 'its best'])}`;
   if (args['scenario-out']) text += `\nthe best written to ${args['scenario-out']}: dtsim run ${args['scenario-out']}\n`;
   io.stdout(text);

@@ -32,3 +32,21 @@ export function estimateTransferNs(topology: Topology, from: number, to: number,
   }
   return toNanoseconds(latency + (Number.isFinite(bottleneck) ? bytes / bottleneck : 0));
 }
+
+/**
+ * A time no run of a collective inside one node can beat, nanoseconds: its slowest flow alone at its path's
+ * bottleneck (flows inside a node are not striped, and sharing only slows them), plus, where `stepLatencySeconds`
+ * is the fitted software latency each algorithm step pays, that for every step. 0 for a group across nodes, whose
+ * flows are striped over rails.
+ */
+export function collectiveFloorNs(topology: Topology, plan: CollectivePlan, stepLatencySeconds: number): number {
+  const perNode = topology.spec.gpusPerNode;
+  let slowest = 0;
+  for (const f of plan.flows) {
+    if (Math.floor(f.source / perNode) !== Math.floor(f.target / perNode)) return 0;
+    let bottleneck = Infinity;
+    for (const link of topology.path(f.source, f.target)) if (topology.binding[link]) bottleneck = Math.min(bottleneck, topology.capacityBytesPerSecond[link]);
+    slowest = Math.max(slowest, Number.isFinite(bottleneck) ? f.bytes / bottleneck : 0);
+  }
+  return Math.floor((slowest + plan.steps * stepLatencySeconds) * 1e9);
+}

@@ -1,12 +1,9 @@
-import { planCollective } from '../collectives/collectives.js';
-import { estimateCollectiveNs, estimateTransferNs } from '../collectives/estimate.js';
 import type { AllocationHook } from '../engine/allocation.js';
 import { AT_END, AT_START } from '../engine/graph.js';
-import { toNanoseconds } from '../engine/kernel.js';
 import type { Topology } from '../hardware/topology.js';
 import type { MeshAxis } from '../strategies/mesh.js';
 import { getSchedule } from '../strategies/pipeline/registry.js';
-import { forwardOnlyOrder, type Pass, type PassCosts } from '../strategies/pipeline/schedule.js';
+import type { Pass } from '../strategies/pipeline/schedule.js';
 import type { StepProgram } from '../strategies/program.js';
 import { takesGradients } from '../training/optimizer.js';
 import { peakFlopsPerSecond } from '../training/precision.js';
@@ -17,9 +14,10 @@ import { StepEmitter } from './emitter.js';
 import { CATEGORY, KIND, LANE, OP_KINDS, StepResources } from './resources.js';
 import { AttentionPhases } from './attention-phase.js';
 import { ScatterGather } from './scatter-gather.js';
-import { attentionShare, blockSegments, gradientBuckets, groupCollectives, recomputeShare, segmentOf, type CollectiveGroup, type Segment } from './segments.js';
+import { attentionShare, blockSegments, gradientBuckets, groupCollectives, recomputeShare, segmentOf, type Segment } from './segments.js';
 import { BlockingCollectives } from './blocking.js';
 import { stageCosts, type VirtualStageModel } from './stage-costs.js';
+import { passOrder } from './order.js';
 import { finishStep } from './step-end.js';
 import type { StageModel, StepPlan } from './plan.js';
 import { Variability } from './variability.js';
@@ -47,7 +45,6 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
   const { cluster, training } = config;
   const { mesh, gradients, states } = program;
   const pp = mesh.sizeOf('pp');
-  const chunks = program.stages.length / pp;
   const resources = new StepResources(cluster.nodes, cluster.gpusPerNode);
   // A zeroth-order optimizer (MeZO) runs each micro-batch forward twice, with the weights perturbed each way, and no
   // backward: micro-batch m + i is micro-batch i's second forward.
@@ -78,21 +75,9 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
     };
   });
 
-  // The schedule, given the costs of each pass so that cost-aware schedules can plan with them: a pass plus the
-  // blocking collectives after it, and a stage-to-stage transfer, on an idle network.
-  const p2pEstimateNs = costs?.p2pSeconds !== undefined ? toNanoseconds(costs.p2pSeconds) : pp > 1 ? estimateTransferNs(topology, firstRank(0), firstRank(1), virtualStages[0].sendForwardBytes, stepLatency) : 0;
-  const blockingNs = (groups: CollectiveGroup[]) =>
-    groups.reduce((sum, c) => sum + estimateCollectiveNs(topology, planCollective(c.kind, mesh.group(0, [c.axis]), c.bytes, c.repeat), stepLatency), 0);
   const forwardGroups = virtualStages.map((v) => groupCollectives(v.blocks.flatMap((u) => u.forwardCollectives)));
   const backwardGroups = virtualStages.map((v) => groupCollectives(v.blocks.flatMap((u) => u.backwardCollectives)));
-  const passCosts: PassCosts = {
-    forward: virtualStages.map((v, vs) => v.forwardNs + blockingNs(forwardGroups[vs])),
-    inputGrad: virtualStages.map((v, vs) => v.inputGradNs + blockingNs(backwardGroups[vs])),
-    weightGrad: virtualStages.map((v) => v.weightGradNs),
-    p2p: p2pEstimateNs,
-  };
-  const passMemory = { activation: virtualStages.map((v) => v.activationBytes), weightGrad: virtualStages.map((v) => v.weightGradBytes) };
-  const order = zerothOrder ? forwardOnlyOrder(pp, runs, chunks) : schedule.order({ stages: pp, microBatches, chunks, costs: passCosts, memory: passMemory, microBatchGroup: program.microBatchGroup });
+  const order = passOrder(config, program, topology, virtualStages);
 
   const variability = new Variability(config.seed, resources.devices, config.variability);
 

@@ -4,9 +4,13 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { plan, planCandidates, scenarioWith, statesLowerBound } from '../../src/plan.js';
+import { plan, planBounds, planCandidates, scenarioWith, statesLowerBound } from '../../src/plan.js';
 import { parseScenario, readScenarioSource } from '../../src/scenario/load.js';
 import { simulate } from '../../src/simulate.js';
+import { stageCostsKey } from '../../src/lower/bound.js';
+import { stageCosts } from '../../src/lower/stage-costs.js';
+import { buildProgram } from '../../src/strategies/registry.js';
+import { buildWorkload } from '../../src/workload/registry.js';
 import { cli } from '../support/cli.js';
 import { BASE, merge } from '../support/scenarios.js';
 
@@ -21,31 +25,37 @@ const scenarioFile = (name: string, patch: Record<string, unknown> = {}) => {
 describe('dtsim plan', () => {
   const file = scenarioFile('tiny', { training: { globalBatch: 16 } });
 
-  it("the planner's best is the best of an exhaustive simulation of the same space, and every refusal is counted", async () => {
+  /** Every candidate of the space simulated by hand: its report, or undefined where a check refuses it. */
+  const exhaustive = (() => {
+    let memo: { overrides: Record<string, unknown>; stepTime: number; peakHbm: number; fits: boolean }[] | undefined;
+    return () => {
+      if (memo) return memo;
+      const source = readScenarioSource(file);
+      memo = [];
+      for (const overrides of planCandidates(parseScenario(source.text, source.file), 4)) {
+        let report;
+        try {
+          report = simulate(parseScenario(source.text, source.file, { set: Object.entries(overrides).map(([p, v]) => `${p}=${JSON.stringify(v)}`) })).report;
+        } catch {
+          continue;
+        }
+        memo.push({ overrides, stepTime: report.stepTime, peakHbm: report.memory.peak.hbm, fits: report.memory.fits });
+      }
+      return memo;
+    };
+  })();
+  const key = (o: Record<string, unknown>) => JSON.stringify(o);
+
+  it("with every candidate simulated (within Infinity), the planner's best is the best of an exhaustive simulation of the same space, and every refusal is counted", async () => {
     const source = readScenarioSource(file);
-    const result = await plan(source, { workers: 1 });
-    const base = parseScenario(source.text, source.file);
-    const space = planCandidates(base, 4);
+    const result = await plan(source, { workers: 1, within: Infinity });
+    const space = planCandidates(parseScenario(source.text, source.file), 4);
     expect(result.candidates).toBe(space.length);
-    let best = Infinity;
-    let ran = 0;
-    for (const overrides of space) {
-      let scenario;
-      try {
-        scenario = parseScenario(source.text, source.file, { set: Object.entries(overrides).map(([p, v]) => `${p}=${JSON.stringify(v)}`) });
-      } catch {
-        continue;
-      }
-      let report;
-      try {
-        report = simulate(scenario).report;
-      } catch {
-        continue;
-      }
-      ran++;
-      if (report.memory.fits) best = Math.min(best, report.stepTime);
-    }
-    expect(result.simulated + result.pruned).toBe(ran);
+    const all = exhaustive();
+    const best = Math.min(...all.filter((r) => r.fits).map((r) => r.stepTime));
+    expect(result.skipped).toBe(0);
+    expect(result.within).toBeNull();
+    expect(result.simulated + result.pruned).toBe(all.length);
     expect(result.simulated + result.pruned + Object.values(result.refused).reduce((a, b) => a + b, 0)).toBe(result.candidates);
     expect(result.ranked[0].result!.stepTime).toBe(best);
     // The Pareto front: sorted by peak HBM with step time falling, and the fastest on it.
@@ -55,7 +65,42 @@ describe('dtsim plan', () => {
       expect(front[i].stepTime).toBeLessThan(front[i - 1].stepTime);
     }
     expect(front[front.length - 1].stepTime).toBe(best);
-  }, 120_000);
+  }, 180_000);
+
+  it('skipping by the step-time bound keeps the answer exact: the top K, every candidate within the margin of the best, and the Pareto front below the cut-off are those of simulating every candidate', async () => {
+    const source = readScenarioSource(file);
+    const within = 0.05;
+    const top = 3;
+    const result = await plan(source, { workers: 1, within, top });
+    // Not vacuous: the bound skipped candidates.
+    expect(result.skipped).toBeGreaterThan(0);
+    expect(result.simulated + result.pruned + result.skipped + Object.values(result.refused).reduce((a, b) => a + b, 0)).toBe(result.candidates);
+    const fitting = exhaustive()
+      .filter((r) => r.fits)
+      .sort((a, b) => a.stepTime - b.stepTime || a.peakHbm - b.peakHbm);
+    const best = fitting[0].stepTime;
+    expect(result.ranked.slice(0, top).map((c) => c.result!.stepTime)).toEqual(fitting.slice(0, top).map((r) => r.stepTime));
+    const simulated = new Set(result.evaluated.map((c) => key(c.overrides)));
+    for (const r of fitting.filter((r) => r.stepTime <= best * (1 + within))) expect(simulated.has(key(r.overrides))).toBe(true);
+    // The front of every candidate, cut where the plan's ends, is the plan's.
+    const cutoff = result.cutoff!;
+    expect(cutoff).toBeGreaterThanOrEqual(best * (1 + within));
+    const front: typeof fitting = [];
+    for (const r of [...fitting].sort((a, b) => a.peakHbm - b.peakHbm || a.stepTime - b.stepTime)) if (r.stepTime < cutoff && (front.length === 0 || r.stepTime < front[front.length - 1].stepTime)) front.push(r);
+    expect(result.pareto.map((c) => [c.result!.stepTime, c.result!.peakHbm])).toEqual(front.map((r) => [r.stepTime, r.peakHbm]));
+    // A skipped candidate's bound is below its simulated step time, and at or past the cut-off.
+    const byKey = new Map(exhaustive().map((r) => [key(r.overrides), r]));
+    for (const c of result.skippedCandidates) {
+      expect(c.bound!).toBeGreaterThanOrEqual(cutoff);
+      const r = byKey.get(key(c.overrides));
+      if (r) expect(c.bound!).toBeLessThanOrEqual(r.stepTime);
+    }
+    // A value whose candidates were skipped says how far behind it is at least, and that is no more than its true best's.
+    for (const d of result.dimensions.filter((d) => d.behindAtLeast !== undefined)) {
+      const its = fitting.filter((r) => key(r.overrides[d.field]) === key(d.value));
+      if (its.length > 0) expect(best * (1 + d.behindAtLeast!)).toBeLessThanOrEqual(its[0].stepTime * (1 + 1e-12));
+    }
+  }, 180_000);
 
   it('--scenario-out writes a scenario that dtsim run reproduces exactly', async () => {
     const out = join(dir, 'best.yaml');
@@ -115,6 +160,103 @@ describe('dtsim plan', () => {
     const s = parseScenario(text, 'x.yaml');
     expect([s.parallel.tp, s.parallel.pp, s.parallel.dp]).toEqual([2, 1, 2]);
     expect(s.model).toEqual(parseScenario(source.text, source.file).model);
+  });
+});
+
+describe('the step-time and peak-HBM bounds', () => {
+  it('law: the bounds never exceed the simulated step time and HBM peak, for every schedule, split, ZeRO stage, offload, recomputation and optimizer (property, against full simulation)', () => {
+    let bounded = 0;
+    fc.assert(
+      fc.property(
+        fc.record({
+          tp: fc.constantFrom(1, 2, 4),
+          pp: fc.constantFrom(1, 2, 4),
+          protocol: fc.constantFrom('fitted', 'nccl'),
+          schedule: fc.constantFrom(['gpipe', 1], ['1f1b', 1], ['interleaved', 2], ['zb-h1', 1], ['zb-h2', 1], ['zb-v', 2]),
+          split: fc.constantFrom('none', 'ring', 'allgather', 'ulysses'),
+          zero: fc.constantFrom(0, 1, 2, 3),
+          offload: fc.boolean(),
+          recompute: fc.constantFrom('none', 'selective', 'full'),
+          optimizer: fc.constantFrom('adam', 'mezo'),
+          microBatch: fc.constantFrom(1, 2),
+          flashAttention: fc.boolean(),
+        }),
+        (c) => {
+          let scenario;
+          const [schedule, chunks] = c.schedule as [string, number];
+          const split = c.split === 'none' ? {} : c.split === 'ulysses' ? { ulysses: 2 } : { cp: 2, cpAttention: c.split };
+          try {
+            scenario = parseScenario(
+              stringify(
+                merge(BASE, {
+                  cluster: { nodes: 2, gpusPerNode: 4, collectiveProtocol: c.protocol },
+                  training: { globalBatch: 16, microBatch: c.microBatch, recompute: c.recompute, optimizer: c.optimizer, flashAttention: c.flashAttention },
+                  parallel: { tp: c.tp, pp: c.pp, dp: (c.split === 'none' ? 8 : 4) / (c.tp * c.pp), schedule, chunks, zero: c.zero, ...split, ...(c.offload ? { offload: { optimizer: 'cpu' } } : {}) },
+                }),
+              ),
+              'b.yaml',
+            );
+          } catch {
+            return; // a layout the checks refuse is not the bound's business
+          }
+          let report;
+          try {
+            report = simulate(scenario).report;
+          } catch {
+            return; // nor one the lowering refuses
+          }
+          bounded++;
+          const bounds = planBounds(scenario);
+          expect(bounds.stepTime).toBeGreaterThan(0);
+          expect(bounds.stepTime).toBeLessThanOrEqual(report.stepTime);
+          // So pruning by memory never discards a candidate that fits.
+          expect(bounds.peakHbm).toBeGreaterThan(0);
+          expect(bounds.peakHbm).toBeLessThanOrEqual(report.memory.peak.hbm);
+        },
+      ),
+      { numRuns: 300, seed: 21 },
+    );
+    expect(bounded).toBeGreaterThan(80);
+  }, 180_000);
+
+  it('law: the bounds stay below the simulated step time and HBM peak on an Evoformer with DAP and on a vision transformer', () => {
+    for (const patch of [
+      { cluster: { nodes: 1, gpusPerNode: 4 }, model: { preset: 'alphafold2', layers: 2, extraLayers: 1, residues: 32, msaRows: 16, extraMsaRows: 32 }, training: { globalBatch: 4, microBatch: 1, recycles: 1 }, parallel: { tp: 1, pp: 1, dp: 2, dap: 2 } },
+      { cluster: { nodes: 1, gpusPerNode: 4 }, model: { preset: 'pangu-weather' }, training: { globalBatch: 4, microBatch: 1, recompute: 'full' }, parallel: { tp: 1, pp: 1, dp: 4, zero: 2 } },
+    ]) {
+      const scenario = parseScenario(stringify(merge(BASE, patch)), 'k.yaml');
+      const bounds = planBounds(scenario);
+      const report = simulate(scenario).report;
+      expect(bounds.stepTime).toBeGreaterThan(0);
+      expect(bounds.stepTime).toBeLessThanOrEqual(report.stepTime);
+      expect(bounds.peakHbm).toBeLessThanOrEqual(report.memory.peak.hbm);
+    }
+  }, 120_000);
+
+  it('layouts that share a stage-costs key (all but ZeRO and offloading) have the same stage costs, so the planner may reuse them', () => {
+    const source = readScenarioSource(scenarioFile('keyed', { training: { globalBatch: 16 } }));
+    const byKey = new Map<string, string>();
+    let shared = 0;
+    for (const overrides of planCandidates(parseScenario(source.text, source.file), 4)) {
+      let s;
+      try {
+        s = parseScenario(source.text, source.file, { set: Object.entries(overrides).map(([p, v]) => `${p}=${JSON.stringify(v)}`) });
+      } catch {
+        continue;
+      }
+      const costs = JSON.stringify(stageCosts(s, buildProgram(buildWorkload(s.model, { microBatch: s.training.microBatch, attention: s.training.flashAttention ? 'flash' : 'standard', recycles: s.training.recycles }), s.parallel)));
+      const key = stageCostsKey(s);
+      if (byKey.has(key)) {
+        shared++;
+        expect(costs).toBe(byKey.get(key));
+      } else byKey.set(key, costs);
+    }
+    expect(shared).toBeGreaterThan(50);
+  });
+
+  it('claims nothing under jitter, which can shorten an operation', () => {
+    const scenario = parseScenario(stringify(merge(BASE, { variability: { jitter: 0.1 } })), 'j.yaml');
+    expect(planBounds(scenario).stepTime).toBe(0);
   });
 });
 

@@ -33,12 +33,6 @@ export interface GreedyPipeline {
   memory: PassMemory;
 }
 
-interface Candidate {
-  start: number;
-  kind: 'F' | 'B' | 'W';
-  vs: number;
-}
-
 export function greedyOrder(pipe: GreedyPipeline): ScheduledPass[][] {
   const { stages: p, microBatches: m, deviceOf, chunkOf, budget, memoryBudget, costs, memory } = pipe;
   const V = deviceOf.length;
@@ -76,35 +70,61 @@ export function greedyOrder(pipe: GreedyPipeline): ScheduledPass[][] {
     return e < 0 ? -1 : e + hop(vs + 1, vs);
   };
 
-  for (let left = 3 * m * V; left > 0; left--) {
-    let best: (Candidate & { device: number }) | undefined;
-    for (let d = 0; d < p; d++) {
-      let pick: (Candidate & { rank: number }) | undefined;
-      for (const vs of onDevice[d]) {
-        for (const kind of ['B', 'F'] as const) {
-          const ready = kind === 'B' ? backwardReady(vs) : forwardReady(vs);
-          if (ready < 0) continue;
-          const start = Math.max(ready, free[d]);
-          const rank = kind === 'B' ? 0 : 1;
-          if (!pick || start < pick.start || (start === pick.start && (rank < pick.rank || (rank === pick.rank && vs > pick.vs)))) pick = { start, rank, kind, vs };
+  // Each device's preferred pass (kind 0 B, 1 F, 2 W; -1 none) and when it would start, in scalars: this runs 3 x
+  // micro-batches x virtual stages times, and a search orders thousands of pipelines. A pass changes only its own
+  // device's choice and those of the devices holding the virtual stages on either side (whose inputs it provides),
+  // so only those are chosen again.
+  const B = 0;
+  const F = 1;
+  const W = 2;
+  const pickStart = new Float64Array(p);
+  const pickKind = new Int8Array(p);
+  const pickVs = new Int32Array(p);
+  const choose = (d: number) => {
+    let start = Infinity;
+    let kind = -1;
+    let chosen = -1;
+    for (const vs of onDevice[d]) {
+      for (let k = B; k <= F; k++) {
+        const ready = k === B ? backwardReady(vs) : forwardReady(vs);
+        if (ready < 0) continue;
+        const at = Math.max(ready, free[d]);
+        // B before F (B is on the critical path), then the later virtual stage.
+        if (kind < 0 || at < start || (at === start && (k < kind || (k === kind && vs > chosen)))) {
+          start = at;
+          kind = k;
+          chosen = vs;
         }
       }
-      let candidate: Candidate | undefined = pick;
-      if (awaitingW[d].length > 0) {
-        const vs = awaitingW[d][0][0];
-        if (!pick || pick.start - free[d] >= costs.weightGrad[vs]) candidate = { start: free[d], kind: 'W', vs };
-      }
-      if (candidate && (!best || candidate.start < best.start)) best = { ...candidate, device: d };
     }
-    if (!best) throw new Error('greedy pipeline scheduler is stuck: its budgets leave no pass able to start');
-    const { device, kind, start } = best;
-    if (kind === 'W') {
-      const [vs, mb] = awaitingW[device].shift()!;
+    if (awaitingW[d].length > 0) {
+      const vs = awaitingW[d][0][0];
+      if (kind < 0 || start - free[d] >= costs.weightGrad[vs]) {
+        start = free[d];
+        kind = W;
+        chosen = vs;
+      }
+    }
+    pickStart[d] = start;
+    pickKind[d] = kind;
+    pickVs[d] = chosen;
+  };
+  for (let d = 0; d < p; d++) choose(d);
+  for (let left = 3 * m * V; left > 0; left--) {
+    // The earliest start over the devices; on a tie, the lowest device.
+    let device = -1;
+    for (let d = 0; d < p; d++) if (pickKind[d] >= 0 && (device < 0 || pickStart[d] < pickStart[device])) device = d;
+    if (device < 0) throw new Error('greedy pipeline scheduler is stuck: its budgets leave no pass able to start');
+    const start = pickStart[device];
+    const kind = pickKind[device];
+    let vs = pickVs[device];
+    if (kind === W) {
+      const [wvs, mb] = awaitingW[device].shift()!;
+      vs = wvs;
       free[device] = start + costs.weightGrad[vs];
       held[device] -= memory.weightGrad[vs];
       order[device].push({ pass: 'W', microBatch: mb, chunk: chunkOf[vs] });
-    } else if (kind === 'B') {
-      const vs = best.vs;
+    } else if (kind === B) {
       const mb = nextB[vs]++;
       free[device] = start + costs.inputGrad[vs];
       endB[vs * m + mb] = free[device];
@@ -112,13 +132,15 @@ export function greedyOrder(pipe: GreedyPipeline): ScheduledPass[][] {
       awaitingW[device].push([vs, mb]);
       order[device].push({ pass: 'B', microBatch: mb, chunk: chunkOf[vs] });
     } else {
-      const vs = best.vs;
       const mb = nextF[vs]++;
       free[device] = start + costs.forward[vs];
       endF[vs * m + mb] = free[device];
       held[device] += memory.activation[vs];
       order[device].push({ pass: 'F', microBatch: mb, chunk: chunkOf[vs] });
     }
+    choose(device);
+    if (vs > 0 && deviceOf[vs - 1] !== device) choose(deviceOf[vs - 1]);
+    if (vs < V - 1 && deviceOf[vs + 1] !== device) choose(deviceOf[vs + 1]);
   }
   return order;
 }
