@@ -63,7 +63,7 @@ export interface DimensionVerdict {
    * no `best`: the least they can fall behind the best, from their bounds. The value's true best lies between.
    */
   behindAtLeast?: number;
-  /** When none with this value fits: the least HBM any needs, bytes, and the capacity. */
+  /** When none with this value fits: the least HBM any needs, bytes (a simulated peak, or a pruned one's bound). */
   closestPeakHbm?: number;
 }
 
@@ -322,10 +322,10 @@ export async function plan(given: ScenarioSource, options: PlanOptions = {}): Pr
   const candidates: PlanCandidate[] = [];
   const prunedCandidates: PlanCandidate[] = [];
   const skippedCandidates: PlanCandidate[] = [];
-  // A layout the scenario tunes (layersPerStage, microBatchGroup) holds for its own pp and chunks only: other
+  // A layout the scenario tunes (layersPerStage, microBatchGroup) holds for its own pp, chunks and schedule only: other
   // candidates run on the scenario without them, so that they are derived for each.
   const retuned = detuned(source);
-  const own = (o: Record<string, unknown>) => o['parallel.pp'] === base.parallel.pp && o['parallel.chunks'] === base.parallel.chunks;
+  const own = (o: Record<string, unknown>) => ownLayout(base, o);
   const sourceOf = (o: Record<string, unknown>) => (own(o) ? source : retuned);
   const ids = new Map([source, retuned].map((s) => [s, createHash('sha256').update(s.text).digest('hex').slice(0, 16)]));
   const runner = entryRunner(options.workers);
@@ -346,7 +346,7 @@ export async function plan(given: ScenarioSource, options: PlanOptions = {}): Pr
       const items = list.map((overrides, i) => ({ index: all.length + i, source: sources.indexOf(sourceOf(overrides)), overrides }));
       all.push(...list);
       const survivors: (SweepEntry & { bound: number })[] = [];
-      for (const a of await runner.assess({ objective, sources, items })) {
+      for (const a of await runner.assess({ objective, sources, items }, options.signal)) {
         const { overrides } = items[a.index - items[0].index];
         if (a.refused !== undefined) refused[a.refused] = (refused[a.refused] ?? 0) + 1;
         else if (a.pruned !== undefined) prunedCandidates.push({ overrides, statesBound: a.pruned });
@@ -355,10 +355,15 @@ export async function plan(given: ScenarioSource, options: PlanOptions = {}): Pr
       // Least bound first, so that the best is found early and the cut-off falls fast.
       survivors.sort((x, y) => x.bound - y.bound || x.index - y.index);
       let next = 0;
+      // Whether the cut-off ended the search: what is left is then proved skippable, even if a stop comes after.
+      let cut = false;
       options.onProgress?.(0, survivors.length);
       while (next < survivors.length && !options.signal?.aborted) {
         cutoff = cutoffNow();
-        if (survivors[next].bound >= cutoff) break;
+        if (survivors[next].bound >= cutoff) {
+          cut = true;
+          break;
+        }
         const round = survivors.slice(next, next + ROUND);
         next += round.length;
         const lines: SweepLine[] = [];
@@ -382,7 +387,7 @@ export async function plan(given: ScenarioSource, options: PlanOptions = {}): Pr
           } else candidates.push({ overrides: entryOf.get(line.index)!.overrides, result: line.result, bound: entryOf.get(line.index)!.bound });
         }
       }
-      if (!options.signal?.aborted) for (const e of survivors.slice(next)) skippedCandidates.push({ overrides: e.overrides, bound: e.bound });
+      if (cut) for (const e of survivors.slice(next)) skippedCandidates.push({ overrides: e.overrides, bound: e.bound });
     }
   } finally {
     runner.close();
@@ -414,7 +419,8 @@ export async function plan(given: ScenarioSource, options: PlanOptions = {}): Pr
       const atLeast = best && leastSkipped < (mine ? score(mine) : Infinity) ? { behindAtLeast: leastSkipped / score(best) - 1 } : {};
       if (mine) dimensions.push({ field, value, best: mine, behind: best ? score(mine) / score(best) - 1 : 0, ...atLeast });
       else {
-        const peaks = candidates.filter((c) => c.result && JSON.stringify(c.overrides[field]) === v).map((c) => c.result!.peakHbm);
+        // The least HBM any with this value needs: simulated peaks, and the bounds of pruned ones.
+        const peaks = [...candidates.filter((c) => c.result && JSON.stringify(c.overrides[field]) === v).map((c) => c.result!.peakHbm), ...prunedCandidates.filter((c) => JSON.stringify(c.overrides[field]) === v).map((c) => c.statesBound!)];
         dimensions.push({ field, value, ...atLeast, closestPeakHbm: peaks.length > 0 ? Math.min(...peaks) : undefined });
       }
     }
@@ -453,6 +459,13 @@ function without(source: ScenarioSource, paths: readonly string[]): ScenarioSour
   return { file: source.file, text: doc.toString() };
 }
 
+/**
+ * Whether a candidate keeps the scenario's own pipeline layout (stages, chunks and schedule), to which the fields the
+ * scenario tunes (layersPerStage, microBatchGroup: interleaving's alone) belong.
+ */
+const ownLayout = (base: Scenario, o: Record<string, unknown>) =>
+  o['parallel.pp'] === base.parallel.pp && o['parallel.chunks'] === base.parallel.chunks && (o['parallel.schedule'] === undefined || o['parallel.schedule'] === (base.parallel as { schedule?: string }).schedule);
+
 /** The scenario without the fields tuned to its own pipeline layout. */
 const detuned = (source: ScenarioSource) => without(source, ['parallel.layersPerStage', 'parallel.microBatchGroup']);
 
@@ -469,7 +482,7 @@ const untuned = (source: ScenarioSource) => without(source, ['training.recompute
 export function scenarioWith(given: ScenarioSource, overrides: Record<string, unknown>): string {
   const source = untuned(given);
   const base = parseScenario(source.text, source.file);
-  const own = overrides['parallel.pp'] === undefined || (overrides['parallel.pp'] === base.parallel.pp && overrides['parallel.chunks'] === base.parallel.chunks);
+  const own = overrides['parallel.pp'] === undefined || ownLayout(base, overrides);
   const doc = parseDocument(own ? source.text : detuned(source).text);
   for (const [path, value] of Object.entries(overrides)) doc.setIn(path.split('.'), value);
   return doc.toString();

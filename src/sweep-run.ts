@@ -82,7 +82,7 @@ export type WorkerJob = { kind: 'entry'; sweep: SweepSource; entry: SweepEntry }
 export interface EntryRunner {
   run(sweep: SweepSource, entries: SweepEntry[], options: { signal?: AbortSignal; onLine: (line: SweepLine) => void }): Promise<void>;
   /** Plan candidates checked and bounded (plan.ts's assessCandidates), spread over the threads, in the order given. */
-  assess(request: AssessRequest): Promise<Assessment[]>;
+  assess(request: AssessRequest, signal?: AbortSignal): Promise<Assessment[]>;
   close(): void;
 }
 
@@ -107,7 +107,16 @@ export function entryRunner(workers = availableParallelism()): EntryRunner {
           await new Promise((resolve) => setImmediate(resolve));
         }
       },
-      assess: async (request) => assessCandidates(request),
+      async assess(request, signal) {
+        const out: Assessment[] = [];
+        for (const batch of batches(request)) {
+          if (signal?.aborted) break;
+          out.push(...assessCandidates(batch));
+          // Lets a signal handler run between batches.
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+        return out;
+      },
       close() {},
     };
   }
@@ -115,27 +124,49 @@ export function entryRunner(workers = availableParallelism()): EntryRunner {
   // Workers are unref'd between batches, so that an idle pool never holds the process open.
   const idle = () => pool.forEach((w) => w.unref());
   idle();
+  let closing = false;
+  /** Why the pool broke (a worker's error or exit), for every batch asked of it after. */
+  let broken: Error | undefined;
+  /** The batch in progress: how to end it with an error. */
+  let failCurrent: ((error: Error) => void) | undefined;
+  // Listeners for the pool's whole life, so that an error or an exit between batches, or a second one within a
+  // batch, is never left without a handler.
+  const fail = (error: Error) => {
+    if (closing) return;
+    closing = true;
+    broken = error;
+    for (const w of pool) void w.terminate();
+    failCurrent?.(error);
+  };
+  for (const worker of pool) {
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`a worker thread stopped (exit code ${code}) before its work was done`)));
+  }
   /** Each job to the next free worker; `onReply` with each reply, in the order they come. */
   const dispatch = <R>(jobs: WorkerJob[], onReply: (reply: R) => void, signal?: AbortSignal): Promise<void> =>
     new Promise((resolve, reject) => {
+      if (broken) return reject(broken);
+      if (signal?.aborted || closing) return resolve();
       let next = 0;
       let running = 0;
-      const listeners: [Worker, (reply: R) => void, (error: Error) => void][] = [];
+      let settled = false;
+      const listeners: [Worker, (reply: R) => void][] = [];
       const finish = (error?: Error) => {
-        for (const [w, onMessage, onError] of listeners) {
-          w.off('message', onMessage);
-          w.off('error', onError);
-        }
+        if (settled) return;
+        settled = true;
+        failCurrent = undefined;
+        for (const [w, onMessage] of listeners) w.off('message', onMessage);
         signal?.removeEventListener('abort', stop);
         idle();
         if (error) reject(error);
         else resolve();
       };
       const stop = () => {
+        closing = true;
         for (const w of pool) void w.terminate();
         finish();
       };
-      if (signal?.aborted) return resolve();
+      failCurrent = finish;
       signal?.addEventListener('abort', stop, { once: true });
       const feed = (worker: Worker) => {
         if (next < jobs.length) {
@@ -146,30 +177,32 @@ export function entryRunner(workers = availableParallelism()): EntryRunner {
       for (const worker of pool) {
         worker.ref();
         const onMessage = (reply: R) => {
-          if (signal?.aborted) return;
+          if (settled || signal?.aborted) return;
           running--;
-          onReply(reply);
+          try {
+            onReply(reply);
+          } catch (error) {
+            fail(error as Error);
+            return;
+          }
           feed(worker);
         };
-        const onError = (error: Error) => {
-          for (const w of pool) void w.terminate();
-          finish(error);
-        };
         worker.on('message', onMessage);
-        worker.on('error', onError);
-        listeners.push([worker, onMessage, onError]);
+        listeners.push([worker, onMessage]);
       }
       for (const worker of pool) feed(worker);
-      if (jobs.length === 0) finish();
     });
   return {
     run: (sweep, entries, { signal, onLine }) => dispatch<SweepLine>(entries.map((entry) => ({ kind: 'entry', sweep, entry })), onLine, signal),
-    async assess(request) {
+    async assess(request, signal) {
       const out: Assessment[] = [];
-      await dispatch<Assessment[]>(batches(request).map((r) => ({ kind: 'assess', request: r })), (reply) => out.push(...reply));
+      await dispatch<Assessment[]>(batches(request).map((r) => ({ kind: 'assess', request: r })), (reply) => out.push(...reply), signal);
       const at = new Map(request.items.map((item, i) => [item.index, i]));
       return out.sort((x, y) => at.get(x.index)! - at.get(y.index)!);
     },
-    close: () => pool.forEach((w) => void w.terminate()),
+    close: () => {
+      closing = true;
+      for (const w of pool) void w.terminate();
+    },
   };
 }

@@ -311,7 +311,7 @@ export async function plan(args: { scenario: string; set?: string[]; seed?: numb
   }
   let text = `${summary}\n\n`;
   if (!best) {
-    const near = result.closest.map((c) => [...layout(c), c.result ? formatSeconds(c.result.stepTime) : '-', c.result ? percent(c.result.mfu) : '-', c.result ? formatBytes(c.result.peakHbm) : `>= ${formatBytes(c.statesBound!)} (states)`]);
+    const near = result.closest.map((c) => [...layout(c), c.result ? formatSeconds(c.result.stepTime) : '-', c.result ? percent(c.result.mfu) : '-', c.result ? formatBytes(c.result.peakHbm) : `>= ${formatBytes(c.statesBound!)} (bound)`]);
     text += 'no candidate fits. The closest:\n\n' + table(near, header) + `\nEach needs more than the ${formatBytes(result.capacity)} of HBM a GPU has: add GPUs (--gpus), or memory-saving techniques the search does not vary (a lighter optimizer, quantised weights, a smaller model: dtsim memory shows what each saves).\n`;
     io.stdout(text);
     return code;
@@ -324,7 +324,7 @@ export async function plan(args: { scenario: string; set?: string[]; seed?: numb
     const atLeast = d.behindAtLeast !== undefined ? `at least ${percent(Math.max(0, d.behindAtLeast))} behind` : '';
     if (d.best) return d.behind! === 0 ? 'best' : atLeast ? `${atLeast} (${percent(d.behind!)} simulated)` : `${percent(d.behind!)} behind`;
     if (atLeast) return `${atLeast} (skipped)`;
-    return d.closestPeakHbm !== undefined ? `none fits (least peak ${formatBytes(d.closestPeakHbm)})` : 'none simulated';
+    return d.closestPeakHbm !== undefined ? `none fits (needs at least ${formatBytes(d.closestPeakHbm)})` : 'none simulated';
   };
   const verdicts = result.dimensions.map((d) => [d.field, JSON.stringify(d.value), verdict(d)]);
   text += `each choice's best, against the best:\n\n${table(verdicts, ['field', 'value', 'its best'])}`;

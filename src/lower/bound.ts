@@ -66,8 +66,15 @@ export function stepBounds(config: StepConfig, program: StepProgram, topology: T
   // The blocking collectives after each pass (Megatron's synchronous ones: what comes next waits for them), at no
   // less than their idle-network time; none where the program runs them alongside the compute.
   const stepLatency = config.cluster.collectiveProtocol === undefined || config.cluster.collectiveProtocol === 'fitted' ? config.cluster.collectiveStepLatencySeconds : 0;
-  const blocking = (groups: CollectiveGroup[]) =>
-    (program.overlappedAxes ?? []).length > 0 ? 0 : groups.reduce((sum, c) => sum + collectiveFloorNs(topology, planCollective(c.kind, mesh.group(0, [c.axis]), c.bytes, c.repeat), stepLatency), 0);
+  // Rank 0's group stands for every group of its axis only when each lies inside a node: a group is `size` ranks
+  // `stride` apart, and the blocks of size x stride consecutive ranks that hold whole groups must divide a node.
+  const floorOf = (c: CollectiveGroup) => {
+    const members = mesh.group(0, [c.axis]);
+    const stride = members.length > 1 ? members[1] - members[0] : 1;
+    if (config.cluster.gpusPerNode % (stride * members.length) !== 0) return 0;
+    return collectiveFloorNs(topology, planCollective(c.kind, members, c.bytes, c.repeat), stepLatency);
+  };
+  const blocking = (groups: CollectiveGroup[]) => ((program.overlappedAxes ?? []).length > 0 ? 0 : groups.reduce((sum, c) => sum + floorOf(c), 0));
   const forwardBlocking = virtualStages.map((v) => blocking(groupCollectives(v.blocks.flatMap((u) => u.forwardCollectives))));
   const backwardBlocking = virtualStages.map((v) => blocking(groupCollectives(v.blocks.flatMap((u) => u.backwardCollectives))));
   const timeNs = config.variability.jitter > 0 ? undefined : computeOnlyNs(order, virtualStages, vsAt, chunks, runs, forwardBlocking, backwardBlocking);

@@ -102,6 +102,23 @@ describe('dtsim plan', () => {
     }
   }, 180_000);
 
+  it('an aborted plan stops between simulations and answers with what it simulated, skipping nothing it did not prove', async () => {
+    const controller = new AbortController();
+    const result = await plan(readScenarioSource(file), {
+      workers: 1,
+      within: Infinity,
+      signal: controller.signal,
+      onProgress: (done) => {
+        if (done >= 3) controller.abort();
+      },
+    });
+    // Three lines came back (a refusal only the lowering makes counts as one), then nothing more ran.
+    expect(result.simulated).toBeGreaterThan(0);
+    expect(result.simulated).toBeLessThanOrEqual(3);
+    expect(result.skipped).toBe(0);
+    expect(result.ranked.length).toBeGreaterThan(0);
+  });
+
   it('--scenario-out writes a scenario that dtsim run reproduces exactly', async () => {
     const out = join(dir, 'best.yaml');
     const r = await cli('plan', file, '--scenario-out', out, '--workers', '1', '--json');
