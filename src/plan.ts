@@ -1,31 +1,26 @@
 import { createHash } from 'node:crypto';
 import { parseDocument } from 'yaml';
 import type { ScenarioSource } from './compare.js';
-import { DtsimError, ScenarioError, UsageError } from './errors.js';
+import { UsageError } from './errors.js';
+import type { Objective } from './plan-assess.js';
 import { batchPinned, parseScenario } from './scenario/load.js';
 import type { Scenario } from './scenario/resolve.js';
-import { buildTopology, type Topology } from './hardware/topology.js';
-import { stageCostsKey, stepBounds } from './lower/bound.js';
-import { stageCosts, type VirtualStageModel } from './lower/stage-costs.js';
-import type { StepProgram } from './strategies/program.js';
-import { buildProgram } from './strategies/registry.js';
 import { entryRunner } from './sweep-run.js';
-import { stateBytes } from './training/states.js';
-import { buildWorkload, modelParameters, parameterTensors } from './workload/registry.js';
-import { overrideString, type EntrySummary, type SweepEntry, type SweepLine } from './sweep.js';
+import type { EntrySummary, SweepEntry, SweepLine } from './sweep.js';
+
+export type { Objective } from './plan-assess.js';
 
 /**
  * `dtsim plan`: keeps a scenario's cluster, model and batch, and searches the parallel strategy and the techniques
  * that apply (TP, PP, DP, sequence splits, micro-batch, schedule and chunks, recomputation, sequence parallelism,
- * ZeRO, offloading). The checks' refusals are counted by field; a candidate whose model states alone exceed HBM is
- * pruned. The rest are simulated in full (on worker threads), in rounds, least lower bound on the objective first;
+ * ZeRO, offloading). The checks' refusals are counted by field; a candidate whose memory bound exceeds HBM is pruned
+ * (plan-assess.ts). The rest are simulated in full (on worker threads), in rounds, least lower bound on the objective first;
  * once the next candidate's bound is past the cut-off (the best so far plus `within`, and no better than the
  * `top`-th best), the rest are skipped: none of them can rank among the best, come within `within` of it, or stand
  * on the Pareto front below the cut-off. The answer: the best candidates, that Pareto front of step time against
  * peak HBM, and for each value of each dimension how far its best falls behind (at least how far, when its
  * candidates were skipped), or why nothing with it fits.
  */
-export type Objective = 'time' | 'memory';
 
 export interface PlanOptions {
   /** Plan for this many GPUs (a multiple of the scenario's GPUs per node) instead of the scenario's. */
@@ -99,25 +94,6 @@ export interface Plan {
   /** Candidates skipped by their bound, in the order generated, each with its bound. */
   skippedCandidates: PlanCandidate[];
   capacity: number;
-}
-
-/**
- * A lower bound on a candidate's peak HBM, bytes, without building its step: every parameter lives on one
- * (tensor, pipeline) position, so some GPU holds at least Ψ / (tp x pp) of them, with their gradients and optimizer
- * states for the whole step, each divided by the data-parallel size where ZeRO shards it. Undefined where states
- * leave HBM (offloading), which the bound does not follow. A candidate whose bound exceeds the HBM cannot fit.
- */
-export function statesLowerBound(s: Scenario): number | undefined {
-  const offload = (s.parallel as { offload?: { optimizer?: string; params?: string } }).offload;
-  if ((offload?.optimizer ?? 'none') !== 'none' || (offload?.params ?? 'none') !== 'none') return undefined;
-  const { tp, pp, zero } = s.parallel as { tp: number; pp: number; zero: number };
-  const bytes = stateBytes(s.training, () => parameterTensors(buildWorkload(s.model, { microBatch: 1, attention: 'standard' })));
-  // ZeRO shards over every replica of the weights: the GPUs of a (tensor, pipeline) position, which hold them whole
-  // (data-parallel, DAP, context- and sequence-parallel ranks alike).
-  const replicas = (s.cluster.nodes * s.cluster.gpusPerNode) / (tp * pp);
-  const shards = (stage: number) => (zero >= stage ? replicas : 1);
-  const perParameter = bytes.parameter / shards(3) + bytes.gradient / shards(2) + bytes.optimizer / shards(1);
-  return (modelParameters(s.model) / (tp * pp)) * perParameter;
 }
 
 const divisors = (n: number) => Array.from({ length: n }, (_, i) => i + 1).filter((d) => n % d === 0);
@@ -215,92 +191,9 @@ function clusterOverrides(base: Scenario, gpus: number | undefined): Record<stri
   return { 'cluster.nodes': gpus / perNode };
 }
 
-/** A candidate as --set overrides, written as a sweep entry's are, so that the check and the simulation read the same. */
-const setOf = (overrides: Record<string, unknown>) => Object.entries(overrides).map(([path, value]) => overrideString(path, value));
 
 /** Candidates simulated between two decisions to go on: fixed, so that what is skipped does not depend on the cores. */
 const ROUND = 32;
-
-/**
- * Lower bounds on a candidate's step time (seconds) and peak HBM (bytes) without simulating it: from its pass costs
- * and its schedule's order (lower/bound.ts), and for memory also from its model states over every replica
- * (statesLowerBound). A time of 0 where none is claimed (jitter), and both 0 where the program cannot be built (the
- * simulation then says why). `topology` is the cluster's, built once for a whole search.
- */
-export function planBounds(s: Scenario, topology: Topology = buildTopology(s.cluster), costs?: StageCostsCache): { stepTime: number; peakHbm: number } {
-  const states = statesLowerBound(s) ?? 0;
-  try {
-    const workload = buildWorkload(s.model, { microBatch: s.training.microBatch, attention: s.training.flashAttention ? 'flash' : 'standard', recycles: s.training.recycles });
-    const program = buildProgram(workload, s.parallel);
-    const bounds = stepBounds(s, program, topology, costs?.get(s, program));
-    return { stepTime: bounds.stepTime ?? 0, peakHbm: Math.max(states, bounds.peakHbm) };
-  } catch (error) {
-    if (error instanceof DtsimError) return { stepTime: 0, peakHbm: states };
-    throw error;
-  }
-}
-
-/** Candidates to check and bound: each names its source (a scenario text) by its place in `sources`. */
-export interface AssessRequest {
-  objective: Objective;
-  sources: ScenarioSource[];
-  items: { index: number; source: number; overrides: Record<string, unknown> }[];
-}
-
-/** A candidate checked and bounded: refused (the field the check names), pruned (the least HBM it needs, bytes), or its bound on the objective. */
-export interface Assessment {
-  index: number;
-  refused?: string;
-  pruned?: number;
-  bound?: number;
-}
-
-/**
- * The stage costs of the last few layouts: candidates that differ only in ZeRO stage and offloading come one after
- * another, and share them (stageCostsKey).
- */
-export class StageCostsCache {
-  private readonly entries = new Map<string, VirtualStageModel[]>();
-  constructor(private readonly size = 16) {}
-  get(config: Scenario, program: StepProgram): VirtualStageModel[] {
-    const key = stageCostsKey(config);
-    let costs = this.entries.get(key);
-    if (costs === undefined) {
-      costs = stageCosts(config, program);
-      this.entries.set(key, costs);
-      if (this.entries.size > this.size) this.entries.delete(this.entries.keys().next().value!);
-    }
-    return costs;
-  }
-}
-const stageCostsCache = new StageCostsCache();
-
-/** The topology of the last cluster assessed: a search assesses thousands of candidates on one cluster. */
-let lastTopology: { cluster: string; topology: Topology } | undefined;
-
-/** Checks and bounds candidates without simulating them (on a worker thread, or in this one). */
-export function assessCandidates(request: AssessRequest): Assessment[] {
-  return request.items.map(({ index, source, overrides }) => {
-    const from = request.sources[source];
-    let candidate: Scenario;
-    try {
-      candidate = parseScenario(from.text, from.file, { set: setOf(overrides) });
-    } catch (error) {
-      // Only an invalid configuration is a refusal; anything else is a fault to report.
-      if (!(error instanceof ScenarioError)) throw error;
-      return { index, refused: error.issues[0]?.path || 'scenario' };
-    }
-    // The model states alone first: cheap, and enough for most of what cannot fit.
-    const states = statesLowerBound(candidate) ?? 0;
-    if (states > candidate.cluster.gpu.memoryBytes) return { index, pruned: states };
-    const cluster = JSON.stringify(candidate.cluster);
-    if (lastTopology?.cluster !== cluster) lastTopology = { cluster, topology: buildTopology(candidate.cluster) };
-    const bounds = planBounds(candidate, lastTopology.topology, stageCostsCache);
-    // Proved not to fit without simulating: its model states and the activations its schedule holds exceed the HBM.
-    if (bounds.peakHbm > candidate.cluster.gpu.memoryBytes) return { index, pruned: bounds.peakHbm };
-    return { index, bound: request.objective === 'time' ? bounds.stepTime : bounds.peakHbm };
-  });
-}
 
 export async function plan(given: ScenarioSource, options: PlanOptions = {}): Promise<Plan> {
   const base = parseScenario(given.text, given.file);

@@ -4,7 +4,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { UsageError } from './errors.js';
 import { writeFileAtomic } from './report/atomic.js';
-import { assessCandidates, type Assessment, type AssessRequest } from './plan.js';
+import { assessCandidates, type Assessment, type AssessRequest } from './plan-assess.js';
 import { formatLines, mergeLines, readLines, runEntry, type Shard, type Sweep, type SweepEntry, type SweepLine } from './sweep.js';
 
 const WORKER = new URL('./sweep-worker.js', import.meta.url);

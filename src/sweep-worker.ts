@@ -1,5 +1,5 @@
 import { parentPort } from 'node:worker_threads';
-import { assessCandidates } from './plan.js';
+import { assessCandidates } from './plan-assess.js';
 import { runEntry } from './sweep.js';
 import type { WorkerJob } from './sweep-run.js';
 

@@ -6,7 +6,7 @@ import { stateBytes } from '../training/states.js';
 import { parameterTensors } from '../workload/registry.js';
 import { microBatchesOf, type StepConfig } from './config.js';
 import { passOrder } from './order.js';
-import { groupCollectives, type CollectiveGroup } from './segments.js';
+import { passCollectives, type CollectiveGroup } from './segments.js';
 import { planCollective } from '../collectives/collectives.js';
 import { collectiveFloorNs } from '../collectives/estimate.js';
 import { stageCosts, type VirtualStageModel } from './stage-costs.js';
@@ -60,7 +60,8 @@ export function stepBounds(config: StepConfig, program: StepProgram, topology: T
   const zerothOrder = !takesGradients(config.training.optimizer);
   // MeZO runs each micro-batch forward twice and no backward.
   const runs = microBatchesOf(config, mesh) * (zerothOrder ? 2 : 1);
-  const order = passOrder(config, program, topology, virtualStages);
+  const collectives = passCollectives(virtualStages);
+  const order = passOrder(config, program, topology, virtualStages, collectives);
   const vsAt = new Int32Array(pp * chunks);
   for (const v of virtualStages) vsAt[v.stage * chunks + v.chunk] = v.virtualStage;
   // The blocking collectives after each pass (Megatron's synchronous ones: what comes next waits for them), at no
@@ -75,8 +76,8 @@ export function stepBounds(config: StepConfig, program: StepProgram, topology: T
     return collectiveFloorNs(topology, planCollective(c.kind, members, c.bytes, c.repeat), stepLatency);
   };
   const blocking = (groups: CollectiveGroup[]) => ((program.overlappedAxes ?? []).length > 0 ? 0 : groups.reduce((sum, c) => sum + floorOf(c), 0));
-  const forwardBlocking = virtualStages.map((v) => blocking(groupCollectives(v.blocks.flatMap((u) => u.forwardCollectives))));
-  const backwardBlocking = virtualStages.map((v) => blocking(groupCollectives(v.blocks.flatMap((u) => u.backwardCollectives))));
+  const forwardBlocking = collectives.forward.map(blocking);
+  const backwardBlocking = collectives.backward.map(blocking);
   const timeNs = config.variability.jitter > 0 ? undefined : computeOnlyNs(order, virtualStages, vsAt, chunks, runs, forwardBlocking, backwardBlocking);
 
   const parameters = new Float64Array(pp);

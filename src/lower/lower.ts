@@ -14,7 +14,7 @@ import { StepEmitter } from './emitter.js';
 import { CATEGORY, KIND, LANE, OP_KINDS, StepResources } from './resources.js';
 import { AttentionPhases } from './attention-phase.js';
 import { ScatterGather } from './scatter-gather.js';
-import { attentionShare, blockSegments, gradientBuckets, groupCollectives, recomputeShare, segmentOf, type Segment } from './segments.js';
+import { attentionShare, blockSegments, gradientBuckets, passCollectives, recomputeShare, segmentOf, type Segment } from './segments.js';
 import { BlockingCollectives } from './blocking.js';
 import { stageCosts, type VirtualStageModel } from './stage-costs.js';
 import { passOrder } from './order.js';
@@ -75,9 +75,9 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
     };
   });
 
-  const forwardGroups = virtualStages.map((v) => groupCollectives(v.blocks.flatMap((u) => u.forwardCollectives)));
-  const backwardGroups = virtualStages.map((v) => groupCollectives(v.blocks.flatMap((u) => u.backwardCollectives)));
-  const order = passOrder(config, program, topology, virtualStages);
+  const collectives = passCollectives(virtualStages);
+  const { forward: forwardGroups, backward: backwardGroups } = collectives;
+  const order = passOrder(config, program, topology, virtualStages, collectives);
 
   const variability = new Variability(config.seed, resources.devices, config.variability);
 

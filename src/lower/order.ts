@@ -7,7 +7,7 @@ import { forwardOnlyOrder, type PassCosts, type ScheduledPass } from '../strateg
 import type { StepProgram } from '../strategies/program.js';
 import { takesGradients } from '../training/optimizer.js';
 import { microBatchesOf, type StepConfig } from './config.js';
-import { groupCollectives, type CollectiveGroup } from './segments.js';
+import { passCollectives, type CollectiveGroup, type PassCollectives } from './segments.js';
 import type { VirtualStageModel } from './stage-costs.js';
 
 /**
@@ -15,7 +15,7 @@ import type { VirtualStageModel } from './stage-costs.js';
  * cost-aware schedules can plan with them (a pass plus the blocking collectives after it, and a stage-to-stage
  * transfer, on an idle network); or, for a zeroth-order optimizer, every forward twice and no backward.
  */
-export function passOrder(config: StepConfig, program: StepProgram, topology: Topology, virtualStages: VirtualStageModel[]): ScheduledPass[][] {
+export function passOrder(config: StepConfig, program: StepProgram, topology: Topology, virtualStages: VirtualStageModel[], collectives: PassCollectives = passCollectives(virtualStages)): ScheduledPass[][] {
   const { mesh } = program;
   const pp = mesh.sizeOf('pp');
   const chunks = program.stages.length / pp;
@@ -28,8 +28,8 @@ export function passOrder(config: StepConfig, program: StepProgram, topology: To
   const blockingNs = (groups: CollectiveGroup[]) =>
     groups.reduce((sum, c) => sum + estimateCollectiveNs(topology, planCollective(c.kind, mesh.group(0, [c.axis]), c.bytes, c.repeat), stepLatency), 0);
   const passCosts: PassCosts = {
-    forward: virtualStages.map((v) => v.forwardNs + blockingNs(groupCollectives(v.blocks.flatMap((u) => u.forwardCollectives)))),
-    inputGrad: virtualStages.map((v) => v.inputGradNs + blockingNs(groupCollectives(v.blocks.flatMap((u) => u.backwardCollectives)))),
+    forward: virtualStages.map((v, vs) => v.forwardNs + blockingNs(collectives.forward[vs])),
+    inputGrad: virtualStages.map((v, vs) => v.inputGradNs + blockingNs(collectives.backward[vs])),
     weightGrad: virtualStages.map((v) => v.weightGradNs),
     p2p: p2pNs,
   };

@@ -76,6 +76,19 @@ export function groupCollectives(steps: readonly CollectiveStep[]): CollectiveGr
   return groups;
 }
 
+/** Each virtual stage's blocking collectives after a whole forward and a whole input-gradient pass, grouped. */
+export interface PassCollectives {
+  forward: CollectiveGroup[][];
+  backward: CollectiveGroup[][];
+}
+
+export function passCollectives(virtualStages: readonly VirtualStageModel[]): PassCollectives {
+  return {
+    forward: virtualStages.map((v) => groupCollectives(v.blocks.flatMap((u) => u.forwardCollectives))),
+    backward: virtualStages.map((v) => groupCollectives(v.blocks.flatMap((u) => u.backwardCollectives))),
+  };
+}
+
 /**
  * The blocks of a virtual stage as segments in pass order (the embedding first and the output head last in a
  * forward; the reverse in a backward), each with its share of the pass's FLOPs, its parameters, gradient bytes and

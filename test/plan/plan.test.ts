@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { plan, planBounds, planCandidates, scenarioWith, statesLowerBound } from '../../src/plan.js';
+import { plan, planCandidates, scenarioWith } from '../../src/plan.js';
+import { planBounds, statesLowerBound } from '../../src/plan-assess.js';
 import { parseScenario, readScenarioSource } from '../../src/scenario/load.js';
 import { simulate } from '../../src/simulate.js';
 import { stageCostsKey } from '../../src/lower/bound.js';
@@ -13,6 +14,9 @@ import { buildProgram } from '../../src/strategies/registry.js';
 import { buildWorkload } from '../../src/workload/registry.js';
 import { cli } from '../support/cli.js';
 import { BASE, merge } from '../support/scenarios.js';
+
+/** A plan candidate's scenario: the source with the candidate's overrides set, as the planner sets them. */
+const candidate = (source: { text: string; file: string }, overrides: Record<string, unknown>) => parseScenario(source.text, source.file, { set: Object.entries(overrides).map(([p, v]) => `${p}=${JSON.stringify(v)}`) });
 
 /** `dtsim plan` (issue 14, points 1 and 2), on problems small enough to simulate every candidate by hand. */
 const dir = mkdtempSync(join(tmpdir(), 'dtsim-plan-'));
@@ -35,7 +39,7 @@ describe('dtsim plan', () => {
       for (const overrides of planCandidates(parseScenario(source.text, source.file), 4)) {
         let report;
         try {
-          report = simulate(parseScenario(source.text, source.file, { set: Object.entries(overrides).map(([p, v]) => `${p}=${JSON.stringify(v)}`) })).report;
+          report = simulate(candidate(source, overrides)).report;
         } catch {
           continue;
         }
@@ -257,7 +261,7 @@ describe('the step-time and peak-HBM bounds', () => {
     for (const overrides of planCandidates(parseScenario(source.text, source.file), 4)) {
       let s;
       try {
-        s = parseScenario(source.text, source.file, { set: Object.entries(overrides).map(([p, v]) => `${p}=${JSON.stringify(v)}`) });
+        s = candidate(source, overrides);
       } catch {
         continue;
       }
@@ -332,7 +336,7 @@ describe('dtsim plan on an Evoformer', () => {
     const result = await plan(source, { workers: 1 });
     let best = Infinity;
     for (const overrides of space) {
-      const scenario = parseScenario(source.text, source.file, { set: Object.entries(overrides).map(([p, v]) => `${p}=${JSON.stringify(v)}`) });
+      const scenario = candidate(source, overrides);
       const report = simulate(scenario).report;
       if (report.memory.fits) best = Math.min(best, report.stepTime);
     }
