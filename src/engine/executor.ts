@@ -167,7 +167,7 @@ export function execute(input: ExecutionInput, kernel = new EventKernel(4096)): 
       const hops = router.route(graph.flowSource[i], graph.flowTarget[i], path);
       network.start(path, flowBytes[size], op, hops);
     }
-    network.rebalance();
+    network.rebalanceThisInstant();
   }
 
   function flowDone(op: number): void {

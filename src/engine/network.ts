@@ -17,6 +17,10 @@ import { EventKernel, NANOSECONDS_PER_SECOND } from './kernel.js';
  * that can feed it, such as a non-blocking switch fabric) can never be the
  * bottleneck, so leaving it out of the sharing gives exactly the same rates while
  * keeping components small.
+ *
+ * Rates are recomputed once per instant, after every flow that starts or ends at that instant: a ring's flows end
+ * together, and recomputing after each one would cost the component's size squared for one answer (max-min rates
+ * depend only on the set of flows, not on the order they came and went in).
  */
 export interface LinkSet {
   readonly count: number;
@@ -49,6 +53,8 @@ export class FlowNetwork {
   private readonly linkStamp: Int32Array;
   private readonly residual: Float64Array;
   private readonly unfrozen: Int32Array;
+  /** Each link's index in the component being rebalanced. */
+  private readonly linkPosition: Int32Array;
   private epoch = 0;
 
   // Flow pool.
@@ -75,6 +81,8 @@ export class FlowNetwork {
   private seedCount = 0;
 
   private readonly completeType: number;
+  private readonly rebalanceType: number;
+  private rebalancePending = false;
   private readonly binding: Uint8Array;
   private readonly capacity: Float64Array;
 
@@ -92,9 +100,14 @@ export class FlowNetwork {
     this.linkStamp = new Int32Array(links.count);
     this.residual = new Float64Array(links.count);
     this.unfrozen = new Int32Array(links.count);
+    this.linkPosition = new Int32Array(links.count);
     this.compLinks = new Int32Array(links.count);
     this.stack = new Int32Array(links.count);
     this.completeType = kernel.on((flow, version) => this.complete(flow, version));
+    this.rebalanceType = kernel.on(() => {
+      this.rebalancePending = false;
+      this.rebalance();
+    });
   }
 
   /** Flows currently moving bytes. */
@@ -104,7 +117,8 @@ export class FlowNetwork {
 
   /**
    * Starts a flow of `bytes` over the first `hops` links of `path` for `owner`. The path is copied, so the caller
-   * may reuse its buffer. Rates are not recomputed until `rebalance()`, so an operation can start many flows at once.
+   * may reuse its buffer. Rates are not recomputed until `rebalance()` or `rebalanceThisInstant()`, so an operation
+   * can start many flows at once.
    */
   start(path: Int32Array, bytes: number, owner: number, hops = path.length): void {
     if (hops > MAX_HOPS) throw new RangeError(`a path of ${hops} links is longer than the ${MAX_HOPS} a flow can cross`);
@@ -136,6 +150,17 @@ export class FlowNetwork {
     // which is what progressive filling would compute, without the search. Otherwise its links seed a rebalance.
     else if (alone) this.setRate(f, bottleneck, this.kernel.now);
     else for (let i = 0; i < hops; i++) if (this.binding[path[i]] === 1) this.pushSeed(path[i]);
+  }
+
+  /**
+   * Recomputes rates once every event of this instant has run: events already queued for now run first (the
+   * kernel's ties are first in, first out), so flows that end together, and operations that start together, share
+   * one recomputation. No time passes meanwhile, so no flow moves a byte at a stale rate.
+   */
+  rebalanceThisInstant(): void {
+    if (this.rebalancePending || this.seedCount === 0) return;
+    this.rebalancePending = true;
+    this.kernel.schedule(this.kernel.now, this.rebalanceType, 0, 0);
   }
 
   /** Recomputes rates of every component touched since the last call. */
@@ -180,39 +205,64 @@ export class FlowNetwork {
       this.settle(f, now);
       this.frozen[f] = 0;
     }
+    const { residual, unfrozen, linkPosition } = this;
     for (let i = 0; i < compLinkCount; i++) {
       const link = compLinks[i];
-      this.residual[link] = this.capacity[link];
-      this.unfrozen[link] = this.linkFlows[link];
+      residual[link] = this.capacity[link];
+      unfrozen[link] = this.linkFlows[link];
+      linkPosition[link] = i;
     }
-    // Progressive filling.
+    // Progressive filling: the link with the least fair share (the first in component order among equals) fixes
+    // its flows' rates at that share, and so on. On a symmetric cluster many links tie, so after freezing one, the
+    // next pick is looked for among the later links at the same share before scanning the whole component again.
+    // That finds exactly the link a full scan would: freezing flows at the least share never lowers another link's
+    // share, except by rounding, and any touched link that rounds to the share or below, ahead of the scan, forces
+    // the full scan.
     let left = compCount;
     while (left > 0) {
       let bottleneck = -1;
       let share = Infinity;
       for (let i = 0; i < compLinkCount; i++) {
         const link = compLinks[i];
-        const n = this.unfrozen[link];
+        const n = unfrozen[link];
         if (n === 0) continue;
-        const s = this.residual[link] / n;
+        const s = residual[link] / n;
         if (s < share) {
           share = s;
-          bottleneck = link;
+          bottleneck = i;
         }
       }
       if (bottleneck < 0) break;
-      for (let e = linkHead[bottleneck]; e >= 0; e = entryNext[e]) {
-        const f = (e / MAX_HOPS) | 0;
-        if (this.frozen[f] === 1) continue;
-        this.frozen[f] = 1;
-        left--;
-        this.setRate(f, Math.max(share, 0), now);
-        const base = f * MAX_HOPS;
-        for (let j = 0; j < hops[f]; j++) {
-          const l = pathLinks[base + j];
-          if (binding[l] === 0) continue;
-          this.residual[l] -= share;
-          this.unfrozen[l]--;
+      while (bottleneck >= 0) {
+        let rescan = false;
+        for (let e = linkHead[compLinks[bottleneck]]; e >= 0; e = entryNext[e]) {
+          const f = (e / MAX_HOPS) | 0;
+          if (this.frozen[f] === 1) continue;
+          this.frozen[f] = 1;
+          left--;
+          this.setRate(f, Math.max(share, 0), now);
+          const base = f * MAX_HOPS;
+          for (let j = 0; j < hops[f]; j++) {
+            const l = pathLinks[base + j];
+            if (binding[l] === 0) continue;
+            residual[l] -= share;
+            const n = --unfrozen[l];
+            if (n > 0 && !rescan) {
+              const s = residual[l] / n;
+              rescan = s < share || (s === share && linkPosition[l] < bottleneck);
+            }
+          }
+        }
+        if (rescan) break;
+        const from = bottleneck;
+        bottleneck = -1;
+        for (let i = from + 1; i < compLinkCount; i++) {
+          const link = compLinks[i];
+          const n = unfrozen[link];
+          if (n > 0 && residual[link] / n === share) {
+            bottleneck = i;
+            break;
+          }
         }
       }
     }
@@ -253,7 +303,7 @@ export class FlowNetwork {
     this.active--;
     this.freeFlows[this.freeCount++] = f;
     const owner = this.owner[f];
-    this.rebalance();
+    this.rebalanceThisInstant();
     this.onFlowDone(owner);
   }
 

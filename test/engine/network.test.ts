@@ -7,18 +7,22 @@ function links(capacities: number[], binding?: number[]): LinkSet {
   return { count: capacities.length, capacityBytesPerSecond: Float64Array.from(capacities), binding: Uint8Array.from(binding ?? capacities.map(() => 1)) };
 }
 
-/** Starts flows (path, bytes, start time ns) and returns each flow's end time in ns. */
-function run(set: LinkSet, flows: { path: number[]; bytes: number; at?: number }[]): { ends: number[]; linkBytes: Float64Array } {
+/**
+ * Starts flows (path, bytes, start time ns) and returns each flow's end time in ns. Rates are recomputed after each
+ * start (`now`), or once after every start of the instant (`instant`, as the executor does).
+ */
+function run(set: LinkSet, flows: { path: number[]; bytes: number; at?: number }[], rebalance: 'now' | 'instant' = 'now'): { ends: number[]; linkBytes: Float64Array; events: number } {
   const k = new EventKernel();
   const ends: number[] = [];
   const net = new FlowNetwork(k, set, (owner) => (ends[owner] = k.now));
   const begin = k.on((i) => {
     net.start(Int32Array.from(flows[i].path), flows[i].bytes, i);
-    net.rebalance();
+    if (rebalance === 'now') net.rebalance();
+    else net.rebalanceThisInstant();
   });
   flows.forEach((f, i) => k.schedule(f.at ?? 0, begin, i));
   k.run();
-  return { ends, linkBytes: net.linkBytes };
+  return { ends, linkBytes: net.linkBytes, events: k.eventsProcessed };
 }
 
 describe('FlowNetwork', () => {
@@ -84,7 +88,21 @@ describe('FlowNetwork', () => {
     );
   });
 
-  it('law: finish times match a reference that recomputes max-min over all flows at every event', () => {
+  it('flows that end together are recomputed once: the flows they leave behind are rescheduled once', () => {
+    // Eight short flows and eight long ones share link 8 (16 GB/s, 1 GB/s each); the short ones end together at 1 s,
+    // the long ones then take 2 GB/s each for their last 2 GB.
+    const short = Array.from({ length: 8 }, (_, i) => ({ path: [i, 8], bytes: 1e9 }));
+    const long = Array.from({ length: 8 }, () => ({ path: [8], bytes: 3e9 }));
+    const { ends, events } = run(links([...Array(8).fill(100e9), 16e9]), [...short, ...long], 'instant');
+    expect(ends.slice(0, 8)).toEqual(Array(8).fill(1_000_000_000));
+    expect(ends.slice(8)).toEqual(Array(8).fill(2_000_000_000));
+    // 16 starts; the first flow's end, set while it was alone and stale once the others join; one recomputation at
+    // each of 0, 1 and 2 s; 16 first ends (the long flows' stale by then); the long flows' 8 second ends: 44.
+    // Recomputing after each short flow's end would give the long flows a new rate, and a new end, 8 times over.
+    expect(events).toBe(44);
+  });
+
+  it.each(['now', 'instant'] as const)('law: finish times match a reference that recomputes max-min over all flows at every event (rates recomputed %s)', (mode) => {
     // The reference: fluid flows in continuous time, global progressive filling at every start and finish.
     function reference(capacities: number[], flows: { path: number[]; bytes: number; at: number }[]): number[] {
       const left = flows.map((f) => f.bytes);
@@ -129,7 +147,7 @@ describe('FlowNetwork', () => {
         // Starts up to 100 ms apart, so links empty and fill again; transfers last 10 us to 1 s.
         const fs = flows.map((f) => ({ path: f.links.map((l) => l % capacities.length).filter((l, i, a) => a.indexOf(l) === i), bytes: f.bytes * 1e6, at: f.at * 1_000_000 }));
         const caps = capacities.map((c) => c * 1e9);
-        const { ends } = run(links(caps), fs);
+        const { ends } = run(links(caps), fs, mode);
         const expected = reference(caps, fs);
         // The engine rounds each completion up to whole nanoseconds at every rate change: a few ns per flow at most.
         fs.forEach((_f, i) => expect(Math.abs(ends[i] - expected[i])).toBeLessThanOrEqual(2 * fs.length + 2));
