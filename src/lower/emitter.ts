@@ -37,6 +37,8 @@ export class StepEmitter {
   private readonly sendLatencyNs: Float64Array;
   // A group's shape is computed once per group: per stride, for rings and for all-to-alls, by first rank.
   private readonly groupShapes = new Map<number, GroupShape[]>();
+  // And for collectives over a list of members, by the list and the pairs its flows join.
+  private readonly shapesOfGroup = new WeakMap<readonly number[], GroupShape[]>();
   /** Whether a rail can be named in a flow's target (viaRail's encoding fits the graph's 32-bit vertex ids). */
   private readonly canStripe: boolean;
 
@@ -89,11 +91,20 @@ export class StepEmitter {
   /** A collective over `group` (ring order) holding lane `laneKind` of every member. */
   collective(kind: CollectiveKind, group: number[], bytes: number, repeat: number, laneKind: number, label: number): number {
     const plan = planCollective(kind, group, bytes, repeat);
-    const shape = this.groupShape(plan, (i) => i, (r) => group[r], group.length);
+    // The lowering passes the same group arrays again for every pass, and a shape depends only on which pairs the
+    // flows join: the same for every ring kind but the open ring of a broadcast.
+    const shape = plan.flows.length === 0 ? this.groupShape(plan, (i) => i, (r) => group[r], group.length) : this.cachedShape(kind, plan, group);
     const op = this.graph.operation(label, group[0], 0, this.latencyNs(kind, plan, group.length, shape));
     for (const device of group) this.graph.lane(this.resources.lane(device, laneKind));
     this.addFlows(op, plan, (i) => i, shape);
     return op;
+  }
+
+  private cachedShape(kind: CollectiveKind, plan: CollectivePlan, group: number[]): GroupShape {
+    let shapes = this.shapesOfGroup.get(group);
+    if (shapes === undefined) this.shapesOfGroup.set(group, (shapes = []));
+    const pairs = kind === 'broadcast' ? 0 : kind === 'allToAll' ? 1 : kind === 'p2p' ? 2 : 3;
+    return (shapes[pairs] ??= this.groupShape(plan, (i) => i, (r) => group[r], group.length));
   }
 
   /**
