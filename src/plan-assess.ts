@@ -1,8 +1,7 @@
 import type { ScenarioSource } from './compare.js';
 import { DtsimError, ScenarioError } from './errors.js';
 import { buildTopology, type Topology } from './hardware/topology.js';
-import { stageCostsKey, stepBounds } from './lower/bound.js';
-import { stageCosts, type VirtualStageModel } from './lower/stage-costs.js';
+import { layoutBounds, stageCostsKey, stepBounds, type LayoutBounds } from './lower/bound.js';
 import { parseScenario } from './scenario/load.js';
 import type { Scenario } from './scenario/resolve.js';
 import type { StepProgram } from './strategies/program.js';
@@ -47,11 +46,11 @@ export function statesLowerBound(s: Scenario): number | undefined {
  * only the states' bound where the program cannot be built (the simulation then says why). `topology` is the
  * cluster's, built once for a whole search.
  */
-export function planBounds(s: Scenario, topology: Topology = buildTopology(s.cluster), costs?: StageCostsCache, states = statesLowerBound(s) ?? 0): { stepTime: number; peakHbm: number } {
+export function planBounds(s: Scenario, topology: Topology = buildTopology(s.cluster), layouts?: LayoutCache, states = statesLowerBound(s) ?? 0): { stepTime: number; peakHbm: number } {
   try {
     const workload = buildWorkload(s.model, { microBatch: s.training.microBatch, attention: s.training.flashAttention ? 'flash' : 'standard', recycles: s.training.recycles });
     const program = buildProgram(workload, s.parallel);
-    const bounds = stepBounds(s, program, topology, costs?.get(s, program));
+    const bounds = stepBounds(s, program, topology, layouts?.bounds(s, program, topology));
     return { stepTime: bounds.stepTime ?? 0, peakHbm: Math.max(states, bounds.peakHbm) };
   } catch (error) {
     if (error instanceof DtsimError) return { stepTime: 0, peakHbm: states };
@@ -75,24 +74,26 @@ export interface Assessment {
 }
 
 /**
- * The stage costs of the last few layouts: candidates that differ only in ZeRO stage and offloading come one after
- * another, and share them (stageCostsKey).
+ * The layout's part of the bounds (lower/bound.ts: its stage costs, pass order and activations) of the last few layouts: candidates that
+ * differ only in ZeRO stage and offloading come one after another, and share them (stageCostsKey). One cache serves
+ * one topology, as a search has.
  */
-export class StageCostsCache {
-  private readonly entries = new Map<string, VirtualStageModel[]>();
+export class LayoutCache {
+  private readonly entries = new Map<string, LayoutBounds>();
   constructor(private readonly size = 16) {}
-  get(config: Scenario, program: StepProgram): VirtualStageModel[] {
-    const key = stageCostsKey(config);
-    let costs = this.entries.get(key);
-    if (costs === undefined) {
-      costs = stageCosts(config, program);
-      this.entries.set(key, costs);
+  bounds(config: Scenario, program: StepProgram, topology: Topology): LayoutBounds {
+    // Jitter decides whether a time bound is claimed at all.
+    const key = JSON.stringify([stageCostsKey(config), config.variability]);
+    let bounds = this.entries.get(key);
+    if (bounds === undefined) {
+      bounds = layoutBounds(config, program, topology);
+      this.entries.set(key, bounds);
       if (this.entries.size > this.size) this.entries.delete(this.entries.keys().next().value!);
     }
-    return costs;
+    return bounds;
   }
 }
-const stageCostsCache = new StageCostsCache();
+const layoutCache = new LayoutCache();
 
 /** The topology of the last cluster assessed: a search assesses thousands of candidates on one cluster. */
 let lastTopology: { cluster: string; topology: Topology } | undefined;
@@ -114,7 +115,7 @@ export function assessCandidates(request: AssessRequest): Assessment[] {
     if (states > candidate.cluster.gpu.memoryBytes) return { index, pruned: states };
     const cluster = JSON.stringify(candidate.cluster);
     if (lastTopology?.cluster !== cluster) lastTopology = { cluster, topology: buildTopology(candidate.cluster) };
-    const bounds = planBounds(candidate, lastTopology.topology, stageCostsCache, states);
+    const bounds = planBounds(candidate, lastTopology.topology, layoutCache, states);
     // Proved not to fit without simulating: its model states and the activations its schedule holds exceed the HBM.
     if (bounds.peakHbm > candidate.cluster.gpu.memoryBytes) return { index, pruned: bounds.peakHbm };
     return { index, bound: request.objective === 'time' ? bounds.stepTime : bounds.peakHbm };

@@ -27,11 +27,17 @@ export interface StepBounds {
 /**
  * What `stageCosts` depends on, as a key: everything but where ZeRO and offloading place the model states, which
  * only moves states (the passes of strategies/data/zero.ts and offload.ts change the program's states and gradients
- * alone, and stageCosts reads neither). A search over ZeRO stages and offloading computes each layout's costs once.
+ * alone, and stageCosts reads neither), and the gradient buckets' size, which the ZeRO stage sets and only the
+ * program's gradients carry. A search over ZeRO stages and offloading computes each layout's costs once.
  */
 export function stageCostsKey(config: StepConfig): string {
-  const { zero, offload, prefetchLayers, ...parallel } = config.parallel as StepConfig['parallel'] & { zero?: unknown; offload?: unknown; prefetchLayers?: unknown };
-  void zero, void offload, void prefetchLayers;
+  const { zero, offload, prefetchLayers, gradientBucketBytes, ...parallel } = config.parallel as StepConfig['parallel'] & {
+    zero?: unknown;
+    offload?: unknown;
+    prefetchLayers?: unknown;
+    gradientBucketBytes?: unknown;
+  };
+  void zero, void offload, void prefetchLayers, void gradientBucketBytes;
   return JSON.stringify([config.cluster, config.model, config.training, config.costs ?? null, parallel]);
 }
 
@@ -53,8 +59,35 @@ const MARGIN = 1 - 1e-3;
  * backward freeing them when it ends. Right after a forward starts, or while a backward rebuilds a layer, the device
  * holds at least the activations its order has taken and not yet freed. Buffers, gathers and transfers only add.
  */
-export function stepBounds(config: StepConfig, program: StepProgram, topology: Topology, virtualStages: VirtualStageModel[] = stageCosts(config, program)): StepBounds {
+export function stepBounds(config: StepConfig, program: StepProgram, topology: Topology, layout: LayoutBounds = layoutBounds(config, program, topology)): StepBounds {
   const { mesh, states } = program;
+  // Model states on HBM, per parameter a device holds.
+  const bytes = stateBytes(config.training, () => parameterTensors(program.workload));
+  const onHbm = (placement: StatePlacement, perParameter: number) => (placement.tier === 'hbm' ? perParameter / placement.shardAxes.reduce((n, axis) => n * mesh.sizeOf(axis), 1) : 0);
+  const statesPerParameter = onHbm(states.params, bytes.parameter) + onHbm(states.grads, bytes.gradient) + onHbm(states.optimizer, bytes.optimizer);
+  let peak = 0;
+  for (let stage = 0; stage < layout.parameters.length; stage++) peak = Math.max(peak, layout.parameters[stage] * statesPerParameter + layout.activations[stage]);
+  return {
+    ...(layout.timeNs === undefined ? {} : { stepTime: (layout.timeNs * MARGIN) / NANOSECONDS_PER_SECOND }),
+    peakHbm: peak * MARGIN,
+  };
+}
+
+/**
+ * What the bounds take from a layout, whatever ZeRO and offloading make of its model states (they move states and
+ * nothing else: see stageCostsKey), so that a search computes it once for all of them.
+ */
+export interface LayoutBounds {
+  /** The compute-only length of the step, ns; undefined under jitter, or if the order deadlocks. */
+  timeNs?: number;
+  /** Per pipeline position: the parameters each device holds, and the most activation bytes its order holds at once. */
+  parameters: Float64Array;
+  activations: Float64Array;
+}
+
+/** A layout's part of the bounds: its passes played out in the schedule's order, and the activations they hold. */
+export function layoutBounds(config: StepConfig, program: StepProgram, topology: Topology, virtualStages: VirtualStageModel[] = stageCosts(config, program)): LayoutBounds {
+  const { mesh } = program;
   const pp = mesh.sizeOf('pp');
   const chunks = virtualStages.length / pp;
   const zerothOrder = !takesGradients(config.training.optimizer);
@@ -82,12 +115,8 @@ export function stepBounds(config: StepConfig, program: StepProgram, topology: T
 
   const parameters = new Float64Array(pp);
   for (const v of virtualStages) parameters[v.stage] += v.parametersPerDevice;
-  // Model states on HBM, per parameter a device holds.
-  const bytes = stateBytes(config.training, () => parameterTensors(program.workload));
-  const onHbm = (placement: StatePlacement, perParameter: number) => (placement.tier === 'hbm' ? perParameter / placement.shardAxes.reduce((n, axis) => n * mesh.sizeOf(axis), 1) : 0);
-  const statesPerParameter = onHbm(states.params, bytes.parameter) + onHbm(states.grads, bytes.gradient) + onHbm(states.optimizer, bytes.optimizer);
   // Activations along each device's order: the most it holds at once.
-  let peak = 0;
+  const activations = new Float64Array(pp);
   for (let stage = 0; stage < pp; stage++) {
     let held = 0;
     let most = 0;
@@ -102,12 +131,9 @@ export function stepBounds(config: StepConfig, program: StepProgram, topology: T
         held -= entry.pass === 'B' ? v.activationBytes - v.weightGradBytes : v.activationBytes;
       }
     }
-    peak = Math.max(peak, parameters[stage] * statesPerParameter + most);
+    activations[stage] = most;
   }
-  return {
-    ...(timeNs === undefined ? {} : { stepTime: (timeNs * MARGIN) / NANOSECONDS_PER_SECOND }),
-    peakHbm: peak * MARGIN,
-  };
+  return { ...(timeNs === undefined ? {} : { timeNs }), parameters, activations };
 }
 
 /**

@@ -5,7 +5,8 @@ import { stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { plan, planCandidates, scenarioWith } from '../../src/plan.js';
-import { planBounds, statesLowerBound } from '../../src/plan-assess.js';
+import { LayoutCache, planBounds, statesLowerBound } from '../../src/plan-assess.js';
+import { buildTopology } from '../../src/hardware/topology.js';
 import { parseScenario, readScenarioSource } from '../../src/scenario/load.js';
 import { simulate } from '../../src/simulate.js';
 import { stageCostsKey } from '../../src/lower/bound.js';
@@ -17,6 +18,17 @@ import { BASE, merge } from '../support/scenarios.js';
 
 /** A plan candidate's scenario: the source with the candidate's overrides set, as the planner sets them. */
 const candidate = (source: { text: string; file: string }, overrides: Record<string, unknown>) => parseScenario(source.text, source.file, { set: Object.entries(overrides).map(([p, v]) => `${p}=${JSON.stringify(v)}`) });
+
+/** The candidates of a plan over `gpus` GPUs that the checks accept, as scenarios. */
+function* validCandidates(source: { text: string; file: string }, gpus: number) {
+  for (const overrides of planCandidates(parseScenario(source.text, source.file), gpus)) {
+    try {
+      yield candidate(source, overrides);
+    } catch {
+      // refused by a check: not a candidate to bound
+    }
+  }
+}
 
 /** `dtsim plan` (issue 14, points 1 and 2), on problems small enough to simulate every candidate by hand. */
 const dir = mkdtempSync(join(tmpdir(), 'dtsim-plan-'));
@@ -254,17 +266,23 @@ describe('the step-time and peak-HBM bounds', () => {
     }
   }, 120_000);
 
-  it('layouts that share a stage-costs key (all but ZeRO and offloading) have the same stage costs, so the planner may reuse them', () => {
+  it('bounds through the layout cache, which candidates differing only in ZeRO and offloading share, equal bounds computed afresh', () => {
+    const source = readScenarioSource(scenarioFile('cached', { training: { globalBatch: 16 } }));
+    const cache = new LayoutCache();
+    let compared = 0;
+    for (const s of validCandidates(source, 4)) {
+      const topology = buildTopology(s.cluster);
+      expect(planBounds(s, topology, cache)).toEqual(planBounds(s, topology));
+      compared++;
+    }
+    expect(compared).toBeGreaterThan(50);
+  });
+
+  it('layouts that share a stage-costs key (all but ZeRO and offloading) have the same stage costs, so the planner may reuse them and the bounds built on them', () => {
     const source = readScenarioSource(scenarioFile('keyed', { training: { globalBatch: 16 } }));
     const byKey = new Map<string, string>();
     let shared = 0;
-    for (const overrides of planCandidates(parseScenario(source.text, source.file), 4)) {
-      let s;
-      try {
-        s = candidate(source, overrides);
-      } catch {
-        continue;
-      }
+    for (const s of validCandidates(source, 4)) {
       const costs = JSON.stringify(stageCosts(s, buildProgram(buildWorkload(s.model, { microBatch: s.training.microBatch, attention: s.training.flashAttention ? 'flash' : 'standard', recycles: s.training.recycles }), s.parallel)));
       const key = stageCostsKey(s);
       if (byKey.has(key)) {
