@@ -5,7 +5,7 @@ import { LineCounter, parseDocument, stringify } from 'yaml';
 import { z } from 'zod';
 import { compareVariants, type ScenarioSource } from './compare.js';
 import { ScenarioError, UsageError } from './errors.js';
-import { parseScenario, readScenarioSource } from './scenario/load.js';
+import { parseScenario, plainScalar, readScenarioSource } from './scenario/load.js';
 import type { Report } from './report/report.js';
 
 /**
@@ -124,6 +124,9 @@ export function loadSweep(file: string): Sweep {
 
 /** An override as `--set` takes it: the value in YAML's flow style. */
 export function overrideString(path: string, value: unknown): string {
+  // What YAML writes for a plain scalar is its text (plainScalar reads it back): a plan writes thousands.
+  const text = typeof value === 'number' || typeof value === 'boolean' || typeof value === 'string' ? String(value) : undefined;
+  if (text !== undefined && Object.is(plainScalar(text), value)) return `${path}=${text}`;
   return `${path}=${stringify(value, { collectionStyle: 'flow', lineWidth: 0 }).trim()}`;
 }
 

@@ -1,6 +1,9 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { ScenarioError, UsageError } from '../../src/errors.js';
-import { loadScenarioFile, parseScenario } from '../../src/scenario/load.js';
+import { loadScenarioFile, parseScenario, plainScalar } from '../../src/scenario/load.js';
+import { overrideString } from '../../src/sweep.js';
 
 const GOOD = `name: ok
 cluster:
@@ -124,5 +127,34 @@ describe('bad input: one clear message with file:line:column and field path', ()
 
   it('malformed --set is a usage error', () => {
     expect(() => parse(GOOD, ['parallel.tp'])).toThrow(UsageError);
+  });
+});
+
+describe('--set values', () => {
+  it('law: a value read without the YAML parser (whole numbers, true/false, lower-case words) is what YAML reads, and anything else is left to YAML', () => {
+    const text = fc.oneof(
+      fc.integer({ min: -1e15, max: 1e15 }).map(String),
+      fc.constantFrom('true', 'false', 'null', 'True', 'NULL', '~', '-0', '007', '0x1f', '0o17', '.inf', '-.inf', '.nan', '1e3', '1f1b', 'zb-h1', 'selective', 'a100-80gb', '-x', 'x:', 'x #y', ''),
+      fc.stringMatching(/^[a-z0-9.:#-]{1,12}$/),
+    );
+    fc.assert(
+      fc.property(text, (t) => {
+        const fast = plainScalar(t);
+        if (fast !== undefined) expect(Object.is(fast, parseYaml(t))).toBe(true);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('law: a plan or sweep override written as path=value reads back as the same value, for scalars, lists and objects', () => {
+    const value = fc.oneof(fc.integer(), fc.double({ noNaN: true }), fc.boolean(), fc.string(), fc.constantFrom('zb-h1', 'none', 'cpu', '12', 'true', 'null'), fc.array(fc.integer(), { maxLength: 3 }), fc.dictionary(fc.constantFrom('a', 'b'), fc.integer()));
+    fc.assert(
+      fc.property(value, (v) => {
+        const written = overrideString('parallel.tp', v).slice('parallel.tp='.length);
+        const read = plainScalar(written) ?? parseYaml(written);
+        expect(read).toEqual(v);
+      }),
+      { numRuns: 1000 },
+    );
   });
 });
