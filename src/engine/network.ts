@@ -155,7 +155,8 @@ export class FlowNetwork {
   /**
    * Recomputes rates once every event of this instant has run: events already queued for now run first (the
    * kernel's ties are first in, first out), so flows that end together, and operations that start together, share
-   * one recomputation. No time passes meanwhile, so no flow moves a byte at a stale rate.
+   * one recomputation. That order only saves work: no time passes before the recomputation, so no flow moves a byte
+   * at a stale rate, and a change after it asks for another.
    */
   rebalanceThisInstant(): void {
     if (this.rebalancePending || this.seedCount === 0) return;
