@@ -165,6 +165,8 @@ if (flag('--plan')) {
       seconds: wall,
       checkingSeconds: assessed,
       simulatedPerSecond: result.simulated / simulating,
+      // Every candidate answered: refused by a check, pruned or skipped by a bound, or simulated.
+      candidatesPerSecond: result.candidates / wall,
       prunedPerSecond: result.pruned / assessed,
       best: result.ranked[0]?.overrides,
       bestStepTime: result.ranked[0]?.result?.stepTime,
@@ -175,8 +177,8 @@ if (flag('--plan')) {
     console.log(`dtsim plan on 64 A100 (8 DGX A100), ${cpus().length} cores, --within 0.1 (the default)\n`);
     console.log(
       table(
-        all.map((f) => [f.problem, String(f.candidates), String(f.refused), String(f.pruned), String(f.skipped), String(f.simulated), sec(f.checkingSeconds), sec(f.seconds), f.simulatedPerSecond.toFixed(1), f.prunedPerSecond.toFixed(0), sec(f.bestStepTime ?? 0)]),
-        ['problem', 'candidates', 'refused', 'pruned', 'skipped', 'simulated', 'checks and bounds', 'planning time', 'simulated/s', 'pruned/s', 'best step'],
+        all.map((f) => [f.problem, String(f.candidates), String(f.refused), String(f.pruned), String(f.skipped), String(f.simulated), sec(f.checkingSeconds), sec(f.seconds), f.candidatesPerSecond.toFixed(0), f.simulatedPerSecond.toFixed(1), f.prunedPerSecond.toFixed(0), sec(f.bestStepTime ?? 0)]),
+        ['problem', 'candidates', 'refused', 'pruned', 'skipped', 'simulated', 'checks and bounds', 'planning time', 'candidates/s', 'simulated/s', 'pruned/s', 'best step'],
       ),
     );
     for (const f of all) console.log(`${f.problem}: best ${JSON.stringify(f.best)}`);
