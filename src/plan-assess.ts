@@ -74,16 +74,16 @@ export interface Assessment {
 }
 
 /**
- * The layout's part of the bounds (lower/bound.ts: its stage costs, pass order and activations) of the last few layouts: candidates that
- * differ only in ZeRO stage and offloading come one after another, and share them (stageCostsKey). One cache serves
- * one topology, as a search has.
+ * The layout's part of the bounds (lower/bound.ts: its stage costs, pass order and activations) of the last few
+ * layouts: candidates that differ only in ZeRO stage and offloading come one after another, and share them
+ * (stageCostsKey). One cache serves one topology, as a search has.
  */
 export class LayoutCache {
   private readonly entries = new Map<string, LayoutBounds>();
   constructor(private readonly size = 16) {}
   bounds(config: Scenario, program: StepProgram, topology: Topology): LayoutBounds {
     // Jitter decides whether a time bound is claimed at all.
-    const key = JSON.stringify([stageCostsKey(config), config.variability]);
+    const key = config.variability.jitter > 0 ? `${stageCostsKey(config)} jitter` : stageCostsKey(config);
     let bounds = this.entries.get(key);
     if (bounds === undefined) {
       bounds = layoutBounds(config, program, topology);

@@ -2,24 +2,24 @@ import { toNanoseconds } from '../engine/kernel.js';
 import type { Topology } from '../hardware/topology.js';
 import type { CollectivePlan } from './collectives.js';
 
+/** Seconds the slowest flow of `plan` takes alone at its path's bottleneck. */
+function slowestFlowSeconds(topology: Topology, plan: CollectivePlan): number {
+  let slowest = 0;
+  for (const f of plan.flows) {
+    const bottleneck = topology.pathBottleneckBytesPerSecond(f.source, f.target);
+    slowest = Math.max(slowest, Number.isFinite(bottleneck) ? f.bytes / bottleneck : 0);
+  }
+  return slowest;
+}
+
 /**
  * Times on an idle network, for schedules that plan with costs before the step runs: each flow at its path's
  * bottleneck, plus the latency of every algorithm step. The simulation itself never uses them.
  */
 export function estimateCollectiveNs(topology: Topology, plan: CollectivePlan, stepLatencySeconds: number): number {
-  let slowest = 0;
   let latency = 0;
-  for (const f of plan.flows) {
-    let bottleneck = Infinity;
-    let pathLatency = 0;
-    for (const link of topology.path(f.source, f.target)) {
-      pathLatency += topology.linkLatencySeconds[link];
-      if (topology.binding[link]) bottleneck = Math.min(bottleneck, topology.capacityBytesPerSecond[link]);
-    }
-    slowest = Math.max(slowest, Number.isFinite(bottleneck) ? f.bytes / bottleneck : 0);
-    latency = Math.max(latency, pathLatency);
-  }
-  return toNanoseconds(slowest + plan.steps * (stepLatencySeconds + latency));
+  for (const f of plan.flows) latency = Math.max(latency, topology.pathLatencySeconds(f.source, f.target));
+  return toNanoseconds(slowestFlowSeconds(topology, plan) + plan.steps * (stepLatencySeconds + latency));
 }
 
 /** A transfer's time alone on an idle network. */
@@ -41,12 +41,6 @@ export function estimateTransferNs(topology: Topology, from: number, to: number,
  */
 export function collectiveFloorNs(topology: Topology, plan: CollectivePlan, stepLatencySeconds: number): number {
   const perNode = topology.spec.gpusPerNode;
-  let slowest = 0;
-  for (const f of plan.flows) {
-    if (Math.floor(f.source / perNode) !== Math.floor(f.target / perNode)) return 0;
-    let bottleneck = Infinity;
-    for (const link of topology.path(f.source, f.target)) if (topology.binding[link]) bottleneck = Math.min(bottleneck, topology.capacityBytesPerSecond[link]);
-    slowest = Math.max(slowest, Number.isFinite(bottleneck) ? f.bytes / bottleneck : 0);
-  }
-  return Math.floor((slowest + plan.steps * stepLatencySeconds) * 1e9);
+  if (plan.flows.some((f) => Math.floor(f.source / perNode) !== Math.floor(f.target / perNode))) return 0;
+  return Math.floor((slowestFlowSeconds(topology, plan) + plan.steps * stepLatencySeconds) * 1e9);
 }

@@ -52,6 +52,8 @@ export interface Topology extends LinkSet, Router {
   path(source: number, target: number): Int32Array;
   /** Sum of link latencies along the path, seconds. */
   pathLatencySeconds(source: number, target: number): number;
+  /** Capacity of the slowest link on the path that can limit a flow, bytes per second (Infinity where none can). */
+  pathBottleneckBytesPerSecond(source: number, target: number): number;
   /** Type of the widest-reaching link a path crosses: infiniband, else nvme, else nvlink, else pcie. */
   pathType(source: number, target: number): LinkType;
   /**
@@ -359,6 +361,12 @@ export function buildTopology(spec: ClusterSpec): Topology {
       for (let i = 0; i < hops; i++) sum += linkLatencySeconds[scratch[i]];
       return sum;
     },
+    pathBottleneckBytesPerSecond(source, target) {
+      const hops = route(source, target, scratch);
+      let bottleneck = Infinity;
+      for (let i = 0; i < hops; i++) if (bindingMask[scratch[i]]) bottleneck = Math.min(bottleneck, capacityBytesPerSecond[scratch[i]]);
+      return bottleneck;
+    },
     viaRail: (target, relay) => target + (relay + 1) * vertexCount,
     pathType(source, target) {
       const hops = route(source, target, scratch);
@@ -400,9 +408,7 @@ export function summarizeTopology(topology: Topology): TopologySummary {
     const linksOnPath = topology.path(a, b);
     const hops = [keyOf(a)];
     for (const l of linksOnPath) hops.push(topology.graph.target(topology.graph.findEdge((_e, at) => at.link === l)!));
-    let bottleneck = Infinity;
-    for (const l of linksOnPath) if (topology.binding[l]) bottleneck = Math.min(bottleneck, topology.capacityBytesPerSecond[l]);
-    return { from: keyOf(a), to: keyOf(b), hops, type: topology.pathType(a, b), latencySeconds: topology.pathLatencySeconds(a, b), bottleneckBytesPerSecond: bottleneck };
+    return { from: keyOf(a), to: keyOf(b), hops, type: topology.pathType(a, b), latencySeconds: topology.pathLatencySeconds(a, b), bottleneckBytesPerSecond: topology.pathBottleneckBytesPerSecond(a, b) };
   });
   return { nodes, gpusPerNode, devices: topology.devices, vertices, links, examplePaths };
 }

@@ -24,6 +24,14 @@ interface GroupShape {
 }
 
 /**
+ * Which pairs of members a collective's flows join, as a small number: a group's shape depends on nothing else.
+ * The rings of all-reduce, reduce-scatter and all-gather cross the same pairs; a broadcast's ring is open; an
+ * all-to-all crosses every pair.
+ */
+const PAIR_CLASSES = 4;
+const pairsOf = (kind: CollectiveKind): number => (kind === 'broadcast' ? 0 : kind === 'allToAll' ? 1 : kind === 'p2p' ? 2 : 3);
+
+/**
  * Adds the step's operations to the graph: compute on a lane, point-to-point transfers, collectives over a group,
  * and transfers between a GPU and its node's host memory or NVMe. Each computes its latency from the topology once
  * where it can, since a step repeats the same few transfers and groups in every pass.
@@ -92,7 +100,7 @@ export class StepEmitter {
   collective(kind: CollectiveKind, group: number[], bytes: number, repeat: number, laneKind: number, label: number): number {
     const plan = planCollective(kind, group, bytes, repeat);
     // The lowering passes the same group arrays again for every pass, and a shape depends only on which pairs the
-    // flows join: the same for every ring kind but the open ring of a broadcast.
+    // flows join (pairsOf).
     const shape = plan.flows.length === 0 ? this.groupShape(plan, (i) => i, (r) => group[r], group.length) : this.cachedShape(kind, plan, group);
     const op = this.graph.operation(label, group[0], 0, this.latencyNs(kind, plan, group.length, shape));
     for (const device of group) this.graph.lane(this.resources.lane(device, laneKind));
@@ -103,8 +111,7 @@ export class StepEmitter {
   private cachedShape(kind: CollectiveKind, plan: CollectivePlan, group: number[]): GroupShape {
     let shapes = this.shapesOfGroup.get(group);
     if (shapes === undefined) this.shapesOfGroup.set(group, (shapes = []));
-    const pairs = kind === 'broadcast' ? 0 : kind === 'allToAll' ? 1 : kind === 'p2p' ? 2 : 3;
-    return (shapes[pairs] ??= this.groupShape(plan, (i) => i, (r) => group[r], group.length));
+    return (shapes[pairsOf(kind)] ??= this.groupShape(plan, (i) => i, (r) => group[r], group.length));
   }
 
   /**
@@ -113,8 +120,7 @@ export class StepEmitter {
    * planned once, shifted to each group.
    */
   groupCollective(plan: CollectivePlan, kind: CollectiveKind, firstDevice: number, size: number, stride: number, laneKind: number, label: number): number {
-    // Rings of one group cross the same pairs whatever their kind; an all-to-all crosses every pair.
-    const tableKey = kind === 'allToAll' ? -stride : stride;
+    const tableKey = stride * PAIR_CLASSES + pairsOf(kind);
     let shapes = this.groupShapes.get(tableKey);
     if (shapes === undefined) this.groupShapes.set(tableKey, (shapes = []));
     const deviceOf = (i: number) => firstDevice + i * stride;
@@ -162,20 +168,12 @@ export class StepEmitter {
       if (this.protocol === 'fitted') continue;
       // A striped flow leaves through as many NICs as its node has members (addFlows).
       const stripes = crosses && plan.ring ? members.get(Math.floor(source / gpusPerNode))!.length : 1;
-      secondsPerByte = Math.max(secondsPerByte, 1 / (stripes * this.pathRate(source, target)));
+      secondsPerByte = Math.max(secondsPerByte, 1 / (stripes * topology.pathBottleneckBytesPerSecond(source, target)));
     }
     const shape = { intraSeconds: intra, interSeconds: inter, nodes: members.size, membersPerNode, nvlink, secondsPerByte };
     if (oneNode) return shape;
     // An all-to-all needs no striping: every member sends across nodes through its own rail already.
     return { ...shape, rails: this.canStripe && plan.ring ? members : undefined };
-  }
-
-  /** The rate of the slowest link on the path, bytes per second. */
-  private pathRate(source: number, target: number): number {
-    const { topology } = this;
-    let rate = Infinity;
-    for (const link of topology.path(source, target)) if (topology.binding[link]) rate = Math.min(rate, topology.capacityBytesPerSecond[link]);
-    return rate;
   }
 
   /**
