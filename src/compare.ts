@@ -76,6 +76,8 @@ export interface CompareOptions {
   set?: string[];
   seed?: number;
   maxOperations?: number;
+  /** Simulate with each variant's replica symmetry where exact (simulate's `symmetry`): reports alike but for `simulation`. */
+  symmetry?: boolean;
   /** Called before each variant runs, for a progress line. */
   onVariant?: (index: number, total: number, label: string) => void;
 }
@@ -111,7 +113,7 @@ export function compareVariants(scenario: string | ScenarioSource, variants: Var
     try {
       const scenario = parseScenario(source.text, source.file, { set, seed: options.seed, unset: [...unset, ...(variant.unset ?? [])] });
       for (const field of unset) if (JSON.stringify(valueAt(scenario, field)) !== JSON.stringify(valueAt(base, field))) rederived.add(field);
-      return { variant: variant.label, set: variant.set, report: simulate(scenario, { maxOperations: options.maxOperations }).report };
+      return { variant: variant.label, set: variant.set, report: simulate(scenario, { maxOperations: options.maxOperations, symmetry: options.symmetry }).report };
     } catch (error) {
       if (error instanceof ScenarioError) return { variant: variant.label, set: variant.set, error: error.issues.map((i) => `${i.path}: ${i.message}`).join('; ') };
       if (error instanceof DtsimError && !(error instanceof UsageError)) return { variant: variant.label, set: variant.set, error: error.message };
@@ -121,8 +123,20 @@ export function compareVariants(scenario: string | ScenarioSource, variants: Var
   return { results, rederived: unset.filter((field) => rederived.has(field)) };
 }
 
+/**
+ * The last scenario's derivable fields: a sweep or a plan compares thousands of single variants of one scenario, and
+ * finding them parses the scenario as often as there are fields.
+ */
+let rederivable: { key: string; found: { fields: string[]; base?: Scenario } } | undefined;
+
 /** The derivable fields the scenario gives (and --set does not) whose value is the one derivation gives. */
 function fieldsToRederive(source: ScenarioSource, options: CompareOptions): { fields: string[]; base?: Scenario } {
+  const key = JSON.stringify([source.file, source.text, options.set ?? [], options.seed ?? null]);
+  if (rederivable?.key !== key) rederivable = { key, found: findFieldsToRederive(source, options) };
+  return rederivable.found;
+}
+
+function findFieldsToRederive(source: ScenarioSource, options: CompareOptions): { fields: string[]; base?: Scenario } {
   const load = (unset: string[]) => parseScenario(source.text, source.file, { set: options.set, seed: options.seed, unset });
   let base: Scenario;
   try {

@@ -1,6 +1,6 @@
 import type { ScenarioSource } from './compare.js';
 import { DtsimError, ScenarioError } from './errors.js';
-import { buildTopology, type Topology } from './hardware/topology.js';
+import { buildTopology, topologyOf, type Topology } from './hardware/topology.js';
 import { layoutBounds, stageCostsKey, stepBounds, type LayoutBounds } from './lower/bound.js';
 import { parseScenario } from './scenario/load.js';
 import type { Scenario } from './scenario/resolve.js';
@@ -95,9 +95,6 @@ export class LayoutCache {
 }
 const layoutCache = new LayoutCache();
 
-/** The topology of the last cluster assessed: a search assesses thousands of candidates on one cluster. */
-let lastTopology: { cluster: string; topology: Topology } | undefined;
-
 /** Checks and bounds candidates without simulating them (on a worker thread, or in this one). */
 export function assessCandidates(request: AssessRequest): Assessment[] {
   return request.items.map(({ index, source, overrides }) => {
@@ -113,9 +110,7 @@ export function assessCandidates(request: AssessRequest): Assessment[] {
     // The model states alone first: cheap, and enough for most of what cannot fit.
     const states = statesLowerBound(candidate) ?? 0;
     if (states > candidate.cluster.gpu.memoryBytes) return { index, pruned: states };
-    const cluster = JSON.stringify(candidate.cluster);
-    if (lastTopology?.cluster !== cluster) lastTopology = { cluster, topology: buildTopology(candidate.cluster) };
-    const bounds = planBounds(candidate, lastTopology.topology, layoutCache, states);
+    const bounds = planBounds(candidate, topologyOf(candidate.cluster), layoutCache, states);
     // Proved not to fit without simulating: its model states and the activations its schedule holds exceed the HBM.
     if (bounds.peakHbm > candidate.cluster.gpu.memoryBytes) return { index, pruned: bounds.peakHbm };
     return { index, bound: request.objective === 'time' ? bounds.stepTime : bounds.peakHbm };

@@ -34,6 +34,11 @@ export interface PlanOptions {
   within?: number;
   /** The best this many are ranked exactly, whatever `within` (default 10). */
   top?: number;
+  /**
+   * Simulate candidates with their replica symmetry where it is exact (default true): the same results, a fraction
+   * of the work (simulate's `symmetry`).
+   */
+  symmetry?: boolean;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
 }
@@ -263,7 +268,7 @@ export async function plan(given: ScenarioSource, options: PlanOptions = {}): Pr
         for (const from of new Set([source, retuned])) {
           const entries = round.filter((e) => sourceOf(e.overrides) === from);
           if (entries.length === 0) continue;
-          await runner.run({ id: ids.get(from)!, source: from, set: [] }, entries, {
+          await runner.run({ id: ids.get(from)!, source: from, set: [], symmetry: options.symmetry }, entries, {
             signal: options.signal,
             onLine: (line) => {
               lines.push(line);

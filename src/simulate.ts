@@ -3,9 +3,10 @@ import { ClockRangeError, EventKernel } from './engine/kernel.js';
 import { MemoryTracker } from './engine/memory.js';
 import { PageWarmer, pageWarmedAllocation } from './engine/page-warmer.js';
 import { ResourceLimitError, SimulationError } from './errors.js';
-import { buildTopology, type Topology } from './hardware/topology.js';
+import { topologyOf, type Topology } from './hardware/topology.js';
 import { BYTES_PER_OPERATION, DEFAULT_MAX_OPERATIONS, estimateOperations } from './lower/limits.js';
 import { lowerStep, type StepPlan } from './lower/lower.js';
+import { MirroredRouter, mirrorResults } from './lower/symmetry.js';
 import { formatBytes, formatCount } from './report/format.js';
 import { CATEGORIES, OP_KINDS } from './lower/resources.js';
 import { buildReport, type Report } from './report/report.js';
@@ -49,6 +50,13 @@ export interface SimulateOptions {
    * DEFAULT_MAX_OPERATIONS (30 million, about 8 GiB) unless given.
    */
   maxOperations?: number;
+  /**
+   * Simulate only the data-parallel replicas that the step's symmetry needs, and mirror the rest (lower/symmetry.ts),
+   * where the step has an exact symmetry: the report is the full simulation's, but for `simulation`, which counts
+   * the operations and events actually run. The returned plan and execution then hold the simulated replicas'
+   * operations only, so this is for reports, not traces: it is ignored when a memory timeline is recorded.
+   */
+  symmetry?: boolean;
 }
 
 export const SIMULATION_PHASES = ['topology', 'step', 'execute', 'report'] as const;
@@ -66,20 +74,24 @@ export function simulate(given: Scenario | ScenarioInput, options: SimulateOptio
   const warmer = options.pageWarmer === true ? PageWarmer.start() : undefined;
   const allocation = warmer && pageWarmedAllocation(warmer);
   try {
-    const topology = buildTopology(scenario.cluster);
+    const topology = topologyOf(scenario.cluster);
     phase('topology');
     const { training } = scenario;
     const workload = buildWorkload(scenario.model, { microBatch: training.microBatch, attention: training.flashAttention ? 'flash' : 'standard', recycles: training.recycles });
     const program = buildProgram(workload, scenario.parallel);
-    const plan = lowerStep(scenario, program, topology, { allocation });
+    const recordMemory = options.recordMemory ?? false;
+    const plan = lowerStep(scenario, program, topology, { allocation, symmetry: options.symmetry === true && recordMemory === false });
     phase('step');
     const { resources } = plan;
-    const memory = new MemoryTracker(resources.locationCount, CATEGORIES.length, plan.capacities, { record: recordedLocations(plan, options.recordMemory ?? false) });
+    const memory = new MemoryTracker(resources.locationCount, CATEGORIES.length, plan.capacities, { record: recordedLocations(plan, recordMemory) });
     for (const b of plan.baseline) memory.change(b.location, b.category, b.bytes, 0);
     const exposure = resources.communicationExposure();
-    const execution = executeOrExplain({ graph: plan.graph, links: topology, router: topology, memory, allocation, exposure });
+    const { symmetry } = plan;
+    const router = symmetry ? new MirroredRouter(topology, symmetry.linkStandIn) : topology;
+    const execution = executeOrExplain({ graph: plan.graph, links: topology, router, memory, allocation, exposure });
     if (execution.blocked.length > 0) throw new SimulationError(describeBlocked(plan, execution));
     if (memory.negative.size > 0) throw new Error(`memory went below zero at locations ${[...memory.negative].slice(0, 5).join(', ')}: a bug in the lowering`);
+    if (symmetry) mirrorResults(symmetry, resources, execution, memory);
     phase('execute');
     const report = buildReport({ scenario, topology, plan, execution, memory });
     phase('report');

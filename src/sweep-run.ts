@@ -73,7 +73,7 @@ export async function simulateEntries(sweep: SweepSource, entries: SweepEntry[],
   }
 }
 
-type SweepSource = Pick<Sweep, 'id' | 'source' | 'set'>;
+type SweepSource = Pick<Sweep, 'id' | 'source' | 'set' | 'symmetry'>;
 
 /** What a worker thread is asked to do: simulate a sweep entry, or assess a batch of plan candidates. */
 export type WorkerJob = { kind: 'entry'; sweep: SweepSource; entry: SweepEntry } | { kind: 'assess'; request: AssessRequest };

@@ -38,9 +38,16 @@ function scenarioCommand(y: Argv) {
 }
 
 const maxOperations = { type: 'number', describe: 'refuse a step estimated to need more operations than this (default 30,000,000, about 8 GiB)' } as const;
+/** The replica symmetry (docs/design.md): on by default where only summaries are kept, asked for where a whole report is. */
+const symmetry = (on: boolean) =>
+  ({
+    type: 'boolean',
+    default: on,
+    describe: `simulate only the data-parallel replicas the step's symmetry needs and mirror the rest, where that is exact: the same figures, a fraction of the work${on ? ' (--no-symmetry: every device)' : ''}`,
+  }) as const;
 
 /** Options that take one value: given twice, yargs makes them an array, which is a usage error. */
-const SINGLE_VALUED = ['seed', 'output', 'html', 'shard', 'shards', 'workers', 'gpus', 'objective', 'top', 'scenario-out', 'trace', 'trace-ranks', 'trace-pipeline', 'schedules', 'log-level', 'max-operations', 'json', 'timeline', 'page-warmer'];
+const SINGLE_VALUED = ['seed', 'output', 'html', 'shard', 'shards', 'workers', 'gpus', 'objective', 'top', 'scenario-out', 'trace', 'trace-ranks', 'trace-pipeline', 'schedules', 'log-level', 'max-operations', 'json', 'timeline', 'page-warmer', 'symmetry'];
 
 function buildParser(argv: string[]) {
   return yargs(argv)
@@ -56,6 +63,7 @@ function buildParser(argv: string[]) {
         .option('trace-pipeline', { type: 'number', describe: 'keep only one pipeline in the trace: every stage and tensor-, context- and sequence-parallel rank of this data-parallel replica' })
         .option('timeline', { type: 'boolean', describe: 'also print a text timeline of one pipeline\'s compute lanes' })
         .option('page-warmer', { type: 'boolean', describe: 'fault the step\'s memory in on a second thread ahead of the writes: same results, sooner on large steps' })
+        .option('symmetry', symmetry(false))
         .option('max-operations', maxOperations)
         .example('$0 run scenarios/small-gpt.yaml', 'print the summary of a bundled scenario')
         .example('$0 run my.yaml --set parallel.tp=4', 'override a field (values are YAML)')
@@ -69,6 +77,7 @@ function buildParser(argv: string[]) {
         .option('vary', { type: 'string', array: true, describe: 'a field and its values, such as --vary parallel.tp=2,4,8 (repeatable: every combination)' })
         .option('json', { type: 'boolean', describe: 'print the results as one JSON array of reports' })
         .option('html', { type: 'string', describe: 'also write an HTML page of the variants: table, and step time against peak memory' })
+        .option('symmetry', symmetry(false))
         .option('max-operations', maxOperations)
         .example('$0 compare my.yaml --schedules 1f1b,zb-h1,zb-v', 'three schedules')
         .example('$0 compare my.yaml --vary parallel.tp=2,4 --html tp.html', 'the same as a page')
@@ -92,6 +101,7 @@ function buildParser(argv: string[]) {
         .option('scenario-out', { type: 'string', describe: 'write the best candidate as a scenario file that dtsim run reproduces' })
         .option('html', { type: 'string', describe: 'also write an HTML page: the best, and every candidate by step time against peak memory' })
         .option('workers', { type: 'number', describe: 'worker threads (default: one per core)' })
+        .option('symmetry', symmetry(true))
         .option('json', { type: 'boolean', describe: 'print the whole plan as one JSON document' })
         .example('$0 plan scenarios/small-gpt.yaml', 'the fastest layout that fits, and why the others lost')
         .example('$0 plan my.yaml --gpus 64 --scenario-out best.yaml', 'for 64 GPUs; then dtsim run best.yaml'),
@@ -103,6 +113,7 @@ function buildParser(argv: string[]) {
         .option('shard', { type: 'string', describe: 'run only shard K of N (K from 0), such as 3/8; read from Slurm or a Kubernetes Indexed Job when absent' })
         .option('shards', { type: 'number', describe: 'the shard count of a Kubernetes Indexed Job (its completions), whose index comes from JOB_COMPLETION_INDEX' })
         .option('workers', { type: 'number', describe: 'worker threads (default: one per core)' })
+        .option('symmetry', symmetry(true))
         .option('json', { type: 'boolean', describe: 'print the lines instead of the table' })
         .example('$0 sweep grid.yaml --output sweep.jsonl', 'every entry, on every core')
         .example('$0 sweep grid.yaml --output out-3.jsonl --shard 3/8', 'shard 3 of 8, as a job array task')
@@ -234,7 +245,7 @@ export async function runCli(given: string[], io: Io): Promise<number> {
   }
 }
 
-const OPTIONS = ['set', 'seed', 'json', 'output', 'html', 'shard', 'shards', 'workers', 'gpus', 'objective', 'top', 'scenario-out', 'trace', 'trace-ranks', 'trace-pipeline', 'timeline', 'page-warmer', 'max-operations', 'schedules', 'vary', 'log-level', 'help', 'version'];
+const OPTIONS = ['set', 'seed', 'json', 'output', 'html', 'shard', 'shards', 'workers', 'gpus', 'objective', 'top', 'scenario-out', 'trace', 'trace-ranks', 'trace-pipeline', 'timeline', 'page-warmer', 'symmetry', 'max-operations', 'schedules', 'vary', 'log-level', 'help', 'version'];
 const COMMANDS = ['run', 'compare', 'memory', 'plan', 'sweep', 'merge', 'validate', 'topology', 'presets', 'schema', 'completion'];
 
 /** " (did you mean --json?)" for an unknown option or command yargs names, when one is near enough. */

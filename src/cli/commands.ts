@@ -39,11 +39,14 @@ const load = (args: ScenarioArgs) => loadScenarioFile(args.scenario, { set: args
 const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
 
 export async function run(
-  args: ScenarioArgs & { output?: string; html?: string; trace?: string; 'trace-ranks'?: string; 'trace-pipeline'?: number; timeline?: boolean; 'page-warmer'?: boolean; 'max-operations'?: number },
+  args: ScenarioArgs & { output?: string; html?: string; trace?: string; 'trace-ranks'?: string; 'trace-pipeline'?: number; timeline?: boolean; 'page-warmer'?: boolean; symmetry?: boolean; 'max-operations'?: number },
   io: Io,
   log: Logger,
   status: StatusLine,
 ): Promise<number> {
+  // A trace, an HTML page or a timeline draws every device; the symmetry simulates only some.
+  const drawn = [args.trace !== undefined && '--trace', args.html !== undefined && '--html', args.timeline === true && '--timeline'].filter(Boolean);
+  if (args.symmetry === true && drawn.length > 0) throw new UsageError(`--symmetry simulates only some data-parallel replicas, and ${drawn.join(', ')} draws every device: drop one`);
   const scenario = load(args);
   log.info({ scenario: scenario.name, file: args.scenario }, 'scenario loaded');
   // Before simulating: a path that cannot be written is a usage error now, not after the whole step.
@@ -61,7 +64,7 @@ export async function run(
     lap = now;
     progress(NEXT_PHASE[phase] ?? '');
   };
-  const sim = simulate(scenario, { recordMemory: memoryToRecord(args, scenario, ranks), onPhase, pageWarmer: args['page-warmer'] === true, maxOperations: args['max-operations'] });
+  const sim = simulate(scenario, { recordMemory: memoryToRecord(args, scenario, ranks), onPhase, pageWarmer: args['page-warmer'] === true, maxOperations: args['max-operations'], symmetry: args.symmetry === true });
   log.info({ operations: sim.report.simulation.operations, events: sim.report.simulation.events, wallMs: Number(process.hrtime.bigint() - started) / 1e6 }, 'step simulated');
   if (args.output) writeFileAtomic(args.output, json(sim.report));
   if (args.html) {
@@ -82,7 +85,7 @@ export async function run(
   return 0;
 }
 
-export async function compare(args: ScenarioArgs & { schedules?: string; vary?: string[]; html?: string; 'max-operations'?: number }, io: Io, status: StatusLine): Promise<number> {
+export async function compare(args: ScenarioArgs & { schedules?: string; vary?: string[]; html?: string; symmetry?: boolean; 'max-operations'?: number }, io: Io, status: StatusLine): Promise<number> {
   if (!args.schedules && !args.vary?.length) throw new UsageError('compare needs --schedules a,b,... or --vary path=v1,v2 (or both)');
   if (args.html !== undefined) checkWritable(args.html, '--html');
   const source = readScenarioSource(args.scenario);
@@ -91,7 +94,7 @@ export async function compare(args: ScenarioArgs & { schedules?: string; vary?: 
   const byField = fieldVariants(args.vary ?? []);
   const variants = bySchedule.flatMap((s) => byField.map((f) => ({ label: [s.label, f.label].filter(Boolean).join(' '), set: [...s.set, ...f.set] })));
   const onVariant = (index: number, total: number, label: string) => status.show(`variant ${index + 1} of ${total}${label ? `: ${truncate(label, 60)}` : ''}`);
-  const { results, rederived } = compareVariants(source, variants, { set: args.set, seed: args.seed, maxOperations: args['max-operations'], onVariant });
+  const { results, rederived } = compareVariants(source, variants, { set: args.set, seed: args.seed, maxOperations: args['max-operations'], symmetry: args.symmetry === true, onVariant });
   status.show('');
   if (args.html) {
     const { renderCompareHtml } = await import('../report/html.js');
@@ -270,13 +273,13 @@ export function presets(args: { json?: boolean }, io: Io): number {
   return 0;
 }
 
-export async function plan(args: { scenario: string; set?: string[]; seed?: number; gpus?: number; objective?: 'time' | 'memory'; top?: number; within?: number; exhaustive?: boolean; 'scenario-out'?: string; html?: string; workers?: number; json?: boolean }, io: Io, status: StatusLine): Promise<number> {
+export async function plan(args: { scenario: string; set?: string[]; seed?: number; gpus?: number; objective?: 'time' | 'memory'; top?: number; within?: number; exhaustive?: boolean; 'scenario-out'?: string; html?: string; workers?: number; symmetry?: boolean; json?: boolean }, io: Io, status: StatusLine): Promise<number> {
   if (args['scenario-out'] !== undefined) checkWritable(args['scenario-out'], '--scenario-out');
   if (args.html !== undefined) checkWritable(args.html, '--html');
   checkWorkers(args.workers);
   // --set and --seed vary the scenario that is planned, and the scenario --scenario-out writes.
   const source = sourceWith(readScenarioSource(args.scenario), { set: args.set, seed: args.seed });
-  const { result, stopped } = await interruptibly(status, 'plan: candidates simulated', (signal, onProgress) => planStrategies(source, { gpus: args.gpus, objective: args.objective, workers: args.workers, top: args.top, within: args.exhaustive ? Infinity : args.within, signal, onProgress }));
+  const { result, stopped } = await interruptibly(status, 'plan: candidates simulated', (signal, onProgress) => planStrategies(source, { gpus: args.gpus, objective: args.objective, workers: args.workers, top: args.top, within: args.exhaustive ? Infinity : args.within, symmetry: args.symmetry !== false, signal, onProgress }));
   // Stopped by Ctrl-C: what was simulated so far is still an answer, printed as such, with exit 130.
   if (stopped) io.stderr(`dtsim: plan stopped by Ctrl-C after ${result.simulated} of the candidates; the results below cover those only\n`);
   const code = stopped ? 130 : 0;
@@ -364,8 +367,8 @@ async function interruptibly<T>(status: StatusLine, what: string, work: (signal:
   }
 }
 
-export async function sweep(args: { grid: string; output: string; shard?: string; shards?: number; workers?: number; json?: boolean }, io: Io, status: StatusLine): Promise<number> {
-  const grid = loadSweep(args.grid);
+export async function sweep(args: { grid: string; output: string; shard?: string; shards?: number; workers?: number; symmetry?: boolean; json?: boolean }, io: Io, status: StatusLine): Promise<number> {
+  const grid = { ...loadSweep(args.grid), symmetry: args.symmetry !== false };
   const shard = shardFrom(args.shard, args.shards, process.env);
   checkWritable(args.output, '--output');
   checkWorkers(args.workers);

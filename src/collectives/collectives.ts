@@ -26,33 +26,52 @@ export interface CollectivePlan {
   ring: boolean;
 }
 
+/** What each flow of a collective carries, bytes, and its sequential algorithm steps: a plan without its flows. */
+export interface CollectiveVolume {
+  flowBytes: number;
+  steps: number;
+  ring: boolean;
+}
+
 /**
- * Plans `kind` over `group` (device ranks, ring order) for a buffer of `bytes`
- * per rank (the full tensor for all-reduce, reduce-scatter, all-gather and
- * broadcast; each rank's whole send buffer for all-to-all), repeated `repeat` times
- * back to back.
+ * The volume of `kind` over `n` ranks for a buffer of `bytes` per rank (the full tensor for all-reduce,
+ * reduce-scatter, all-gather and broadcast; each rank's whole send buffer for all-to-all), repeated `repeat` times
+ * back to back; undefined when nothing moves.
  */
-export function planCollective(kind: CollectiveKind, group: readonly number[], bytes: number, repeat = 1): CollectivePlan {
-  const n = group.length;
-  const flows: PlannedFlow[] = [];
-  if (n < 2 || bytes <= 0 || repeat <= 0) return { flows, steps: 0, ring: false };
-  const ring = (perRank: number, steps: number, open = false): CollectivePlan => {
-    for (let i = 0; i < (open ? n - 1 : n); i++) flows.push({ source: group[i], target: group[(i + 1) % n], bytes: perRank * repeat });
-    return { flows, steps: steps * repeat, ring: true };
-  };
+export function collectiveVolume(kind: CollectiveKind, n: number, bytes: number, repeat = 1): CollectiveVolume | undefined {
+  if (n < 2 || bytes <= 0 || repeat <= 0) return undefined;
   switch (kind) {
     case 'p2p':
-      flows.push({ source: group[0], target: group[1], bytes: bytes * repeat });
-      return { flows, steps: repeat, ring: false };
+      return { flowBytes: bytes * repeat, steps: repeat, ring: false };
     case 'allReduce':
-      return ring((2 * (n - 1) * bytes) / n, 2 * (n - 1));
+      return { flowBytes: ((2 * (n - 1) * bytes) / n) * repeat, steps: 2 * (n - 1) * repeat, ring: true };
     case 'reduceScatter':
     case 'allGather':
-      return ring(((n - 1) * bytes) / n, n - 1);
+      return { flowBytes: (((n - 1) * bytes) / n) * repeat, steps: (n - 1) * repeat, ring: true };
     case 'broadcast':
-      return ring(bytes, n - 1, true);
+      return { flowBytes: bytes * repeat, steps: (n - 1) * repeat, ring: true };
     case 'allToAll':
-      for (const source of group) for (const target of group) if (source !== target) flows.push({ source, target, bytes: (bytes / n) * repeat });
-      return { flows, steps: repeat, ring: false };
+      return { flowBytes: (bytes / n) * repeat, steps: repeat, ring: false };
   }
+}
+
+/**
+ * The pairs of ranks (places 0 to n - 1 in the group's ring order) that `kind`'s flows join, as [source, target]:
+ * each rank to its successor around a ring (an open one for a broadcast), every ordered pair for an all-to-all.
+ */
+export function collectivePairs(kind: CollectiveKind, n: number): [number, number][] {
+  const pairs: [number, number][] = [];
+  if (kind === 'p2p') pairs.push([0, 1]);
+  else if (kind === 'allToAll') {
+    for (let source = 0; source < n; source++) for (let target = 0; target < n; target++) if (source !== target) pairs.push([source, target]);
+  } else for (let i = 0; i < (kind === 'broadcast' ? n - 1 : n); i++) pairs.push([i, (i + 1) % n]);
+  return pairs;
+}
+
+/** Plans `kind` over `group` (device ranks, ring order): its volume (collectiveVolume) on each of its pairs' flows. */
+export function planCollective(kind: CollectiveKind, group: readonly number[], bytes: number, repeat = 1): CollectivePlan {
+  const volume = collectiveVolume(kind, group.length, bytes, repeat);
+  if (volume === undefined) return { flows: [], steps: 0, ring: false };
+  const flows = collectivePairs(kind, group.length).map(([source, target]) => ({ source: group[source], target: group[target], bytes: volume.flowBytes }));
+  return { flows, steps: volume.steps, ring: volume.ring };
 }

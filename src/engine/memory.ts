@@ -38,9 +38,9 @@ export class MemoryTracker {
   // Optional timeline: (time, location, category bytes...) samples for counters in traces.
   /** Per location, 1 where its timeline is kept; undefined when none is. */
   private readonly recording: Uint8Array | undefined;
-  readonly sampleTimeNs = new TypedList(Float64Array, 1 << 16);
-  readonly sampleLocation = new TypedList(Int32Array, 1 << 16);
-  readonly sampleValues = new TypedList(Float64Array, 1 << 16);
+  readonly sampleTimeNs: TypedList<Float64Array>;
+  readonly sampleLocation: TypedList<Int32Array>;
+  readonly sampleValues: TypedList<Float64Array>;
 
   constructor(
     readonly locations: number,
@@ -59,6 +59,11 @@ export class MemoryTracker {
     this.overflowMaxExcess = new Float64Array(locations);
     this.overflowMaxAtNs = new Float64Array(locations);
     this.recording = record === false ? undefined : record === true ? new Uint8Array(locations).fill(1) : record;
+    // Room for a timeline only when one is kept: a search makes thousands of trackers that record nothing.
+    const room = this.recording ? 1 << 16 : 16;
+    this.sampleTimeNs = new TypedList(Float64Array, room);
+    this.sampleLocation = new TypedList(Int32Array, room);
+    this.sampleValues = new TypedList(Float64Array, room);
   }
 
   /** Adds `bytes` (negative to free) to `category` of `location` at time `nowNs`. */
@@ -103,6 +108,17 @@ export class MemoryTracker {
       if (this.overflowFirstAtNs[l] >= 0) out.push({ location: l, firstAtNs: this.overflowFirstAtNs[l], maxExcessBytes: this.overflowMaxExcess[l], maxAtNs: this.overflowMaxAtNs[l] });
     }
     return out;
+  }
+
+  /**
+   * Makes location `to`'s record (use, peaks, overflow) a copy of location `from`'s: for a location known to have
+   * gone through the same changes at the same times, without replaying them.
+   */
+  copyLocation(to: number, from: number): void {
+    for (const column of [this.used, this.peak, this.peakAtNs, this.overflowFirstAtNs, this.overflowMaxExcess, this.overflowMaxAtNs]) column[to] = column[from];
+    const c = this.categories;
+    for (const column of [this.byCategory, this.peakByCategory, this.categoryPeak]) column.copyWithin(to * c, from * c, (from + 1) * c);
+    if (this.negative.has(from)) this.negative.add(to);
   }
 
   /** Records the current state of every location with memory in use (the start of the timeline). */

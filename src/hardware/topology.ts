@@ -63,10 +63,29 @@ export interface Topology extends LinkSet, Router {
    * functions take it in place of the target.
    */
   viaRail(target: number, relay: number): number;
+  /**
+   * Where every link goes when each node's vertices (GPUs, switches, NICs, host memory, NVMe) move to node
+   * `nodeMap[n]`, local places kept and the fabric's leaves and spine left where they are: link l becomes link
+   * `images[l]`. Undefined when some link has no image (a node moved under another leaf).
+   */
+  linkImages(nodeMap: ArrayLike<number>): Int32Array | undefined;
 }
 
 const TYPE_RANK: Record<LinkType, number> = { infiniband: 3, nvme: 2, nvlink: 1, pcie: 0 };
 const TYPES_BY_RANK: LinkType[] = ['pcie', 'nvlink', 'nvme', 'infiniband'];
+
+/** The last cluster's topology: a search or a sweep simulates thousands of candidates on one cluster. */
+let lastBuilt: { key: string; topology: Topology } | undefined;
+
+/**
+ * The topology of `spec`, built once for the same cluster asked for again. A topology is never changed once built
+ * (its route caches only fill), so one can serve every simulation of the cluster.
+ */
+export function topologyOf(spec: ClusterSpec): Topology {
+  const key = JSON.stringify(spec);
+  if (lastBuilt?.key !== key) lastBuilt = { key, topology: buildTopology(spec) };
+  return lastBuilt.topology;
+}
 
 export function buildTopology(spec: ClusterSpec): Topology {
   const { nodes, gpusPerNode, node, gpu, fabric } = spec;
@@ -368,6 +387,21 @@ export function buildTopology(spec: ClusterSpec): Topology {
       return bottleneck;
     },
     viaRail: (target, relay) => target + (relay + 1) * vertexCount,
+    linkImages(nodeMap) {
+      // Every node's vertices other than its GPUs were added together, host memory first, in the same order.
+      const image = (v: number) => {
+        const n = vertexNode[v];
+        if (n < 0) return v;
+        return v < devices ? nodeMap[n] * gpusPerNode + (v % gpusPerNode) : cpu[nodeMap[n]] + (v - cpu[n]);
+      };
+      const images = new Int32Array(count);
+      for (let l = 0; l < count; l++) {
+        const found = linkBetween.get(image(linkFrom[l]) * vertexCount + image(linkTo[l]));
+        if (found === undefined) return undefined;
+        images[l] = found;
+      }
+      return images;
+    },
     pathType(source, target) {
       const hops = route(source, target, scratch);
       let best = 0;

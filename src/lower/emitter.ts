@@ -1,4 +1,4 @@
-import { planCollective, type CollectiveKind, type CollectivePlan } from '../collectives/collectives.js';
+import { collectiveVolume, planCollective, type CollectiveKind, type CollectivePlan, type CollectiveVolume } from '../collectives/collectives.js';
 import { chooseProtocol, type CollectiveProtocol } from '../collectives/protocols.js';
 import type { AllocationHook } from '../engine/allocation.js';
 import { OperationGraphBuilder } from '../engine/graph.js';
@@ -7,6 +7,7 @@ import type { Topology } from '../hardware/topology.js';
 import type { Tier } from '../strategies/program.js';
 import { LabelTableBuilder, type OperationLabels } from './labels.js';
 import { LANE, type StepResources } from './resources.js';
+import { MirroredGraphBuilder, type ReplicaSymmetry } from './symmetry.js';
 
 /** A collective group as its latency and striping see it (StepEmitter.groupShape). */
 interface GroupShape {
@@ -21,6 +22,18 @@ interface GroupShape {
   secondsPerByte: number;
   /** Local ranks of the members on each node, when the group spans nodes and its flows may be striped. */
   rails?: Map<number, number[]>;
+}
+
+/**
+ * A collective group as the emitter builds it each time: its shape, the members whose lanes it holds, and each of
+ * its flows as a source and the targets it is striped over (one, where it is not), each carrying an equal part.
+ * With the replica symmetry, only the simulated devices' lanes and flows (symmetry.ts).
+ */
+interface BuiltGroup {
+  shape: GroupShape;
+  members: number[];
+  sources: number[];
+  targets: number[][];
 }
 
 /**
@@ -46,7 +59,9 @@ export class StepEmitter {
   // A group's shape is computed once per group: per stride, for rings and for all-to-alls, by first rank.
   private readonly groupShapes = new Map<number, GroupShape[]>();
   // And for collectives over a list of members, by the list and the pairs its flows join.
-  private readonly shapesOfGroup = new WeakMap<readonly number[], GroupShape[]>();
+  private readonly builtGroups = new WeakMap<readonly number[], BuiltGroup[]>();
+  /** With the replica symmetry, 1 for the vertices whose flows are built. */
+  private readonly keepVertex: Uint8Array | undefined;
   /** Whether a rail can be named in a flow's target (viaRail's encoding fits the graph's 32-bit vertex ids). */
   private readonly canStripe: boolean;
 
@@ -58,8 +73,13 @@ export class StepEmitter {
     allocation?: AllocationHook,
     /** How collectives are timed: the fitted latency per step, NCCL's protocol choice, or one protocol. */
     private readonly protocol: CollectiveProtocol = 'fitted',
+    /** Build only the simulated replicas' share of the step (symmetry.ts). */
+    symmetry?: ReplicaSymmetry,
   ) {
-    this.graph = new OperationGraphBuilder(resources.laneCount, expectedOperations, { allocation });
+    this.graph = symmetry
+      ? new MirroredGraphBuilder(symmetry, resources.laneCount, expectedOperations, { allocation })
+      : new OperationGraphBuilder(resources.laneCount, expectedOperations, { allocation });
+    this.keepVertex = symmetry?.keepVertex;
     this.stepLatency = stepLatencySeconds;
     this.sendPeer = new Int32Array(resources.laneCount).fill(-1);
     this.sendLatencyNs = new Float64Array(resources.laneCount);
@@ -98,20 +118,46 @@ export class StepEmitter {
 
   /** A collective over `group` (ring order) holding lane `laneKind` of every member. */
   collective(kind: CollectiveKind, group: number[], bytes: number, repeat: number, laneKind: number, label: number): number {
-    const plan = planCollective(kind, group, bytes, repeat);
-    // The lowering passes the same group arrays again for every pass, and a shape depends only on which pairs the
-    // flows join (pairsOf).
-    const shape = plan.flows.length === 0 ? this.groupShape(plan, (i) => i, (r) => group[r], group.length) : this.cachedShape(kind, plan, group);
-    const op = this.graph.operation(label, group[0], 0, this.latencyNs(kind, plan, group.length, shape));
-    for (const device of group) this.graph.lane(this.resources.lane(device, laneKind));
-    this.addFlows(op, plan, (i) => i, shape);
+    const volume = collectiveVolume(kind, group.length, bytes, repeat);
+    if (volume === undefined) {
+      // Nothing moves: the operation holds the lanes, for its latency if any.
+      const empty = planCollective(kind, group, bytes, repeat);
+      const shape = this.groupShape(empty, (i) => i, (r) => group[r], group.length);
+      const op = this.graph.operation(label, group[0], 0, this.latencyNs(kind, volumeOf(empty), group.length, shape));
+      for (const device of group) this.graph.lane(this.resources.lane(device, laneKind));
+      return op;
+    }
+    const built = this.builtGroup(kind, group);
+    const g = this.graph;
+    const op = g.operation(label, group[0], 0, this.latencyNs(kind, volume, group.length, built.shape));
+    for (const device of built.members) g.lane(this.resources.lane(device, laneKind));
+    for (let f = 0; f < built.sources.length; f++) {
+      const targets = built.targets[f];
+      for (const target of targets) g.flow(op, built.sources[f], target, volume.flowBytes / targets.length);
+    }
     return op;
   }
 
-  private cachedShape(kind: CollectiveKind, plan: CollectivePlan, group: number[]): GroupShape {
-    let shapes = this.shapesOfGroup.get(group);
-    if (shapes === undefined) this.shapesOfGroup.set(group, (shapes = []));
-    return (shapes[pairsOf(kind)] ??= this.groupShape(plan, (i) => i, (r) => group[r], group.length));
+  /**
+   * A group as collectives over it are built: the lowering passes the same group arrays again for every pass, and
+   * what is built depends only on which pairs the flows join (pairsOf).
+   */
+  private builtGroup(kind: CollectiveKind, group: number[]): BuiltGroup {
+    let built = this.builtGroups.get(group);
+    if (built === undefined) this.builtGroups.set(group, (built = []));
+    const cached = built[pairsOf(kind)];
+    if (cached !== undefined) return cached;
+    const plan = planCollective(kind, group, 1);
+    const shape = this.groupShape(plan, (i) => i, (r) => group[r], group.length);
+    const keep = this.keepVertex;
+    const simulated = (device: number) => keep === undefined || keep[device] === 1;
+    const made: BuiltGroup = { shape, members: group.filter(simulated), sources: [], targets: [] };
+    for (const f of plan.flows) {
+      if (!simulated(f.source)) continue;
+      made.sources.push(f.source);
+      made.targets.push(this.stripedTargets(f.source, f.target, shape));
+    }
+    return (built[pairsOf(kind)] = made);
   }
 
   /**
@@ -126,7 +172,7 @@ export class StepEmitter {
     const deviceOf = (i: number) => firstDevice + i * stride;
     const shape = (shapes[firstDevice] ??= this.groupShape(plan, deviceOf, deviceOf, size));
     const g = this.graph;
-    const op = g.operation(label, firstDevice, 0, this.latencyNs(kind, plan, size, shape));
+    const op = g.operation(label, firstDevice, 0, this.latencyNs(kind, volumeOf(plan), size, shape));
     for (let r = 0; r < size; r++) g.lane(this.resources.lane(deviceOf(r), laneKind));
     this.addFlows(op, plan, deviceOf, shape);
     return op;
@@ -183,12 +229,12 @@ export class StepEmitter {
    * `fitted`, what NCCL's protocol adds, its latency and the bandwidth it leaves unused (collectives/protocols.ts).
    * Point-to-point and all-to-all traffic then runs on Simple.
    */
-  private latencyNs(kind: CollectiveKind, plan: CollectivePlan, size: number, shape: GroupShape): number {
+  private latencyNs(kind: CollectiveKind, plan: CollectiveVolume, size: number, shape: GroupShape): number {
     let interSteps = 0;
     if (shape.nodes > 1) interSteps = kind === 'allToAll' || kind === 'p2p' ? plan.steps : Math.round((plan.steps / (size - 1)) * (shape.nodes - 1));
     const intraSteps = plan.steps - interSteps;
     if (this.protocol === 'fitted') return toNanoseconds(intraSteps * shape.intraSeconds + interSteps * shape.interSeconds + plan.steps * this.stepLatency);
-    const bytesPerRank = plan.ring && plan.flows.length > 0 ? plan.flows[0].bytes : 0;
+    const bytesPerRank = plan.ring ? plan.flowBytes : 0;
     const call = {
       kind,
       ranks: size,
@@ -207,25 +253,29 @@ export class StepEmitter {
     return toNanoseconds(choice.overheadSeconds);
   }
 
-  /**
-   * The plan's flows; one that crosses nodes is striped over the rails of the group's members on its source node,
-   * as NCCL's channels spread a collective over a node's NICs, so a ring with several members per node is not held
-   * to one NIC's bandwidth.
-   */
+  /** The plan's flows (`deviceOf` maps its ranks to devices), each striped where it crosses nodes (stripedTargets). */
   private addFlows(op: number, plan: CollectivePlan, deviceOf: (rank: number) => number, shape: GroupShape): void {
     const g = this.graph;
-    const { topology } = this;
-    const gpusPerNode = topology.spec.gpusPerNode;
+    const keep = this.keepVertex;
     for (const f of plan.flows) {
       const source = deviceOf(f.source);
-      const target = deviceOf(f.target);
-      const rails = shape.rails?.get(Math.floor(source / gpusPerNode));
-      if (!rails || rails.length < 2 || Math.floor(source / gpusPerNode) === Math.floor(target / gpusPerNode)) {
-        g.flow(op, source, target, f.bytes);
-        continue;
-      }
-      for (const rail of rails) g.flow(op, source, topology.viaRail(target, rail), f.bytes / rails.length);
+      // A mirrored device's flows are not built (symmetry.ts): skip their striping too.
+      if (keep !== undefined && keep[source] === 0) continue;
+      const targets = this.stripedTargets(source, deviceOf(f.target), shape);
+      for (const target of targets) g.flow(op, source, target, f.bytes / targets.length);
     }
+  }
+
+  /**
+   * Where a flow from `source` to `target` goes: a flow that crosses nodes is striped over the rails of the group's
+   * members on its source node, as NCCL's channels spread a collective over a node's NICs, so a ring with several
+   * members per node is not held to one NIC's bandwidth; any other goes straight.
+   */
+  private stripedTargets(source: number, target: number, shape: GroupShape): number[] {
+    const gpusPerNode = this.topology.spec.gpusPerNode;
+    const rails = shape.rails?.get(Math.floor(source / gpusPerNode));
+    if (!rails || rails.length < 2 || Math.floor(source / gpusPerNode) === Math.floor(target / gpusPerNode)) return [target];
+    return rails.map((rail) => this.topology.viaRail(target, rail));
   }
 
   /** The topology vertex of `device`'s node's host memory or NVMe. */
@@ -242,3 +292,6 @@ export class StepEmitter {
     return op;
   }
 }
+
+/** A plan's volume, as collectiveVolume gives it. */
+const volumeOf = (plan: CollectivePlan): CollectiveVolume => ({ flowBytes: plan.ring && plan.flows.length > 0 ? plan.flows[0].bytes : 0, steps: plan.steps, ring: plan.ring });

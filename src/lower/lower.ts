@@ -21,6 +21,7 @@ import { passOrder } from './order.js';
 import { finishStep } from './step-end.js';
 import type { StageModel, StepPlan } from './plan.js';
 import { Variability } from './variability.js';
+import { replicaSymmetry } from './symmetry.js';
 
 export type { StageModel, StepPlan } from './plan.js';
 
@@ -41,11 +42,25 @@ const BACKWARD = 1;
 const freedBy = (v: VirtualStageModel, pass: Pass) =>
   pass === 'B' ? v.activationBytes - v.weightGradBytes + v.recomputeBytes : pass === 'W' ? v.weightGradBytes : v.activationBytes + v.recomputeBytes;
 
-export function lowerStep(config: StepConfig, program: StepProgram, topology: Topology, options: { allocation?: AllocationHook } = {}): StepPlan {
+export interface LowerOptions {
+  allocation?: AllocationHook;
+  /**
+   * Simulate only the data-parallel replicas the step's symmetry needs, where it has an exact one (symmetry.ts); the
+   * plan's `symmetry` then says which, and the graph holds only their operations.
+   */
+  symmetry?: boolean;
+}
+
+export function lowerStep(config: StepConfig, program: StepProgram, topology: Topology, options: LowerOptions = {}): StepPlan {
   const { cluster, training } = config;
   const { mesh, gradients, states } = program;
   const pp = mesh.sizeOf('pp');
   const resources = new StepResources(cluster.nodes, cluster.gpusPerNode);
+  const symmetry = options.symmetry === true ? replicaSymmetry(config, mesh, topology, resources) : undefined;
+  // With the replica symmetry, the devices whose operations are built; the builder drops any other's (symmetry.ts),
+  // and skipping them here saves the work of making them. A group is built when its first member is.
+  const simulated = symmetry ? (device: number) => symmetry.keepDevice[device] === 1 : () => true;
+  const simulatedGroups = (groups: number[][]) => (symmetry ? groups.filter((members) => simulated(members[0])) : groups);
   // A zeroth-order optimizer (MeZO) runs each micro-batch forward twice, with the weights perturbed each way, and no
   // backward: micro-batch m + i is micro-batch i's second forward.
   const zerothOrder = !takesGradients(training.optimizer);
@@ -88,8 +103,9 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
   const passesPerReplica = order.reduce((sum, stageOrder) => sum + stageOrder.length, 0);
   const paramsSharded = states.params.shardAxes.length > 0;
   const segmentsPerPass = paramsSharded ? Math.max(...virtualStages.map((v) => v.blocks.length)) : 1;
-  const expectedOperations = Math.min(2 ** 25, 1.25 * (passesPerReplica * (2 * perStage + perStage / tp) * segmentsPerPass + 4 * resources.devices));
-  const emit = new StepEmitter(resources, topology, expectedOperations, stepLatency, options.allocation, cluster.collectiveProtocol);
+  const simulatedShare = symmetry ? symmetry.replicas / symmetry.of : 1;
+  const expectedOperations = Math.min(2 ** 25, 1.25 * simulatedShare * (passesPerReplica * (2 * perStage + perStage / tp) * segmentsPerPass + 4 * resources.devices));
+  const emit = new StepEmitter(resources, topology, expectedOperations, stepLatency, options.allocation, cluster.collectiveProtocol, symmetry);
   const g = emit.graph;
 
   /** Where in the step an operation belongs, for its label. */
@@ -163,6 +179,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
     }
     const offloadLabel = optimizerOffloaded ? labelAt(KIND.offload, place(at.stage, at.microBatch)) : -1;
     members.forEach((device, d) => {
+      if (!simulated(device)) return;
       let done = reduced >= 0 ? reduced : ready[d];
       if (optimizerOffloaded) {
         const down = emit.offloadTransfer(device, device, emit.hostVertex(device, optimizerTier), bytes / members.length, offloadLabel);
@@ -194,11 +211,11 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
     const first = firstRank(stage);
     const reduceGroups = mesh.groupsInStage(stage, gradients.axes);
     const fetchGroups = mesh.groupsInStage(stage, states.params.shardAxes);
-    allRanks = Array.from({ length: perStage }, (_, local) => first + local);
+    allRanks = Array.from({ length: perStage }, (_, local) => first + local).filter(simulated);
     eachRank = allRanks.map((device) => [device]);
     // This stage's groups over one axis, looked up per segment without building a key.
     const byAxis = new Map<MeshAxis, number[][]>();
-    const axisGroups = (axis: MeshAxis) => byAxis.get(axis) ?? (byAxis.set(axis, mesh.groupsInStage(stage, [axis]).groups), byAxis.get(axis)!);
+    const axisGroups = (axis: MeshAxis) => byAxis.get(axis) ?? (byAxis.set(axis, simulatedGroups(mesh.groupsInStage(stage, [axis]).groups)), byAxis.get(axis)!);
     order[stage].forEach((entry, index) => {
       const vs = vsOf[stage][entry.chunk];
       const v = virtualStages[vs];
@@ -243,10 +260,10 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
           const fullBytes = segment.params * paramBytes;
           const fetchFrom = states.params.tier;
           const fetchLabel = fetchFrom === 'hbm' ? -1 : labelAt(KIND.offload, place(stage, mb));
-          for (const members of fetchGroups.groups) {
+          for (const members of simulatedGroups(fetchGroups.groups)) {
             const shardBytes = fullBytes / members.length;
             const fetches = members.map((device) => {
-              if (fetchFrom === 'hbm') return -1;
+              if (fetchFrom === 'hbm' || !simulated(device)) return -1;
               const fetch = emit.offloadTransfer(device, emit.hostVertex(device, fetchFrom), device, shardBytes, fetchLabel);
               g.memory(fetch, resources.hbm(device), CATEGORY.buffers, shardBytes, AT_START);
               const history = computeHistory[device];
@@ -256,6 +273,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
             });
             const ag = emit.collective('allGather', members, fullBytes, 1, LANE.gather, labelOf(KIND.allGather));
             members.forEach((device, d) => {
+              if (!simulated(device)) return;
               const history = computeHistory[device];
               const window = history.length - 1 - states.prefetchBlocks;
               if (window >= 0) g.dependOn(ag, history[window]);
@@ -265,7 +283,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
               }
               g.memory(ag, resources.hbm(device), CATEGORY.buffers, fullBytes, AT_START);
             });
-            gathered.push(ag);
+            gathered[fetchGroups.groupOf[members[0] - first]] = ag;
           }
         }
         // Attention split into context-parallel steps runs as operations of its own after the rest of the segment.
@@ -358,7 +376,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
         }
         if (finalGradient) bucketReady.set(`${stage}:${entry.chunk}:${segIndex}`, lastOps.slice());
         // Gradients reduced every micro-batch go as soon as every member of the group has them.
-        if (reduceInline && segment.gradBytes > 0) for (const members of reduceGroups.groups) reduceGradients(members, segment.gradBytes, members.map((d) => lastOps[d - first]), labels);
+        if (reduceInline && segment.gradBytes > 0) for (const members of simulatedGroups(reduceGroups.groups)) reduceGradients(members, segment.gradBytes, members.map((d) => lastOps[d - first]), labels);
       });
       if (pass === 'W') return;
       // The pass's output goes to the neighbouring virtual stage: activations forward, input gradients backward.
@@ -373,6 +391,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
       const split = scatterGather.split(isForward ? v.sendForwardReplicas : v.sendBackwardReplicas, peerStage !== stage);
       for (let local = 0; local < perStage; local++) {
         const device = first + local;
+        if (!simulated(device)) continue;
         const k = key(local, peerVs, mb);
         const peer = firstRank(peerStage) + local;
         if (peer === device) {
@@ -405,7 +424,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
         const vs = vsOf[stage][chunk];
         buckets[vs].forEach((bucket, segIndex) => {
           const ready = bucketReady.get(`${stage}:${chunk}:${segIndex}`)!;
-          for (const members of reduceGroups.groups) reduceGradients(members, bucket.gradBytes, members.map((d) => ready[d - first]), place(stage, -1, chunk));
+          for (const members of simulatedGroups(reduceGroups.groups)) reduceGradients(members, bucket.gradBytes, members.map((d) => ready[d - first]), place(stage, -1, chunk));
         });
       }
     }
@@ -433,5 +452,6 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
     modelFlops,
     hardwareFlops,
     peakFlopsPerDevice,
+    symmetry,
   };
 }

@@ -5,6 +5,7 @@ import type { StepProgram } from '../strategies/program.js';
 import type { StepConfig } from './config.js';
 import type { LabelTable } from './labels.js';
 import type { StepResources } from './resources.js';
+import type { ReplicaSymmetry } from './symmetry.js';
 import type { VirtualStageModel } from './stage-costs.js';
 import type { MemoryEffect } from './step-end.js';
 
@@ -34,6 +35,11 @@ export interface StepPlan {
   hardwareFlops: number;
   /** Peak dense FLOP/s of one device at the training precision. */
   peakFlopsPerDevice: number;
+  /**
+   * When only some data-parallel replicas were built (lowerStep's `symmetry` option): which, and whom every other
+   * device mirrors. The graph then holds the simulated devices' operations only.
+   */
+  symmetry?: ReplicaSymmetry;
 }
 
 /** A pipeline device position, all its chunks together. */

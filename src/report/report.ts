@@ -140,7 +140,11 @@ export interface Report {
   devices: DeviceReport[];
   /** Things a reader should check: implausible inputs, results outside physical limits. */
   warnings: string[];
-  simulation: { operations: number; events: number; devices: number };
+  /**
+   * What the engine ran: operations and events; and, when the step's replica symmetry was used (simulate's
+   * `symmetry` option), the data-parallel replicas simulated of all, every other one mirroring one of them.
+   */
+  simulation: { operations: number; events: number; devices: number; replicas?: { simulated: number; of: number } };
 }
 
 export interface ReportInput {
@@ -164,7 +168,7 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
   const stepTime = stepNs / NANOSECONDS_PER_SECOND;
   const categories = CATEGORIES.length;
 
-  const { totalBytes, bytesByKind, bytesByKindAndLinkType, bytesByLinkType, sent, spanStart, spanEnd, spanBusy } = sumOperations(graph, plan.labels.kind, execution, topology, layout.devices);
+  const { totalBytes, bytesByKind, bytesByKindAndLinkType, bytesByLinkType, sent, spanStart, spanEnd, spanBusy } = sumOperations(graph, plan.labels.kind, execution, topology, layout.devices, plan.symmetry?.mirrorOf);
   // The only compute operation with flows is a host optimizer streaming its states through NVMe: offload traffic.
   const byKind = zeroRecord(TRANSFER_KINDS);
   const byKindAndLinkType = Object.fromEntries(TRANSFER_KINDS.map((kind) => [kind, zeroRecord(LINK_TYPES)])) as Record<TransferKind, Record<LinkType, number>>;
@@ -319,22 +323,30 @@ export function buildReport({ scenario, topology, plan, execution, memory }: Rep
     stages,
     devices,
     warnings,
-    simulation: { operations: graph.count, events: execution.eventsProcessed, devices: layout.devices },
+    simulation: {
+      operations: graph.count,
+      events: execution.eventsProcessed,
+      devices: layout.devices,
+      ...(plan.symmetry ? { replicas: { simulated: plan.symmetry.replicas, of: plan.symmetry.of } } : {}),
+    },
   };
 }
 
 /**
- * One pass over the operations: bytes by kind, by link type and by sender; each device's span of forward and
- * backward passes and its compute time within it. A function of its own, not a loop inside buildReport, so that the
- * JIT optimises it in a few milliseconds instead of compiling all of buildReport while the loop runs slowly.
+ * One pass over the operations: bytes by kind and link type, per device (the sender's, or for a flow from host memory
+ * or NVMe the operation's); bytes each device sent; each device's span of forward and backward passes and its
+ * compute time within it. Totals are summed over devices, in device order, so that a step simulated with its replica
+ * symmetry, whose mirrored devices copy their counterparts' rows (`mirrorOf`), sums to the same bits. A function of
+ * its own, not a loop inside buildReport, so that the JIT optimises it in a few milliseconds instead of compiling
+ * all of buildReport while the loop runs slowly.
  */
-function sumOperations(graph: OperationGraph, kindOf: Uint8Array, execution: ExecutionResult, topology: Topology, devices: number) {
-  const bytesByKind = new Float64Array(OP_KINDS.length);
-  const bytesByLinkType = new Float64Array(LINK_TYPES.length);
-  const bytesByKindAndLinkType = new Float64Array(OP_KINDS.length * LINK_TYPES.length);
+function sumOperations(graph: OperationGraph, kindOf: Uint8Array, execution: ExecutionResult, topology: Topology, devices: number, mirrorOf: Int32Array | undefined) {
+  const kinds = OP_KINDS.length;
+  const types = LINK_TYPES.length;
+  const row = kinds * types;
+  const deviceBytes = new Float64Array(devices * row);
   const linkTypeIndex = new Map(LINK_TYPES.map((t, i) => [t, i]));
   const sent = new Float64Array(devices);
-  let totalBytes = 0;
   // Flows repeat the same few (source, target) pairs every micro-batch: a small direct-mapped cache of their path's
   // link type saves a route per flow.
   const CACHE = 4096;
@@ -349,32 +361,52 @@ function sumOperations(graph: OperationGraph, kindOf: Uint8Array, execution: Exe
   const { startNs, endNs } = execution;
   for (let op = 0; op < graph.count; op++) {
     const kind = kindOf[labelOf[op]];
+    const d = deviceOf[op];
     const last = flowStart[op + 1];
     for (let i = flowStart[op]; i < last; i++) {
       const bytes = sizeBytes[flowSize[i]];
       const source = flowSource[i];
       const target = flowTarget[i];
-      totalBytes += bytes;
-      bytesByKind[kind] += bytes;
       const slot = (Math.imul(source, 40503) ^ target) & (CACHE - 1);
       if (cachedSource[slot] !== source || cachedTarget[slot] !== target) {
         cachedSource[slot] = source;
         cachedTarget[slot] = target;
         cachedType[slot] = linkTypeIndex.get(topology.pathType(source, target))!;
       }
-      bytesByLinkType[cachedType[slot]] += bytes;
-      bytesByKindAndLinkType[kind * LINK_TYPES.length + cachedType[slot]] += bytes;
+      const owner = source < devices ? source : d;
+      deviceBytes[owner * row + kind * types + cachedType[slot]] += bytes;
       if (source < devices) sent[source] += bytes;
     }
     if (kind !== KIND.forward && kind !== KIND.backward && kind !== KIND.inputGrad && kind !== KIND.weightGrad && kind !== KIND.recompute) continue;
-    const d = deviceOf[op];
     const start = startNs[op];
     const end = endNs[op];
     if (start < spanStart[d]) spanStart[d] = start;
     if (end > spanEnd[d]) spanEnd[d] = end;
     spanBusy[d] += end - start;
   }
+  if (mirrorOf) {
+    for (let d = 0; d < devices; d++) {
+      const from = mirrorOf[d];
+      if (from === d) continue;
+      deviceBytes.copyWithin(d * row, from * row, (from + 1) * row);
+      for (const column of [sent, spanStart, spanEnd, spanBusy]) column[d] = column[from];
+    }
+  }
+  const bytesByKind = new Float64Array(kinds);
+  const bytesByLinkType = new Float64Array(types);
+  const bytesByKindAndLinkType = new Float64Array(row);
+  let totalBytes = 0;
+  for (let d = 0; d < devices; d++) {
+    for (let k = 0; k < kinds; k++) {
+      for (let t = 0; t < types; t++) {
+        const bytes = deviceBytes[d * row + k * types + t];
+        if (bytes === 0) continue;
+        totalBytes += bytes;
+        bytesByKind[k] += bytes;
+        bytesByLinkType[t] += bytes;
+        bytesByKindAndLinkType[k * types + t] += bytes;
+      }
+    }
+  }
   return { totalBytes, bytesByKind, bytesByKindAndLinkType, bytesByLinkType, sent, spanStart, spanEnd, spanBusy };
 }
-
-

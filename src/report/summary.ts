@@ -48,6 +48,8 @@ export function renderSummary(report: Report): string {
     lines.push(`  over capacity: ${where} by ${formatBytes(o.excess)} (capacity ${formatBytes(o.capacity)}), first at ${formatSeconds(o.firstAt)}`);
   }
   for (const w of report.warnings) lines.push(`warning: ${w}`);
+  const mirrored = report.simulation.replicas;
+  if (mirrored) lines.push(`simulated ${mirrored.simulated} of ${mirrored.of} data-parallel replicas; the others mirror them exactly (the replica symmetry)`);
   lines.push('');
   lines.push(
     table(

@@ -1,0 +1,188 @@
+import type { ExecutionResult, Router } from '../engine/executor.js';
+import { OperationGraphBuilder } from '../engine/graph.js';
+import type { AllocationHook } from '../engine/allocation.js';
+import type { MemoryTracker } from '../engine/memory.js';
+import type { Topology } from '../hardware/topology.js';
+import type { DeviceMesh } from '../strategies/mesh.js';
+import type { StepConfig } from './config.js';
+import { LANES, type StepResources } from './resources.js';
+
+/**
+ * The data-parallel replica symmetry: simulate some replicas and mirror the rest, exactly.
+ *
+ * Shifting every rank's data-parallel coordinate by k (mod dp) maps the step's operations onto themselves: replicas
+ * run the same passes, and every collective over dp keeps its ring. When that shift also moves whole nodes onto
+ * nodes, each GPU keeping its place in its node, and the cluster looks the same after the move (the nodes share a
+ * leaf, or their leaves hold them alike), it is a symmetry of the whole simulation: the replicas dp = j, j + k, ...
+ * start, end and fill memory alike, and an event-level run of the replicas dp < k alone, the rest standing in for
+ * them, gives every figure of the full run. What is needed for that:
+ *
+ * - Only the operations of the simulated devices are built (MirroredGraphBuilder). An operation over a whole dp
+ *   group keeps the lanes, flows and memory effects of its simulated members; those of the others are their
+ *   mirror images and happen at the same times.
+ * - A flow from a simulated device to a mirrored one still crosses the links of the mirrored device's node: each link
+ *   becomes its stand-in on the simulated nodes (MirroredRouter). The stand-in carries the mirror image of that very
+ *   flow in the full run, so every link carries the same flows, and max-min sharing gives the same rates.
+ * - A link the shift leaves in place (a leaf's uplink) would carry every image's flows: where such a link can bind,
+ *   the symmetry is not used. Nor is it with variability, whose noise differs per device.
+ * - After the run, each mirrored device takes its counterpart's figures (mirrorResults), and the report sums them
+ *   as it sums simulated ones.
+ *
+ * The property test in test/lower/symmetry.test.ts holds reports with and without it equal.
+ */
+export interface ReplicaSymmetry {
+  /** Data-parallel replicas simulated (k), of all (dp). */
+  replicas: number;
+  of: number;
+  /** The device whose figures each device takes: itself when simulated. */
+  mirrorOf: Int32Array;
+  /** The node each node's host memory and NVMe take their figures from: itself when simulated. */
+  nodeMirrorOf: Int32Array;
+  /** 1 for the devices, lanes, topology vertices and memory locations that are simulated. */
+  keepDevice: Uint8Array;
+  keepLane: Uint8Array;
+  keepVertex: Uint8Array;
+  keepLocation: Uint8Array;
+  /** Each link's stand-in among the simulated nodes' links (itself for theirs, and for the fabric's). */
+  linkStandIn: Int32Array;
+}
+
+/**
+ * The replica symmetry of a step, with the fewest replicas to simulate, or undefined when there is none that is
+ * exact (see above).
+ */
+export function replicaSymmetry(config: StepConfig, mesh: DeviceMesh, topology: Topology, resources: StepResources): ReplicaSymmetry | undefined {
+  if (config.variability.jitter > 0 || config.variability.stragglers > 0) return undefined;
+  const dp = mesh.sizeOf('dp');
+  const stride = mesh.rank({ dp: 1 });
+  const { devices, gpusPerNode, nodes } = resources;
+  if (dp < 2 || nodes < 2) return undefined;
+  const dpOf = (device: number) => mesh.coordinate(device, 'dp');
+  for (let k = 1; k < dp; k++) {
+    if (dp % k !== 0 || (k * stride) % gpusPerNode !== 0) continue;
+    const shift = (device: number) => device + (((dpOf(device) + k) % dp) - dpOf(device)) * stride;
+    const moved = nodeMove(shift, nodes, gpusPerNode);
+    if (!moved || !preservesCluster(topology, moved)) continue;
+    const mirrorOf = Int32Array.from({ length: devices }, (_, d) => d - (dpOf(d) - (dpOf(d) % k)) * stride);
+    const nodeMirrorOf = Int32Array.from({ length: nodes }, (_, n) => Math.floor(mirrorOf[n * gpusPerNode] / gpusPerNode));
+    const linkStandIn = topology.linkImages(nodeMirrorOf);
+    if (!linkStandIn) continue;
+    const keepDevice = Uint8Array.from(mirrorOf, (m, d) => (m === d ? 1 : 0));
+    const keepNode = Uint8Array.from(nodeMirrorOf, (m, n) => (m === n ? 1 : 0));
+    const keepLane = new Uint8Array(resources.laneCount);
+    for (let d = 0; d < devices; d++) if (keepDevice[d]) keepLane.fill(1, resources.lane(d, 0), resources.lane(d, LANES.length));
+    const keepVertex = Uint8Array.from({ length: topology.vertexCount }, (_, v) => {
+      const node = topology.nodeOf(v);
+      return node < 0 || keepNode[node] ? 1 : 0;
+    });
+    const keepLocation = Uint8Array.from({ length: resources.locationCount }, (_, l) =>
+      resources.tierOf(l) === 'hbm' ? keepDevice[l] : keepNode[resources.nodeOfLocation(l)],
+    );
+    return { replicas: k, of: dp, mirrorOf, nodeMirrorOf, keepDevice, keepLane, keepVertex, keepLocation, linkStandIn };
+  }
+  return undefined;
+}
+
+/** The node each node's GPUs move to under `shift`, or undefined when some node's GPUs scatter or change places. */
+function nodeMove(shift: (device: number) => number, nodes: number, gpusPerNode: number): Int32Array | undefined {
+  const to = new Int32Array(nodes);
+  for (let n = 0; n < nodes; n++) {
+    to[n] = Math.floor(shift(n * gpusPerNode) / gpusPerNode);
+    for (let g = 0; g < gpusPerNode; g++) if (shift(n * gpusPerNode + g) !== to[n] * gpusPerNode + g) return undefined;
+  }
+  return to;
+}
+
+/**
+ * Whether moving nodes as `to` says leaves the cluster as it was: every link lands on a link alike, and none that
+ * can bind stays in place (it would carry every image's flows).
+ */
+function preservesCluster(topology: Topology, to: Int32Array): boolean {
+  const images = topology.linkImages(to);
+  if (!images) return false;
+  const { capacityBytesPerSecond: capacity, linkLatencySeconds: latency, binding, linkType } = topology;
+  for (let l = 0; l < images.length; l++) {
+    const i = images[l];
+    if (capacity[i] !== capacity[l] || latency[i] !== latency[l] || binding[i] !== binding[l] || linkType[i] !== linkType[l]) return false;
+    if (i === l && binding[l] === 1) return false;
+  }
+  return true;
+}
+
+/** An operation of a mirrored device: not built; dependencies on it and effects of it are dropped. */
+export const MIRRORED = -1;
+
+/**
+ * Builds only the simulated devices' share of a step: an operation of a mirrored device is not added (its id is
+ * MIRRORED), and an operation of a simulated one keeps only the lanes, flows (by source) and memory effects of
+ * simulated devices and nodes. A dependency on a mirrored operation is dropped: an operation that waits for one
+ * waits for its simulated image as well (a dp group's collective waits for every member), which ends at the same time.
+ */
+export class MirroredGraphBuilder extends OperationGraphBuilder {
+  private skipping = false;
+
+  constructor(
+    private readonly symmetry: ReplicaSymmetry,
+    laneCount: number,
+    expectedOperations: number,
+    options: { allocation?: AllocationHook } = {},
+  ) {
+    super(laneCount, expectedOperations, options);
+  }
+
+  override operation(label: number, device: number, durationNs: number, latencyNs = 0): number {
+    this.skipping = this.symmetry.keepDevice[device] === 0;
+    return this.skipping ? MIRRORED : super.operation(label, device, durationNs, latencyNs);
+  }
+
+  override lane(lane: number): void {
+    if (!this.skipping && this.symmetry.keepLane[lane] === 1) super.lane(lane);
+  }
+
+  override dependOn(op: number, dependency: number): void {
+    if (op !== MIRRORED && dependency !== MIRRORED) super.dependOn(op, dependency);
+  }
+
+  override flow(op: number, sourceVertex: number, targetVertex: number, bytes: number, timed = true): void {
+    if (op !== MIRRORED && this.symmetry.keepVertex[sourceVertex] === 1) super.flow(op, sourceVertex, targetVertex, bytes, timed);
+  }
+
+  override memory(op: number, location: number, category: number, bytes: number, when: 0 | 1): void {
+    if (op !== MIRRORED && this.symmetry.keepLocation[location] === 1) super.memory(op, location, category, bytes, when);
+  }
+}
+
+/** Routes as the cluster does, each link replaced by its stand-in on the simulated nodes. */
+export class MirroredRouter implements Router {
+  constructor(
+    private readonly inner: Router,
+    private readonly standIn: Int32Array,
+  ) {}
+
+  route(sourceVertex: number, targetVertex: number, out: Int32Array): number {
+    const hops = this.inner.route(sourceVertex, targetVertex, out);
+    for (let i = 0; i < hops; i++) out[i] = this.standIn[out[i]];
+    return hops;
+  }
+}
+
+/**
+ * Gives each mirrored device, and each mirrored node's host memory and NVMe, the figures of its counterpart: lane
+ * busy times, exposed communication and memory. Operation times and link bytes stay those of the simulated share.
+ */
+export function mirrorResults(symmetry: ReplicaSymmetry, resources: StepResources, execution: ExecutionResult, memory: MemoryTracker): void {
+  const { mirrorOf, nodeMirrorOf } = symmetry;
+  for (let d = 0; d < resources.devices; d++) {
+    const from = mirrorOf[d];
+    if (from === d) continue;
+    execution.laneBusyNs.copyWithin(resources.lane(d, 0), resources.lane(from, 0), resources.lane(from, LANES.length));
+    if (execution.exposedNs.length > 0) execution.exposedNs[d] = execution.exposedNs[from];
+    memory.copyLocation(resources.hbm(d), resources.hbm(from));
+  }
+  for (let n = 0; n < resources.nodes; n++) {
+    const from = nodeMirrorOf[n];
+    if (from === n) continue;
+    memory.copyLocation(resources.cpu(n), resources.cpu(from));
+    memory.copyLocation(resources.nvme(n), resources.nvme(from));
+  }
+}

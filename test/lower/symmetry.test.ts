@@ -1,0 +1,176 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { ScenarioError } from '../../src/errors.js';
+import { buildTopology } from '../../src/hardware/topology.js';
+import type { Report } from '../../src/report/report.js';
+import type { Scenario } from '../../src/scenario/resolve.js';
+import { simulate } from '../../src/simulate.js';
+import { scenario } from '../support/scenarios.js';
+
+/** A report as JSON, but for `simulation`, which counts what the engine ran and so differs with the symmetry. */
+const figures = (report: Report) => JSON.stringify({ ...report, simulation: undefined });
+
+/** A scenario, or undefined where a check refuses the combination. */
+function tryScenario(patch: Record<string, unknown>): Scenario | undefined {
+  try {
+    return scenario(patch);
+  } catch (error) {
+    if (error instanceof ScenarioError) return undefined;
+    throw error;
+  }
+}
+
+const SCHEDULES = [
+  { schedule: 'gpipe', chunks: 1 },
+  { schedule: '1f1b', chunks: 1 },
+  { schedule: 'interleaved', chunks: 2 },
+  { schedule: 'zb-h1', chunks: 1 },
+  { schedule: 'zb-h2', chunks: 1 },
+  { schedule: 'zb-v', chunks: 2 },
+];
+
+/** ZeRO stages and offloading as the checks allow them: ZeRO-Offload from stage 1, ZeRO-Infinity at stage 3. */
+const STATES = [
+  { zero: 0, optimizer: 'none', params: 'none' },
+  { zero: 1, optimizer: 'none', params: 'none' },
+  { zero: 2, optimizer: 'none', params: 'none' },
+  { zero: 3, optimizer: 'none', params: 'none' },
+  { zero: 2, optimizer: 'cpu', params: 'none' },
+  { zero: 3, optimizer: 'cpu', params: 'cpu' },
+  { zero: 3, optimizer: 'nvme', params: 'nvme' },
+];
+
+describe('the data-parallel replica symmetry (simulate with symmetry: true)', () => {
+  it('gives the full simulation report, byte for byte but for `simulation`, wherever it applies; and it applies to most layouts with dp spanning nodes', () => {
+    let applied = 0;
+    let runs = 0;
+    fc.assert(
+      fc.property(
+        fc.record({
+          gpusPerNode: fc.constantFrom(2, 4, 8),
+          nodes: fc.constantFrom(2, 4),
+          nodesPerLeaf: fc.constantFrom(1, 2, 32),
+          oversubscription: fc.constantFrom(1, 2),
+          protocol: fc.constantFrom('fitted', 'nccl'),
+          tp: fc.constantFrom(1, 2),
+          pp: fc.constantFrom(1, 2),
+          cp: fc.constantFrom(1, 1, 2),
+          pipeline: fc.constantFrom(...SCHEDULES),
+          microBatches: fc.integer({ min: 1, max: 4 }),
+          microBatch: fc.constantFrom(1, 2),
+          states: fc.constantFrom(...STATES),
+          recompute: fc.constantFrom('none', 'selective', 'full'),
+          sequenceParallel: fc.boolean(),
+          smallBuckets: fc.boolean(),
+        }),
+        (c) => {
+          const devices = c.nodes * c.gpusPerNode;
+          const dp = devices / (c.tp * c.pp * c.cp);
+          if (!Number.isInteger(dp) || dp < 1) return;
+          const s = tryScenario({
+            cluster: { nodes: c.nodes, gpusPerNode: c.gpusPerNode, fabric: { nodesPerLeaf: c.nodesPerLeaf, oversubscription: c.oversubscription }, collectiveProtocol: c.protocol },
+            model: { preset: 'gpt-tiny', layers: c.pp * c.pipeline.chunks * 2 },
+            training: { globalBatch: dp * c.microBatch * c.microBatches * c.pp, microBatch: c.microBatch, recompute: c.recompute, flashAttention: c.cp > 1 },
+            parallel: {
+              tp: c.tp,
+              pp: c.pp,
+              dp,
+              cp: c.cp,
+              schedule: c.pipeline.schedule,
+              chunks: c.pipeline.chunks,
+              zero: c.states.zero,
+              sequenceParallel: c.sequenceParallel && c.tp > 1,
+              offload: { optimizer: c.states.optimizer, params: c.states.params },
+              ...(c.smallBuckets ? { gradientBucket: '64KiB' } : {}),
+            },
+          });
+          if (!s) return;
+          runs++;
+          const full = simulate(s).report;
+          const mirrored = simulate(s, { symmetry: true }).report;
+          if (mirrored.simulation.replicas) applied++;
+          expect(figures(mirrored)).toBe(figures(full));
+        },
+      ),
+      { numRuns: 150, seed: 20261202 },
+    );
+    expect(runs).toBeGreaterThan(75);
+    expect(applied).toBeGreaterThan(runs / 4);
+  });
+
+  it('simulates 8 of 64 replicas of a 13B-style layout on 8 DGX A100 (tp 1, dp 64), with an eighth of the operations', () => {
+    const s = scenario({
+      cluster: { nodes: 8, gpusPerNode: 8, node: 'dgx-a100' },
+      model: { preset: 'gpt-tiny', layers: 4 },
+      training: { globalBatch: 128, microBatch: 1 },
+      parallel: { tp: 1, pp: 1, dp: 64, zero: 2 },
+    });
+    const full = simulate(s).report;
+    const mirrored = simulate(s, { symmetry: true }).report;
+    expect(mirrored.simulation.replicas).toEqual({ simulated: 8, of: 64 });
+    expect(full.simulation.replicas).toBeUndefined();
+    expect(mirrored.simulation.operations).toBeLessThanOrEqual(full.simulation.operations / 6);
+    expect(figures(mirrored)).toBe(figures(full));
+  });
+
+  it('keeps whole pipelines: with pp 2 over 4 nodes it simulates one node of each stage (tp 2, dp 8: 4 of 8 replicas)', () => {
+    const s = scenario({
+      cluster: { nodes: 4, gpusPerNode: 4 },
+      model: { preset: 'gpt-tiny', layers: 4 },
+      training: { globalBatch: 32, microBatch: 1 },
+      parallel: { tp: 2, pp: 2, dp: 4 },
+    });
+    const mirrored = simulate(s, { symmetry: true });
+    expect(mirrored.report.simulation.replicas).toEqual({ simulated: 2, of: 4 });
+    const devices = new Set(mirrored.plan.graph.device);
+    expect([...devices].sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 8, 9, 10, 11]);
+  });
+
+  it('is not used where it would not be exact: with variability, over one node, without data parallelism, or when a binding leaf uplink would carry every replica', () => {
+    const base = { model: { preset: 'gpt-tiny', layers: 4 }, training: { globalBatch: 16, microBatch: 1 } };
+    const cases = [
+      { ...base, cluster: { nodes: 2, gpusPerNode: 4 }, parallel: { tp: 1, pp: 1, dp: 8 }, variability: { jitter: 0.05 } },
+      { ...base, cluster: { nodes: 1, gpusPerNode: 4 }, parallel: { tp: 1, pp: 1, dp: 4 } },
+      { ...base, cluster: { nodes: 2, gpusPerNode: 4 }, parallel: { tp: 4, pp: 2, dp: 1 } },
+      // Stage 0 on nodes 0 and 1 under one leaf, stage 1 on nodes 2 and 3 under another: swapping the nodes of each
+      // leaf leaves the leaf uplinks in place, and oversubscribed they bind.
+      { ...base, cluster: { nodes: 4, gpusPerNode: 4, fabric: { nodesPerLeaf: 2, oversubscription: 2 } }, parallel: { tp: 4, pp: 2, dp: 2 } },
+      // Nodes cannot move under other leaves (the leaves stay where they are).
+      { ...base, cluster: { nodes: 4, gpusPerNode: 4, fabric: { nodesPerLeaf: 1 } }, parallel: { tp: 4, pp: 1, dp: 4 } },
+    ];
+    for (const patch of cases) expect(simulate(scenario(patch), { symmetry: true }).report.simulation.replicas).toBeUndefined();
+    // The same layout as the oversubscribed one, with uplinks that cannot bind: used.
+    const open = scenario({ ...base, cluster: { nodes: 4, gpusPerNode: 4, fabric: { nodesPerLeaf: 2 } }, parallel: { tp: 4, pp: 2, dp: 2 } });
+    expect(simulate(open, { symmetry: true }).report.simulation.replicas).toEqual({ simulated: 1, of: 2 });
+    expect(figures(simulate(open, { symmetry: true }).report)).toBe(figures(simulate(open).report));
+  });
+
+  it('is not used when a memory timeline is recorded (a trace needs every device)', () => {
+    const s = scenario({ cluster: { nodes: 2, gpusPerNode: 4 }, model: { preset: 'gpt-tiny', layers: 4 }, training: { globalBatch: 16 }, parallel: { tp: 1, pp: 1, dp: 8 } });
+    expect(simulate(s, { symmetry: true }).report.simulation.replicas).toEqual({ simulated: 4, of: 8 });
+    expect(simulate(s, { symmetry: true, recordMemory: true }).report.simulation.replicas).toBeUndefined();
+  });
+});
+
+describe('Topology.linkImages', () => {
+  const cluster = (nodes: number, nodesPerLeaf: number) => scenario({ cluster: { nodes, gpusPerNode: 4, fabric: { nodesPerLeaf } }, training: { globalBatch: nodes * 4 }, parallel: { tp: 1, pp: 1, dp: nodes * 4 } }).cluster;
+
+  it('maps links one to one onto links alike when nodes under one leaf swap, and every link to itself when none moves', () => {
+    const topology = buildTopology(cluster(2, 32));
+    const identity = topology.linkImages([0, 1])!;
+    expect([...identity]).toEqual(Array.from({ length: topology.count }, (_, l) => l));
+    const swapped = topology.linkImages([1, 0])!;
+    expect(new Set(swapped).size).toBe(topology.count);
+    for (let l = 0; l < topology.count; l++) {
+      expect(swapped[l]).not.toBe(l);
+      expect(topology.capacityBytesPerSecond[swapped[l]]).toBe(topology.capacityBytesPerSecond[l]);
+      expect(topology.linkType[swapped[l]]).toBe(topology.linkType[l]);
+    }
+  });
+
+  it('has no image for a node moved under another leaf', () => {
+    const topology = buildTopology(cluster(4, 2));
+    expect(topology.linkImages([2, 1, 0, 3])).toBeUndefined();
+    expect(topology.linkImages([1, 0, 3, 2])).toBeDefined();
+  });
+});
