@@ -1,7 +1,8 @@
 import type { ScenarioSource } from './compare.js';
 import { DtsimError, ScenarioError } from './errors.js';
 import { buildTopology, topologyOf, type Topology } from './hardware/topology.js';
-import { layoutBounds, stageCostsKey, stepBounds, type LayoutBounds } from './lower/bound.js';
+import { layoutBounds, stepBounds, type LayoutBounds } from './lower/bound.js';
+import { sharedStageCosts, stageCostsKey } from './lower/stage-costs.js';
 import { parseScenario } from './scenario/load.js';
 import type { Scenario } from './scenario/resolve.js';
 import type { StepProgram } from './strategies/program.js';
@@ -86,7 +87,7 @@ export class LayoutCache {
     const key = config.variability.jitter > 0 ? `${stageCostsKey(config)} jitter` : stageCostsKey(config);
     let bounds = this.entries.get(key);
     if (bounds === undefined) {
-      bounds = layoutBounds(config, program, topology);
+      bounds = layoutBounds(config, program, topology, sharedStageCosts(config, program));
       this.entries.set(key, bounds);
       if (this.entries.size > this.size) this.entries.delete(this.entries.keys().next().value!);
     }

@@ -24,22 +24,6 @@ export interface StepBounds {
   peakHbm: number;
 }
 
-/**
- * What `stageCosts` depends on, as a key: everything but where ZeRO and offloading place the model states, which
- * only moves states (the passes of strategies/data/zero.ts and offload.ts change the program's states and gradients
- * alone, and stageCosts reads neither), and the gradient buckets' size, which the ZeRO stage sets and only the
- * program's gradients carry. A search over ZeRO stages and offloading computes each layout's costs once.
- */
-export function stageCostsKey(config: StepConfig): string {
-  const { zero, offload, prefetchLayers, gradientBucketBytes, ...parallel } = config.parallel as StepConfig['parallel'] & {
-    zero?: unknown;
-    offload?: unknown;
-    prefetchLayers?: unknown;
-    gradientBucketBytes?: unknown;
-  };
-  void zero, void offload, void prefetchLayers, void gradientBucketBytes;
-  return JSON.stringify([config.cluster, config.model, config.training, config.costs ?? null, parallel]);
-}
 
 /** Operations round their share of a pass to whole nanoseconds, memory is summed in floating point: a 0.1% margin covers both. */
 const MARGIN = 1 - 1e-3;

@@ -16,7 +16,7 @@ import { AttentionPhases } from './attention-phase.js';
 import { ScatterGather } from './scatter-gather.js';
 import { attentionShare, blockSegments, gradientBuckets, passCollectives, recomputeShare, segmentOf, type Segment } from './segments.js';
 import { BlockingCollectives } from './blocking.js';
-import { stageCosts, type VirtualStageModel } from './stage-costs.js';
+import { sharedStageCosts, type VirtualStageModel } from './stage-costs.js';
 import { passOrder } from './order.js';
 import { finishStep } from './step-end.js';
 import type { StageModel, StepPlan } from './plan.js';
@@ -75,7 +75,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
   const perStage = mesh.ranksPerStage;
   const firstRank = (stage: number) => stage * perStage;
 
-  const virtualStages = stageCosts(config, program);
+  const virtualStages = sharedStageCosts(config, program);
   const lastVs = virtualStages.length - 1;
   const vsOf: number[][] = Array.from({ length: pp }, () => []);
   for (const v of virtualStages) vsOf[v.stage][v.chunk] = v.virtualStage;

@@ -9,8 +9,7 @@ import { LayoutCache, planBounds, statesLowerBound } from '../../src/plan-assess
 import { buildTopology } from '../../src/hardware/topology.js';
 import { parseScenario, readScenarioSource } from '../../src/scenario/load.js';
 import { simulate } from '../../src/simulate.js';
-import { stageCostsKey } from '../../src/lower/bound.js';
-import { stageCosts } from '../../src/lower/stage-costs.js';
+import { stageCosts, stageCostsKey } from '../../src/lower/stage-costs.js';
 import { buildProgram } from '../../src/strategies/registry.js';
 import { buildWorkload } from '../../src/workload/registry.js';
 import { cli } from '../support/cli.js';
