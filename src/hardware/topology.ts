@@ -65,8 +65,8 @@ export interface Topology extends LinkSet, Router {
   viaRail(target: number, relay: number): number;
   /**
    * Where every link goes when each node's vertices (GPUs, switches, NICs, host memory, NVMe) move to node
-   * `nodeMap[n]`, local places kept and the fabric's leaves and spine left where they are: link l becomes link
-   * `images[l]`. Undefined when some link has no image (a node moved under another leaf).
+   * `nodeMap[n]`, local places kept, each leaf going where its nodes go and the spine staying: link l becomes link
+   * `images[l]`. Undefined when the nodes of one leaf go under different leaves, or some link has no image.
    */
   linkImages(nodeMap: ArrayLike<number>): Int32Array | undefined;
 }
@@ -388,10 +388,17 @@ export function buildTopology(spec: ClusterSpec): Topology {
     },
     viaRail: (target, relay) => target + (relay + 1) * vertexCount,
     linkImages(nodeMap) {
+      // A leaf goes under its nodes' images, which must share a leaf.
+      const leafImage = new Int32Array(leaves);
+      for (let l = 0; l < leaves; l++) {
+        const first = l * fabric.nodesPerLeaf;
+        leafImage[l] = leafIndexOfVertex[leafOf(nodeMap[first])];
+        for (let n = first; n < Math.min(nodes, first + fabric.nodesPerLeaf); n++) if (leafIndexOfVertex[leafOf(nodeMap[n])] !== leafImage[l]) return undefined;
+      }
       // Every node's vertices other than its GPUs were added together, host memory first, in the same order.
       const image = (v: number) => {
         const n = vertexNode[v];
-        if (n < 0) return v;
+        if (n < 0) return leafIndexOfVertex[v] >= 0 ? leafVertex[leafImage[leafIndexOfVertex[v]]] : v;
         return v < devices ? nodeMap[n] * gpusPerNode + (v % gpusPerNode) : cpu[nodeMap[n]] + (v - cpu[n]);
       };
       const images = new Int32Array(count);

@@ -62,7 +62,7 @@ export function replicaSymmetry(config: StepConfig, mesh: DeviceMesh, topology: 
     if (dp % k !== 0 || (k * stride) % gpusPerNode !== 0) continue;
     const shift = (device: number) => device + (((dpOf(device) + k) % dp) - dpOf(device)) * stride;
     const moved = nodeMove(shift, nodes, gpusPerNode);
-    if (!moved || !preservesCluster(topology, moved)) continue;
+    if (!moved || !preservesCluster(topology, moved, dp / k)) continue;
     const mirrorOf = Int32Array.from({ length: devices }, (_, d) => d - (dpOf(d) - (dpOf(d) % k)) * stride);
     const nodeMirrorOf = Int32Array.from({ length: nodes }, (_, n) => Math.floor(mirrorOf[n * gpusPerNode] / gpusPerNode));
     const linkStandIn = topology.linkImages(nodeMirrorOf);
@@ -94,17 +94,23 @@ function nodeMove(shift: (device: number) => number, nodes: number, gpusPerNode:
 }
 
 /**
- * Whether moving nodes as `to` says leaves the cluster as it was: every link lands on a link alike, and none that
- * can bind stays in place (it would carry every image's flows).
+ * Whether moving nodes as `to` says (a move of order `order`: that many moves bring every node back) leaves the
+ * cluster as it was: every link lands on a link alike. And every link that can bind must come back only after
+ * `order` moves: one that comes back sooner (a leaf's uplink when the moves stay under the leaf) is the image of
+ * several of a simulated flow's links at once, and would carry several images' flows where the simulation puts one.
  */
-function preservesCluster(topology: Topology, to: Int32Array): boolean {
+function preservesCluster(topology: Topology, to: Int32Array, order: number): boolean {
   const images = topology.linkImages(to);
   if (!images) return false;
   const { capacityBytesPerSecond: capacity, linkLatencySeconds: latency, binding, linkType } = topology;
   for (let l = 0; l < images.length; l++) {
     const i = images[l];
     if (capacity[i] !== capacity[l] || latency[i] !== latency[l] || binding[i] !== binding[l] || linkType[i] !== linkType[l]) return false;
-    if (i === l && binding[l] === 1) return false;
+    if (binding[l] === 1) {
+      let back = 1;
+      for (let at = i; at !== l && back <= order; at = images[at]) back++;
+      if (back !== order) return false;
+    }
   }
   return true;
 }

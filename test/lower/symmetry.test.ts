@@ -126,7 +126,7 @@ describe('the data-parallel replica symmetry (simulate with symmetry: true)', ()
     expect([...devices].sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 8, 9, 10, 11]);
   });
 
-  it('is not used where it would not be exact: with variability, over one node, without data parallelism, or when a binding leaf uplink would carry every replica', () => {
+  it('is not used where it would not be exact: with variability, over one node, without data parallelism, when a binding leaf uplink would carry several replicas\' flows, or when no shift moves whole leaves', () => {
     const base = { model: { preset: 'gpt-tiny', layers: 4 }, training: { globalBatch: 16, microBatch: 1 } };
     const cases = [
       { ...base, cluster: { nodes: 2, gpusPerNode: 4 }, parallel: { tp: 1, pp: 1, dp: 8 }, variability: { jitter: 0.05 } },
@@ -135,14 +135,27 @@ describe('the data-parallel replica symmetry (simulate with symmetry: true)', ()
       // Stage 0 on nodes 0 and 1 under one leaf, stage 1 on nodes 2 and 3 under another: swapping the nodes of each
       // leaf leaves the leaf uplinks in place, and oversubscribed they bind.
       { ...base, cluster: { nodes: 4, gpusPerNode: 4, fabric: { nodesPerLeaf: 2, oversubscription: 2 } }, parallel: { tp: 4, pp: 2, dp: 2 } },
-      // Nodes cannot move under other leaves (the leaves stay where they are).
-      { ...base, cluster: { nodes: 4, gpusPerNode: 4, fabric: { nodesPerLeaf: 1 } }, parallel: { tp: 4, pp: 1, dp: 4 } },
+      // Three nodes under leaves of two: the only shift of the three replicas splits a leaf's nodes between leaves.
+      { ...base, cluster: { nodes: 3, gpusPerNode: 4, fabric: { nodesPerLeaf: 2 } }, training: { globalBatch: 12, microBatch: 1 }, parallel: { tp: 4, pp: 1, dp: 3 } },
     ];
     for (const patch of cases) expect(simulate(scenario(patch), { symmetry: true }).report.simulation.replicas).toBeUndefined();
     // The same layout as the oversubscribed one, with uplinks that cannot bind: used.
     const open = scenario({ ...base, cluster: { nodes: 4, gpusPerNode: 4, fabric: { nodesPerLeaf: 2 } }, parallel: { tp: 4, pp: 2, dp: 2 } });
     expect(simulate(open, { symmetry: true }).report.simulation.replicas).toEqual({ simulated: 1, of: 2 });
     expect(figures(simulate(open, { symmetry: true }).report)).toBe(figures(simulate(open).report));
+  });
+
+  it('moves leaves with their nodes: a replica per leaf, oversubscribed uplinks and all, simulates one leaf (its uplinks stand for the others)', () => {
+    const s = scenario({
+      model: { preset: 'gpt-tiny', layers: 4 },
+      training: { globalBatch: 16, microBatch: 1 },
+      cluster: { nodes: 4, gpusPerNode: 4, fabric: { nodesPerLeaf: 2, oversubscription: 2 } },
+      parallel: { tp: 4, pp: 1, dp: 4, zero: 1 },
+    });
+    const mirrored = simulate(s, { symmetry: true });
+    // Shifting by one replica moves a node to another leaf while its neighbour stays: the shift by two moves whole leaves.
+    expect(mirrored.report.simulation.replicas).toEqual({ simulated: 2, of: 4 });
+    expect(figures(mirrored.report)).toBe(figures(simulate(s).report));
   });
 
   it('is not used when a memory timeline is recorded (a trace needs every device)', () => {
@@ -168,9 +181,12 @@ describe('Topology.linkImages', () => {
     }
   });
 
-  it('has no image for a node moved under another leaf', () => {
+  it('has no image when the nodes of one leaf go under different leaves, and moves a leaf whose nodes all go under another', () => {
     const topology = buildTopology(cluster(4, 2));
     expect(topology.linkImages([2, 1, 0, 3])).toBeUndefined();
     expect(topology.linkImages([1, 0, 3, 2])).toBeDefined();
+    // Whole leaves swapping: each leaf goes where its nodes go.
+    const swapped = topology.linkImages([2, 3, 0, 1])!;
+    expect(new Set(swapped).size).toBe(topology.count);
   });
 });
