@@ -66,8 +66,14 @@ export class MemoryTracker {
     this.sampleValues = new TypedList(Float64Array, room);
   }
 
-  /** Adds `bytes` (negative to free) to `category` of `location` at time `nowNs`. */
-  change(location: number, category: number, bytes: number, nowNs: number): void {
+  /**
+   * Adds `bytes` (negative to free) to `category` of `location` at time `nowNs`. Memory is counted in whole bytes: a
+   * fraction (a shard of a tensor its group does not divide evenly) is rounded, half away from zero so that an
+   * allocation and its release cancel. Sums of whole bytes are exact, so a location's use does not depend on the
+   * order of changes that fall at the same instant.
+   */
+  change(location: number, category: number, fractionalBytes: number, nowNs: number): void {
+    const bytes = fractionalBytes < 0 ? -Math.round(-fractionalBytes) : Math.round(fractionalBytes);
     const used = this.used[location] + bytes;
     this.used[location] = used;
     const k = location * this.categories + category;

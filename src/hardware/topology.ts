@@ -69,6 +69,11 @@ export interface Topology extends LinkSet, Router {
    * `images[l]`. Undefined when the nodes of one leaf go under different leaves, or some link has no image.
    */
   linkImages(nodeMap: ArrayLike<number>): Int32Array | undefined;
+  /**
+   * Every route between GPUs, and between a GPU and its node's host memory, is one of the cluster's regular ones
+   * (NVSwitch inside a node, each GPU's own NIC behind its own PCIe switch across nodes), none found by a search.
+   */
+  readonly regularRoutes: boolean;
 }
 
 const TYPE_RANK: Record<LinkType, number> = { infiniband: 3, nvme: 2, nvlink: 1, pcie: 0 };
@@ -276,6 +281,11 @@ export function buildTopology(spec: ClusterSpec): Topology {
     fill(fromHost, 2 * d, along([cpu[n], sw, d]));
   }
   const searchedCache = new Map<number, Int32Array>();
+  const regularRoutes =
+    (gpusPerNode === 1 || nvUp.every((l) => l >= 0)) &&
+    (nodes === 1 || (egress.every((l) => l >= 0) && ingress.every((l) => l >= 0))) &&
+    toHost.every((l) => l >= 0) &&
+    fromHost.every((l) => l >= 0);
 
   /**
    * A route through the rail of local GPU `relay` (see `viaRail`): that GPU's PCIe switch and NIC on the source's
@@ -387,6 +397,7 @@ export function buildTopology(spec: ClusterSpec): Topology {
       return bottleneck;
     },
     viaRail: (target, relay) => target + (relay + 1) * vertexCount,
+    regularRoutes,
     linkImages(nodeMap) {
       // A leaf goes under its nodes' images, which must share a leaf.
       const leafImage = new Int32Array(leaves);
