@@ -124,7 +124,6 @@ export class MemoryTracker {
     for (const column of [this.used, this.peak, this.peakAtNs, this.overflowFirstAtNs, this.overflowMaxExcess, this.overflowMaxAtNs]) column[to] = column[from];
     const c = this.categories;
     for (const column of [this.byCategory, this.peakByCategory, this.categoryPeak]) column.copyWithin(to * c, from * c, (from + 1) * c);
-    if (this.negative.has(from)) this.negative.add(to);
   }
 
   /** Records the current state of every location with memory in use (the start of the timeline). */

@@ -21,7 +21,7 @@ import { passOrder } from './order.js';
 import { finishStep } from './step-end.js';
 import type { StageModel, StepPlan } from './plan.js';
 import { Variability } from './variability.js';
-import { replicaSymmetry } from './symmetry.js';
+import { MIRRORED, replicaSymmetry } from './symmetry.js';
 
 export type { StageModel, StepPlan } from './plan.js';
 
@@ -60,6 +60,8 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
   // With the replica symmetry, the devices whose operations are built; the builder drops any other's (symmetry.ts),
   // and skipping them here saves the work of making them. A group is built when its first member is.
   const simulated = symmetry ? (device: number) => symmetry.keepDevice[device] === 1 : () => true;
+  // (A group over dp lists its members in rank order, dp = 0 first, so it is built; one over other axes lies within
+  // one replica, simulated or not.)
   const simulatedGroups = (groups: number[][]) => (symmetry ? groups.filter((members) => simulated(members[0])) : groups);
   // A zeroth-order optimizer (MeZO) runs each micro-batch forward twice, with the weights perturbed each way, and no
   // backward: micro-batch m + i is micro-batch i's second forward.
@@ -192,7 +194,8 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
     });
   };
   const passLabel = new Int32Array(OP_KINDS.length);
-  const lastOps = new Int32Array(perStage);
+  // A mirrored position's stays MIRRORED: what waits for it, such as a gradient reduction over dp, drops the wait.
+  const lastOps = new Int32Array(perStage).fill(MIRRORED);
   // The whole stage, and each rank alone: the groups of a segment without a common collective axis.
   let allRanks: number[] = [];
   let eachRank: number[][] = [];

@@ -12,10 +12,10 @@ import { LANES, type StepResources } from './resources.js';
  *
  * Shifting every rank's data-parallel coordinate by k (mod dp) maps the step's operations onto themselves: replicas
  * run the same passes, and every collective over dp keeps its ring. When that shift also moves whole nodes onto
- * nodes, each GPU keeping its place in its node, and the cluster looks the same after the move (the nodes share a
- * leaf, or their leaves hold them alike), it is a symmetry of the whole simulation: the replicas dp = j, j + k, ...
- * start, end and fill memory alike, and an event-level run of the replicas dp < k alone, the rest standing in for
- * them, gives every figure of the full run. What is needed for that:
+ * nodes, each GPU keeping its place in its node, and the cluster looks the same after the move (leaves moving with
+ * their nodes, every route onto the route between the images), it is a symmetry of the whole simulation: the
+ * replicas dp = j, j + k, ... start, end and fill memory alike, and an event-level run of the replicas dp < k alone,
+ * the rest standing in for them, gives every figure of the full run. What is needed for that:
  *
  * - Only the operations of the simulated devices are built (MirroredGraphBuilder). An operation over a whole dp
  *   group keeps the lanes, flows and memory effects of its simulated members; those of the others are their
@@ -23,8 +23,11 @@ import { LANES, type StepResources } from './resources.js';
  * - A flow from a simulated device to a mirrored one still crosses the links of the mirrored device's node: each link
  *   becomes its stand-in on the simulated nodes (MirroredRouter). The stand-in carries the mirror image of that very
  *   flow in the full run, so every link carries the same flows, and max-min sharing gives the same rates.
- * - A link the shift leaves in place (a leaf's uplink) would carry every image's flows: where such a link can bind,
- *   the symmetry is not used. Nor is it with variability, whose noise differs per device.
+ * - A link that comes back to itself in fewer shifts than the replicas do (a leaf's uplink the shift leaves in place)
+ *   would carry several images' flows: where such a link can bind, the symmetry is not used. Nor is it with
+ *   variability, whose noise differs per device, nor on routes found by a search (see replicaSymmetry).
+ * - Memory is counted in whole bytes (MemoryTracker.change), so that a device's use does not depend on the order of
+ *   the changes at one instant, which the mirrored run does not keep.
  * - After the run, each mirrored device takes its counterpart's figures (mirrorResults), and the report sums them
  *   as it sums simulated ones.
  *
@@ -68,6 +71,8 @@ export function replicaSymmetry(config: StepConfig, mesh: DeviceMesh, topology: 
     if (!moved || !preservesCluster(topology, moved, dp / k)) continue;
     const mirrorOf = Int32Array.from({ length: devices }, (_, d) => d - (dpOf(d) - (dpOf(d) % k)) * stride);
     const nodeMirrorOf = Int32Array.from({ length: nodes }, (_, n) => Math.floor(mirrorOf[n * gpusPerNode] / gpusPerNode));
+    // Each node goes where the shifts that bring it back to the simulated replicas take it: a leaf's nodes all go under
+    // one leaf, as they do under the shift itself; undefined would mean they did not.
     const linkStandIn = topology.linkImages(nodeMirrorOf);
     if (!linkStandIn) continue;
     const keepDevice = Uint8Array.from(mirrorOf, (m, d) => (m === d ? 1 : 0));
@@ -118,8 +123,11 @@ function preservesCluster(topology: Topology, to: Int32Array, order: number): bo
   return true;
 }
 
-/** An operation of a mirrored device: not built; dependencies on it and effects of it are dropped. */
-export const MIRRORED = -1;
+/**
+ * An operation of a mirrored device: not built; dependencies on it and effects of it are dropped. Not -1, which the
+ * lowering uses for "no operation": a dependency on that is still a fault the builder reports.
+ */
+export const MIRRORED = -2;
 
 /**
  * Builds only the simulated devices' share of a step: an operation of a mirrored device is not added (its id is
