@@ -46,7 +46,7 @@ export interface ReplicaSymmetry {
   keepLane: Uint8Array;
   keepVertex: Uint8Array;
   keepLocation: Uint8Array;
-  /** Each link's stand-in among the simulated nodes' links (itself for theirs, and for the fabric's). */
+  /** Each link's stand-in among the simulated nodes' links and their leaves' (itself for theirs, and for the spine's). */
   linkStandIn: Int32Array;
 }
 
