@@ -12,7 +12,8 @@ export { renderHtmlReport, renderCompareHtml, type CompareEntry } from './report
 export { loadSweep, runEntry, mergeLines, readLines, shardFrom, type Sweep, type SweepEntry, type SweepLine } from './sweep.js';
 export { runSweep, type SweepRunOptions } from './sweep-run.js';
 export { memoryWhatIf, techniques, type MemoryWhatIf, type Technique, type TechniqueResult } from './whatif.js';
-export { buildTopology, summarizeTopology } from './hardware/topology.js';
+export { buildTopology } from './hardware/topology.js';
+export { summarizeTopology } from './hardware/topology-summary.js';
 export { GPU_PRESETS, NODE_PRESETS } from './hardware/presets.js';
 export { MODEL_PRESETS } from './workload/presets.js';
 export { DtsimError, UsageError, ScenarioError, SimulationError, ResourceLimitError } from './errors.js';

@@ -2,7 +2,7 @@ import type { ScenarioSource } from './compare.js';
 import { DtsimError, ScenarioError } from './errors.js';
 import { buildTopology, topologyOf, type Topology } from './hardware/topology.js';
 import { layoutBounds, stepBounds, type LayoutBounds } from './lower/bound.js';
-import { sharedStageCosts, stageCostsKey } from './lower/stage-costs.js';
+import { sharedStageCosts, stageCostsKey } from './lower/shared-stage-costs.js';
 import { parseScenario } from './scenario/load.js';
 import type { Scenario } from './scenario/resolve.js';
 import type { StepProgram } from './strategies/program.js';

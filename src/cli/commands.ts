@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import { ResourceLimitError, truncate, UsageError } from '../errors.js';
 import { GPU_PRESETS, NODE_PRESETS } from '../hardware/presets.js';
-import { buildTopology, summarizeTopology } from '../hardware/topology.js';
+import { buildTopology } from '../hardware/topology.js';
+import { summarizeTopology } from '../hardware/topology-summary.js';
 import { checkWritable, writeFileAtomic } from '../report/atomic.js';
 import { compareVariants, fieldVariants, scheduleVariants } from '../compare.js';
 import { formatBytes, formatMesh, formatRate, formatSeconds, percent, table } from '../report/format.js';

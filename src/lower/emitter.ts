@@ -155,7 +155,8 @@ export class StepEmitter {
     for (const f of plan.flows) {
       if (!simulated(f.source)) continue;
       made.sources.push(f.source);
-      made.targets.push(this.stripedTargets(f.source, f.target, shape));
+      const rails = this.stripeRails(f.source, f.target, shape);
+      made.targets.push(rails ? rails.map((rail) => this.topology.viaRail(f.target, rail)) : [f.target]);
     }
     return (built[pairsOf(kind)] = made);
   }
@@ -253,7 +254,7 @@ export class StepEmitter {
     return toNanoseconds(choice.overheadSeconds);
   }
 
-  /** The plan's flows (`deviceOf` maps its ranks to devices), each striped where it crosses nodes (stripedTargets). */
+  /** The plan's flows (`deviceOf` maps its ranks to devices), each striped where it crosses nodes (stripeRails). */
   private addFlows(op: number, plan: CollectivePlan, deviceOf: (rank: number) => number, shape: GroupShape): void {
     const g = this.graph;
     const keep = this.keepVertex;
@@ -261,21 +262,23 @@ export class StepEmitter {
       const source = deviceOf(f.source);
       // A mirrored device's flows are not built (symmetry.ts): skip their striping too.
       if (keep !== undefined && keep[source] === 0) continue;
-      const targets = this.stripedTargets(source, deviceOf(f.target), shape);
-      for (const target of targets) g.flow(op, source, target, f.bytes / targets.length);
+      const target = deviceOf(f.target);
+      const rails = this.stripeRails(source, target, shape);
+      if (rails === undefined) g.flow(op, source, target, f.bytes);
+      else for (const rail of rails) g.flow(op, source, this.topology.viaRail(target, rail), f.bytes / rails.length);
     }
   }
 
   /**
-   * Where a flow from `source` to `target` goes: a flow that crosses nodes is striped over the rails of the group's
-   * members on its source node, as NCCL's channels spread a collective over a node's NICs, so a ring with several
-   * members per node is not held to one NIC's bandwidth; any other goes straight.
+   * The rails a flow from `source` to `target` is striped over, or undefined where it goes straight: one that
+   * crosses nodes leaves through the rails of the group's members on its source node, as NCCL's channels spread a
+   * collective over a node's NICs, so a ring with several members per node is not held to one NIC's bandwidth.
    */
-  private stripedTargets(source: number, target: number, shape: GroupShape): number[] {
+  private stripeRails(source: number, target: number, shape: GroupShape): number[] | undefined {
     const gpusPerNode = this.topology.spec.gpusPerNode;
     const rails = shape.rails?.get(Math.floor(source / gpusPerNode));
-    if (!rails || rails.length < 2 || Math.floor(source / gpusPerNode) === Math.floor(target / gpusPerNode)) return [target];
-    return rails.map((rail) => this.topology.viaRail(target, rail));
+    if (!rails || rails.length < 2 || Math.floor(source / gpusPerNode) === Math.floor(target / gpusPerNode)) return undefined;
+    return rails;
   }
 
   /** The topology vertex of `device`'s node's host memory or NVMe. */

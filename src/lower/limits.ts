@@ -1,6 +1,10 @@
 import { meshOf } from '../strategies/registry.js';
 import { getSchedule } from '../strategies/pipeline/registry.js';
+import type { ScheduledPass } from '../strategies/pipeline/schedule.js';
+import type { DeviceMesh } from '../strategies/mesh.js';
 import type { StepConfig } from './config.js';
+import type { VirtualStageModel } from './stage-costs.js';
+import type { ReplicaSymmetry } from './symmetry.js';
 
 /**
  * What a step would cost to simulate, estimated from its configuration alone, before anything is built: so that a
@@ -22,4 +26,19 @@ export function estimateOperations(config: StepConfig): number {
   const ring = parallel.cp > 1 && parallel.cpAttention === 'ring' ? 2 * parallel.cp : 1;
   // Each compute operation comes with about as many collectives, transfers and reductions.
   return 2 * mesh.size * microBatches * parallel.chunks * passes * segments * ring + 12 * model.layers + 8 * mesh.size;
+}
+
+/**
+ * Room for the lowering's graph, in operations: per pass of a device position, each simulated rank's compute, a
+ * blocking collective per tensor-parallel group and a transfer per rank, for every segment; a quarter more for
+ * everything else. Capped, so that an enormous estimate reserves no more than 32M operations' worth; past that,
+ * lists double.
+ */
+export function graphReservation(order: ScheduledPass[][], virtualStages: VirtualStageModel[], mesh: DeviceMesh, paramsSharded: boolean, devices: number, symmetry?: ReplicaSymmetry): number {
+  const perStage = mesh.ranksPerStage;
+  const tp = mesh.sizeOf('tp');
+  const passesPerReplica = order.reduce((sum, stageOrder) => sum + stageOrder.length, 0);
+  const segmentsPerPass = paramsSharded ? Math.max(...virtualStages.map((v) => v.blocks.length)) : 1;
+  const simulatedShare = symmetry ? symmetry.replicas / symmetry.of : 1;
+  return Math.min(2 ** 25, 1.25 * simulatedShare * (passesPerReplica * (2 * perStage + perStage / tp) * segmentsPerPass + 4 * devices));
 }

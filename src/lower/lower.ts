@@ -16,12 +16,14 @@ import { AttentionPhases } from './attention-phase.js';
 import { ScatterGather } from './scatter-gather.js';
 import { attentionShare, blockSegments, gradientBuckets, passCollectives, recomputeShare, segmentOf, type Segment } from './segments.js';
 import { BlockingCollectives } from './blocking.js';
-import { sharedStageCosts, type VirtualStageModel } from './stage-costs.js';
+import type { VirtualStageModel } from './stage-costs.js';
+import { sharedStageCosts } from './shared-stage-costs.js';
 import { passOrder } from './order.js';
 import { finishStep } from './step-end.js';
 import type { StageModel, StepPlan } from './plan.js';
 import { Variability } from './variability.js';
-import { MIRRORED, replicaSymmetry } from './symmetry.js';
+import { MIRRORED, replicaSymmetry, simulatedDevices } from './symmetry.js';
+import { graphReservation } from './limits.js';
 
 export type { StageModel, StepPlan } from './plan.js';
 
@@ -57,12 +59,8 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
   const pp = mesh.sizeOf('pp');
   const resources = new StepResources(cluster.nodes, cluster.gpusPerNode);
   const symmetry = options.symmetry === true ? replicaSymmetry(config, mesh, topology, resources) : undefined;
-  // With the replica symmetry, the devices whose operations are built; the builder drops any other's (symmetry.ts),
-  // and skipping them here saves the work of making them. A group is built when its first member is.
-  const simulated = symmetry ? (device: number) => symmetry.keepDevice[device] === 1 : () => true;
-  // (A group over dp lists its members in rank order, dp = 0 first, so it is built; one over other axes lies within
-  // one replica, simulated or not.)
-  const simulatedGroups = (groups: number[][]) => (symmetry ? groups.filter((members) => simulated(members[0])) : groups);
+  // The builder drops a mirrored device's operations; skipping them here saves making them.
+  const { simulated, simulatedGroups } = simulatedDevices(symmetry);
   // A zeroth-order optimizer (MeZO) runs each micro-batch forward twice, with the weights perturbed each way, and no
   // backward: micro-batch m + i is micro-batch i's second forward.
   const zerothOrder = !takesGradients(training.optimizer);
@@ -98,15 +96,8 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
 
   const variability = new Variability(config.seed, resources.devices, config.variability);
 
-  // Room for the graph: per pass of a device position, each replica's compute on every rank, a blocking collective
-  // per group and a transfer per rank, for every segment; a quarter more for everything else. Capped, so that an
-  // enormous estimate reserves no more than 32M operations' worth; past that, lists double.
-  const tp = mesh.sizeOf('tp');
-  const passesPerReplica = order.reduce((sum, stageOrder) => sum + stageOrder.length, 0);
   const paramsSharded = states.params.shardAxes.length > 0;
-  const segmentsPerPass = paramsSharded ? Math.max(...virtualStages.map((v) => v.blocks.length)) : 1;
-  const simulatedShare = symmetry ? symmetry.replicas / symmetry.of : 1;
-  const expectedOperations = Math.min(2 ** 25, 1.25 * simulatedShare * (passesPerReplica * (2 * perStage + perStage / tp) * segmentsPerPass + 4 * resources.devices));
+  const expectedOperations = graphReservation(order, virtualStages, mesh, paramsSharded, resources.devices, symmetry);
   const emit = new StepEmitter(resources, topology, expectedOperations, stepLatency, options.allocation, cluster.collectiveProtocol, symmetry);
   const g = emit.graph;
 

@@ -91,6 +91,17 @@ export function replicaSymmetry(config: StepConfig, mesh: DeviceMesh, topology: 
   return undefined;
 }
 
+/**
+ * Which devices and groups the lowering builds: with the symmetry, the simulated devices, and the groups whose first
+ * member is simulated (a group over dp lists its members in rank order, dp = 0 first, so it is built; one over other
+ * axes lies within one replica, simulated or not); without it, all.
+ */
+export function simulatedDevices(symmetry: ReplicaSymmetry | undefined): { simulated: (device: number) => boolean; simulatedGroups: (groups: number[][]) => number[][] } {
+  if (!symmetry) return { simulated: () => true, simulatedGroups: (groups) => groups };
+  const simulated = (device: number) => symmetry.keepDevice[device] === 1;
+  return { simulated, simulatedGroups: (groups) => groups.filter((members) => simulated(members[0])) };
+}
+
 /** The node each node's GPUs move to under `shift`, or undefined when some node's GPUs scatter or change places. */
 function nodeMove(shift: (device: number) => number, nodes: number, gpusPerNode: number): Int32Array | undefined {
   const to = new Int32Array(nodes);

@@ -9,7 +9,8 @@ import { LayoutCache, planBounds, statesLowerBound } from '../../src/plan-assess
 import { buildTopology } from '../../src/hardware/topology.js';
 import { parseScenario, readScenarioSource } from '../../src/scenario/load.js';
 import { simulate } from '../../src/simulate.js';
-import { stageCosts, stageCostsKey } from '../../src/lower/stage-costs.js';
+import { stageCosts } from '../../src/lower/stage-costs.js';
+import { stageCostsKey } from '../../src/lower/shared-stage-costs.js';
 import { buildProgram } from '../../src/strategies/registry.js';
 import { buildWorkload } from '../../src/workload/registry.js';
 import { cli } from '../support/cli.js';
