@@ -3,6 +3,7 @@ import { DtsimError, ScenarioError, truncate } from './errors.js';
 import type { Report } from './report/report.js';
 import { parseScenario, readScenarioSource } from './scenario/load.js';
 import type { Scenario } from './scenario/resolve.js';
+import { parseVariant } from './scenario/variants.js';
 import { simulate } from './simulate.js';
 import { SCHEDULES, unknownSchedule } from './strategies/pipeline/registry.js';
 import { UsageError } from './errors.js';
@@ -111,7 +112,7 @@ export function compareVariants(scenario: string | ScenarioSource, variants: Var
     });
     const set = [...(options.set ?? []).filter((text) => !dropped(text)), ...variant.set];
     try {
-      const scenario = parseScenario(source.text, source.file, { set, seed: options.seed, unset: [...unset, ...(variant.unset ?? [])] });
+      const scenario = parseVariant(source.text, source.file, { set, seed: options.seed, unset: [...unset, ...(variant.unset ?? [])] });
       for (const field of unset) if (JSON.stringify(valueAt(scenario, field)) !== JSON.stringify(valueAt(base, field))) rederived.add(field);
       return { variant: variant.label, set: variant.set, report: simulate(scenario, { maxOperations: options.maxOperations, symmetry: options.symmetry }).report };
     } catch (error) {

@@ -3,8 +3,8 @@ import { DtsimError, ScenarioError } from './errors.js';
 import { buildTopology, topologyOf, type Topology } from './hardware/topology.js';
 import { layoutBounds, stepBounds, type LayoutBounds } from './lower/bound.js';
 import { sharedStageCosts, stageCostsKey } from './lower/shared-stage-costs.js';
-import { parseScenario } from './scenario/load.js';
 import type { Scenario } from './scenario/resolve.js';
+import { parseVariant } from './scenario/variants.js';
 import type { StepProgram } from './strategies/program.js';
 import { buildProgram } from './strategies/registry.js';
 import { overrideString } from './sweep.js';
@@ -102,7 +102,7 @@ export function assessCandidates(request: AssessRequest): Assessment[] {
     const from = request.sources[source];
     let candidate: Scenario;
     try {
-      candidate = parseScenario(from.text, from.file, { set: setOf(overrides) });
+      candidate = parseVariant(from.text, from.file, { set: setOf(overrides) });
     } catch (error) {
       // Only an invalid configuration is a refusal; anything else is a fault to report.
       if (!(error instanceof ScenarioError)) throw error;

@@ -177,7 +177,7 @@ function nesting(text: string): number {
   return most;
 }
 /** Scenario files are a few kilobytes; a megabyte is room for any list of stages a cluster could have. */
-const MAX_FILE_CHARACTERS = 1 << 20;
+export const MAX_FILE_CHARACTERS = 1 << 20;
 
 /** Keys given twice in one mapping, where the second one is. */
 function duplicateKeys(doc: Document): { offset: number; message: string }[] {
@@ -210,35 +210,47 @@ function firstAliasOffset(doc: Document): number {
   return offset;
 }
 
-interface Override {
+export interface Override {
   path: string;
   text: string;
+}
+
+/** A `--set` text read: its dotted path, as segments (list indices as numbers), and its value. */
+export interface ReadOverride extends Override {
+  segments: (string | number)[];
+  value: unknown;
+}
+
+/** Reads a `--set path=value` text; a UsageError says what is wrong with it. */
+export function readOverride(text: string): ReadOverride {
+  const eq = text.indexOf('=');
+  if (eq <= 0) throw new UsageError(`--set expects path=value, such as --set parallel.tp=4; got ${JSON.stringify(text)}`);
+  const path = text.slice(0, eq).trim();
+  if (!/^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$/.test(path)) throw new UsageError(`--set path ${JSON.stringify(path)} is not a dotted field path such as parallel.tp`);
+  const valueText = text.slice(eq + 1);
+  // Parsing a value thousands of brackets deep exhausts the YAML library's stack and then V8's memory.
+  if (valueText.length > MAX_SET_VALUE || nesting(valueText) > MAX_SET_NESTING) {
+    throw new UsageError(`--set ${truncate(path)}: the value is ${valueText.length} characters, nested ${nesting(valueText)} deep; at most ${MAX_SET_VALUE} characters and ${MAX_SET_NESTING} levels`);
+  }
+  let value = plainScalar(valueText);
+  if (value === undefined) {
+    try {
+      value = parseYaml(valueText);
+    } catch {
+      value = text.slice(eq + 1);
+    }
+  }
+  const segments = path.split('.').map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+  // A list index far past any list would make the YAML library fill millions of empty entries.
+  const index = segments.find((s) => typeof s === 'number' && s > MAX_SET_INDEX);
+  if (index !== undefined) throw new UsageError(`--set ${truncate(text)}: list index ${index} is beyond any scenario list (at most ${MAX_SET_INDEX})`);
+  return { path, text, segments, value };
 }
 
 function applyOverrides(doc: Document, sets: readonly string[]): Override[] {
   const applied: Override[] = [];
   for (const text of sets) {
-    const eq = text.indexOf('=');
-    if (eq <= 0) throw new UsageError(`--set expects path=value, such as --set parallel.tp=4; got ${JSON.stringify(text)}`);
-    const path = text.slice(0, eq).trim();
-    if (!/^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$/.test(path)) throw new UsageError(`--set path ${JSON.stringify(path)} is not a dotted field path such as parallel.tp`);
-    const valueText = text.slice(eq + 1);
-    // Parsing a value thousands of brackets deep exhausts the YAML library's stack and then V8's memory.
-    if (valueText.length > MAX_SET_VALUE || nesting(valueText) > MAX_SET_NESTING) {
-      throw new UsageError(`--set ${truncate(path)}: the value is ${valueText.length} characters, nested ${nesting(valueText)} deep; at most ${MAX_SET_VALUE} characters and ${MAX_SET_NESTING} levels`);
-    }
-    let value = plainScalar(valueText);
-    if (value === undefined) {
-      try {
-        value = parseYaml(valueText);
-      } catch {
-        value = text.slice(eq + 1);
-      }
-    }
-    const segments = path.split('.').map((s) => (/^\d+$/.test(s) ? Number(s) : s));
-    // A list index far past any list would make the YAML library fill millions of empty entries.
-    const index = segments.find((s) => typeof s === 'number' && s > MAX_SET_INDEX);
-    if (index !== undefined) throw new UsageError(`--set ${truncate(text)}: list index ${index} is beyond any scenario list (at most ${MAX_SET_INDEX})`);
+    const { path, segments, value } = readOverride(text);
     expandPresetShorthand(doc, segments);
     try {
       doc.setIn(segments, value);
@@ -264,7 +276,7 @@ export function plainScalar(text: string): number | boolean | string | undefined
 }
 
 /** Fields that take a preset name as shorthand for `{ preset: name }`. */
-const PRESET_SHORTHANDS = ['cluster.gpu', 'cluster.node'];
+export const PRESET_SHORTHANDS = ['cluster.gpu', 'cluster.node'];
 
 /** `--set cluster.node.nics=4` on `node: dgx-a100` rewrites the shorthand to `node: { preset: dgx-a100 }` first. */
 function expandPresetShorthand(doc: Document, segments: readonly (string | number)[]): void {

@@ -1,0 +1,122 @@
+import { isMap, isScalar, parseDocument, visit } from 'yaml';
+import { MAX_FILE_CHARACTERS, parseScenario, PRESET_SHORTHANDS, readOverride, type LoadOptions } from './load.js';
+import { resolveScenario, type Scenario } from './resolve.js';
+import { scenarioSchema } from './schema.js';
+
+/**
+ * Variants of one scenario text, as a search reads them (dtsim plan, sweeps, compare): thousands of `--set`
+ * overrides on the same file. Parsing the YAML again for each cost a third of a plan's checks, so the text's values
+ * are read once, and a variant's overrides are applied to a copy of them. The answer is parseScenario's: where an
+ * override is anything but a scalar set on named fields (a list index, a value that is a list or a mapping, a
+ * field under a scalar), or the file has aliases or keys that are not text, or the variant is refused by the
+ * checks, the variant goes through parseScenario itself, which locates the problems in the file as ever.
+ */
+export function parseVariant(text: string, file: string, options: LoadOptions = {}): Scenario {
+  const values = parsedValues(text, file);
+  const copy = values === undefined ? undefined : withOverrides(structuredClone(values), options);
+  if (copy !== undefined) {
+    const parsed = scenarioSchema.safeParse(copy);
+    const scenario = parsed.success ? resolveScenario(parsed.data).scenario : undefined;
+    if (scenario !== undefined) return scenario;
+  }
+  return parseScenario(text, file, options);
+}
+
+type Values = Record<string, unknown>;
+
+/** Texts read lately (a search alternates between two or three), by file and text. */
+const recent = new Map<string, Values | undefined>();
+const RECENT_TEXTS = 4;
+
+/** The text's values as YAML reads them, when overrides on a copy of them are exactly overrides on the document. */
+function parsedValues(text: string, file: string): Values | undefined {
+  const key = `${file}\0${text}`;
+  if (recent.has(key)) return recent.get(key);
+  const values = readValues(text);
+  recent.set(key, values);
+  if (recent.size > RECENT_TEXTS) recent.delete(recent.keys().next().value!);
+  return values;
+}
+
+function readValues(text: string): Values | undefined {
+  if (text.length > MAX_FILE_CHARACTERS) return undefined;
+  const doc = parseDocument(text.replace(/^\uFEFF/, ''), { uniqueKeys: false });
+  if (doc.errors.length > 0 || !isMap(doc.contents)) return undefined;
+  // Aliases share one value between places, and keys other than text (or given twice) read differently from
+  // what the document's own setIn finds: such files take parseScenario's way.
+  let plain = true;
+  visit(doc, {
+    Alias() {
+      plain = false;
+      return visit.BREAK;
+    },
+    Map(_key, map) {
+      const seen = new Set<unknown>();
+      for (const item of map.items) {
+        const key = isScalar(item.key) ? item.key.value : item.key;
+        if (typeof key !== 'string' || key === PROTO || seen.has(key)) {
+          plain = false;
+          return visit.BREAK;
+        }
+        seen.add(key);
+      }
+      return undefined;
+    },
+  });
+  return plain ? (doc.toJS() as Values) : undefined;
+}
+
+/** A field named so is an own field of the document's values, but an assignment sets a plain object's prototype. */
+const PROTO = '__proto__';
+const isRecord = (v: unknown): v is Values => typeof v === 'object' && v !== null && !Array.isArray(v);
+const has = (o: Values, key: string) => Object.prototype.hasOwnProperty.call(o, key);
+
+/**
+ * The overrides applied to the values as parseScenario applies them to the document (unset, then set, then the
+ * seed); undefined where they would not be the same.
+ */
+function withOverrides(values: Values, options: LoadOptions): Values | undefined {
+  for (const path of options.unset ?? []) {
+    const segments = path.split('.');
+    if (segments.includes(PROTO)) return undefined;
+    const parent = walk(values, segments.slice(0, -1), false);
+    if (parent === undefined) return undefined;
+    delete parent[segments[segments.length - 1]];
+  }
+  for (const text of options.set ?? []) {
+    // A malformed override throws here as it does there.
+    const { segments, value } = readOverride(text);
+    if (typeof value === 'object' && value !== null) return undefined;
+    if (!segments.every((s): s is string => typeof s === 'string' && s !== PROTO)) return undefined;
+    // `--set cluster.node.nics=4` on `node: dgx-a100` first writes `node: { preset: dgx-a100 }`.
+    for (let i = 1; i < segments.length - 1; i++) {
+      if (!PRESET_SHORTHANDS.includes(segments.slice(0, i + 1).join('.'))) continue;
+      const parent = walk(values, segments.slice(0, i), false);
+      const name = parent?.[segments[i]];
+      if (parent !== undefined && typeof name === 'string') parent[segments[i]] = { preset: name };
+    }
+    const parent = walk(values, segments.slice(0, -1), true);
+    if (parent === undefined) return undefined;
+    parent[segments[segments.length - 1]] = value;
+  }
+  if (options.seed !== undefined) values.seed = options.seed;
+  return values;
+}
+
+/**
+ * The mapping at `path`, creating missing ones when `create` (as the document's setIn does); undefined where a
+ * field on the way is missing (without `create`) or is not a mapping.
+ */
+function walk(values: Values, path: readonly string[], create: boolean): Values | undefined {
+  let node = values;
+  for (const segment of path) {
+    if (!has(node, segment)) {
+      if (!create) return undefined;
+      node[segment] = {};
+    }
+    const next = node[segment];
+    if (!isRecord(next)) return undefined;
+    node = next;
+  }
+  return node;
+}
