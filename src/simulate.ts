@@ -6,9 +6,9 @@ import { ResourceLimitError, SimulationError } from './errors.js';
 import { topologyOf, type Topology } from './hardware/topology.js';
 import { BYTES_PER_OPERATION, DEFAULT_MAX_OPERATIONS, estimateOperations } from './lower/limits.js';
 import { lowerStep, type StepPlan } from './lower/lower.js';
-import { MirroredRouter, mirrorResults } from './lower/symmetry.js';
+import { leastReplicaShare, MirroredRouter, mirrorResults, replicaSymmetry } from './lower/symmetry.js';
 import { formatBytes, formatCount } from './report/format.js';
-import { CATEGORIES, OP_KINDS } from './lower/resources.js';
+import { CATEGORIES, OP_KINDS, StepResources } from './lower/resources.js';
 import { buildReport, type Report } from './report/report.js';
 import { scenarioFromObject, type ScenarioInput } from './scenario/load.js';
 import type { Scenario } from './scenario/resolve.js';
@@ -69,7 +69,14 @@ export type SimulationPhase = (typeof SIMULATION_PHASES)[number];
  */
 export function simulate(given: Scenario | ScenarioInput, options: SimulateOptions = {}): Simulation {
   const scenario = isResolved(given) ? given : scenarioFromObject(given);
-  checkLimits(scenario, options.maxOperations ?? DEFAULT_MAX_OPERATIONS);
+  const recordMemory = options.recordMemory ?? false;
+  // The symmetry leaves out the devices a trace of memory needs.
+  const symmetric = options.symmetry === true && recordMemory === false;
+  const maxOperations = options.maxOperations ?? DEFAULT_MAX_OPERATIONS;
+  // Before anything is built: at the least share of replicas a symmetry could leave, when one is asked for.
+  const least = leastReplicaShare(scenario, meshOf(scenario.parallel));
+  if (symmetric) checkLimits(scenario, maxOperations, least, ` even simulating ${formatShare(least)} of its data-parallel replicas, the fewest a replica symmetry could leave`);
+  else checkLimits(scenario, maxOperations, 1, '', least < 1 && estimateOperations(scenario, least) <= maxOperations ? SYMMETRY_HINT : '');
   const phase = options.onPhase ?? (() => {});
   const warmer = options.pageWarmer === true ? PageWarmer.start() : undefined;
   const allocation = warmer && pageWarmedAllocation(warmer);
@@ -79,14 +86,18 @@ export function simulate(given: Scenario | ScenarioInput, options: SimulateOptio
     const { training } = scenario;
     const workload = buildWorkload(scenario.model, { microBatch: training.microBatch, attention: training.flashAttention ? 'flash' : 'standard', recycles: training.recycles });
     const program = buildProgram(workload, scenario.parallel);
-    const recordMemory = options.recordMemory ?? false;
-    const plan = lowerStep(scenario, program, topology, { allocation, symmetry: options.symmetry === true && recordMemory === false });
+    const symmetry = symmetric ? replicaSymmetry(scenario, program.mesh, topology, new StepResources(scenario.cluster.nodes, scenario.cluster.gpusPerNode)) : undefined;
+    // And again with the share the cluster allows.
+    if (symmetric) {
+      const share = symmetry ? symmetry.replicas / symmetry.of : 1;
+      checkLimits(scenario, maxOperations, share, symmetry ? ` even simulating ${formatShare(share)} of its data-parallel replicas, as its replica symmetry allows` : ', as its cluster gives it no exact replica symmetry');
+    }
+    const plan = lowerStep(scenario, program, topology, { allocation, symmetry });
     phase('step');
     const { resources } = plan;
     const memory = new MemoryTracker(resources.locationCount, CATEGORIES.length, plan.capacities, { record: recordedLocations(plan, recordMemory) });
     for (const b of plan.baseline) memory.change(b.location, b.category, b.bytes, 0);
     const exposure = resources.communicationExposure();
-    const { symmetry } = plan;
     const router = symmetry ? new MirroredRouter(topology, symmetry.linkStandIn) : topology;
     const execution = executeOrExplain({ graph: plan.graph, links: topology, router, memory, allocation, exposure });
     if (execution.blocked.length > 0) throw new SimulationError(describeBlocked(plan, execution));
@@ -119,15 +130,24 @@ function isResolved(scenario: Scenario | ScenarioInput): scenario is Scenario {
   return typeof (scenario as Scenario).cluster?.collectiveStepLatencySeconds === 'number';
 }
 
-function checkLimits(scenario: Scenario, maxOperations: number): void {
-  const estimate = estimateOperations(scenario);
-  if (!(estimate <= maxOperations)) {
-    throw new ResourceLimitError(
-      `${scenario.name}: this step would need about ${formatCount(estimate)} operations (about ${formatBytes(estimate * BYTES_PER_OPERATION)} of memory to simulate), over the limit of ${formatCount(maxOperations)}; ` +
-        'use fewer micro-batches, GPUs or layers, or raise the limit (--max-operations, or simulate(..., { maxOperations }))',
-    );
-  }
+/**
+ * Refuses a step estimated to need more than `maxOperations` operations with `simulatedShare` of its data-parallel
+ * replicas simulated; `note` says what the share was, `hint` what else might help.
+ */
+function checkLimits(scenario: Scenario, maxOperations: number, simulatedShare: number, note: string, hint = ''): void {
+  const estimate = estimateOperations(scenario, simulatedShare);
+  if (estimate <= maxOperations) return;
+  throw new ResourceLimitError(
+    `${scenario.name}: this step would need about ${formatCount(estimate)} operations${note} (about ${formatBytes(estimate * BYTES_PER_OPERATION)} of memory to simulate), over the limit of ${formatCount(maxOperations)}${hint}; ` +
+      'use fewer micro-batches, GPUs or layers, or raise the limit (--max-operations, or simulate(..., { maxOperations }))',
+  );
 }
+
+/** Said of a step over the limit that a replica symmetry might bring under it. */
+const SYMMETRY_HINT = '; with --symmetry (simulate(..., { symmetry: true })) it may need far fewer, simulating as few data-parallel replicas as its replica symmetry leaves';
+
+/** A share of replicas as a fraction: 1/8. */
+const formatShare = (share: number) => `1/${Math.round(1 / share)}`;
 
 /** The GPU ranks of one pipeline: every stage and tensor-parallel rank of data-parallel replica `replica`. */
 export function pipelineRanks(scenario: Scenario, replica: number): number[] {

@@ -22,7 +22,7 @@ import { passOrder } from './order.js';
 import { finishStep } from './step-end.js';
 import type { StageModel, StepPlan } from './plan.js';
 import { Variability } from './variability.js';
-import { MIRRORED, replicaSymmetry, simulatedDevices } from './symmetry.js';
+import { MIRRORED, simulatedDevices, type ReplicaSymmetry } from './symmetry.js';
 import { graphReservation } from './limits.js';
 
 export type { StageModel, StepPlan } from './plan.js';
@@ -47,10 +47,10 @@ const freedBy = (v: VirtualStageModel, pass: Pass) =>
 export interface LowerOptions {
   allocation?: AllocationHook;
   /**
-   * Simulate only the data-parallel replicas the step's symmetry needs, where it has an exact one (symmetry.ts); the
-   * plan's `symmetry` then says which, and the graph holds only their operations.
+   * The step's replica symmetry (replicaSymmetry in symmetry.ts), to simulate only the data-parallel replicas it
+   * needs: the plan's `symmetry` then says which, and the graph holds only their operations.
    */
-  symmetry?: boolean;
+  symmetry?: ReplicaSymmetry;
 }
 
 export function lowerStep(config: StepConfig, program: StepProgram, topology: Topology, options: LowerOptions = {}): StepPlan {
@@ -58,7 +58,7 @@ export function lowerStep(config: StepConfig, program: StepProgram, topology: To
   const { mesh, gradients, states } = program;
   const pp = mesh.sizeOf('pp');
   const resources = new StepResources(cluster.nodes, cluster.gpusPerNode);
-  const symmetry = options.symmetry === true ? replicaSymmetry(config, mesh, topology, resources) : undefined;
+  const { symmetry } = options;
   // The builder drops a mirrored device's operations; skipping them here saves making them.
   const { simulated, simulatedGroups } = simulatedDevices(symmetry);
   // A zeroth-order optimizer (MeZO) runs each micro-batch forward twice, with the weights perturbed each way, and no

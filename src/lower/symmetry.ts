@@ -92,6 +92,21 @@ export function replicaSymmetry(config: StepConfig, mesh: DeviceMesh, topology: 
 }
 
 /**
+ * The least share of the data-parallel replicas (k / dp) a replica symmetry of this layout could leave to simulate,
+ * before the cluster is looked at: replicaSymmetry's k must divide dp and shift whole nodes. 1 where it cannot apply.
+ * Checking a step's size against a limit with it needs no topology, which for a cluster of a million GPUs would take
+ * longer to build than the answer is worth.
+ */
+export function leastReplicaShare(config: StepConfig, mesh: DeviceMesh): number {
+  const { gpusPerNode, nodes } = config.cluster;
+  const dp = mesh.sizeOf('dp');
+  if (config.variability.jitter > 0 || config.variability.stragglers > 0 || dp < 2 || nodes < 2) return 1;
+  const stride = mesh.rank({ dp: 1 });
+  for (let k = 1; k < dp; k++) if (dp % k === 0 && (k * stride) % gpusPerNode === 0) return k / dp;
+  return 1;
+}
+
+/**
  * Which devices and groups the lowering builds: with the symmetry, the simulated devices, and the groups whose first
  * member is simulated (a group over dp lists its members in rank order, dp = 0 first, so it is built; one over other
  * axes lies within one replica, simulated or not); without it, all.

@@ -2,6 +2,7 @@ import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { Report } from '../../src/report/report.js';
 import { emitTrace } from '../../src/report/trace.js';
+import { estimateOperations } from '../../src/lower/limits.js';
 import { loadScenarioFile } from '../../src/scenario/load.js';
 import { simulate } from '../../src/simulate.js';
 import { SCHEDULES } from '../../src/strategies/pipeline/registry.js';
@@ -31,8 +32,12 @@ describe('bundled scenarios', () => {
     expect(files).toEqual(expect.arrayContaining(['small-gpt.yaml', 'gpt3-175b-1024-a100.yaml', 'profiled-costs.yaml']));
   });
 
-  it.each(files)('%s validates, runs and matches its golden figures; bytes by kind, by link type and by kind and link type add up; a Llama 3 run is within 6 MFU points of Table 4', async (file) => {
+  it.each(files)('%s validates, runs and matches its golden figures; the operation estimate is within 1/4-100x of the operations built; bytes by kind, by link type and by kind and link type add up; a Llama 3 run is within 6 MFU points of Table 4', async (file) => {
     const r = simulate(load(file)).report;
+    // The operation limit's estimate (lower/limits.ts) guards within a small factor of what is built.
+    const estimate = estimateOperations(load(file));
+    expect(estimate).toBeGreaterThan(r.simulation.operations / 4);
+    expect(estimate).toBeLessThan(r.simulation.operations * 100);
     const total = r.communication.bytes;
     const sum = (record: Record<string, number>) => Object.values(record).reduce((a, b) => a + b, 0);
     expect(Math.abs(sum(r.communication.byKind) - total)).toBeLessThanOrEqual(total * 1e-12);

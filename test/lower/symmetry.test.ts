@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { ScenarioError } from '../../src/errors.js';
+import { ResourceLimitError, ScenarioError } from '../../src/errors.js';
+import { estimateOperations } from '../../src/lower/limits.js';
 import { buildTopology } from '../../src/hardware/topology.js';
 import type { Report } from '../../src/report/report.js';
 import type { Scenario } from '../../src/scenario/resolve.js';
@@ -100,19 +101,43 @@ describe('the data-parallel replica symmetry (simulate with symmetry: true)', ()
     expect(applied).toBeGreaterThan(runs / 4);
   });
 
+  /** The 13B plan's best layout in small: tp 1, dp 64 with ZeRO-2 on 8 DGX A100, a tiny model. */
+  const thirteenBStyle = (globalBatch: number) =>
+    scenario({ cluster: { nodes: 8, gpusPerNode: 8, node: 'dgx-a100' }, model: { preset: 'gpt-tiny', layers: 4 }, training: { globalBatch, microBatch: 1 }, parallel: { tp: 1, pp: 1, dp: 64, zero: 2 } });
+
   it('simulates 8 of 64 replicas of a 13B-style layout on 8 DGX A100 (tp 1, dp 64), with an eighth of the operations', () => {
-    const s = scenario({
-      cluster: { nodes: 8, gpusPerNode: 8, node: 'dgx-a100' },
-      model: { preset: 'gpt-tiny', layers: 4 },
-      training: { globalBatch: 128, microBatch: 1 },
-      parallel: { tp: 1, pp: 1, dp: 64, zero: 2 },
-    });
+    const s = thirteenBStyle(128);
     const full = simulate(s).report;
     const mirrored = simulate(s, { symmetry: true }).report;
     expect(mirrored.simulation.replicas).toEqual({ simulated: 8, of: 64 });
     expect(full.simulation.replicas).toBeUndefined();
     expect(mirrored.simulation.operations).toBeLessThanOrEqual(full.simulation.operations / 6);
     expect(figures(mirrored)).toBe(figures(full));
+  });
+
+  it('admits under the operation limit a step whose symmetric run fits it, and names --symmetry when refusing the full run; the share it is checked at is the one used', () => {
+    const s = thirteenBStyle(1024);
+    const full = estimateOperations(s);
+    const eighth = estimateOperations(s, 8 / 64);
+    expect(eighth).toBeLessThan(full / 4);
+    const limit = Math.ceil((full + eighth) / 2);
+    expect(() => simulate(s, { maxOperations: limit })).toThrow(ResourceLimitError);
+    expect(() => simulate(s, { maxOperations: limit })).toThrow(/with --symmetry .* it may need far fewer/);
+    const mirrored = simulate(s, { symmetry: true, maxOperations: limit }).report;
+    expect(mirrored.simulation.replicas).toEqual({ simulated: 8, of: 64 });
+    // The estimate at that share errs high for this step, as the limit needs.
+    expect(mirrored.simulation.operations).toBeLessThanOrEqual(eighth);
+    // Below the symmetric estimate it is refused, saying at what share.
+    expect(() => simulate(s, { symmetry: true, maxOperations: eighth - 1 })).toThrow(/even simulating 1\/8 of its data-parallel replicas/);
+  });
+
+  it('is checked against the limit at the share the cluster allows: three nodes under leaves of two give no symmetry, and every replica is counted', () => {
+    const s = scenario({ model: { preset: 'gpt-tiny', layers: 4 }, cluster: { nodes: 3, gpusPerNode: 4, fabric: { nodesPerLeaf: 2 } }, training: { globalBatch: 12, microBatch: 1 }, parallel: { tp: 4, pp: 1, dp: 3 } });
+    const full = estimateOperations(s);
+    // A shift by one replica moves whole nodes, so the check before the cluster is looked at lets it through...
+    expect(estimateOperations(s, 1 / 3)).toBeLessThan(full - 1);
+    // ...and the one with the cluster's symmetry, none here, refuses it.
+    expect(() => simulate(s, { symmetry: true, maxOperations: full - 1 })).toThrow(/as its cluster gives it no exact replica symmetry/);
   });
 
   it('keeps whole pipelines: with pp 2 over 4 nodes it simulates one node of each stage (tp 2, dp 8: 4 of 8 replicas)', () => {
