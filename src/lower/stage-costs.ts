@@ -2,7 +2,7 @@ import type { CollectiveKind } from '../collectives/collectives.js';
 import { toNanoseconds } from '../engine/kernel.js';
 import { passSeconds, type ComputeModel } from '../hardware/compute.js';
 import type { MeshAxis } from '../strategies/mesh.js';
-import { ownerLayout, type StepProgram } from '../strategies/program.js';
+import { ownerLayout, type ProgramBlock, type ProgramOp, type StepProgram } from '../strategies/program.js';
 import { isSplit, opStates, shards, transition, withoutAxis, type OpLayout, type OpStates } from '../strategies/sharding.js';
 import { elementBytes, gemmSpeedup, peakFlopsPerSecond } from '../training/precision.js';
 import { takesGradients } from '../training/optimizer.js';
@@ -144,16 +144,30 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
   const layoutIds = new Map<string, number>();
   const opIds = new Map<WorkloadOp, number>();
   const idOf = <K>(ids: Map<K, number>, key: K) => ids.get(key) ?? (ids.set(key, ids.size), ids.size - 1);
+  // Layouts alike are one id; the layers of a program share their layout objects (withLayouts), so each object is
+  // written out once.
+  const layoutObjects = new Map<OpLayout, number>();
+  const layoutId = (layout: OpLayout) => layoutObjects.get(layout) ?? (layoutObjects.set(layout, idOf(layoutIds, JSON.stringify(layout))), layoutObjects.get(layout)!);
   const statesSeen = new Map<string, OpStates[]>();
+  // Each program operation's id and states, worked out once however many layers share it.
+  const seen = new Map<ProgramOp, { id: string; states: OpStates[] }>();
+  const infoOf = (p: ProgramOp) => {
+    let info = seen.get(p);
+    if (info === undefined) {
+      const id = `${idOf(opIds, p.op)}:${layoutId(p.layout)}`;
+      let states = statesSeen.get(id);
+      if (states === undefined) statesSeen.set(id, (states = axes.map((axis) => opStates(p.op, p.layout, axis))));
+      seen.set(p, (info = { id, states }));
+    }
+    return info;
+  };
   // Where each operation's input comes from: the operation before, or the latest one of the name it gives (-1: none).
   const latest = new Map<string, number>();
   let position = 0;
   const chain = program.stages.flatMap((stage, vs) =>
     stage.blocks.flatMap((block, blockIndex) =>
       block.ops.map((p, index) => {
-        const id = `${idOf(opIds, p.op)}:${idOf(layoutIds, JSON.stringify(p.layout))}`;
-        let states = statesSeen.get(id);
-        if (states === undefined) statesSeen.set(id, (states = axes.map((axis) => opStates(p.op, p.layout, axis))));
+        const { id, states } = infoOf(p);
         const from = p.op.from;
         const producer = from === undefined ? position - 1 : from === DATA ? -1 : (latest.get(from) ?? -1);
         if (from !== undefined && from !== DATA && producer < 0) throw new Error(`operation ${p.op.name} reads ${from}, which no operation before it is`);
@@ -280,9 +294,28 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
   const rebuilt = new Map<BlockCosts, CollectiveStep[]>();
   stages.forEach((costs, vs) => costs.forEach((block, blockIndex) => plans[vs][blockIndex].rebuildsWhole(block.kind) && rebuilt.set(block, [])));
   let weightGradKept = 0;
-  chain.forEach(({ vs, blockIndex, index, id }, i) => {
-    const unit = stages[vs][blockIndex];
-    const block = program.stages[vs].blocks[blockIndex];
+  // A layer between two more of the same block, after one more, adds up exactly as the one before it did: the same
+  // operations with the same neighbours, and inputs from at most one block back (an input named in the block comes
+  // from it or from the one before it; one named elsewhere, from the same operation for both). Its costs are a copy.
+  const repeatsBlockBefore = (vs: number, j: number) => {
+    const blocks = program.stages[vs].blocks;
+    const block = blocks[j];
+    return j >= 2 && j + 1 < blocks.length && blocks[j - 2] === block && blocks[j - 1] === block && blocks[j + 1] === block && plans[vs][j - 1] === plans[vs][j];
+  };
+  let i = 0;
+  program.stages.forEach((stage, vs) =>
+    stage.blocks.forEach((block, blockIndex) => {
+      const unit = stages[vs][blockIndex];
+      if (repeatsBlockBefore(vs, blockIndex)) {
+        copyBlockCosts(stages[vs][blockIndex - 1], unit, rebuilt);
+        i += block.ops.length;
+        return;
+      }
+      for (let index = 0; index < block.ops.length; index++, i++) addContribution(unit, block, vs, blockIndex, index, i);
+    }),
+  );
+  function addContribution(unit: BlockCosts, block: ProgramBlock, vs: number, blockIndex: number, index: number, i: number): void {
+    const { id } = chain[i];
     const source = chain[i].producer;
     const key = `${chain[i - 1]?.id}|${id}|${chain[i + 1]?.id}|${source >= 0 ? chain[source].id : ''}|${block.kind}|${index}|${block.ops.length}|${plans[vs][blockIndex] === keepAll ? 'kept' : ''}`;
     let c = contributions.get(key);
@@ -319,7 +352,7 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
       unit.weightGradBytes = rebuilt.has(unit) ? weightGradKept : Math.min(weightGradKept, unit.activationBytes);
       weightGradKept = 0;
     }
-  });
+  }
   // A rebuilt block runs its forward again, collectives included, before its backward.
   for (const [unit, steps] of rebuilt) unit.backwardCollectives = [...steps, ...unit.backwardCollectives];
 
@@ -423,3 +456,12 @@ export function stageCosts(config: StepConfig, program: StepProgram): VirtualSta
   }
 }
 
+/** `from`'s costs into `to` (a block of the same kind, plan and neighbours), and the collectives a rebuild of it runs. */
+function copyBlockCosts(from: BlockCosts, to: BlockCosts, rebuilt: Map<BlockCosts, CollectiveStep[]>): void {
+  Object.assign(to, from, {
+    timeFlops: { ...from.timeFlops },
+    forwardCollectives: [...from.forwardCollectives],
+    backwardCollectives: [...from.backwardCollectives],
+  });
+  rebuilt.get(to)?.push(...rebuilt.get(from)!);
+}

@@ -112,7 +112,8 @@ export interface StepProgram {
 
 /** The program before any pass: the whole workload on one stage, nothing sharded, every model state on the GPU. */
 export function initialProgram(workload: Workload, mesh: DeviceMesh): StepProgram {
-  const blocks = workload.blocks.map((block) => ({ kind: block.kind, ops: block.ops.map((op) => ({ op, layout: {} })), tiedCopies: [] }));
+  // A workload repeats one layer block; the program keeps it one object (see withLayouts).
+  const blocks = workload.blocks.map(memoized((block: Workload['blocks'][number]): ProgramBlock => ({ kind: block.kind, ops: block.ops.map((op) => ({ op, layout: UNSPLIT })), tiedCopies: [] })));
   const onGpu: StatePlacement = { shardAxes: [], tier: 'hbm' };
   return {
     workload,
@@ -137,9 +138,25 @@ export function withLayout(program: StepProgram, select: (op: WorkloadOp) => boo
 
 /** The program with `layoutOf(op)` merged into each operation's layout, where it gives one. */
 export function withLayouts(program: StepProgram, layoutOf: (op: WorkloadOp) => OpLayout | undefined): StepProgram {
-  const merge = (p: ProgramOp): ProgramOp => {
+  const merge = memoized((p: ProgramOp): ProgramOp => {
     const layout = layoutOf(p.op);
     return layout === undefined ? p : { op: p.op, layout: { ...p.layout, ...layout } };
+  });
+  // The same block in, the same block out: the layers of a step stay one object each, so that what reads the
+  // program (stageCosts) can tell they are alike without comparing them.
+  const split = memoized((block: ProgramBlock): ProgramBlock => ({ ...block, ops: block.ops.map(merge) }));
+  return { ...program, stages: program.stages.map((stage) => ({ ...stage, blocks: stage.blocks.map(split) })) };
+}
+
+/** The layout of an operation nothing splits. */
+const UNSPLIT: OpLayout = Object.freeze({});
+
+/** `f`, called once per distinct argument (by identity). */
+function memoized<A extends object, R>(f: (a: A) => R): (a: A) => R {
+  const seen = new Map<A, R>();
+  return (a) => {
+    let r = seen.get(a);
+    if (r === undefined) seen.set(a, (r = f(a)));
+    return r;
   };
-  return { ...program, stages: program.stages.map((stage) => ({ ...stage, blocks: stage.blocks.map((block) => ({ ...block, ops: block.ops.map(merge) })) })) };
 }

@@ -22,9 +22,22 @@ export const kindOf = (model: ModelSpec): ModelKind => model.kind ?? 'gpt';
 export const isEvoformer = (model: ModelSpec): model is EvoformerSpec => model.kind === 'evoformer';
 export const isGpt = (model: ModelSpec): model is GptSpec => kindOf(model) === 'gpt';
 
+/**
+ * The workload of a model, built once for the last few models and options asked for: a search builds the same
+ * one for thousands of candidates. Workloads are read, never changed, so they are shared.
+ */
 export function buildWorkload(model: ModelSpec, options: WorkloadOptions): Workload {
-  return MODEL_KINDS[kindOf(model)](model, options);
+  const key = JSON.stringify([model, options]);
+  let workload = recentWorkloads.get(key);
+  if (workload === undefined) {
+    workload = MODEL_KINDS[kindOf(model)](model, options);
+    recentWorkloads.set(key, workload);
+    if (recentWorkloads.size > RECENT_WORKLOADS) recentWorkloads.delete(recentWorkloads.keys().next().value!);
+  }
+  return workload;
 }
+const recentWorkloads = new Map<string, Workload>();
+const RECENT_WORKLOADS = 8;
 
 /** Every parameter tensor of a workload, once each: a tied tensor belongs to its owner only; recycled blocks own none. */
 export function* parameterTensors(workload: Workload): Generator<Tensor> {

@@ -1,25 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { ResourceLimitError, ScenarioError } from '../../src/errors.js';
+import { ResourceLimitError } from '../../src/errors.js';
 import { estimateOperations } from '../../src/lower/limits.js';
 import { buildTopology } from '../../src/hardware/topology.js';
 import type { Report } from '../../src/report/report.js';
-import type { Scenario } from '../../src/scenario/resolve.js';
 import { simulate } from '../../src/simulate.js';
-import { scenario } from '../support/scenarios.js';
+import { scenario, tryScenario } from '../support/scenarios.js';
 
 /** A report as JSON, but for `simulation`, which counts what the engine ran and so differs with the symmetry. */
 const figures = (report: Report) => JSON.stringify({ ...report, simulation: undefined });
-
-/** A scenario, or undefined where a check refuses the combination. */
-function tryScenario(patch: Record<string, unknown>): Scenario | undefined {
-  try {
-    return scenario(patch);
-  } catch (error) {
-    if (error instanceof ScenarioError) return undefined;
-    throw error;
-  }
-}
 
 const SCHEDULES = [
   { schedule: 'gpipe', chunks: 1 },

@@ -1,4 +1,5 @@
 import { stringify } from 'yaml';
+import { ScenarioError } from '../../src/errors.js';
 import { parseScenario } from '../../src/scenario/load.js';
 import type { Scenario } from '../../src/scenario/resolve.js';
 
@@ -27,6 +28,16 @@ export const BASE: Tree = {
 /** Builds a scenario through the real loader (YAML text), so tests see exactly what users get. */
 export function scenario(patch: Tree = {}, base: Tree = BASE): Scenario {
   return parseScenario(stringify(merge(base, patch)), 'test.yaml');
+}
+
+/** A scenario, or undefined where a check refuses the combination (for properties over random layouts). */
+export function tryScenario(patch: Tree): Scenario | undefined {
+  try {
+    return scenario(patch);
+  } catch (error) {
+    if (error instanceof ScenarioError) return undefined;
+    throw error;
+  }
 }
 
 /**

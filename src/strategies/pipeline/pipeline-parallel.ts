@@ -96,7 +96,8 @@ export const pipelineParallel: ParallelismPass<typeof fields, PipelineConfig> = 
     const [owner, copy] = tied ? [stageOfBlock[tied.from], stageOfBlock[tied.to]] : [0, 0];
     const copied = tied !== undefined && stageOf[owner] !== stageOf[copy];
     if (copied) {
-      const at = members[copy].indexOf(blocks[tied.to]);
+      // By place, not by identity: the layers of a program may be one object.
+      const at = tied.to - stageOfBlock.indexOf(copy);
       members[copy][at] = { ...blocks[tied.to], tiedCopies: [...blocks[tied.to].tiedCopies, tied.tensor] };
     }
     // The layers each holds, as placed: an Evoformer's extra-MSA blocks are layers its model.layers does not count.
