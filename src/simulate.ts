@@ -75,8 +75,9 @@ export function simulate(given: Scenario | ScenarioInput, options: SimulateOptio
   const maxOperations = options.maxOperations ?? DEFAULT_MAX_OPERATIONS;
   // Before anything is built: at the least share of replicas a symmetry could leave, when one is asked for.
   const least = leastReplicaShare(scenario, meshOf(scenario.parallel));
-  if (symmetric) checkLimits(scenario, maxOperations, least, ` even simulating ${formatShare(least)} of its data-parallel replicas, the fewest a replica symmetry could leave`);
-  else checkLimits(scenario, maxOperations, 1, '', least < 1 && estimateOperations(scenario, least) <= maxOperations ? SYMMETRY_HINT : '');
+  if (symmetric) checkLimits(scenario, maxOperations, least, least < 1 ? ` even simulating ${formatShare(least)} of its data-parallel replicas, the fewest a replica symmetry could leave` : ', as no replica symmetry applies to it');
+  // The hint only where the symmetry was not asked for (a memory timeline turns it off, and says nothing of it).
+  else checkLimits(scenario, maxOperations, 1, '', options.symmetry !== true && least < 1 && estimateOperations(scenario, least) <= maxOperations ? SYMMETRY_HINT : '');
   const phase = options.onPhase ?? (() => {});
   const warmer = options.pageWarmer === true ? PageWarmer.start() : undefined;
   const allocation = warmer && pageWarmedAllocation(warmer);

@@ -8,7 +8,7 @@ import { scenarioSchema } from './schema.js';
  * overrides on the same file. Parsing the YAML again for each cost a third of a plan's checks, so the text's values
  * are read once, and a variant's overrides are applied to a copy of them. The answer is parseScenario's: where an
  * override is anything but a scalar set on named fields (a list index, a value that is a list or a mapping, a
- * field under a scalar), or the file has aliases or keys that are not text, or the variant is refused by the
+ * field under a scalar), or the file has aliases, keys that are not text or tagged values that are neither, or the variant is refused by the
  * checks, the variant goes through parseScenario itself, which locates the problems in the file as ever.
  */
 export function parseVariant(text: string, file: string, options: LoadOptions = {}): Scenario {
@@ -63,12 +63,24 @@ function readValues(text: string): Values | undefined {
       return undefined;
     },
   });
-  return plain ? (doc.toJS() as Values) : undefined;
+  if (!plain) return undefined;
+  const values = doc.toJS() as Values;
+  // Tags (!!timestamp, !!binary, !!set, !!omap, or YAML 1.1's dates) make values other than mappings, lists and
+  // scalars, which the document and a plain copy would set into differently.
+  return plainData(values) ? values : undefined;
+}
+
+/** Whether a value holds only plain mappings, lists and scalars. */
+function plainData(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return true;
+  const prototype = Object.getPrototypeOf(value);
+  if (prototype === Array.prototype) return (value as unknown[]).every(plainData);
+  return prototype === Object.prototype && Object.values(value).every(plainData);
 }
 
 /** A field named so is an own field of the document's values, but an assignment sets a plain object's prototype. */
 const PROTO = '__proto__';
-const isRecord = (v: unknown): v is Values => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isRecord = (v: unknown): v is Values => typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === Object.prototype;
 const has = (o: Values, key: string) => Object.prototype.hasOwnProperty.call(o, key);
 
 /**

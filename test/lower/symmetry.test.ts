@@ -127,6 +127,12 @@ describe('the data-parallel replica symmetry (simulate with symmetry: true)', ()
     expect(estimateOperations(s, 1 / 3)).toBeLessThan(full - 1);
     // ...and the one with the cluster's symmetry, none here, refuses it.
     expect(() => simulate(s, { symmetry: true, maxOperations: full - 1 })).toThrow(/as its cluster gives it no exact replica symmetry/);
+    // Over one node no symmetry applies at all; and a recorded memory timeline turns it off without a hint to ask for it.
+    const one = scenario({ model: { preset: 'gpt-tiny', layers: 4 }, cluster: { nodes: 1, gpusPerNode: 4 }, training: { globalBatch: 16, microBatch: 1 }, parallel: { tp: 1, pp: 1, dp: 4 } });
+    expect(() => simulate(one, { symmetry: true, maxOperations: 10 })).toThrow(/operations, as no replica symmetry applies to it \(/);
+    const timeline = () => simulate(thirteenBStyle(1024), { symmetry: true, recordMemory: true, maxOperations: estimateOperations(thirteenBStyle(1024)) - 1 });
+    expect(timeline).toThrow(ResourceLimitError);
+    expect(timeline).not.toThrow(/--symmetry/);
   });
 
   it('keeps whole pipelines: with pp 2 over 4 nodes it simulates one node of each stage (tp 2, dp 8: 4 of 8 replicas)', () => {
