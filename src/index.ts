@@ -1,6 +1,7 @@
 /** The library API: everything the CLI does is available here. */
 export { simulate, pipelineRanks, type Simulation, type SimulateOptions } from './simulate.js';
 export { loadScenarioFile, parseScenario, scenarioFromObject, type LoadOptions, type ScenarioInput } from './scenario/load.js';
+export { parseVariant } from './scenario/variants.js';
 export type { Scenario } from './scenario/resolve.js';
 export { SCHEDULES } from './strategies/pipeline/registry.js';
 export { PASSES, type ParallelConfig } from './strategies/registry.js';
