@@ -5,6 +5,7 @@ import { layoutBounds, stepBounds, type LayoutBounds } from './lower/bound.js';
 import { sharedStageCosts, stageCostsKey } from './lower/shared-stage-costs.js';
 import type { Scenario } from './scenario/resolve.js';
 import { parseVariant } from './scenario/variants.js';
+import { Recent } from './recent.js';
 import type { StepProgram } from './strategies/program.js';
 import { buildProgram } from './strategies/registry.js';
 import { overrideString } from './sweep.js';
@@ -80,18 +81,14 @@ export interface Assessment {
  * (stageCostsKey). One cache serves one topology, as a search has.
  */
 export class LayoutCache {
-  private readonly entries = new Map<string, LayoutBounds>();
-  constructor(private readonly size = 16) {}
+  private readonly entries: Recent<LayoutBounds>;
+  constructor(size = 16) {
+    this.entries = new Recent(size);
+  }
   bounds(config: Scenario, program: StepProgram, topology: Topology): LayoutBounds {
     // Jitter decides whether a time bound is claimed at all.
     const key = config.variability.jitter > 0 ? `${stageCostsKey(config)} jitter` : stageCostsKey(config);
-    let bounds = this.entries.get(key);
-    if (bounds === undefined) {
-      bounds = layoutBounds(config, program, topology, sharedStageCosts(config, program));
-      this.entries.set(key, bounds);
-      if (this.entries.size > this.size) this.entries.delete(this.entries.keys().next().value!);
-    }
-    return bounds;
+    return this.entries.get(key, () => layoutBounds(config, program, topology, sharedStageCosts(config, program)));
   }
 }
 const layoutCache = new LayoutCache();

@@ -4,6 +4,7 @@ import type { LinkSet } from '../engine/network.js';
 import type { Router } from '../engine/executor.js';
 import { MAX_HOPS } from '../engine/network.js';
 import type { GpuSpec, NodeSpec } from './presets.js';
+import { Recent } from '../recent.js';
 
 /**
  * The cluster as a graph: GPUs, NVSwitches, PCIe switches, CPUs (host memory),
@@ -80,16 +81,14 @@ const TYPE_RANK: Record<LinkType, number> = { infiniband: 3, nvme: 2, nvlink: 1,
 const TYPES_BY_RANK: LinkType[] = ['pcie', 'nvlink', 'nvme', 'infiniband'];
 
 /** The last cluster's topology: a search or a sweep simulates thousands of candidates on one cluster. */
-let lastBuilt: { key: string; topology: Topology } | undefined;
+const lastBuilt = new Recent<Topology>(1);
 
 /**
  * The topology of `spec`, built once for the same cluster asked for again. A topology is never changed once built
  * (its route caches only fill), so one can serve every simulation of the cluster.
  */
 export function topologyOf(spec: ClusterSpec): Topology {
-  const key = JSON.stringify(spec);
-  if (lastBuilt?.key !== key) lastBuilt = { key, topology: buildTopology(spec) };
-  return lastBuilt.topology;
+  return lastBuilt.get(JSON.stringify(spec), () => buildTopology(spec));
 }
 
 export function buildTopology(spec: ClusterSpec): Topology {

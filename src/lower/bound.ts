@@ -9,7 +9,8 @@ import { passOrder } from './order.js';
 import { passCollectives, type CollectiveGroup } from './segments.js';
 import { planCollective } from '../collectives/collectives.js';
 import { collectiveFloorNs } from '../collectives/estimate.js';
-import { stageCosts, type VirtualStageModel } from './stage-costs.js';
+import { stageCosts } from './stage-costs.js';
+import type { VirtualStageModel } from './stage-model.js';
 import type { ScheduledPass } from '../strategies/pipeline/schedule.js';
 
 /**

@@ -3,7 +3,7 @@ import { getSchedule } from '../strategies/pipeline/registry.js';
 import type { ScheduledPass } from '../strategies/pipeline/schedule.js';
 import type { DeviceMesh } from '../strategies/mesh.js';
 import type { StepConfig } from './config.js';
-import type { VirtualStageModel } from './stage-costs.js';
+import type { VirtualStageModel } from './stage-model.js';
 import type { ReplicaSymmetry } from './symmetry.js';
 
 /**

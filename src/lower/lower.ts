@@ -16,7 +16,7 @@ import { AttentionPhases } from './attention-phase.js';
 import { ScatterGather } from './scatter-gather.js';
 import { attentionShare, blockSegments, gradientBuckets, passCollectives, recomputeShare, segmentOf, type Segment } from './segments.js';
 import { BlockingCollectives } from './blocking.js';
-import type { VirtualStageModel } from './stage-costs.js';
+import type { VirtualStageModel } from './stage-model.js';
 import { sharedStageCosts } from './shared-stage-costs.js';
 import { passOrder } from './order.js';
 import { finishStep } from './step-end.js';

@@ -8,7 +8,7 @@ import type { StepProgram } from '../strategies/program.js';
 import { takesGradients } from '../training/optimizer.js';
 import { microBatchesOf, type StepConfig } from './config.js';
 import { passCollectives, type CollectiveGroup, type PassCollectives } from './segments.js';
-import type { VirtualStageModel } from './stage-costs.js';
+import type { VirtualStageModel } from './stage-model.js';
 
 /**
  * The order in which each pipeline device runs its passes: the schedule's, given the costs of each pass so that

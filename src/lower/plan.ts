@@ -6,7 +6,7 @@ import type { StepConfig } from './config.js';
 import type { LabelTable } from './labels.js';
 import type { StepResources } from './resources.js';
 import type { ReplicaSymmetry } from './symmetry.js';
-import type { VirtualStageModel } from './stage-costs.js';
+import type { VirtualStageModel } from './stage-model.js';
 import type { MemoryEffect } from './step-end.js';
 
 /** The lowered step: the operation graph the executor runs, and what reports need to read it. */

@@ -1,7 +1,7 @@
 import { planCollective, type CollectiveKind, type CollectivePlan } from '../collectives/collectives.js';
 import type { MeshAxis } from '../strategies/mesh.js';
 import type { Pass } from '../strategies/pipeline/schedule.js';
-import type { CollectiveStep, BlockCosts, VirtualStageModel } from './stage-costs.js';
+import type { CollectiveStep, BlockCosts, VirtualStageModel } from './stage-model.js';
 
 /**
  * How a pass of a virtual stage is cut into graph operations. One compute operation per pass is the default: the

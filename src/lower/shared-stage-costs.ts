@@ -1,6 +1,8 @@
 import type { StepProgram } from '../strategies/program.js';
 import type { StepConfig } from './config.js';
-import { stageCosts, type VirtualStageModel } from './stage-costs.js';
+import { stageCosts } from './stage-costs.js';
+import type { VirtualStageModel } from './stage-model.js';
+import { Recent } from '../recent.js';
 
 /**
  * What `stageCosts` depends on, as a key: everything but where ZeRO and offloading place the model states, which
@@ -20,20 +22,12 @@ export function stageCostsKey(config: StepConfig): string {
 }
 
 /** The last few layouts' stage costs, by stageCostsKey. */
-const recentCosts = new Map<string, VirtualStageModel[]>();
-const RECENT_LAYOUTS = 16;
+const recentCosts = new Recent<VirtualStageModel[]>(16);
 
 /**
  * `stageCosts`, computed once for the candidates of a search that share a layout (they differ in ZeRO stage or
  * offloading: stageCostsKey) and come near one another. The stages are shared, so they are read, never changed.
  */
 export function sharedStageCosts(config: StepConfig, program: StepProgram): VirtualStageModel[] {
-  const key = stageCostsKey(config);
-  let costs = recentCosts.get(key);
-  if (costs === undefined) {
-    costs = stageCosts(config, program);
-    recentCosts.set(key, costs);
-    if (recentCosts.size > RECENT_LAYOUTS) recentCosts.delete(recentCosts.keys().next().value!);
-  }
-  return costs;
+  return recentCosts.get(stageCostsKey(config), () => stageCosts(config, program));
 }

@@ -8,7 +8,7 @@ import { elements } from '../workload/types.js';
 import type { StepConfig } from './config.js';
 import type { StepEmitter } from './emitter.js';
 import { CATEGORY, KIND, LANE, TIERS } from './resources.js';
-import type { VirtualStageModel } from './stage-costs.js';
+import type { VirtualStageModel } from './stage-model.js';
 import type { Variability } from './variability.js';
 
 /**

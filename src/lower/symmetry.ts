@@ -55,17 +55,14 @@ export interface ReplicaSymmetry {
  * exact (see above).
  */
 export function replicaSymmetry(config: StepConfig, mesh: DeviceMesh, topology: Topology, resources: StepResources): ReplicaSymmetry | undefined {
-  if (config.variability.jitter > 0 || config.variability.stragglers > 0) return undefined;
   // Routes found by a search (nodes without NVSwitch, a NIC behind another GPU's PCIe switch) are left out: there the
   // full run's own max-min rounding was seen to differ between mirror-image nodes by an ulp, moving a step by 1 ns.
   if (!topology.regularRoutes) return undefined;
   const dp = mesh.sizeOf('dp');
   const stride = mesh.rank({ dp: 1 });
   const { devices, gpusPerNode, nodes } = resources;
-  if (dp < 2 || nodes < 2) return undefined;
   const dpOf = (device: number) => mesh.coordinate(device, 'dp');
-  for (let k = 1; k < dp; k++) {
-    if (dp % k !== 0 || (k * stride) % gpusPerNode !== 0) continue;
+  for (const k of replicaShifts(config, mesh)) {
     const shift = (device: number) => device + (((dpOf(device) + k) % dp) - dpOf(device)) * stride;
     const moved = nodeMove(shift, nodes, gpusPerNode);
     if (!moved || !preservesCluster(topology, moved, dp / k)) continue;
@@ -98,12 +95,20 @@ export function replicaSymmetry(config: StepConfig, mesh: DeviceMesh, topology: 
  * longer to build than the answer is worth.
  */
 export function leastReplicaShare(config: StepConfig, mesh: DeviceMesh): number {
+  const [least] = replicaShifts(config, mesh);
+  return least === undefined ? 1 : least / mesh.sizeOf('dp');
+}
+
+/**
+ * The shifts k of the data-parallel coordinate a replica symmetry may use, least first: k divides dp and moves every
+ * GPU a whole number of nodes. None with variability (its noise differs per device), one node or one replica.
+ */
+function replicaShifts(config: StepConfig, mesh: DeviceMesh): number[] {
   const { gpusPerNode, nodes } = config.cluster;
   const dp = mesh.sizeOf('dp');
-  if (config.variability.jitter > 0 || config.variability.stragglers > 0 || dp < 2 || nodes < 2) return 1;
+  if (config.variability.jitter > 0 || config.variability.stragglers > 0 || nodes < 2) return [];
   const stride = mesh.rank({ dp: 1 });
-  for (let k = 1; k < dp; k++) if (dp % k === 0 && (k * stride) % gpusPerNode === 0) return k / dp;
-  return 1;
+  return Array.from({ length: dp - 1 }, (_, i) => i + 1).filter((k) => dp % k === 0 && (k * stride) % gpusPerNode === 0);
 }
 
 /**

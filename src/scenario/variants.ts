@@ -2,6 +2,7 @@ import { isMap, isScalar, parseDocument, visit } from 'yaml';
 import { MAX_FILE_CHARACTERS, parseScenario, PRESET_SHORTHANDS, readOverride, type LoadOptions } from './load.js';
 import { resolveScenario, type Scenario } from './resolve.js';
 import { scenarioSchema } from './schema.js';
+import { Recent } from '../recent.js';
 
 /**
  * Variants of one scenario text, as a search reads them (dtsim plan, sweeps, compare): thousands of `--set`
@@ -25,18 +26,10 @@ export function parseVariant(text: string, file: string, options: LoadOptions = 
 type Values = Record<string, unknown>;
 
 /** Texts read lately (a search alternates between two or three), by file and text. */
-const recent = new Map<string, Values | undefined>();
-const RECENT_TEXTS = 4;
+const recentTexts = new Recent<Values | undefined>(4);
 
 /** The text's values as YAML reads them, when overrides on a copy of them are exactly overrides on the document. */
-function parsedValues(text: string, file: string): Values | undefined {
-  const key = `${file}\0${text}`;
-  if (recent.has(key)) return recent.get(key);
-  const values = readValues(text);
-  recent.set(key, values);
-  if (recent.size > RECENT_TEXTS) recent.delete(recent.keys().next().value!);
-  return values;
-}
+const parsedValues = (text: string, file: string) => recentTexts.get(`${file}\0${text}`, () => readValues(text));
 
 function readValues(text: string): Values | undefined {
   if (text.length > MAX_FILE_CHARACTERS) return undefined;

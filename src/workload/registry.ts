@@ -2,6 +2,7 @@ import { buildEvoformer, type EvoformerBuildOptions, type EvoformerSpec } from '
 import { buildGpt, type GptBuildOptions, type GptSpec } from './gpt.js';
 import { buildVit, type VitSpec } from './vit.js';
 import { elements, type Tensor, type Workload } from './types.js';
+import { Recent } from '../recent.js';
 
 /**
  * Model kinds by name. A kind is a resolved specification and a function that builds its workload for a
@@ -27,17 +28,9 @@ export const isGpt = (model: ModelSpec): model is GptSpec => kindOf(model) === '
  * one for thousands of candidates. Workloads are read, never changed, so they are shared.
  */
 export function buildWorkload(model: ModelSpec, options: WorkloadOptions): Workload {
-  const key = JSON.stringify([model, options]);
-  let workload = recentWorkloads.get(key);
-  if (workload === undefined) {
-    workload = MODEL_KINDS[kindOf(model)](model, options);
-    recentWorkloads.set(key, workload);
-    if (recentWorkloads.size > RECENT_WORKLOADS) recentWorkloads.delete(recentWorkloads.keys().next().value!);
-  }
-  return workload;
+  return recentWorkloads.get(JSON.stringify([model, options]), () => MODEL_KINDS[kindOf(model)](model, options));
 }
-const recentWorkloads = new Map<string, Workload>();
-const RECENT_WORKLOADS = 8;
+const recentWorkloads = new Recent<Workload>(8);
 
 /** Every parameter tensor of a workload, once each: a tied tensor belongs to its owner only; recycled blocks own none. */
 export function* parameterTensors(workload: Workload): Generator<Tensor> {
