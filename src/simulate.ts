@@ -87,7 +87,7 @@ export function simulate(given: Scenario | ScenarioInput, options: SimulateOptio
     const { training } = scenario;
     const workload = buildWorkload(scenario.model, { microBatch: training.microBatch, attention: training.flashAttention ? 'flash' : 'standard', recycles: training.recycles });
     const program = buildProgram(workload, scenario.parallel);
-    const symmetry = symmetric ? replicaSymmetry(scenario, program.mesh, topology, new StepResources(scenario.cluster.nodes, scenario.cluster.gpusPerNode)) : undefined;
+    const symmetry = symmetric ? replicaSymmetry(scenario, program, topology, new StepResources(scenario.cluster.nodes, scenario.cluster.gpusPerNode)) : undefined;
     // And again with the share the cluster allows.
     if (symmetric) {
       const share = symmetry ? symmetry.replicas / symmetry.of : 1;

@@ -65,11 +65,15 @@ export interface Topology extends LinkSet, Router {
    */
   viaRail(target: number, relay: number): number;
   /**
-   * Where every link goes when each node's vertices (GPUs, switches, NICs, host memory, NVMe) move to node
-   * `nodeMap[n]`, local places kept, each leaf going where its nodes go and the spine staying: link l becomes link
-   * `images[l]`. Undefined when the nodes of one leaf go under different leaves, or some link has no image.
+   * Where every link goes when each GPU d goes to GPU `deviceMap[d]` and every other vertex goes with the GPUs it
+   * serves: a node's host memory, NVMe and NVSwitch where its GPUs go (all into one node), a PCIe switch and a NIC
+   * where the GPUs behind them go (all behind one), a NIC no GPU's rail to the same place in that node, a leaf where
+   * its nodes go (all under one leaf), the spine staying: link l becomes link `images[l]`. Undefined when the GPUs
+   * of one node, switch, NIC or leaf go apart, or some link has no image. The map need not be one to one.
    */
-  linkImages(nodeMap: ArrayLike<number>): Int32Array | undefined;
+  linkImages(deviceMap: ArrayLike<number>): Int32Array | undefined;
+  /** 1 for the links that only traffic to or from host memory and NVMe crosses (a PCIe switch's uplink, the NVMe's). */
+  readonly hostSide: Uint8Array;
   /**
    * Every route between GPUs, and between a GPU and its node's host memory, is one of the cluster's regular ones
    * (NVSwitch inside a node, each GPU's own NIC behind its own PCIe switch across nodes), none found by a search.
@@ -136,6 +140,9 @@ export function buildTopology(spec: ClusterSpec): Topology {
   const nvswitchOf: number[] = [];
   const firstPcieSwitch: number[] = [];
   const nic: number[][] = [];
+  /** Each PCIe switch's NICs in order, and each NIC's switch. */
+  const nicsOfSwitch = new Map<number, number[]>();
+  const switchOfNic = new Map<number, number>();
   const leaves = nodes > 1 ? Math.ceil(nodes / fabric.nodesPerLeaf) : 0;
   const leafVertex: number[] = [];
   for (let l = 0; l < leaves; l++) leafVertex.push(vertex(`leaf${l}`, 'leaf'));
@@ -171,6 +178,9 @@ export function buildTopology(spec: ClusterSpec): Topology {
         const id = vertex(`n${n}.nic${k}`, 'nic', n);
         nodeNics.push(id);
         const sw = psw[Math.min(switchesPerNode - 1, Math.floor((k * switchesPerNode) / nicsPerNode))];
+        if (!nicsOfSwitch.has(sw)) nicsOfSwitch.set(sw, []);
+        nicsOfSwitch.get(sw)!.push(id);
+        switchOfNic.set(id, sw);
         const pbw = node.pcie.bandwidthBytesPerSecond;
         link(id, sw, 'pcie', pbw, pbw, node.pcie.latencySeconds);
         const nbw = node.nic.bandwidthBytesPerSecond;
@@ -229,6 +239,7 @@ export function buildTopology(spec: ClusterSpec): Topology {
     return out;
   };
   const vertexNode = Int32Array.from(vertexNodeList);
+  const isHost = (v: number) => vertexKind[v] === 'cpu' || vertexKind[v] === 'nvme';
   const nodeOf = (v: number) => vertexNode[v];
   const railNic = (device: number) => nic[nodeOf(device)][Math.floor(((device % gpusPerNode) * nicsPerNode) / gpusPerNode)];
   const pcieSwitchOf = (device: number) => firstPcieSwitch[nodeOf(device)] + Math.floor((device % gpusPerNode) / node.gpusPerPcieSwitch);
@@ -397,23 +408,41 @@ export function buildTopology(spec: ClusterSpec): Topology {
     },
     viaRail: (target, relay) => target + (relay + 1) * vertexCount,
     regularRoutes,
-    linkImages(nodeMap) {
-      // A leaf goes under its nodes' images, which must share a leaf.
-      const leafImage = new Int32Array(leaves);
+    hostSide: Uint8Array.from({ length: count }, (_, l) => (isHost(linkFrom[l]) || isHost(linkTo[l]) ? 1 : 0)),
+    linkImages(deviceMap) {
+      const image = new Int32Array(vertexCount).fill(-1);
+      /** Sets vertex v's image, or says the GPUs it serves go apart. */
+      const place = (v: number, to: number) => {
+        if (image[v] !== -1 && image[v] !== to) return false;
+        image[v] = to;
+        return true;
+      };
+      for (let d = 0; d < devices; d++) {
+        const to = deviceMap[d];
+        const n = vertexNode[d];
+        const m = vertexNode[to];
+        image[d] = to;
+        if (!place(cpu[n], cpu[m]) || !place(pcieSwitchOf(d), pcieSwitchOf(to))) return undefined;
+        if (nodes > 1 && nicsPerNode > 0 && !place(railNic(d), railNic(to))) return undefined;
+      }
+      // A NIC that is no GPU's rail (it carries nothing) goes to its place among its switch's NICs where the switch goes;
+      // the rest of a node's own vertices (NVMe, NVSwitch) keep their place in it, as host memory goes.
+      for (let v = 0; v < vertexCount; v++) {
+        const n = vertexNode[v];
+        if (image[v] !== -1 || n < 0) continue;
+        const sw = switchOfNic.get(v);
+        image[v] = sw === undefined ? image[cpu[n]] + (v - cpu[n]) : (nicsOfSwitch.get(image[sw])?.[nicsOfSwitch.get(sw)!.indexOf(v)] ?? -1);
+        if (image[v] === -1) return undefined;
+      }
+      const nodeImage = (n: number) => vertexNode[image[cpu[n]]];
       for (let l = 0; l < leaves; l++) {
         const first = l * fabric.nodesPerLeaf;
-        leafImage[l] = leafIndexOfVertex[leafOf(nodeMap[first])];
-        for (let n = first; n < Math.min(nodes, first + fabric.nodesPerLeaf); n++) if (leafIndexOfVertex[leafOf(nodeMap[n])] !== leafImage[l]) return undefined;
+        for (let n = first; n < Math.min(nodes, first + fabric.nodesPerLeaf); n++) if (!place(leafVertex[l], leafOf(nodeImage(n)))) return undefined;
       }
-      // Every node's vertices other than its GPUs were added together, host memory first, in the same order.
-      const image = (v: number) => {
-        const n = vertexNode[v];
-        if (n < 0) return leafIndexOfVertex[v] >= 0 ? leafVertex[leafImage[leafIndexOfVertex[v]]] : v;
-        return v < devices ? nodeMap[n] * gpusPerNode + (v % gpusPerNode) : cpu[nodeMap[n]] + (v - cpu[n]);
-      };
+      if (spine >= 0) image[spine] = spine;
       const images = new Int32Array(count);
       for (let l = 0; l < count; l++) {
-        const found = linkBetween.get(image(linkFrom[l]) * vertexCount + image(linkTo[l]));
+        const found = linkBetween.get(image[linkFrom[l]] * vertexCount + image[linkTo[l]]);
         if (found === undefined) return undefined;
         images[l] = found;
       }

@@ -30,6 +30,47 @@ const STATES = [
   { zero: 3, optimizer: 'nvme', params: 'nvme' },
 ];
 
+/** A drawn layout's step: gpt-tiny with two layers a virtual stage, the drawn schedule, states and techniques. */
+interface Layout {
+  tp: number;
+  pp: number;
+  dp: number;
+  cp: number;
+  pipeline: (typeof SCHEDULES)[number];
+  microBatch: number;
+  microBatches: number;
+  states: (typeof STATES)[number];
+  recompute: string;
+  sequenceParallel: boolean;
+  smallBuckets: boolean;
+}
+const layoutScenario = (cluster: Record<string, unknown>, c: Layout) =>
+  tryScenario({
+    cluster,
+    model: { preset: 'gpt-tiny', layers: c.pp * c.pipeline.chunks * 2 },
+    training: { globalBatch: c.dp * c.microBatch * c.microBatches * c.pp, microBatch: c.microBatch, recompute: c.recompute, flashAttention: c.cp > 1 },
+    parallel: {
+      tp: c.tp,
+      pp: c.pp,
+      dp: c.dp,
+      cp: c.cp,
+      schedule: c.pipeline.schedule,
+      chunks: c.pipeline.chunks,
+      zero: c.states.zero,
+      sequenceParallel: c.sequenceParallel && c.tp > 1,
+      offload: { optimizer: c.states.optimizer, params: c.states.params },
+      ...(c.smallBuckets ? { gradientBucket: '64KiB' } : {}),
+    },
+  });
+
+/** Requires the symmetric run's report to be the full run's; whether the symmetry was used. */
+const mirrorsFull = (s: NonNullable<ReturnType<typeof tryScenario>>): boolean => {
+  const full = simulate(s).report;
+  const mirrored = simulate(s, { symmetry: true }).report;
+  expect(figures(mirrored)).toBe(figures(full));
+  return mirrored.simulation.replicas !== undefined;
+};
+
 describe('the data-parallel replica symmetry (simulate with symmetry: true)', () => {
   it('gives the full simulation report, byte for byte but for `simulation`, wherever it applies; and it applies to over a quarter of random layouts', () => {
     let applied = 0;
@@ -59,29 +100,13 @@ describe('the data-parallel replica symmetry (simulate with symmetry: true)', ()
           const devices = c.nodes * c.gpusPerNode;
           const dp = devices / (c.tp * c.pp * c.cp);
           if (!Number.isInteger(dp) || dp < 1) return;
-          const s = tryScenario({
-            cluster: { nodes: c.nodes, gpusPerNode: c.gpusPerNode, gpu: { memory: c.hbm }, fabric: { nodesPerLeaf: c.nodesPerLeaf, oversubscription: c.oversubscription }, collectiveProtocol: c.protocol },
-            model: { preset: 'gpt-tiny', layers: c.pp * c.pipeline.chunks * 2 },
-            training: { globalBatch: dp * c.microBatch * c.microBatches * c.pp, microBatch: c.microBatch, recompute: c.recompute, flashAttention: c.cp > 1 },
-            parallel: {
-              tp: c.tp,
-              pp: c.pp,
-              dp,
-              cp: c.cp,
-              schedule: c.pipeline.schedule,
-              chunks: c.pipeline.chunks,
-              zero: c.states.zero,
-              sequenceParallel: c.sequenceParallel && c.tp > 1,
-              offload: { optimizer: c.states.optimizer, params: c.states.params },
-              ...(c.smallBuckets ? { gradientBucket: '64KiB' } : {}),
-            },
-          });
+          const s = layoutScenario(
+            { nodes: c.nodes, gpusPerNode: c.gpusPerNode, gpu: { memory: c.hbm }, fabric: { nodesPerLeaf: c.nodesPerLeaf, oversubscription: c.oversubscription }, collectiveProtocol: c.protocol },
+            { ...c, dp },
+          );
           if (!s) return;
           runs++;
-          const full = simulate(s).report;
-          const mirrored = simulate(s, { symmetry: true }).report;
-          if (mirrored.simulation.replicas) applied++;
-          expect(figures(mirrored)).toBe(figures(full));
+          if (mirrorsFull(s)) applied++;
         },
       ),
       { numRuns: 150, seed: 20261202 },
@@ -127,8 +152,8 @@ describe('the data-parallel replica symmetry (simulate with symmetry: true)', ()
     expect(estimateOperations(s, 1 / 3)).toBeLessThan(full - 1);
     // ...and the one with the cluster's symmetry, none here, refuses it.
     expect(() => simulate(s, { symmetry: true, maxOperations: full - 1 })).toThrow(/as its cluster gives it no exact replica symmetry/);
-    // Over one node no symmetry applies at all; and a recorded memory timeline turns it off without a hint to ask for it.
-    const one = scenario({ model: { preset: 'gpt-tiny', layers: 4 }, cluster: { nodes: 1, gpusPerNode: 4 }, training: { globalBatch: 16, microBatch: 1 }, parallel: { tp: 1, pp: 1, dp: 4 } });
+    // Without data parallelism no symmetry applies at all; and a recorded memory timeline turns it off without a hint to ask for it.
+    const one = scenario({ model: { preset: 'gpt-tiny', layers: 4 }, cluster: { nodes: 1, gpusPerNode: 4 }, training: { globalBatch: 16, microBatch: 1 }, parallel: { tp: 2, pp: 2, dp: 1 } });
     expect(() => simulate(one, { symmetry: true, maxOperations: 10 })).toThrow(/operations, as no replica symmetry applies to it \(/);
     const timeline = () => simulate(thirteenBStyle(1024), { symmetry: true, recordMemory: true, maxOperations: estimateOperations(thirteenBStyle(1024)) - 1 });
     expect(timeline).toThrow(ResourceLimitError);
@@ -148,11 +173,18 @@ describe('the data-parallel replica symmetry (simulate with symmetry: true)', ()
     expect([...devices].sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 8, 9, 10, 11]);
   });
 
-  it('is not used where it would not be exact: with variability, over one node, without data parallelism, on nodes whose routes are searched, when a binding leaf uplink would carry several replicas\' flows, or when no shift moves whole leaves', () => {
+  it('is not used where it would not be exact: with variability, without data parallelism, on nodes whose routes are searched, when a binding leaf uplink, NIC, PCIe switch or NVMe would carry several replicas\' flows, or when no shift moves whole leaves or carries PCIe switches onto switches', () => {
     const base = { model: { preset: 'gpt-tiny', layers: 4 }, training: { globalBatch: 16, microBatch: 1 } };
     const cases = [
       { ...base, cluster: { nodes: 2, gpusPerNode: 4 }, parallel: { tp: 1, pp: 1, dp: 8 }, variability: { jitter: 0.05 } },
-      { ...base, cluster: { nodes: 1, gpusPerNode: 4 }, parallel: { tp: 1, pp: 1, dp: 4 } },
+      // Two replicas behind one PCIe switch, offloading their optimizer states: its uplink to host memory carries both's.
+      { ...base, cluster: { nodes: 1, gpusPerNode: 2 }, parallel: { tp: 1, pp: 1, dp: 2, zero: 2, offload: { optimizer: 'cpu' } } },
+      // Replicas moving within a node, states on its one NVMe: its link carries every replica's.
+      { ...base, cluster: { nodes: 1, gpusPerNode: 4 }, parallel: { tp: 1, pp: 1, dp: 4, zero: 3, offload: { optimizer: 'nvme', params: 'nvme' } } },
+      // Two replicas per node, each pair of GPUs behind one NIC: the pipeline's transfers of both cross it.
+      { ...base, cluster: { nodes: 2, gpusPerNode: 4, node: { nics: 2 } }, parallel: { tp: 1, pp: 4, dp: 2 } },
+      // Three GPUs behind each PCIe switch, two per replica: a shift by one replica splits a switch's GPUs.
+      { ...base, cluster: { nodes: 1, gpusPerNode: 6, node: { gpusPerPcieSwitch: 3 } }, training: { globalBatch: 12, microBatch: 1 }, parallel: { tp: 2, pp: 1, dp: 3 } },
       { ...base, cluster: { nodes: 2, gpusPerNode: 4 }, parallel: { tp: 4, pp: 2, dp: 1 } },
       // Stage 0 on nodes 0 and 1 under one leaf, stage 1 on nodes 2 and 3 under another: swapping the nodes of each
       // leaf leaves the leaf uplinks in place, and oversubscribed they bind.
@@ -182,6 +214,67 @@ describe('the data-parallel replica symmetry (simulate with symmetry: true)', ()
     expect(figures(mirrored.report)).toBe(figures(simulate(s).report));
   });
 
+  it('gives the full report where GPUs move within their nodes (a node holds whole tensor x data-parallel blocks, the pipeline across nodes), and applies to over a third of such layouts', () => {
+    let applied = 0;
+    let runs = 0;
+    fc.assert(
+      fc.property(
+        fc.record({
+          // GPUs a node, and a block's (its tensor x context x data-parallel ranks) within it.
+          node: fc.constantFrom([2, 2], [4, 2], [4, 4], [8, 2], [8, 4], [8, 8]),
+          nodes: fc.constantFrom(1, 2, 3),
+          gpusPerPcieSwitch: fc.constantFrom(1, 2, 4),
+          halfNics: fc.boolean(),
+          tp: fc.constantFrom(1, 2),
+          cp: fc.constantFrom(1, 1, 2),
+          pipeline: fc.constantFrom(...SCHEDULES),
+          microBatches: fc.integer({ min: 1, max: 3 }),
+          states: fc.constantFrom(...STATES),
+          recompute: fc.constantFrom('none', 'selective'),
+          sequenceParallel: fc.boolean(),
+          smallBuckets: fc.boolean(),
+          oversubscription: fc.constantFrom(1, 2),
+        }),
+        (c) => {
+          const [gpusPerNode, block] = c.node;
+          const dp = block / (c.tp * c.cp);
+          const pp = (c.nodes * gpusPerNode) / block;
+          if (!Number.isInteger(dp) || dp < 2 || pp > 8) return;
+          const cluster = {
+            nodes: c.nodes,
+            gpusPerNode,
+            node: { gpusPerPcieSwitch: Math.min(c.gpusPerPcieSwitch, gpusPerNode), nics: c.halfNics ? gpusPerNode / 2 : gpusPerNode },
+            fabric: { nodesPerLeaf: 2, oversubscription: c.oversubscription },
+          };
+          const s = layoutScenario(cluster, { ...c, pp, dp, microBatch: 1 });
+          if (!s) return;
+          runs++;
+          if (mirrorsFull(s)) applied++;
+        },
+      ),
+      { numRuns: 300, seed: 20261203 },
+    );
+    expect(runs).toBeGreaterThan(100);
+    expect(applied).toBeGreaterThan(runs / 3);
+  });
+
+  it('moves GPUs within DGX A100 nodes: tp 2 x dp 4 on each node, the pipeline across two, simulates 1 of 4 replicas (2 GPUs a node), optimizer states offloaded to host memory or not', () => {
+    for (const states of [{ zero: 1 }, { zero: 2, offload: { optimizer: 'cpu' } }]) {
+      const s = scenario({
+        cluster: { nodes: 2, gpusPerNode: 8, node: 'dgx-a100' },
+        model: { preset: 'gpt-tiny', layers: 4 },
+        training: { globalBatch: 32, microBatch: 1 },
+        parallel: { tp: 2, pp: 2, dp: 4, ...states },
+      });
+      const mirrored = simulate(s, { symmetry: true });
+      expect(mirrored.report.simulation.replicas).toEqual({ simulated: 1, of: 4 });
+      expect([...new Set(mirrored.plan.graph.device)].sort((a, b) => a - b)).toEqual([0, 1, 8, 9]);
+      const full = simulate(s).report;
+      expect(figures(mirrored.report)).toBe(figures(full));
+      if (states.offload) expect(full.memory.peak.cpu).toBeGreaterThan(0);
+    }
+  });
+
   it('is not used when a memory timeline is recorded (a trace needs every device)', () => {
     const s = scenario({ cluster: { nodes: 2, gpusPerNode: 4 }, model: { preset: 'gpt-tiny', layers: 4 }, training: { globalBatch: 16 }, parallel: { tp: 1, pp: 1, dp: 8 } });
     expect(simulate(s, { symmetry: true }).report.simulation.replicas).toEqual({ simulated: 4, of: 8 });
@@ -191,12 +284,14 @@ describe('the data-parallel replica symmetry (simulate with symmetry: true)', ()
 
 describe('Topology.linkImages', () => {
   const cluster = (nodes: number, nodesPerLeaf: number) => scenario({ cluster: { nodes, gpusPerNode: 4, fabric: { nodesPerLeaf } }, training: { globalBatch: nodes * 4 }, parallel: { tp: 1, pp: 1, dp: nodes * 4 } }).cluster;
+  /** Each node's GPUs to node `to[n]`, keeping their places. */
+  const nodesTo = (to: number[]) => to.flatMap((m) => [0, 1, 2, 3].map((g) => m * 4 + g));
 
   it('maps links one to one onto links alike when nodes under one leaf swap, and every link to itself when none moves', () => {
     const topology = buildTopology(cluster(2, 32));
-    const identity = topology.linkImages([0, 1])!;
+    const identity = topology.linkImages(nodesTo([0, 1]))!;
     expect([...identity]).toEqual(Array.from({ length: topology.count }, (_, l) => l));
-    const swapped = topology.linkImages([1, 0])!;
+    const swapped = topology.linkImages(nodesTo([1, 0]))!;
     expect(new Set(swapped).size).toBe(topology.count);
     for (let l = 0; l < topology.count; l++) {
       expect(swapped[l]).not.toBe(l);
@@ -207,10 +302,23 @@ describe('Topology.linkImages', () => {
 
   it('has no image when the nodes of one leaf go under different leaves, and moves a leaf whose nodes all go under another', () => {
     const topology = buildTopology(cluster(4, 2));
-    expect(topology.linkImages([2, 1, 0, 3])).toBeUndefined();
-    expect(topology.linkImages([1, 0, 3, 2])).toBeDefined();
+    expect(topology.linkImages(nodesTo([2, 1, 0, 3]))).toBeUndefined();
+    expect(topology.linkImages(nodesTo([1, 0, 3, 2]))).toBeDefined();
     // Whole leaves swapping: each leaf goes where its nodes go.
-    const swapped = topology.linkImages([2, 3, 0, 1])!;
+    const swapped = topology.linkImages(nodesTo([2, 3, 0, 1]))!;
     expect(new Set(swapped).size).toBe(topology.count);
+  });
+  it('carries GPUs moving within a node with their PCIe switches and NICs: a move by a whole switch has an image, one that splits a switch none', () => {
+    const topology = buildTopology(cluster(2, 32));
+    // Default nodes: two GPUs behind each PCIe switch.
+    const rotate = (by: number) => Array.from({ length: 8 }, (_, d) => Math.floor(d / 4) * 4 + ((d + by) % 4));
+    const images = topology.linkImages(rotate(2))!;
+    expect(new Set(images).size).toBe(topology.count);
+    for (let l = 0; l < topology.count; l++) expect(topology.linkType[images[l]]).toBe(topology.linkType[l]);
+    // Host memory stays: its links are their own images.
+    const host = Array.from({ length: topology.count }, (_, l) => l).filter((l) => topology.hostSide[l] === 1);
+    expect(host.length).toBeGreaterThan(0);
+    expect(host.filter((l) => images[l] !== l && topology.linkType[l] === 'nvme')).toEqual([]);
+    expect(topology.linkImages(rotate(1))).toBeUndefined();
   });
 });
