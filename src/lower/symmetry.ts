@@ -33,7 +33,12 @@ import { LANES, type StepResources } from './resources.js';
  *   with variability, whose noise differs per device, nor on routes found by a search (see replicaSymmetry).
  * - Host memory and NVMe stay in place when GPUs move within their nodes, shared by simulated and mirrored replicas:
  *   they hold every device's states from the start (the baseline), and no operation changes them (a builder fault
- *   if one did).
+ *   if one did). Their links carry only the offloaded states' traffic, which the placement of the states says; a flow
+ *   to or from a host the symmetry took to be idle is a builder fault too. Only links are checked: the host's other
+ *   resources (the CPU optimizer's rate) are fixed shares per GPU, not contended.
+ * - Max-min sharing in floating point also depends on the order in which flows join a link. Every flow between
+ *   replicas belongs to one operation over a dp group, built in both runs (its first member is simulated), so the
+ *   order is kept; a per-device operation with flows to other replicas would need another look.
  * - Memory is counted in whole bytes (MemoryTracker.change), so that a device's use does not depend on the order of
  *   the changes at one instant, which the mirrored run does not keep.
  * - After the run, each mirrored device takes its counterpart's figures (mirrorResults), and the report sums them
@@ -52,6 +57,7 @@ export interface ReplicaSymmetry {
   /** 1 for the devices, lanes, topology vertices and memory locations that are simulated. */
   keepDevice: Uint8Array;
   keepLane: Uint8Array;
+  /** Also QUIET for host memory and NVMe that no state lives in, whose links the symmetry took to carry nothing. */
   keepVertex: Uint8Array;
   /** Also SHARED for host memory and NVMe that simulated and mirrored replicas share (GPUs moving within nodes). */
   keepLocation: Uint8Array;
@@ -92,10 +98,12 @@ export function replicaSymmetry(config: StepConfig, program: Pick<StepProgram, '
     const keepNode = Uint8Array.from(nodeMirrorOf, (m, n) => (m === n ? 1 : 0));
     const keepLane = new Uint8Array(resources.laneCount);
     for (let d = 0; d < devices; d++) if (keepDevice[d]) keepLane.fill(1, resources.lane(d, 0), resources.lane(d, LANES.length));
+    const kind = topology.vertexKind;
+    const quiet = (v: number) => (kind[v] === 'cpu' && !traffic.host) || (kind[v] === 'nvme' && !traffic.nvme);
     const keepVertex = Uint8Array.from({ length: topology.vertexCount }, (_, v) => {
       if (v < devices) return keepDevice[v];
       const node = topology.nodeOf(v);
-      return node < 0 || keepNode[node] ? 1 : 0;
+      return node >= 0 && !keepNode[node] ? 0 : quiet(v) ? QUIET : 1;
     });
     const keepLocation = Uint8Array.from({ length: resources.locationCount }, (_, l) =>
       resources.tierOf(l) === 'hbm' ? keepDevice[l] : withinNodes ? SHARED : keepNode[resources.nodeOfLocation(l)],
@@ -165,6 +173,8 @@ function preservesCluster(topology: Topology, images: Int32Array, order: number,
 
 /** keepLocation of host memory and NVMe shared by simulated and mirrored replicas: an operation may not change it. */
 const SHARED = 2;
+/** keepVertex of host memory and NVMe whose links the symmetry took to carry nothing: no flow may start or end there. */
+const QUIET = 2;
 
 /**
  * An operation of a mirrored device: not built; dependencies on it and effects of it are dropped. Not -1, which the
@@ -204,7 +214,13 @@ export class MirroredGraphBuilder extends OperationGraphBuilder {
   }
 
   override flow(op: number, sourceVertex: number, targetVertex: number, bytes: number, timed = true): void {
-    if (op !== MIRRORED && this.symmetry.keepVertex[sourceVertex] === 1) super.flow(op, sourceVertex, targetVertex, bytes, timed);
+    if (op === MIRRORED) return;
+    const keep = this.symmetry.keepVertex;
+    // A target past the vertices is one routed through a rail (Topology.viaRail): GPU to GPU.
+    if (keep[sourceVertex] === QUIET || (targetVertex < keep.length && keep[targetVertex] === QUIET)) {
+      throw new Error('a flow to or from host memory or NVMe that the replica symmetry took to carry nothing (no state lives there): replicaSymmetry must count it as traffic');
+    }
+    if (keep[sourceVertex] === 1) super.flow(op, sourceVertex, targetVertex, bytes, timed);
   }
 
   override memory(op: number, location: number, category: number, bytes: number, when: 0 | 1): void {

@@ -5,6 +5,8 @@ import { estimateOperations } from '../../src/lower/limits.js';
 import { buildTopology } from '../../src/hardware/topology.js';
 import type { Report } from '../../src/report/report.js';
 import { simulate } from '../../src/simulate.js';
+import { MirroredGraphBuilder } from '../../src/lower/symmetry.js';
+import { StepResources } from '../../src/lower/resources.js';
 import { scenario, tryScenario } from '../support/scenarios.js';
 
 /** A report as JSON, but for `simulation`, which counts what the engine ran and so differs with the symmetry. */
@@ -273,6 +275,19 @@ describe('the data-parallel replica symmetry (simulate with symmetry: true)', ()
       expect(figures(mirrored.report)).toBe(figures(full));
       if (states.offload) expect(full.memory.peak.cpu).toBeGreaterThan(0);
     }
+  });
+
+  it('faults, rather than mirror wrongly, when an operation would touch host memory the symmetry within nodes took to be idle and unchanging', () => {
+    const s = scenario({ cluster: { nodes: 2, gpusPerNode: 8, node: 'dgx-a100' }, model: { preset: 'gpt-tiny', layers: 4 }, training: { globalBatch: 32, microBatch: 1 }, parallel: { tp: 2, pp: 2, dp: 4, zero: 1 } });
+    const { plan, topology } = simulate(s, { symmetry: true });
+    const resources = new StepResources(2, 8);
+    const builder = new MirroredGraphBuilder(plan.symmetry!, resources.laneCount, 4);
+    const op = builder.operation(0, 0, 1000);
+    expect(() => builder.flow(op, 0, 1, 100)).not.toThrow();
+    expect(() => builder.memory(op, resources.hbm(0), 0, 100, 0)).not.toThrow();
+    expect(() => builder.flow(op, 0, topology.cpuVertex(0), 100)).toThrow(/host memory or NVMe/);
+    expect(() => builder.flow(op, topology.nvmeVertex(1), 8, 100)).toThrow(/host memory or NVMe/);
+    expect(() => builder.memory(op, resources.cpu(0), 0, 100, 0)).toThrow(/host memory or NVMe/);
   });
 
   it('is not used when a memory timeline is recorded (a trace needs every device)', () => {
