@@ -82,9 +82,8 @@ export function replicaSymmetry(config: StepConfig, program: Pick<StepProgram, '
   const dpOf = (device: number) => mesh.coordinate(device, 'dp');
   for (const k of replicaShifts(config, mesh)) {
     const moved = Int32Array.from({ length: devices }, (_, d) => d + (((dpOf(d) + k) % dp) - dpOf(d)) * stride);
-    const nodeOf = (d: number) => Math.floor(d / gpusPerNode);
     // Whole nodes move, local places kept; or GPUs move within their nodes, host memory and NVMe staying.
-    const withinNodes = moved.every((to, d) => nodeOf(to) === nodeOf(d));
+    const withinNodes = moved.every((to, d) => resources.nodeOf(to) === resources.nodeOf(d));
     if (!withinNodes && moved.some((to, d) => to % gpusPerNode !== d % gpusPerNode)) continue;
     const images = topology.linkImages(moved);
     if (!images || !preservesCluster(topology, images, dp / k, traffic)) continue;
